@@ -1,0 +1,121 @@
+//! Wiring: open the stores, bootstrap the first admin, build the routes, serve with graceful
+//! shutdown, and run the periodic jobs. `spawn` is used by `pfai serve` and by the tests alike.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::domain::{account, release, Core};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Opening the data directory failed.
+    #[error("cannot open the data directory: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    /// Bootstrapping failed.
+    #[error("cannot initialise: {0}")]
+    Domain(#[from] crate::domain::DomainError),
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The system `git` is needed for the pack protocol.
+    #[error("the `git` command is required but was not found on PATH")]
+    NoGit,
+}
+
+/// A running server.
+pub struct Server {
+    /// The bound address (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// Shared state (tests use it to inspect storage).
+    pub core: Arc<Core>,
+    shutdown: Option<oneshot::Sender<()>>,
+    join: JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting, lets in-flight requests finish, flushes counters, closes the database.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.join).await;
+    }
+
+    /// Waits until the server stops (after `shutdown` was triggered elsewhere).
+    pub async fn wait(self) {
+        let _ = self.join.await;
+    }
+
+    /// A handle that triggers shutdown.
+    pub fn take_shutdown(&mut self) -> Option<oneshot::Sender<()>> {
+        self.shutdown.take()
+    }
+}
+
+/// Opens everything and starts serving on `config.listen`.
+pub async fn spawn(config: Config) -> Result<Server, StartError> {
+    if std::process::Command::new("git").arg("--version").output().is_err() {
+        return Err(StartError::NoGit);
+    }
+    let core = Core::open(&config.data_dir, &config.asset_base(), config.limits.clone())?;
+    if let Some(path) = account::bootstrap_admin(&core, &config.data_dir).await? {
+        tracing::info!(path = %path.display(), "created site admin `admin`; its token is in this file");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let routes = crate::http::routes(core.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let flusher = {
+        let core = core.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(e) = release::flush_downloads(&core).await {
+                    tracing::warn!(error = %e, "flushing download counts failed; will retry");
+                }
+            }
+        })
+    };
+    let core2 = core.clone();
+    let join = tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = rx.await;
+            })
+            .run()
+            .await;
+        flusher.abort();
+        if let Err(e) = release::flush_downloads(&core2).await {
+            tracing::error!(error = %e, "flushing download counts at shutdown failed");
+        }
+        tracing::info!("server stopped");
+    });
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "pfai listening");
+    Ok(Server {
+        addr,
+        core,
+        shutdown: Some(tx),
+        join,
+    })
+}

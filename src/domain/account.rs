@@ -1,0 +1,531 @@
+//! Users, organizations, tokens, repositories and memberships.
+
+use std::path::Path;
+
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use serde::Serialize;
+
+use super::{repo_access_txn, Core, DomainError, DomainResult};
+use crate::auth::{self, Credentials, Principal};
+use crate::ids::{RepoPath, Role, Slug};
+use crate::storage::records::{Org, Repo, Token, User};
+use crate::storage::{codec, next_id, tables};
+use crate::util::{now_unix, sha256_hex};
+
+/// Resolves credentials to a principal. `allow_password` lets Basic carry a real password
+/// (only for minting tokens); elsewhere the Basic password must be a token.
+pub async fn authenticate(
+    core: &Core,
+    creds: Credentials,
+    allow_password: bool,
+) -> DomainResult<Option<Principal>> {
+    let bad = || DomainError::Unauthenticated("invalid or revoked credentials".into());
+    match creds {
+        Credentials::None => Ok(None),
+        Credentials::Malformed => Err(DomainError::Unauthenticated(
+            "malformed Authorization header".into(),
+        )),
+        creds => {
+            let secret = creds.token().unwrap_or_default().to_owned();
+            let by_token = core
+                .db
+                .read(move |txn| auth::token_principal(txn, &secret).map_err(DomainError::from))
+                .await?;
+            if let Some((p, _)) = by_token {
+                return Ok(Some(p));
+            }
+            if let (true, Credentials::Basic { user, password }) = (allow_password, creds) {
+                let found = core
+                    .db
+                    .read(move |txn| {
+                        let users = txn.open_table(tables::USERS)?;
+                        let row = users.get(user.as_str())?;
+                        match row {
+                            Some(r) => Ok::<_, DomainError>(Some(codec::decode::<User>(r.value())?)),
+                            None => Ok(None),
+                        }
+                    })
+                    .await?;
+                // argon2 is deliberately slow: keep it off the async workers.
+                let verified = tokio::task::spawn_blocking(move || {
+                    found.filter(|u| auth::verify_password(&u.password_hash, &password))
+                })
+                .await
+                .map_err(|e| DomainError::Internal(e.to_string()))?;
+                if let Some(u) = verified {
+                    return Ok(Some(Principal {
+                        username: u.username,
+                        admin: u.admin,
+                    }));
+                }
+            }
+            Err(bad())
+        }
+    }
+}
+
+/// Requires an authenticated caller.
+pub fn require(who: Option<&Principal>) -> DomainResult<&Principal> {
+    who.ok_or_else(|| DomainError::Unauthenticated("authentication required".into()))
+}
+
+/// On an empty database, creates site admin `admin` with a token, written to
+/// `$DATA_DIR/initial-admin-token` (mode 0600). Returns the file path when it did so.
+pub async fn bootstrap_admin(core: &Core, data_dir: &Path) -> DomainResult<Option<std::path::PathBuf>> {
+    let secret = auth::new_token_secret();
+    let hash = sha256_hex(secret.as_bytes());
+    let created = core
+        .db
+        .write(move |txn| {
+            if !txn.open_table(tables::USERS)?.is_empty()? {
+                return Ok::<_, DomainError>(false);
+            }
+            insert_user(txn, "admin", "", "", true)?;
+            insert_token(txn, &hash, "admin", "initial admin token")?;
+            Ok(true)
+        })
+        .await?;
+    if !created {
+        return Ok(None);
+    }
+    let path = data_dir.join("initial-admin-token");
+    write_secret_file(&path, &secret)?;
+    Ok(Some(path))
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()
+}
+
+fn name_taken(txn: &WriteTransaction, name: &str) -> DomainResult<bool> {
+    Ok(txn.open_table(tables::USERS)?.get(name)?.is_some()
+        || txn.open_table(tables::ORGS)?.get(name)?.is_some())
+}
+
+fn insert_user(
+    txn: &WriteTransaction,
+    username: &str,
+    password_hash: &str,
+    email: &str,
+    admin: bool,
+) -> DomainResult<()> {
+    let user = User {
+        username: username.to_owned(),
+        email: email.to_owned(),
+        password_hash: password_hash.to_owned(),
+        admin,
+        created_at: now_unix(),
+    };
+    txn.open_table(tables::USERS)?
+        .insert(username, codec::encode(&user)?.as_slice())?;
+    Ok(())
+}
+
+fn insert_token(txn: &WriteTransaction, hash: &str, username: &str, name: &str) -> DomainResult<Token> {
+    let token = Token {
+        id: next_id(txn, "token")?,
+        username: username.to_owned(),
+        name: name.to_owned(),
+        created_at: now_unix(),
+    };
+    txn.open_table(tables::TOKENS)?
+        .insert(hash, codec::encode(&token)?.as_slice())?;
+    Ok(token)
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// Numeric-free identity: the username.
+    pub username: String,
+    /// Email.
+    pub email: String,
+    /// Site admin.
+    pub admin: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Creates a user (site admins only).
+pub async fn create_user(
+    core: &Core,
+    who: Option<&Principal>,
+    username: &str,
+    password: &str,
+    email: &str,
+    admin: bool,
+) -> DomainResult<UserView> {
+    let who = require(who)?;
+    if !who.admin {
+        return Err(DomainError::Forbidden("only site admins can create users".into()));
+    }
+    let name = Slug::parse(username)?;
+    if password.len() < 8 {
+        return Err(DomainError::Invalid("password must be at least 8 characters".into()));
+    }
+    let password = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?
+        .map_err(DomainError::Internal)?;
+    let email = email.to_owned();
+    core.db
+        .write(move |txn| {
+            if name_taken(txn, name.as_str())? {
+                return Err(DomainError::Conflict(format!("the name {name} is taken")));
+            }
+            insert_user(txn, name.as_str(), &hash, &email, admin)?;
+            Ok(UserView {
+                username: name.to_string(),
+                email,
+                admin,
+                created_at: crate::util::rfc3339(now_unix()),
+            })
+        })
+        .await
+}
+
+/// The caller.
+pub async fn whoami(core: &Core, who: Option<&Principal>) -> DomainResult<UserView> {
+    let who = require(who)?.clone();
+    core.db
+        .read(move |txn| {
+            let users = txn.open_table(tables::USERS)?;
+            let row = users
+                .get(who.username.as_str())?
+                .ok_or_else(|| DomainError::Unauthenticated("user no longer exists".into()))?;
+            let u: User = codec::decode(row.value())?;
+            Ok(UserView {
+                username: u.username,
+                email: u.email,
+                admin: u.admin,
+                created_at: crate::util::rfc3339(u.created_at),
+            })
+        })
+        .await
+}
+
+/// A freshly minted token: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewToken {
+    /// Id (for revoking).
+    pub id: u64,
+    /// Label.
+    pub name: String,
+    /// The secret.
+    pub token: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// Mints a token for the caller.
+pub async fn mint_token(core: &Core, who: Option<&Principal>, name: &str) -> DomainResult<NewToken> {
+    let who = require(who)?.clone();
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(DomainError::Invalid("token name must be 1 to 100 printable characters".into()));
+    }
+    let secret = auth::new_token_secret();
+    let hash = sha256_hex(secret.as_bytes());
+    let token = core
+        .db
+        .write(move |txn| insert_token(txn, &hash, &who.username, &name))
+        .await?;
+    Ok(NewToken {
+        id: token.id,
+        name: token.name,
+        token: secret,
+        created_at: crate::util::rfc3339(token.created_at),
+    })
+}
+
+/// Revokes one of the caller's tokens by id (site admins: anyone's).
+pub async fn revoke_token(core: &Core, who: Option<&Principal>, id: u64) -> DomainResult<()> {
+    let who = require(who)?.clone();
+    core.db
+        .write(move |txn| {
+            let mut tokens = txn.open_table(tables::TOKENS)?;
+            let mut victim = None;
+            for row in tokens.iter()? {
+                let (k, v) = row?;
+                let t: Token = codec::decode(v.value())?;
+                if t.id == id && (t.username == who.username || who.admin) {
+                    victim = Some(k.value().to_owned());
+                    break;
+                }
+            }
+            let key = victim.ok_or_else(|| DomainError::NotFound(format!("token {id} not found")))?;
+            tokens.remove(key.as_str())?;
+            Ok(())
+        })
+        .await
+}
+
+/// Creates an organization; the creator becomes its admin.
+pub async fn create_org(core: &Core, who: Option<&Principal>, name: &str) -> DomainResult<serde_json::Value> {
+    let who = require(who)?.clone();
+    let name = Slug::parse(name)?;
+    core.db
+        .write(move |txn| {
+            if name_taken(txn, name.as_str())? {
+                return Err(DomainError::Conflict(format!("the name {name} is taken")));
+            }
+            let org = Org {
+                name: name.to_string(),
+                created_by: who.username.clone(),
+                created_at: now_unix(),
+            };
+            txn.open_table(tables::ORGS)?
+                .insert(name.as_str(), codec::encode(&org)?.as_slice())?;
+            txn.open_table(tables::ORG_MEMBERS)?
+                .insert((name.as_str(), who.username.as_str()), Role::Admin.to_byte())?;
+            Ok(serde_json::json!({
+                "name": org.name,
+                "createdAt": crate::util::rfc3339(org.created_at),
+            }))
+        })
+        .await
+}
+
+/// Sets (or with `None` removes) a user's role in an org; needs org admin or site admin.
+pub async fn set_org_member(
+    core: &Core,
+    who: Option<&Principal>,
+    org: &str,
+    user: &str,
+    role: Option<Role>,
+) -> DomainResult<()> {
+    let who = require(who)?.clone();
+    let (org, user) = (org.to_owned(), user.to_owned());
+    core.db
+        .write(move |txn| {
+            if txn.open_table(tables::ORGS)?.get(org.as_str())?.is_none() {
+                return Err(DomainError::NotFound(format!("organization {org} not found")));
+            }
+            let mut members = txn.open_table(tables::ORG_MEMBERS)?;
+            let my_role = members
+                .get((org.as_str(), who.username.as_str()))?
+                .and_then(|v| Role::from_byte(v.value()));
+            if !who.admin && my_role != Some(Role::Admin) {
+                return Err(DomainError::Forbidden(format!("you are not an admin of {org}")));
+            }
+            if txn.open_table(tables::USERS)?.get(user.as_str())?.is_none() {
+                return Err(DomainError::Invalid(format!("user {user} does not exist")));
+            }
+            match role {
+                Some(r) => {
+                    members.insert((org.as_str(), user.as_str()), r.to_byte())?;
+                }
+                None => {
+                    members.remove((org.as_str(), user.as_str()))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// A repository as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoView {
+    /// Id.
+    pub id: u64,
+    /// Owner.
+    pub owner: String,
+    /// Name.
+    pub name: String,
+    /// `owner/name`.
+    pub full_name: String,
+    /// Private.
+    pub private: bool,
+    /// Description.
+    pub description: String,
+    /// The caller's role.
+    pub permission: Option<Role>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl RepoView {
+    /// Renders a row for a caller with `role`.
+    pub fn new(r: &Repo, role: Option<Role>) -> Self {
+        RepoView {
+            id: r.id,
+            owner: r.owner.clone(),
+            name: r.name.clone(),
+            full_name: format!("{}/{}", r.owner, r.name),
+            private: r.private,
+            description: r.description.clone(),
+            permission: role,
+            created_at: crate::util::rfc3339(r.created_at),
+        }
+    }
+}
+
+/// Creates a repository (and its bare git repo). The caller must be the owner, an org member
+/// with `write` or more, or a site admin.
+pub async fn create_repo(
+    core: &Core,
+    who: Option<&Principal>,
+    owner: &str,
+    name: &str,
+    private: bool,
+    description: &str,
+) -> DomainResult<RepoView> {
+    let who = require(who)?.clone();
+    let path = RepoPath::new(owner, name)?;
+    if description.len() > 4096 {
+        return Err(DomainError::Invalid("description is limited to 4096 bytes".into()));
+    }
+    // Authorize and check for existence before touching the disk.
+    let key = path.key();
+    let (p2, w2) = (path.clone(), who.clone());
+    core.db
+        .read(move |txn| {
+            let owner = p2.owner.as_str();
+            let is_user = txn.open_table(tables::USERS)?.get(owner)?.is_some();
+            let is_org = txn.open_table(tables::ORGS)?.get(owner)?.is_some();
+            if !is_user && !is_org {
+                return Err(DomainError::Invalid(format!("owner {owner} does not exist")));
+            }
+            let allowed = w2.admin
+                || w2.username == owner
+                || (is_org
+                    && txn
+                        .open_table(tables::ORG_MEMBERS)?
+                        .get((owner, w2.username.as_str()))?
+                        .and_then(|v| Role::from_byte(v.value()))
+                        .is_some_and(|r| r >= Role::Write));
+            if !allowed {
+                return Err(DomainError::Forbidden(format!(
+                    "you cannot create repositories in {owner}"
+                )));
+            }
+            if txn.open_table(tables::REPOS)?.get(p2.key().as_str())?.is_some() {
+                return Err(DomainError::Conflict(format!("repository {} already exists", p2)));
+            }
+            Ok(())
+        })
+        .await?;
+    let p3 = path.clone();
+    core.git(move |g| g.init(&p3)).await?;
+    let description = description.to_owned();
+    core.db
+        .write(move |txn| {
+            let mut repos = txn.open_table(tables::REPOS)?;
+            if repos.get(key.as_str())?.is_some() {
+                return Err(DomainError::Conflict(format!("repository {key} already exists")));
+            }
+            let repo = Repo {
+                id: next_id(txn, "repo")?,
+                owner: path.owner.to_string(),
+                name: path.name.to_string(),
+                private,
+                description,
+                created_at: now_unix(),
+            };
+            repos.insert(key.as_str(), codec::encode(&repo)?.as_slice())?;
+            Ok(RepoView::new(&repo, Some(Role::Admin)))
+        })
+        .await
+}
+
+/// Reads a repository (404 when invisible).
+pub async fn get_repo(core: &Core, who: Option<&Principal>, path: &RepoPath) -> DomainResult<RepoView> {
+    let (repo, role) = core.repo_access(who, path, Role::Read).await?;
+    Ok(RepoView::new(&repo, Some(role)))
+}
+
+/// Every repository the caller can read, sorted by name.
+pub async fn list_repos(core: &Core, who: Option<&Principal>) -> DomainResult<Vec<RepoView>> {
+    let who = who.cloned();
+    core.db
+        .read(move |txn| {
+            let mut out = Vec::new();
+            for row in txn.open_table(tables::REPOS)?.iter()? {
+                let (k, _) = row?;
+                if let Ok((repo, role)) = repo_access_txn(txn, who.as_ref(), k.value(), Role::Read) {
+                    out.push(RepoView::new(&repo, Some(role)));
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Deletes a repository with its releases, assets, rules and memberships (admin).
+pub async fn delete_repo(core: &Core, who: Option<&Principal>, path: &RepoPath) -> DomainResult<()> {
+    core.repo_access(who, path, Role::Admin).await?;
+    let key = path.key();
+    let release_ids = core
+        .db
+        .write(move |txn| {
+            txn.open_table(tables::REPOS)?.remove(key.as_str())?;
+            txn.open_table(tables::COLLABORATORS)?
+                .retain(|(repo, _), _| repo != key.as_str())?;
+            let rules: Vec<u64> = {
+                let t = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
+                let mut v = Vec::new();
+                for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+                    v.push(row?.0.value().1);
+                }
+                v
+            };
+            let mut prot = txn.open_table(tables::TAG_PROTECTIONS)?;
+            for id in &rules {
+                prot.remove(*id)?;
+            }
+            txn.open_table(tables::PROTECTIONS_BY_REPO)?
+                .retain(|(repo, _), _| repo != key.as_str())?;
+            super::release::remove_all_releases_txn(txn, &key)
+        })
+        .await?;
+    for id in release_ids {
+        core.assets.remove_release(path, id)?;
+    }
+    let p = path.clone();
+    core.git(move |g| g.remove(&p)).await?;
+    Ok(())
+}
+
+/// Sets (or with `None` removes) a collaborator's role (repo admin).
+pub async fn set_collaborator(
+    core: &Core,
+    who: Option<&Principal>,
+    path: &RepoPath,
+    user: &str,
+    role: Option<Role>,
+) -> DomainResult<()> {
+    core.repo_access(who, path, Role::Admin).await?;
+    let (key, user) = (path.key(), user.to_owned());
+    core.db
+        .write(move |txn| {
+            if txn.open_table(tables::USERS)?.get(user.as_str())?.is_none() {
+                return Err(DomainError::NotFound(format!("user {user} not found")));
+            }
+            let mut t = txn.open_table(tables::COLLABORATORS)?;
+            match role {
+                Some(r) => {
+                    t.insert((key.as_str(), user.as_str()), r.to_byte())?;
+                }
+                None => {
+                    t.remove((key.as_str(), user.as_str()))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+}

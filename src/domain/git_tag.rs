@@ -1,0 +1,171 @@
+//! Git tags through the API: listing, creating (lightweight or annotated) and deleting, the last
+//! gated by tag protection. Also the decision about pushes that touch protected tags.
+
+use serde::Serialize;
+
+use super::{protection, Core, DomainError, DomainResult, Page, Paged};
+use crate::auth::Principal;
+use crate::git::http_backend::RefUpdate;
+use crate::git::{TagInfo, ZERO_OID};
+use crate::ids::{GitTagName, RepoPath, Role};
+use crate::util::rfc3339;
+
+/// A tag as the API shows it (lightweight tags: empty message, no tagger).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagView {
+    /// Short name.
+    pub name: String,
+    /// The commit it peels to.
+    pub commit: String,
+    /// The tag object id for annotated tags, else the commit.
+    pub id: String,
+    /// Annotated message, or empty.
+    pub message: String,
+    /// Annotated tagger, or null.
+    pub tagger: Option<TaggerView>,
+    /// Whether a protection rule matches it.
+    pub protected: bool,
+}
+
+/// Tagger of an annotated tag.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaggerView {
+    /// Name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// RFC 3339.
+    pub date: String,
+}
+
+fn view(t: TagInfo, rules: &protection::RuleSet) -> TagView {
+    TagView {
+        protected: rules.protecting(&t.name).is_some(),
+        name: t.name,
+        commit: t.commit_sha,
+        id: t.ref_target,
+        message: t.message,
+        tagger: t.tagger.map(|g| TaggerView {
+            name: g.name,
+            email: g.email,
+            date: rfc3339(g.time),
+        }),
+    }
+}
+
+/// Lists tags, newest name last (sorted by name), paginated.
+pub async fn list(core: &Core, who: Option<&Principal>, repo: &RepoPath, page: Page) -> DomainResult<Paged<TagView>> {
+    core.repo_access(who, repo, Role::Read).await?;
+    let rules = protection::rules(core, repo).await?;
+    let r = repo.clone();
+    let tags = core.git(move |g| g.list_tags(&r)).await?;
+    let all: Vec<TagView> = tags.into_iter().map(|t| view(t, &rules)).collect();
+    Ok(Paged::from_vec(all, page))
+}
+
+/// Reads one tag.
+pub async fn get(core: &Core, who: Option<&Principal>, repo: &RepoPath, tag: &str) -> DomainResult<TagView> {
+    core.repo_access(who, repo, Role::Read).await?;
+    let name = GitTagName::parse(tag).map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
+    let rules = protection::rules(core, repo).await?;
+    let r = repo.clone();
+    let n2 = name.clone();
+    core.git(move |g| g.find_tag(&r, &n2))
+        .await?
+        .map(|t| view(t, &rules))
+        .ok_or_else(|| DomainError::NotFound(format!("tag {name} not found")))
+}
+
+/// Resolves a branch, tag or full SHA to a commit, 422 when it does not resolve to a commit.
+pub async fn resolve_target(core: &Core, repo: &RepoPath, target: &str) -> DomainResult<String> {
+    let t = target.trim().to_owned();
+    if t.is_empty() || t.starts_with('-') || t.len() > 255 {
+        return Err(DomainError::Invalid(format!("target {target:?} is not a branch or commit")));
+    }
+    let r = repo.clone();
+    let t2 = t.clone();
+    core.git(move |g| g.resolve_commit(&r, &t2))
+        .await?
+        .ok_or_else(|| {
+            DomainError::Invalid(format!(
+                "target {t:?} does not resolve to a commit in {repo} (give a branch name or a full commit SHA)"
+            ))
+        })
+}
+
+/// Creates a tag at `target` (write). Annotated when `message` is given. 409 if it exists.
+pub async fn create(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    tag: &str,
+    target: &str,
+    message: Option<&str>,
+) -> DomainResult<TagView> {
+    core.repo_access(who, repo, Role::Write).await?;
+    let name = GitTagName::parse(tag)?;
+    let commit = resolve_target(core, repo, target).await?;
+    create_at(core, who, repo, &name, &commit, message).await?;
+    get(core, who, repo, name.as_str()).await
+}
+
+/// Creates a tag at a resolved commit, without access checks (callers have checked `write`).
+pub async fn create_at(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    name: &GitTagName,
+    commit: &str,
+    message: Option<&str>,
+) -> DomainResult<()> {
+    let tagger = who.map(|p| p.username.clone()).unwrap_or_else(|| "pfai".into());
+    let email = format!("{tagger}@pfai.invalid");
+    let (r, n, c, m) = (repo.clone(), name.clone(), commit.to_owned(), message.map(str::to_owned));
+    core.git(move |g| g.create_tag(&r, &n, &c, m.as_deref(), (&tagger, &email)))
+        .await
+}
+
+/// Deletes a tag. Protected tags need `admin`; others `write`. Releases anchored on it stay.
+pub async fn delete(core: &Core, who: Option<&Principal>, repo: &RepoPath, tag: &str) -> DomainResult<()> {
+    let (_, role) = core.repo_access(who, repo, Role::Write).await?;
+    let name = GitTagName::parse(tag).map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
+    let rules = protection::rules(core, repo).await?;
+    if let Some(p) = rules.protecting(name.as_str()) {
+        if role < Role::Admin {
+            return Err(DomainError::Forbidden(format!(
+                "tag {name} is protected by rule {p:?}; only admins can delete it"
+            )));
+        }
+    }
+    let (r, n) = (repo.clone(), name.clone());
+    let info = core
+        .git(move |g| g.find_tag(&r, &n))
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("tag {name} not found")))?;
+    let (r, n) = (repo.clone(), name.clone());
+    core.git(move |g| g.delete_tag(&r, &n, &info.ref_target)).await
+}
+
+/// Judges the ref updates of a push: `Some(message)` refuses the whole push. A `write` user may
+/// create protected tags but not delete or move them.
+pub fn judge_push(rules: &protection::RuleSet, role: Role, updates: &[RefUpdate]) -> Option<String> {
+    if role >= Role::Admin {
+        return None;
+    }
+    for u in updates {
+        let Some(tag) = u.name.strip_prefix("refs/tags/") else {
+            continue;
+        };
+        if u.old == ZERO_OID {
+            continue; // creation
+        }
+        if let Some(p) = rules.protecting(tag) {
+            let what = if u.new == ZERO_OID { "delete" } else { "move" };
+            return Some(format!(
+                "pfai: refusing the whole push: tag {tag} is protected by rule {p:?}; only repository admins can {what} it"
+            ));
+        }
+    }
+    None
+}

@@ -1,0 +1,202 @@
+//! Business rules. Knows storage, git and auth; never warp, never a status code. Every public
+//! function takes the caller (`Option<&Principal>`) and decides visibility itself, so that the
+//! REST API, git, the registry and the UI share one authorization path.
+
+pub mod account;
+pub mod error;
+pub mod git_tag;
+pub mod protection;
+pub mod release;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use redb::ReadTransaction;
+
+pub use error::{DomainError, DomainResult};
+
+use crate::auth::{self, Principal};
+use crate::git::GitStore;
+use crate::ids::{RepoPath, Role};
+use crate::storage::blob::BlobStore;
+use crate::storage::files::AssetFiles;
+use crate::storage::records::Repo;
+use crate::storage::{codec, tables, Db, StorageError};
+
+/// Size limits, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest JSON request body.
+    pub json_body: u64,
+    /// Largest release asset.
+    pub asset_max: u64,
+    /// Largest manifest (the OCI spec suggests 4 MiB).
+    pub manifest_max: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            json_body: 1 << 20,
+            asset_max: 10 << 30,
+            manifest_max: 4 << 20,
+        }
+    }
+}
+
+/// Everything the domain needs, shared by all requests.
+pub struct Core {
+    /// Metadata.
+    pub db: Db,
+    /// Git repositories.
+    pub git: GitStore,
+    /// OCI blobs and upload sessions.
+    pub blobs: BlobStore,
+    /// Release asset files.
+    pub assets: AssetFiles,
+    /// Size limits.
+    pub limits: Limits,
+    /// Download counts not yet written (asset id -> count); flushed by `release::flush_downloads`.
+    pub pending_downloads: Mutex<HashMap<u64, u64>>,
+}
+
+impl Core {
+    /// Opens every store under `data_dir` (assets under `asset_base`).
+    pub fn open(data_dir: &Path, asset_base: &Path, limits: Limits) -> Result<Arc<Core>, StorageError> {
+        std::fs::create_dir_all(data_dir)?;
+        let db = Db::open(&data_dir.join("pfai.redb"))?;
+        let git = GitStore::open(data_dir)?;
+        let blobs = BlobStore::open(data_dir)?;
+        let assets = AssetFiles::open(asset_base)?;
+        Ok(Arc::new(Core {
+            db,
+            git,
+            blobs,
+            assets,
+            limits,
+            pending_downloads: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Runs blocking git work on the blocking pool.
+    pub async fn git<T, F>(&self, f: F) -> DomainResult<T>
+    where
+        F: FnOnce(&GitStore) -> Result<T, crate::git::GitError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let git = self.git.clone();
+        tokio::task::spawn_blocking(move || f(&git))
+            .await
+            .map_err(|e| DomainError::Internal(e.to_string()))?
+            .map_err(DomainError::from)
+    }
+
+    /// Loads a repository and the caller's role, requiring at least `need`. A caller who cannot
+    /// read gets `NotFound` (existence does not leak); one who can read but lacks `need` gets
+    /// `Forbidden`.
+    pub async fn repo_access(
+        &self,
+        who: Option<&Principal>,
+        path: &RepoPath,
+        need: Role,
+    ) -> DomainResult<(Repo, Role)> {
+        let who = who.cloned();
+        let key = path.key();
+        self.db
+            .read(move |txn| repo_access_txn(txn, who.as_ref(), &key, need))
+            .await
+    }
+}
+
+/// `Core::repo_access` inside an existing read transaction.
+pub fn repo_access_txn(
+    txn: &ReadTransaction,
+    who: Option<&Principal>,
+    key: &str,
+    need: Role,
+) -> DomainResult<(Repo, Role)> {
+    let not_found = || DomainError::NotFound(format!("repository {key} not found"));
+    let repos = txn.open_table(tables::REPOS)?;
+    let Some(row) = repos.get(key)? else {
+        return Err(not_found());
+    };
+    let repo: Repo = codec::decode(row.value())?;
+    let role = auth::role_on(txn, who, &repo)?.ok_or_else(not_found)?;
+    if role < need {
+        return Err(match who {
+            None => DomainError::Unauthenticated(format!(
+                "authentication required to {} in {key}",
+                describe_need(need)
+            )),
+            Some(_) => DomainError::Forbidden(format!(
+                "you need {} access to {key} for this",
+                need.as_str()
+            )),
+        });
+    }
+    Ok((repo, role))
+}
+
+fn describe_need(need: Role) -> &'static str {
+    match need {
+        Role::Read => "read",
+        Role::Write => "write",
+        Role::Admin => "administer",
+    }
+}
+
+/// Pagination parameters, validated (page from 1, limit 1..=100, default 30).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// 1-based page.
+    pub page: u64,
+    /// Items per page.
+    pub limit: u64,
+}
+
+impl Page {
+    /// Validates raw query values.
+    pub fn new(page: Option<u64>, limit: Option<u64>) -> DomainResult<Page> {
+        let page = page.unwrap_or(1);
+        let limit = limit.unwrap_or(30);
+        if page == 0 {
+            return Err(DomainError::BadRequest("page starts at 1".into()));
+        }
+        if limit == 0 || limit > 100 {
+            return Err(DomainError::BadRequest("limit must be 1 to 100".into()));
+        }
+        Ok(Page { page, limit })
+    }
+
+    /// Items to skip.
+    pub fn offset(&self) -> u64 {
+        (self.page - 1).saturating_mul(self.limit)
+    }
+}
+
+/// One page of a list and whether there is a next one (for the `Link` header).
+#[derive(Debug, Clone)]
+pub struct Paged<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The page asked for.
+    pub page: Page,
+    /// Whether another page follows.
+    pub has_next: bool,
+}
+
+impl<T> Paged<T> {
+    /// Cuts a page out of a full, ordered list.
+    pub fn from_vec(all: Vec<T>, page: Page) -> Paged<T> {
+        let start = page.offset().min(all.len() as u64) as usize;
+        let end = (start as u64 + page.limit).min(all.len() as u64) as usize;
+        let has_next = end < all.len();
+        let items = all.into_iter().skip(start).take(end - start).collect();
+        Paged {
+            items,
+            page,
+            has_next,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Tag-protection rules: globs over tag names. A tag that matches any rule of its repository can
+//! only be deleted or moved by an `admin`, on every path (REST, git push, force push).
+//!
+//! Semantics (globset, `literal_separator` off): `*` matches any run of characters including
+//! `/`, `?` one character, `[0-9]` a class, `{a,b}` alternatives; matching is case-sensitive and
+//! anchored at both ends. So `v*` matches `v1`, `v1.2.3` and also `version2`; `v[0-9]*` does not
+//! match `version2`.
+
+use globset::{Glob, GlobMatcher};
+use redb::{ReadTransaction, ReadableTable};
+use serde::Serialize;
+
+use super::{Core, DomainError, DomainResult};
+use crate::auth::Principal;
+use crate::ids::{RepoPath, Role};
+use crate::storage::records::ProtectionRule;
+use crate::storage::{codec, next_id, tables};
+use crate::util::{now_unix, rfc3339};
+
+/// Compiles a pattern, refusing empty or oversized ones.
+pub fn compile(pattern: &str) -> DomainResult<GlobMatcher> {
+    if pattern.is_empty() || pattern.len() > 255 || pattern.chars().any(char::is_control) {
+        return Err(DomainError::Invalid(
+            "pattern must be 1 to 255 printable characters".into(),
+        ));
+    }
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| DomainError::Invalid(format!("invalid glob: {e}")))
+}
+
+/// The compiled rules of one repository.
+pub struct RuleSet {
+    rules: Vec<(String, GlobMatcher)>,
+}
+
+impl RuleSet {
+    /// The first pattern protecting `tag`, if any.
+    pub fn protecting(&self, tag: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|(_, m)| m.is_match(tag))
+            .map(|(p, _)| p.as_str())
+    }
+}
+
+/// Loads a repository's rules inside a read transaction.
+pub fn rules_txn(txn: &ReadTransaction, repo_key: &str) -> DomainResult<RuleSet> {
+    let idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
+    let rules_t = txn.open_table(tables::TAG_PROTECTIONS)?;
+    let mut rules = Vec::new();
+    for row in idx.range((repo_key, 0)..=(repo_key, u64::MAX))? {
+        let id = row?.0.value().1;
+        if let Some(v) = rules_t.get(id)? {
+            let r: ProtectionRule = codec::decode(v.value())?;
+            if let Ok(m) = compile(&r.pattern) {
+                rules.push((r.pattern, m));
+            }
+        }
+    }
+    Ok(RuleSet { rules })
+}
+
+/// Loads a repository's rules.
+pub async fn rules(core: &Core, repo: &RepoPath) -> DomainResult<RuleSet> {
+    let key = repo.key();
+    core.db.read(move |txn| rules_txn(txn, &key)).await
+}
+
+/// A rule as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleView {
+    /// Id.
+    pub id: u64,
+    /// Glob.
+    pub pattern: String,
+    /// Creator.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<ProtectionRule> for RuleView {
+    fn from(r: ProtectionRule) -> Self {
+        RuleView {
+            id: r.id,
+            pattern: r.pattern,
+            created_by: r.created_by,
+            created_at: rfc3339(r.created_at),
+        }
+    }
+}
+
+/// Lists the rules (readable by anyone who can read the repository).
+pub async fn list(core: &Core, who: Option<&Principal>, repo: &RepoPath) -> DomainResult<Vec<RuleView>> {
+    core.repo_access(who, repo, Role::Read).await?;
+    let key = repo.key();
+    core.db
+        .read(move |txn| {
+            let idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
+            let rules = txn.open_table(tables::TAG_PROTECTIONS)?;
+            let mut out = Vec::new();
+            for row in idx.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+                let id = row?.0.value().1;
+                if let Some(v) = rules.get(id)? {
+                    out.push(RuleView::from(codec::decode::<ProtectionRule>(v.value())?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Adds a rule (admin). A duplicate pattern is a conflict.
+pub async fn create(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    pattern: &str,
+) -> DomainResult<RuleView> {
+    core.repo_access(who, repo, Role::Admin).await?;
+    compile(pattern)?;
+    let key = repo.key();
+    let pattern = pattern.to_owned();
+    let by = who.map(|p| p.username.clone()).unwrap_or_default();
+    core.db
+        .write(move |txn| {
+            let mut idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
+            let mut rules = txn.open_table(tables::TAG_PROTECTIONS)?;
+            let mut ids = Vec::new();
+            for row in idx.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
+                ids.push(row?.0.value().1);
+            }
+            for id in ids {
+                if let Some(v) = rules.get(id)? {
+                    if codec::decode::<ProtectionRule>(v.value())?.pattern == pattern {
+                        return Err(DomainError::Conflict(format!("rule {pattern:?} already exists")));
+                    }
+                }
+            }
+            let rule = ProtectionRule {
+                id: next_id(txn, "protection")?,
+                repo: key.clone(),
+                pattern,
+                created_by: by,
+                created_at: now_unix(),
+            };
+            rules.insert(rule.id, codec::encode(&rule)?.as_slice())?;
+            idx.insert((key.as_str(), rule.id), ())?;
+            Ok(RuleView::from(rule))
+        })
+        .await
+}
+
+/// Removes a rule (admin). The id must belong to this repository.
+pub async fn delete(core: &Core, who: Option<&Principal>, repo: &RepoPath, id: u64) -> DomainResult<()> {
+    core.repo_access(who, repo, Role::Admin).await?;
+    let key = repo.key();
+    core.db
+        .write(move |txn| {
+            let mut idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
+            if idx.remove((key.as_str(), id))?.is_none() {
+                return Err(DomainError::NotFound(format!("rule {id} not found")));
+            }
+            txn.open_table(tables::TAG_PROTECTIONS)?.remove(id)?;
+            Ok(())
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(patterns: &[&str]) -> RuleSet {
+        RuleSet {
+            rules: patterns
+                .iter()
+                .map(|p| (p.to_string(), compile(p).unwrap()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn documented_semantics() {
+        let s = set(&["v*"]);
+        assert!(s.protecting("v1.2.3").is_some());
+        assert!(s.protecting("version2").is_some(), "v* also matches version2");
+        assert!(s.protecting("release-1").is_none());
+        assert!(s.protecting("V1").is_none(), "case-sensitive");
+        assert!(s.protecting("xv1").is_none(), "anchored");
+        let s = set(&["v[0-9]*"]);
+        assert!(s.protecting("v2").is_some());
+        assert!(s.protecting("version2").is_none());
+        let s = set(&["release-*"]);
+        assert!(s.protecting("release-2024/x").is_some(), "* crosses /");
+        assert!(compile("").is_err());
+        assert!(compile("a[").is_err());
+    }
+}

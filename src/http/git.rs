@@ -1,0 +1,173 @@
+//! Git smart HTTP at `/<owner>/<repo>.git/...` (`info/refs`, `git-upload-pack`,
+//! `git-receive-pack`). Access is checked here through the domain; a push's ref updates are
+//! judged against tag protection before git runs, and a refusal travels back through git's
+//! pre-receive hook so the client prints it and no ref of the push changes.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio_util::io::ReaderStream;
+use warp::filters::BoxedFilter;
+use warp::http::{header, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use super::error::rest_reply;
+use super::{credentials, raw_query, reply, who, with_core, BodyStream, Ctx};
+use crate::auth::Credentials;
+use crate::domain::{git_tag, protection, DomainError, DomainResult};
+use crate::git::http_backend::{self, CgiRequest};
+use crate::ids::{RepoPath, Role};
+
+/// Largest command section of a push we read before starting git (refs are short).
+const MAX_PUSH_COMMANDS: usize = 1 << 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Service {
+    UploadPack,
+    ReceivePack,
+}
+
+fn repo_segment() -> impl Filter<Extract = (RepoPath,), Error = warp::Rejection> + Clone {
+    warp::path::param::<String>()
+        .and(warp::path::param::<String>())
+        .and_then(|owner: String, repo: String| async move {
+            let name = repo.strip_suffix(".git").ok_or_else(warp::reject::not_found)?;
+            RepoPath::new(&owner, name).map_err(|_| warp::reject::not_found())
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    core: Ctx,
+    repo: RepoPath,
+    sub: &'static str,
+    method: &'static str,
+    creds: Credentials,
+    query: String,
+    headers: warp::http::HeaderMap,
+    body: Option<BodyStream>,
+) -> DomainResult<Response> {
+    let service = if sub == "git-receive-pack" || query.contains("service=git-receive-pack") {
+        Service::ReceivePack
+    } else if sub == "git-upload-pack" || query.contains("service=git-upload-pack") {
+        Service::UploadPack
+    } else {
+        return Err(DomainError::BadRequest("only the smart HTTP protocol is served".into()));
+    };
+    let p = who(&core, creds, false).await?;
+    let need = match service {
+        Service::UploadPack => Role::Read,
+        Service::ReceivePack => Role::Write,
+    };
+    let role = match core.repo_access(p.as_ref(), &repo, need).await {
+        Ok((_, role)) => role,
+        // git only sends credentials after a challenge: anonymous callers get 401, for
+        // private and missing repositories alike.
+        Err(DomainError::NotFound(_)) if p.is_none() => {
+            return Err(DomainError::Unauthenticated("authentication required".into()))
+        }
+        Err(e) => return Err(e),
+    };
+
+    let mut prefix = Bytes::new();
+    let mut push_denied = None;
+    let mut body = body.unwrap_or_else(|| Box::pin(futures_util::stream::empty()));
+    if service == Service::ReceivePack && method == "POST" {
+        let encoded = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
+        if encoded {
+            return Err(DomainError::BadRequest("compressed push requests are not supported".into()));
+        }
+        let mut buf = BytesMut::new();
+        let updates = loop {
+            match http_backend::parse_ref_updates(&buf) {
+                Ok((ups, true)) => break ups,
+                Ok((_, false)) => {}
+                Err(e) => return Err(DomainError::BadRequest(format!("malformed push: {e}"))),
+            }
+            if buf.len() > MAX_PUSH_COMMANDS {
+                return Err(DomainError::TooLarge("too many ref updates in one push".into()));
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(DomainError::BadRequest(format!("reading the push failed: {e}"))),
+                None => break Vec::new(),
+            }
+        };
+        let rules = protection::rules(&core, &repo).await?;
+        push_denied = git_tag::judge_push(&rules, role, &updates);
+        prefix = buf.freeze();
+    }
+
+    let header_str = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let path_info = format!("/{}/{}.git/{}", repo.owner, repo.name, sub);
+    let req = CgiRequest {
+        method: method.to_owned(),
+        path_info,
+        query,
+        content_type: header_str("content-type"),
+        content_encoding: header_str("content-encoding"),
+        git_protocol: header_str("git-protocol"),
+        remote_user: p.as_ref().map(|p| p.username.clone()).unwrap_or_default(),
+        push_denied,
+    };
+    let cgi = http_backend::run(&core.git, req, prefix, body)
+        .await
+        .map_err(|e| DomainError::Internal(format!("git http-backend: {e}")))?;
+    let mut child = cgi.child;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(cgi.body_start) })
+        .chain(ReaderStream::new(cgi.stdout))
+        .chain(futures_util::stream::once(async move {
+            let _ = child.wait().await;
+            Ok(Bytes::new())
+        }));
+    let mut resp = warp::reply::Reply::into_response(warp::reply::stream(stream));
+    *resp.status_mut() = StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (k, v) in cgi.headers {
+        if let Ok(name) = header::HeaderName::from_bytes(k.as_bytes()) {
+            reply::set_header(&mut resp, name, &v);
+        }
+    }
+    Ok(resp)
+}
+
+/// The smart HTTP routes.
+pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
+    let c = || with_core(core.clone());
+    let info_refs = repo_segment()
+        .and(warp::path!("info" / "refs"))
+        .and(warp::get())
+        .and(c())
+        .and(credentials())
+        .and(raw_query())
+        .and(warp::header::headers_cloned())
+        .then(|repo, core, creds, q, h| handle(core, repo, "info/refs", "GET", creds, q, h, None))
+        .map(rest_reply);
+    let upload = repo_segment()
+        .and(warp::path!("git-upload-pack"))
+        .and(warp::post())
+        .and(c())
+        .and(credentials())
+        .and(warp::header::headers_cloned())
+        .and(super::body_stream())
+        .then(|repo, core, creds, h, body| handle(core, repo, "git-upload-pack", "POST", creds, String::new(), h, Some(body)))
+        .map(rest_reply);
+    let receive = repo_segment()
+        .and(warp::path!("git-receive-pack"))
+        .and(warp::post())
+        .and(c())
+        .and(credentials())
+        .and(warp::header::headers_cloned())
+        .and(super::body_stream())
+        .then(|repo, core, creds, h, body| handle(core, repo, "git-receive-pack", "POST", creds, String::new(), h, Some(body)))
+        .map(rest_reply);
+    info_refs.or(upload).unify().or(receive).unify().boxed()
+}

@@ -1,0 +1,182 @@
+//! HTTP: one warp filter tree for every surface — REST under `/api/v1`, git smart HTTP at
+//! `/<owner>/<repo>.git`, the OCI registry at `/v2/`. Handlers are plain `async fn`s returning
+//! `Result<Response, DomainError>`; errors become responses in `error.rs` only. This layer never
+//! opens a transaction or a file.
+
+pub mod error;
+pub mod git;
+pub mod reply;
+pub mod rest;
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::auth::{Credentials, Principal};
+use crate::domain::{account, Core, DomainError, DomainResult};
+
+/// Shared state handed to handlers.
+pub type Ctx = Arc<Core>;
+
+/// A request body as a stream of chunks.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, warp::Error>> + Send>>;
+
+/// Passes the shared state.
+pub fn with_core(core: Ctx) -> impl Filter<Extract = (Ctx,), Error = Infallible> + Clone {
+    warp::any().map(move || core.clone())
+}
+
+/// The `Authorization` header, parsed (absent: `Credentials::None`).
+pub fn credentials() -> impl Filter<Extract = (Credentials,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization").map(|h: Option<String>| Credentials::parse(h.as_deref()))
+}
+
+/// `http://<Host>` (or the `X-Forwarded-Proto` scheme), to build absolute links.
+pub fn base_url() -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("host")
+        .and(warp::header::optional::<String>("x-forwarded-proto"))
+        .map(|host: Option<String>, proto: Option<String>| {
+            let host = host
+                .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()) && h.len() < 256)
+                .unwrap_or_else(|| "localhost".into());
+            let proto = match proto.as_deref() {
+                Some("https") => "https",
+                _ => "http",
+            };
+            format!("{proto}://{host}")
+        })
+}
+
+/// The raw query string (empty when absent).
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// Decodes `a=1&b=2` into pairs, keeping repeats (`tag=a&tag=b`).
+pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode_component(&k.replace('+', " ")), decode_component(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+/// The first value of `key`.
+pub fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Parses an optional numeric query parameter (400 when not a number).
+pub fn query_u64(pairs: &[(String, String)], key: &str) -> DomainResult<Option<u64>> {
+    match query_get(pairs, key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| DomainError::BadRequest(format!("{key} must be a non-negative integer"))),
+    }
+}
+
+/// Percent-decodes one path segment or query component.
+pub fn decode_component(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The body as a stream of `Bytes`.
+pub fn body_stream() -> impl Filter<Extract = (BodyStream,), Error = warp::Rejection> + Clone {
+    warp::body::stream().map(box_stream)
+}
+
+fn box_stream<S, B>(s: S) -> BodyStream
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+    B: Buf,
+{
+    Box::pin(s.map(|r| {
+        r.map(|mut b| {
+            let n = b.remaining();
+            b.copy_to_bytes(n)
+        })
+    }))
+}
+
+/// Reads a whole body up to `limit` bytes (413 past it, decided while reading).
+pub async fn read_limited(mut body: BodyStream, limit: u64) -> DomainResult<Bytes> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| DomainError::BadRequest(format!("reading the body failed: {e}")))?;
+        if buf.len() as u64 + chunk.len() as u64 > limit {
+            return Err(DomainError::TooLarge(format!("the body is limited to {limit} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and parses a JSON body (400 when malformed; serde's recursion limit stays on).
+pub async fn read_json<T: serde::de::DeserializeOwned>(core: &Core, body: BodyStream) -> DomainResult<T> {
+    let bytes = read_limited(body, core.limits.json_body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| DomainError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// Authenticates and records the user on the request's span (for the request log).
+pub async fn who(core: &Core, creds: Credentials, allow_password: bool) -> DomainResult<Option<Principal>> {
+    let p = account::authenticate(core, creds, allow_password).await?;
+    if let Some(p) = &p {
+        tracing::Span::current().record("user", p.username.as_str());
+    }
+    Ok(p)
+}
+
+async fn recover(err: warp::Rejection) -> Result<Response, Infallible> {
+    let e = if err.is_not_found() {
+        DomainError::NotFound("no such route".into())
+    } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
+        DomainError::NotFound("no such route for this method".into())
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        DomainError::TooLarge("request body too large".into())
+    } else {
+        DomainError::BadRequest(format!("bad request: {err:?}"))
+    };
+    Ok(error::rest(e))
+}
+
+/// Every route of the server, with request logging and one `recover`.
+pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
+    let health = warp::path!("api" / "v1" / "health")
+        .and(warp::get())
+        .map(|| reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+    let all = health
+        .or(rest::routes(core.clone()))
+        .unify()
+        .or(git::routes(core))
+        .unify()
+        .recover(recover)
+        .unify();
+    let log = warp::log::custom(|info: warp::log::Info<'_>| {
+        tracing::info!(
+            method = %info.method(),
+            path = %info.path(),
+            status = info.status().as_u16(),
+            latency_ms = info.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    all.with(log)
+        .with(warp::trace(|info: warp::trace::Info<'_>| {
+            tracing::info_span!("http", method = %info.method(), user = tracing::field::Empty)
+        }))
+        .map(warp::Reply::into_response)
+        .boxed()
+}

@@ -1,0 +1,27 @@
+//! pfai: a self-hosted, single-binary server for versioned releases anchored on git tags, their
+//! assets, protected git tags, and an OCI registry at `/v2/` — one process, one port, one redb
+//! file.
+//!
+//! Module map (calls go one way: `cli/app -> http -> domain -> {git, auth, storage} -> ids`):
+//! - [`ids`]: validated identifiers (digests, names, tags), built only by parsing.
+//! - [`storage`]: redb tables and records, the blob store, asset files, memory maps.
+//! - [`git`]: bare repositories (gix for reads, system `git` for writes and the pack protocol).
+//! - [`auth`]: credentials to principals, principals to roles.
+//! - [`domain`]: the rules: accounts, releases, tags, protection.
+//! - [`http`]: warp filters and the single error-to-wire mapping.
+//! - [`app`], [`config`], [`cli`]: wiring, settings, command line.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod git;
+pub mod http;
+pub mod ids;
+#[allow(unsafe_code)]
+pub mod storage;
+pub mod util;

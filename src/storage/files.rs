@@ -1,0 +1,98 @@
+//! Release asset files at the seed's layout,
+//! `<base>/<owner>/<repo>/<release-id>/<asset-id>-<filename>`, with the same atomic write
+//! discipline as blobs: a temp file beside the final place, fsync, rename, fsync dir.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::blob::TempGuard;
+use super::fsync_dir;
+use crate::ids::{AssetName, RepoPath};
+
+/// The asset store rooted at `ASSET_STORAGE_PATH` (or `$DATA_DIR/assets`).
+#[derive(Clone)]
+pub struct AssetFiles {
+    base: PathBuf,
+}
+
+impl AssetFiles {
+    /// Opens the store, creating its base directory and removing temp files left by a crash.
+    pub fn open(base: &Path) -> io::Result<Self> {
+        fs::create_dir_all(base)?;
+        let this = AssetFiles {
+            base: base.to_path_buf(),
+        };
+        this.purge_temp(base, 0);
+        Ok(this)
+    }
+
+    fn purge_temp(&self, dir: &Path, depth: u32) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if depth < 3 {
+                    self.purge_temp(&p, depth + 1);
+                }
+            } else if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+
+    /// The directory of one release's assets. Both path components are validated names and
+    /// the release id is a number, so the result is always under `base`.
+    pub fn release_dir(&self, repo: &RepoPath, release_id: u64) -> PathBuf {
+        self.base
+            .join(repo.owner.as_str())
+            .join(repo.name.as_str())
+            .join(release_id.to_string())
+    }
+
+    /// The final path of an asset.
+    pub fn path(&self, repo: &RepoPath, release_id: u64, asset_id: u64, name: &AssetName) -> PathBuf {
+        self.release_dir(repo, release_id)
+            .join(format!("{asset_id}-{}", name.as_str()))
+    }
+
+    /// Creates a temp file in the release directory, removed on drop unless published.
+    pub fn create_temp(&self, repo: &RepoPath, release_id: u64) -> io::Result<(File, TempGuard)> {
+        let dir = self.release_dir(repo, release_id);
+        fs::create_dir_all(&dir)?;
+        let mut rnd = [0u8; 12];
+        crate::util::fill_random(&mut rnd);
+        let path = dir.join(format!(".tmp-{}", hex::encode(rnd)));
+        let file = File::create_new(&path)?;
+        Ok((file, TempGuard::new(path)))
+    }
+
+    /// Renames a fsynced temp file to its final place, read-only, and fsyncs the directory.
+    pub fn publish(&self, temp: TempGuard, dst: &Path) -> io::Result<()> {
+        let mut perm = fs::metadata(temp.path())?.permissions();
+        perm.set_readonly(true);
+        fs::set_permissions(temp.path(), perm)?;
+        fs::rename(temp.path(), dst)?;
+        temp.keep();
+        if let Some(dir) = dst.parent() {
+            fsync_dir(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Removes one asset file (missing is fine: the row is what counts).
+    pub fn remove(&self, path: &Path) -> io::Result<()> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a release's directory and everything in it.
+    pub fn remove_release(&self, repo: &RepoPath, release_id: u64) -> io::Result<()> {
+        match fs::remove_dir_all(self.release_dir(repo, release_id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}

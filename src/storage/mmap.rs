@@ -1,0 +1,78 @@
+//! Read-only memory maps of finalized files. This is the crate's only `unsafe`.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A finalized file's bytes, mapped. Empty files are not mapped (mapping zero bytes fails).
+#[derive(Clone)]
+pub enum Mapped {
+    /// A zero-length file.
+    Empty,
+    /// The mapped pages, shared by every response that serves them.
+    Map(Arc<memmap2::Mmap>),
+}
+
+impl Mapped {
+    /// Maps `path`.
+    pub fn open(path: &Path) -> io::Result<Mapped> {
+        let file = File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(Mapped::Empty);
+        }
+        // SAFETY: we only map files that were fully written, fsynced and made read-only before
+        // being renamed into place (blob store and asset store). pfai never writes to, truncates
+        // or rewrites such a file afterwards; deletion only unlinks it, which keeps the pages
+        // valid for existing maps. Another process modifying our data directory is outside what
+        // we can defend against.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(Mapped::Map(Arc::new(map)))
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Mapped::Empty => 0,
+            Mapped::Map(m) => m.len() as u64,
+        }
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A zero-copy `Bytes` over `start..end` (clamped to the file).
+    pub fn slice(&self, start: u64, end: u64) -> Bytes {
+        match self {
+            Mapped::Empty => Bytes::new(),
+            Mapped::Map(m) => {
+                let len = m.len();
+                let s = (start as usize).min(len);
+                let e = (end as usize).clamp(s, len);
+                Bytes::from_owner(MapSlice {
+                    map: m.clone(),
+                    start: s,
+                    end: e,
+                })
+            }
+        }
+    }
+}
+
+struct MapSlice {
+    map: Arc<memmap2::Mmap>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MapSlice {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
+    }
+}

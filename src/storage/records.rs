@@ -1,0 +1,182 @@
+//! The records stored in redb values (see `tables.rs` for which table holds which). Plain data:
+//! rules about them live in `domain`.
+
+use serde::{Deserialize, Serialize};
+
+/// A person who can sign in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Unique name (also a namespace).
+    pub username: String,
+    /// Contact address, not verified.
+    pub email: String,
+    /// argon2 PHC string; empty means password sign-in is disabled.
+    pub password_hash: String,
+    /// Site admin: admin on every repository.
+    pub admin: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// An organization: a namespace whose members get a role on all its repositories.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Org {
+    /// Unique name.
+    pub name: String,
+    /// Who created it (an admin member).
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// An API token; the table key is the hash of its secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Token {
+    /// Public id, for listing and revoking.
+    pub id: u64,
+    /// Whose token.
+    pub username: String,
+    /// Label chosen by the user.
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A forge repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Repo {
+    /// Numeric id.
+    pub id: u64,
+    /// Owner (user or org).
+    pub owner: String,
+    /// Name within the owner.
+    pub name: String,
+    /// Hidden from those without a role.
+    pub private: bool,
+    /// Free text.
+    pub description: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A release row (the seed's Release, minus assets, which have their own table).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    /// Numeric id.
+    pub id: u64,
+    /// `owner/repo`.
+    pub repo: String,
+    /// The git tag this release points at.
+    pub tag_name: String,
+    /// Display title.
+    pub name: String,
+    /// Markdown notes.
+    pub body: String,
+    /// Not visible to non-maintainers.
+    pub draft: bool,
+    /// Never marked Latest.
+    pub prerelease: bool,
+    /// Username of the creator.
+    pub author: String,
+    /// What the creator asked for (branch or SHA), if the tag did not exist.
+    pub target_commit: String,
+    /// The commit SHA the tag resolved to when the release was anchored (created or published).
+    pub commit_sha: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; set when created non-draft or when a draft is published.
+    pub published_at: Option<i64>,
+}
+
+/// A release asset row; the file lives at `<base>/<owner>/<repo>/<release>/<id>-<name>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Asset {
+    /// Numeric id.
+    pub id: u64,
+    /// Owning release.
+    pub release_id: u64,
+    /// `owner/repo`, joined into every lookup so ids cannot cross repositories.
+    pub repo: String,
+    /// File name shown and downloaded as.
+    pub name: String,
+    /// Optional display label.
+    pub label: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the content (also the ETag).
+    pub sha256: String,
+    /// Who uploaded it.
+    pub uploader: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Full downloads counted so far (batched in memory, flushed periodically).
+    pub download_count: u64,
+}
+
+/// A tag-protection rule: a glob over tag names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProtectionRule {
+    /// Numeric id.
+    pub id: u64,
+    /// `owner/repo`.
+    pub repo: String,
+    /// The glob, as given.
+    pub pattern: String,
+    /// Who made it.
+    pub created_by: String,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A blob in the content-addressed store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobMeta {
+    /// Bytes.
+    pub size: u64,
+    /// Unix seconds of the first publication.
+    pub created_at: i64,
+    /// Unix seconds of the last upload, mount or link: GC's grace period counts from here.
+    pub touched_at: i64,
+}
+
+/// A manifest stored in one repository, with its exact bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestMeta {
+    /// The media type it was pushed with (and that its `mediaType` field agrees with).
+    pub media_type: String,
+    /// `artifactType`, or the config media type for artifacts that use it.
+    pub artifact_type: Option<String>,
+    /// The `subject` digest, when it refers to another manifest.
+    pub subject: Option<String>,
+    /// Blob digests referenced (config and layers).
+    pub blobs: Vec<String>,
+    /// Child manifest digests (for an index or manifest list).
+    pub children: Vec<String>,
+    /// Platforms of the children (`os/arch[/variant]`), for indexes.
+    pub platforms: Vec<String>,
+    /// Sum of the config and layer sizes (for images), as declared by descriptors.
+    pub total_size: u64,
+    /// `annotations` of the manifest, as JSON (for referrers responses).
+    pub annotations_json: String,
+    /// Unix seconds.
+    pub pushed_at: i64,
+    /// The exact bytes received.
+    pub bytes: Vec<u8>,
+}
+
+/// An OCI blob upload in progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadSession {
+    /// The OCI name it was started in.
+    pub name: String,
+    /// Who started it.
+    pub username: String,
+    /// Digest algorithm to verify with.
+    pub algorithm: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last received chunk (the purge leaves active sessions alone).
+    pub updated_at: i64,
+}

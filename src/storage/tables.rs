@@ -1,0 +1,95 @@
+//! Every redb table of pfai, in one place. Values are `codec`-encoded records from `records.rs`
+//! unless stated otherwise. Writers are named so that each invariant has one owner.
+
+use redb::TableDefinition;
+
+/// `key -> bytes`: `"schema_version"` (u32 LE) and id sequences `"seq:<kind>"` (u64 LE).
+/// Writer: `Db::open` and `next_id`.
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// `username -> User`. Invariant: a name is in at most one of USERS and ORGS.
+/// Writer: `domain::account`.
+pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// `org name -> Org`. Writer: `domain::account`.
+pub const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("orgs");
+
+/// `(org, username) -> role byte` (1 read, 2 write, 3 admin): the role applies to every repo
+/// of the org. Writer: `domain::account`.
+pub const ORG_MEMBERS: TableDefinition<(&str, &str), u8> = TableDefinition::new("org_members");
+
+/// `hex(sha256(token)) -> Token`. The secret itself is never stored. Writer: `domain::account`.
+pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+
+/// `"owner/repo" -> Repo`. Invariant: the bare git repository exists on disk before the row.
+/// Writer: `domain::account`.
+pub const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
+
+/// `("owner/repo", username) -> role byte`. Writer: `domain::account`.
+pub const COLLABORATORS: TableDefinition<(&str, &str), u8> =
+    TableDefinition::new("collaborators");
+
+/// `release id -> Release`. Writer: `domain::release`.
+pub const RELEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("releases");
+
+/// `("owner/repo", tag name) -> release id`. Invariant: at most one release per tag; exactly the
+/// releases in RELEASES. Writer: `domain::release`.
+pub const RELEASES_BY_TAG: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("releases_by_tag");
+
+/// `("owner/repo", order, u64::MAX - id) -> ()`: list order. `order` is 0 for unpublished drafts
+/// and `u64::MAX - publishedAt` otherwise, so a forward range scan is the API's sort.
+/// Invariant: one entry per release, rewritten whenever `publishedAt` changes.
+/// Writer: `domain::release`.
+pub const RELEASE_ORDER: TableDefinition<(&str, u64, u64), ()> =
+    TableDefinition::new("release_order");
+
+/// `asset id -> Asset`. Invariant: the file exists (fsynced) before the row is committed.
+/// Writer: `domain::release`.
+pub const ASSETS: TableDefinition<u64, &[u8]> = TableDefinition::new("assets");
+
+/// `(release id, asset name) -> asset id`: names unique per release. Writer: `domain::release`.
+pub const ASSETS_BY_RELEASE: TableDefinition<(u64, &str), u64> =
+    TableDefinition::new("assets_by_release");
+
+/// `rule id -> ProtectionRule`. Writer: `domain::protection`.
+pub const TAG_PROTECTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("tag_protections");
+
+/// `("owner/repo", rule id) -> ()`. Writer: `domain::protection`.
+pub const PROTECTIONS_BY_REPO: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("protections_by_repo");
+
+/// `digest -> BlobMeta`: blobs present in the content-addressed store. Invariant: the file at
+/// `blobs/<alg>/<2 hex>/<hex>` is complete and fsynced before the row exists.
+/// Writer: `domain::registry`.
+pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+
+/// `(oci name, digest) -> linked at (unix s)`: which repositories may read a blob.
+/// Invariant: the digest is in BLOBS. Writer: `domain::registry`.
+pub const REPO_BLOBS: TableDefinition<(&str, &str), i64> = TableDefinition::new("repo_blobs");
+
+/// `(digest, oci name) -> ()`: the reverse of REPO_BLOBS, for GC. Writer: `domain::registry`.
+pub const BLOB_LINKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blob_links");
+
+/// `digest -> count` of stored manifests (in any repository) that reference the blob.
+/// Invariant: updated in the same transaction as the manifest rows. Writer: `domain::registry`.
+pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
+
+/// `(oci name, manifest digest) -> ManifestMeta` (the raw bytes included, byte-exact).
+/// Writer: `domain::registry`.
+pub const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
+
+/// `(oci name, tag) -> manifest digest`. Invariant: the manifest is in MANIFESTS.
+/// Writer: `domain::registry`.
+pub const OCI_TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("oci_tags");
+
+/// `(oci name, subject digest, referrer digest) -> ()`. Writer: `domain::registry`.
+pub const REFERRERS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("referrers");
+
+/// `(oci name, child digest) -> count` of index manifests in that repository that list the
+/// child; a child with a count is not deletable. Writer: `domain::registry`.
+pub const MANIFEST_REFS: TableDefinition<(&str, &str), u64> = TableDefinition::new("manifest_refs");
+
+/// `upload id -> UploadSession`. Invariant: the session file exists while the row does
+/// (created first, removed after). Writer: `domain::registry::upload`.
+pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
