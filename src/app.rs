@@ -106,6 +106,8 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
             .run()
             .await;
         flusher.abort();
+        // Wait for the abort, so its handle on the database is gone when we return.
+        let _ = flusher.await;
         if let Err(e) = release::flush_downloads(&core2).await {
             tracing::error!(error = %e, "flushing download counts at shutdown failed");
         }

@@ -117,6 +117,15 @@ pub async fn read_limited(mut body: BodyStream, limit: u64) -> DomainResult<Byte
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| DomainError::BadRequest(format!("reading the body failed: {e}")))?;
         if buf.len() as u64 + chunk.len() as u64 > limit {
+            // Drain a bounded amount more so the client, still sending, reads our 413 instead
+            // of a connection reset (a lingering close, as nginx does).
+            let mut drained = 0u64;
+            while let Some(Ok(c)) = body.next().await {
+                drained += c.len() as u64;
+                if drained > limit.saturating_mul(8) {
+                    break;
+                }
+            }
             return Err(DomainError::TooLarge(format!("the body is limited to {limit} bytes")));
         }
         buf.extend_from_slice(&chunk);

@@ -1,0 +1,209 @@
+//! A real server on 127.0.0.1:0 with a temp data dir, and helpers to drive it over HTTP and
+//! with the real `git`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pfai::app::Server;
+use pfai::config::Config;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub url: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    server: Option<Server>,
+}
+
+/// Fails when a required external client is absent in CI; returns false (skip) locally.
+pub fn require_tool(name: &str) -> bool {
+    let ok = Command::new(name).arg("--version").output().is_ok();
+    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{name} is required in CI but is not installed");
+    }
+    ok
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, tweak).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut cfg = Config::new(dir.path().join("data"), "127.0.0.1:0".parse().unwrap());
+        tweak(&mut cfg);
+        let server = pfai::app::spawn(cfg).await.unwrap();
+        let url = format!("http://{}", server.addr);
+        let admin = std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        TestServer {
+            url,
+            admin,
+            dir,
+            http: reqwest::Client::new(),
+            server: Some(server),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Stops the server gracefully and returns its directory (to restart on it).
+    pub async fn stop(self) -> tempfile::TempDir {
+        if let Some(s) = self.server {
+            s.shutdown().await;
+        }
+        self.dir
+    }
+
+    pub fn core(&self) -> &std::sync::Arc<pfai::domain::Core> {
+        &self.server.as_ref().unwrap().core
+    }
+
+    pub fn req(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let mut r = self.http.request(method, format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut r = self.req(method, path, token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, v)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Creates a user and returns a token for it.
+    pub async fn user(&self, name: &str) -> String {
+        let (s, v) = self
+            .post(
+                "/api/v1/admin/users",
+                Some(&self.admin),
+                serde_json::json!({"username": name, "password": "correct horse", "email": format!("{name}@example.com")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/user/tokens", self.url))
+            .basic_auth(name, Some("correct horse"))
+            .json(&serde_json::json!({"name": "test"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let v: Value = resp.json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an org owned by admin and a repository in it.
+    pub async fn repo(&self, owner: &str, name: &str, private: bool) {
+        let (s, _) = self.post("/api/v1/orgs", Some(&self.admin), serde_json::json!({"name": owner})).await;
+        assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT);
+        let (s, v) = self
+            .post(
+                "/api/v1/forge/repos",
+                Some(&self.admin),
+                serde_json::json!({"owner": owner, "name": name, "private": private}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    pub async fn collaborator(&self, repo: &str, user: &str, role: &str) {
+        let (s, v) = self
+            .call(
+                Method::PUT,
+                &format!("/api/v1/forge/{repo}/collaborators/{user}"),
+                Some(&self.admin),
+                Some(serde_json::json!({"role": role})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    }
+
+    /// `http://x:<token>@host/<repo>.git`, or anonymous.
+    pub fn git_url(&self, repo: &str, token: Option<&str>) -> String {
+        let host = self.url.trim_start_matches("http://");
+        match token {
+            Some(t) => format!("http://x:{t}@{host}/{repo}.git"),
+            None => format!("http://{host}/{repo}.git"),
+        }
+    }
+
+    /// A working copy with one commit on `main`, its origin pointing at `repo` with `token`.
+    pub fn checkout(&self, repo: &str, token: &str) -> PathBuf {
+        let wc = self.dir.path().join(format!("wc-{}", rand_suffix()));
+        std::fs::create_dir_all(&wc).unwrap();
+        git_ok(&wc, &["init", "-q", "-b", "main"]);
+        std::fs::write(wc.join("README"), "hello\n").unwrap();
+        git_ok(&wc, &["add", "README"]);
+        git_ok(&wc, &["commit", "-q", "-m", "initial"]);
+        git_ok(&wc, &["remote", "add", "origin", &self.git_url(repo, Some(token))]);
+        wc
+    }
+}
+
+pub fn rand_suffix() -> String {
+    let mut b = [0u8; 6];
+    getrandom::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+/// Runs git with an isolated configuration.
+pub fn git(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_AUTHOR_NAME", "Tester")
+        .env("GIT_AUTHOR_EMAIL", "tester@example.com")
+        .env("GIT_COMMITTER_NAME", "Tester")
+        .env("GIT_COMMITTER_EMAIL", "tester@example.com")
+        .output()
+        .unwrap()
+}
+
+pub fn git_ok(dir: &Path, args: &[&str]) -> String {
+    let out = git(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+pub fn git_err(dir: &Path, args: &[&str]) -> String {
+    let out = git(dir, args);
+    assert!(!out.status.success(), "git {args:?} unexpectedly succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

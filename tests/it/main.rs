@@ -1,0 +1,8 @@
+//! One integration-test binary: each module drives a real server (127.0.0.1, temp data dir)
+//! over HTTP and with real clients.
+
+mod accounts;
+mod git_hosting;
+mod harness;
+mod releases;
+mod protection;
