@@ -65,10 +65,18 @@ impl Server {
 
 /// Opens everything and starts serving on `config.listen`.
 pub async fn spawn(config: Config) -> Result<Server, StartError> {
-    if std::process::Command::new("git").arg("--version").output().is_err() {
+    if std::process::Command::new("git")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         return Err(StartError::NoGit);
     }
-    let core = Core::open(&config.data_dir, &config.asset_base(), config.limits.clone())?;
+    let core = Core::open(
+        &config.data_dir,
+        &config.asset_base(),
+        config.limits.clone(),
+    )?;
     if let Some(path) = account::bootstrap_admin(&core, &config.data_dir).await? {
         tracing::info!(path = %path.display(), "created site admin `admin`; its token is in this file");
     }

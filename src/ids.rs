@@ -478,7 +478,10 @@ impl GitTagName {
             return Err(invalid(KIND, "must not contain '..', '@{' or '//'"));
         }
         if s.starts_with('/') || s.ends_with('/') || s.ends_with('.') {
-            return Err(invalid(KIND, "must not start or end with '/' or end with '.'"));
+            return Err(invalid(
+                KIND,
+                "must not start or end with '/' or end with '.'",
+            ));
         }
         for c in s.chars() {
             if c.is_control() || c == ' ' || "~^:?*[\\".contains(c) {
@@ -690,7 +693,16 @@ mod tests {
             assert!(OciName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "a", "../x", "a/../../b", "A/b", "a//b", "a/b/", "%2e%2e/x", "a/b%2fc", "a/_b", "a/b.",
+            "a",
+            "../x",
+            "a/../../b",
+            "A/b",
+            "a//b",
+            "a/b/",
+            "%2e%2e/x",
+            "a/b%2fc",
+            "a/_b",
+            "a/b.",
         ] {
             assert!(OciName::parse(bad).is_err(), "{bad}");
         }
@@ -712,8 +724,28 @@ mod tests {
             assert!(GitTagName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "..", "a..b", "a@{b", "x.lock", "-rf", "a\u{7}", "a b", "a~", "a^", "a:b", "a?", "a*",
-            "a[", "a\\b", "/a", "a/", "a//b", "HEAD", "refs/heads/main", ".a", "a/.b", "a.",
+            "..",
+            "a..b",
+            "a@{b",
+            "x.lock",
+            "-rf",
+            "a\u{7}",
+            "a b",
+            "a~",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "/a",
+            "a/",
+            "a//b",
+            "HEAD",
+            "refs/heads/main",
+            ".a",
+            "a/.b",
+            "a.",
         ] {
             assert!(GitTagName::parse(bad).is_err(), "{bad:?}");
         }
@@ -735,7 +767,10 @@ mod tests {
             assert!(AssetName::parse(bad).is_err(), "{bad:?}");
         }
         assert!(AssetName::parse(&"x".repeat(256)).is_err());
-        assert!(AssetName::parse("%2e%2e%2f").is_ok(), "literal percent signs are harmless");
+        assert!(
+            AssetName::parse("%2e%2e%2f").is_ok(),
+            "literal percent signs are harmless"
+        );
         assert!(AssetName::parse("pfai-linux-amd64.tar.gz").is_ok());
     }
 

@@ -200,7 +200,10 @@ mod tests {
                 password: "p:q".into()
             }
         );
-        assert_eq!(Credentials::parse(Some("Basic !!!")), Credentials::Malformed);
+        assert_eq!(
+            Credentials::parse(Some("Basic !!!")),
+            Credentials::Malformed
+        );
         assert_eq!(Credentials::parse(Some("Digest x")), Credentials::Malformed);
         assert_eq!(Credentials::parse(Some("Bearer ")), Credentials::Malformed);
     }

@@ -47,7 +47,9 @@ impl ServeArgs {
     /// The validated configuration.
     pub fn into_config(self) -> Config {
         let mut c = Config::new(self.data_dir, self.listen);
-        c.asset_storage_path = self.asset_storage_path.filter(|p| !p.as_os_str().is_empty());
+        c.asset_storage_path = self
+            .asset_storage_path
+            .filter(|p| !p.as_os_str().is_empty());
         c.limits.asset_max = self.asset_max_bytes;
         c
     }

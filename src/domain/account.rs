@@ -41,7 +41,9 @@ pub async fn authenticate(
                         let users = txn.open_table(tables::USERS)?;
                         let row = users.get(user.as_str())?;
                         match row {
-                            Some(r) => Ok::<_, DomainError>(Some(codec::decode::<User>(r.value())?)),
+                            Some(r) => {
+                                Ok::<_, DomainError>(Some(codec::decode::<User>(r.value())?))
+                            }
                             None => Ok(None),
                         }
                     })
@@ -71,7 +73,10 @@ pub fn require(who: Option<&Principal>) -> DomainResult<&Principal> {
 
 /// On an empty database, creates site admin `admin` with a token, written to
 /// `$DATA_DIR/initial-admin-token` (mode 0600). Returns the file path when it did so.
-pub async fn bootstrap_admin(core: &Core, data_dir: &Path) -> DomainResult<Option<std::path::PathBuf>> {
+pub async fn bootstrap_admin(
+    core: &Core,
+    data_dir: &Path,
+) -> DomainResult<Option<std::path::PathBuf>> {
     let secret = auth::new_token_secret();
     let hash = sha256_hex(secret.as_bytes());
     let created = core
@@ -131,7 +136,12 @@ fn insert_user(
     Ok(())
 }
 
-fn insert_token(txn: &WriteTransaction, hash: &str, username: &str, name: &str) -> DomainResult<Token> {
+fn insert_token(
+    txn: &WriteTransaction,
+    hash: &str,
+    username: &str,
+    name: &str,
+) -> DomainResult<Token> {
     let token = Token {
         id: next_id(txn, "token")?,
         username: username.to_owned(),
@@ -168,11 +178,15 @@ pub async fn create_user(
 ) -> DomainResult<UserView> {
     let who = require(who)?;
     if !who.admin {
-        return Err(DomainError::Forbidden("only site admins can create users".into()));
+        return Err(DomainError::Forbidden(
+            "only site admins can create users".into(),
+        ));
     }
     let name = Slug::parse(username)?;
     if password.len() < 8 {
-        return Err(DomainError::Invalid("password must be at least 8 characters".into()));
+        return Err(DomainError::Invalid(
+            "password must be at least 8 characters".into(),
+        ));
     }
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
@@ -231,11 +245,17 @@ pub struct NewToken {
 }
 
 /// Mints a token for the caller.
-pub async fn mint_token(core: &Core, who: Option<&Principal>, name: &str) -> DomainResult<NewToken> {
+pub async fn mint_token(
+    core: &Core,
+    who: Option<&Principal>,
+    name: &str,
+) -> DomainResult<NewToken> {
     let who = require(who)?.clone();
     let name = name.trim().to_owned();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        return Err(DomainError::Invalid("token name must be 1 to 100 printable characters".into()));
+        return Err(DomainError::Invalid(
+            "token name must be 1 to 100 printable characters".into(),
+        ));
     }
     let secret = auth::new_token_secret();
     let hash = sha256_hex(secret.as_bytes());
@@ -266,7 +286,8 @@ pub async fn revoke_token(core: &Core, who: Option<&Principal>, id: u64) -> Doma
                     break;
                 }
             }
-            let key = victim.ok_or_else(|| DomainError::NotFound(format!("token {id} not found")))?;
+            let key =
+                victim.ok_or_else(|| DomainError::NotFound(format!("token {id} not found")))?;
             tokens.remove(key.as_str())?;
             Ok(())
         })
@@ -274,7 +295,11 @@ pub async fn revoke_token(core: &Core, who: Option<&Principal>, id: u64) -> Doma
 }
 
 /// Creates an organization; the creator becomes its admin.
-pub async fn create_org(core: &Core, who: Option<&Principal>, name: &str) -> DomainResult<serde_json::Value> {
+pub async fn create_org(
+    core: &Core,
+    who: Option<&Principal>,
+    name: &str,
+) -> DomainResult<serde_json::Value> {
     let who = require(who)?.clone();
     let name = Slug::parse(name)?;
     core.db
@@ -289,8 +314,10 @@ pub async fn create_org(core: &Core, who: Option<&Principal>, name: &str) -> Dom
             };
             txn.open_table(tables::ORGS)?
                 .insert(name.as_str(), codec::encode(&org)?.as_slice())?;
-            txn.open_table(tables::ORG_MEMBERS)?
-                .insert((name.as_str(), who.username.as_str()), Role::Admin.to_byte())?;
+            txn.open_table(tables::ORG_MEMBERS)?.insert(
+                (name.as_str(), who.username.as_str()),
+                Role::Admin.to_byte(),
+            )?;
             Ok(serde_json::json!({
                 "name": org.name,
                 "createdAt": crate::util::rfc3339(org.created_at),
@@ -312,14 +339,18 @@ pub async fn set_org_member(
     core.db
         .write(move |txn| {
             if txn.open_table(tables::ORGS)?.get(org.as_str())?.is_none() {
-                return Err(DomainError::NotFound(format!("organization {org} not found")));
+                return Err(DomainError::NotFound(format!(
+                    "organization {org} not found"
+                )));
             }
             let mut members = txn.open_table(tables::ORG_MEMBERS)?;
             let my_role = members
                 .get((org.as_str(), who.username.as_str()))?
                 .and_then(|v| Role::from_byte(v.value()));
             if !who.admin && my_role != Some(Role::Admin) {
-                return Err(DomainError::Forbidden(format!("you are not an admin of {org}")));
+                return Err(DomainError::Forbidden(format!(
+                    "you are not an admin of {org}"
+                )));
             }
             if txn.open_table(tables::USERS)?.get(user.as_str())?.is_none() {
                 return Err(DomainError::Invalid(format!("user {user} does not exist")));
@@ -388,7 +419,9 @@ pub async fn create_repo(
     let who = require(who)?.clone();
     let path = RepoPath::new(owner, name)?;
     if description.len() > 4096 {
-        return Err(DomainError::Invalid("description is limited to 4096 bytes".into()));
+        return Err(DomainError::Invalid(
+            "description is limited to 4096 bytes".into(),
+        ));
     }
     // Authorize and check for existence before touching the disk.
     let key = path.key();
@@ -399,7 +432,9 @@ pub async fn create_repo(
             let is_user = txn.open_table(tables::USERS)?.get(owner)?.is_some();
             let is_org = txn.open_table(tables::ORGS)?.get(owner)?.is_some();
             if !is_user && !is_org {
-                return Err(DomainError::Invalid(format!("owner {owner} does not exist")));
+                return Err(DomainError::Invalid(format!(
+                    "owner {owner} does not exist"
+                )));
             }
             let allowed = w2.admin
                 || w2.username == owner
@@ -414,8 +449,15 @@ pub async fn create_repo(
                     "you cannot create repositories in {owner}"
                 )));
             }
-            if txn.open_table(tables::REPOS)?.get(p2.key().as_str())?.is_some() {
-                return Err(DomainError::Conflict(format!("repository {} already exists", p2)));
+            if txn
+                .open_table(tables::REPOS)?
+                .get(p2.key().as_str())?
+                .is_some()
+            {
+                return Err(DomainError::Conflict(format!(
+                    "repository {} already exists",
+                    p2
+                )));
             }
             Ok(())
         })
@@ -427,7 +469,9 @@ pub async fn create_repo(
         .write(move |txn| {
             let mut repos = txn.open_table(tables::REPOS)?;
             if repos.get(key.as_str())?.is_some() {
-                return Err(DomainError::Conflict(format!("repository {key} already exists")));
+                return Err(DomainError::Conflict(format!(
+                    "repository {key} already exists"
+                )));
             }
             let repo = Repo {
                 id: next_id(txn, "repo")?,
@@ -444,7 +488,11 @@ pub async fn create_repo(
 }
 
 /// Reads a repository (404 when invisible).
-pub async fn get_repo(core: &Core, who: Option<&Principal>, path: &RepoPath) -> DomainResult<RepoView> {
+pub async fn get_repo(
+    core: &Core,
+    who: Option<&Principal>,
+    path: &RepoPath,
+) -> DomainResult<RepoView> {
     let (repo, role) = core.repo_access(who, path, Role::Read).await?;
     Ok(RepoView::new(&repo, Some(role)))
 }
@@ -457,7 +505,8 @@ pub async fn list_repos(core: &Core, who: Option<&Principal>) -> DomainResult<Ve
             let mut out = Vec::new();
             for row in txn.open_table(tables::REPOS)?.iter()? {
                 let (k, _) = row?;
-                if let Ok((repo, role)) = repo_access_txn(txn, who.as_ref(), k.value(), Role::Read) {
+                if let Ok((repo, role)) = repo_access_txn(txn, who.as_ref(), k.value(), Role::Read)
+                {
                     out.push(RepoView::new(&repo, Some(role)));
                 }
             }
@@ -467,7 +516,11 @@ pub async fn list_repos(core: &Core, who: Option<&Principal>) -> DomainResult<Ve
 }
 
 /// Deletes a repository with its releases, assets, rules and memberships (admin).
-pub async fn delete_repo(core: &Core, who: Option<&Principal>, path: &RepoPath) -> DomainResult<()> {
+pub async fn delete_repo(
+    core: &Core,
+    who: Option<&Principal>,
+    path: &RepoPath,
+) -> DomainResult<()> {
     core.repo_access(who, path, Role::Admin).await?;
     let key = path.key();
     let release_ids = core

@@ -55,7 +55,12 @@ fn view(t: TagInfo, rules: &protection::RuleSet) -> TagView {
 }
 
 /// Lists tags, newest name last (sorted by name), paginated.
-pub async fn list(core: &Core, who: Option<&Principal>, repo: &RepoPath, page: Page) -> DomainResult<Paged<TagView>> {
+pub async fn list(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    page: Page,
+) -> DomainResult<Paged<TagView>> {
     core.repo_access(who, repo, Role::Read).await?;
     let rules = protection::rules(core, repo).await?;
     let r = repo.clone();
@@ -65,9 +70,15 @@ pub async fn list(core: &Core, who: Option<&Principal>, repo: &RepoPath, page: P
 }
 
 /// Reads one tag.
-pub async fn get(core: &Core, who: Option<&Principal>, repo: &RepoPath, tag: &str) -> DomainResult<TagView> {
+pub async fn get(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    tag: &str,
+) -> DomainResult<TagView> {
     core.repo_access(who, repo, Role::Read).await?;
-    let name = GitTagName::parse(tag).map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
+    let name = GitTagName::parse(tag)
+        .map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
     let rules = protection::rules(core, repo).await?;
     let r = repo.clone();
     let n2 = name.clone();
@@ -81,7 +92,9 @@ pub async fn get(core: &Core, who: Option<&Principal>, repo: &RepoPath, tag: &st
 pub async fn resolve_target(core: &Core, repo: &RepoPath, target: &str) -> DomainResult<String> {
     let t = target.trim().to_owned();
     if t.is_empty() || t.starts_with('-') || t.len() > 255 {
-        return Err(DomainError::Invalid(format!("target {target:?} is not a branch or commit")));
+        return Err(DomainError::Invalid(format!(
+            "target {target:?} is not a branch or commit"
+        )));
     }
     let r = repo.clone();
     let t2 = t.clone();
@@ -119,17 +132,30 @@ pub async fn create_at(
     commit: &str,
     message: Option<&str>,
 ) -> DomainResult<()> {
-    let tagger = who.map(|p| p.username.clone()).unwrap_or_else(|| "pfai".into());
+    let tagger = who
+        .map(|p| p.username.clone())
+        .unwrap_or_else(|| "pfai".into());
     let email = format!("{tagger}@pfai.invalid");
-    let (r, n, c, m) = (repo.clone(), name.clone(), commit.to_owned(), message.map(str::to_owned));
+    let (r, n, c, m) = (
+        repo.clone(),
+        name.clone(),
+        commit.to_owned(),
+        message.map(str::to_owned),
+    );
     core.git(move |g| g.create_tag(&r, &n, &c, m.as_deref(), (&tagger, &email)))
         .await
 }
 
 /// Deletes a tag. Protected tags need `admin`; others `write`. Releases anchored on it stay.
-pub async fn delete(core: &Core, who: Option<&Principal>, repo: &RepoPath, tag: &str) -> DomainResult<()> {
+pub async fn delete(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    tag: &str,
+) -> DomainResult<()> {
     let (_, role) = core.repo_access(who, repo, Role::Write).await?;
-    let name = GitTagName::parse(tag).map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
+    let name = GitTagName::parse(tag)
+        .map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
     let rules = protection::rules(core, repo).await?;
     if let Some(p) = rules.protecting(name.as_str()) {
         if role < Role::Admin {
@@ -144,12 +170,17 @@ pub async fn delete(core: &Core, who: Option<&Principal>, repo: &RepoPath, tag: 
         .await?
         .ok_or_else(|| DomainError::NotFound(format!("tag {name} not found")))?;
     let (r, n) = (repo.clone(), name.clone());
-    core.git(move |g| g.delete_tag(&r, &n, &info.ref_target)).await
+    core.git(move |g| g.delete_tag(&r, &n, &info.ref_target))
+        .await
 }
 
 /// Judges the ref updates of a push: `Some(message)` refuses the whole push. A `write` user may
 /// create protected tags but not delete or move them.
-pub fn judge_push(rules: &protection::RuleSet, role: Role, updates: &[RefUpdate]) -> Option<String> {
+pub fn judge_push(
+    rules: &protection::RuleSet,
+    role: Role,
+    updates: &[RefUpdate],
+) -> Option<String> {
     if role >= Role::Admin {
         return None;
     }

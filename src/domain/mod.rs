@@ -63,7 +63,11 @@ pub struct Core {
 
 impl Core {
     /// Opens every store under `data_dir` (assets under `asset_base`).
-    pub fn open(data_dir: &Path, asset_base: &Path, limits: Limits) -> Result<Arc<Core>, StorageError> {
+    pub fn open(
+        data_dir: &Path,
+        asset_base: &Path,
+        limits: Limits,
+    ) -> Result<Arc<Core>, StorageError> {
         std::fs::create_dir_all(data_dir)?;
         let db = Db::open(&data_dir.join("pfai.redb"))?;
         let git = GitStore::open(data_dir)?;

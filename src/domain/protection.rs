@@ -93,7 +93,11 @@ impl From<ProtectionRule> for RuleView {
 }
 
 /// Lists the rules (readable by anyone who can read the repository).
-pub async fn list(core: &Core, who: Option<&Principal>, repo: &RepoPath) -> DomainResult<Vec<RuleView>> {
+pub async fn list(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+) -> DomainResult<Vec<RuleView>> {
     core.repo_access(who, repo, Role::Read).await?;
     let key = repo.key();
     core.db
@@ -135,7 +139,9 @@ pub async fn create(
             for id in ids {
                 if let Some(v) = rules.get(id)? {
                     if codec::decode::<ProtectionRule>(v.value())?.pattern == pattern {
-                        return Err(DomainError::Conflict(format!("rule {pattern:?} already exists")));
+                        return Err(DomainError::Conflict(format!(
+                            "rule {pattern:?} already exists"
+                        )));
                     }
                 }
             }
@@ -154,7 +160,12 @@ pub async fn create(
 }
 
 /// Removes a rule (admin). The id must belong to this repository.
-pub async fn delete(core: &Core, who: Option<&Principal>, repo: &RepoPath, id: u64) -> DomainResult<()> {
+pub async fn delete(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    id: u64,
+) -> DomainResult<()> {
     core.repo_access(who, repo, Role::Admin).await?;
     let key = repo.key();
     core.db
@@ -186,7 +197,10 @@ mod tests {
     fn documented_semantics() {
         let s = set(&["v*"]);
         assert!(s.protecting("v1.2.3").is_some());
-        assert!(s.protecting("version2").is_some(), "v* also matches version2");
+        assert!(
+            s.protecting("version2").is_some(),
+            "v* also matches version2"
+        );
         assert!(s.protecting("release-1").is_none());
         assert!(s.protecting("V1").is_none(), "case-sensitive");
         assert!(s.protecting("xv1").is_none(), "anchored");

@@ -175,7 +175,11 @@ fn assets_of_txn(txn: &ReadTransaction, release_id: u64) -> DomainResult<Vec<Ass
     Ok(out)
 }
 
-fn release_by_tag_txn(txn: &ReadTransaction, repo_key: &str, tag: &str) -> DomainResult<Option<Release>> {
+fn release_by_tag_txn(
+    txn: &ReadTransaction,
+    repo_key: &str,
+    tag: &str,
+) -> DomainResult<Option<Release>> {
     let by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
     let Some(id) = by_tag.get((repo_key, tag))? else {
         return Ok(None);
@@ -244,13 +248,21 @@ impl Render<'_> {
 /// Percent-encodes a tag for use as one URL path segment (tags may contain `/`).
 pub fn url_segment(s: &str) -> String {
     use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-    const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
     utf8_percent_encode(s, KEEP).to_string()
 }
 
 async fn tag_map(core: &Core, repo: &RepoPath) -> DomainResult<HashMap<String, String>> {
     let r = repo.clone();
-    Ok(core.git(move |g| g.tag_targets(&r)).await?.into_iter().collect())
+    Ok(core
+        .git(move |g| g.tag_targets(&r))
+        .await?
+        .into_iter()
+        .collect())
 }
 
 fn pending(core: &Core) -> HashMap<u64, u64> {
@@ -278,7 +290,9 @@ pub async fn list(
             let mut skipped = 0u64;
             let mut rows = Vec::new();
             let mut has_next = false;
-            for row in order.range((key.as_str(), 0u64, 0u64)..=(key.as_str(), u64::MAX, u64::MAX))? {
+            for row in
+                order.range((key.as_str(), 0u64, 0u64)..=(key.as_str(), u64::MAX, u64::MAX))?
+            {
                 let id = u64::MAX - row?.0.value().2;
                 let Some(v) = releases.get(id)? else { continue };
                 let r: Release = codec::decode(v.value())?;
@@ -365,7 +379,9 @@ async fn load(
         .await?;
     match found {
         Some((r, a, l)) if visible(&r, role) => Ok((r, a, l, role)),
-        _ => Err(DomainError::NotFound(format!("release {label} not found in {repo}"))),
+        _ => Err(DomainError::NotFound(format!(
+            "release {label} not found in {repo}"
+        ))),
     }
 }
 
@@ -391,10 +407,14 @@ pub async fn get(
 
 fn check_text(name: &str, body: &str) -> DomainResult<()> {
     if name.len() > MAX_TITLE {
-        return Err(DomainError::Invalid(format!("name is limited to {MAX_TITLE} bytes")));
+        return Err(DomainError::Invalid(format!(
+            "name is limited to {MAX_TITLE} bytes"
+        )));
     }
     if body.len() > MAX_BODY {
-        return Err(DomainError::Invalid(format!("body is limited to {MAX_BODY} bytes")));
+        return Err(DomainError::Invalid(format!(
+            "body is limited to {MAX_BODY} bytes"
+        )));
     }
     Ok(())
 }
@@ -406,8 +426,11 @@ fn insert_order(txn: &WriteTransaction, r: &Release) -> DomainResult<()> {
 }
 
 fn remove_order(txn: &WriteTransaction, r: &Release) -> DomainResult<()> {
-    txn.open_table(tables::RELEASE_ORDER)?
-        .remove((r.repo.as_str(), order_key(r), u64::MAX - r.id))?;
+    txn.open_table(tables::RELEASE_ORDER)?.remove((
+        r.repo.as_str(),
+        order_key(r),
+        u64::MAX - r.id,
+    ))?;
     Ok(())
 }
 
@@ -438,13 +461,18 @@ pub async fn create(
         .await?
         .is_some()
     {
-        return Err(DomainError::Conflict(format!("a release for tag {tag} already exists")));
+        return Err(DomainError::Conflict(format!(
+            "a release for tag {tag} already exists"
+        )));
     }
     let (r, t) = (repo.clone(), tag.clone());
     let existing = core.git(move |g| g.find_tag(&r, &t)).await?;
     let mut created_tag = false;
     let (commit, target) = match existing {
-        Some(info) => (info.commit_sha, input.target_commit.clone().unwrap_or_default()),
+        Some(info) => (
+            info.commit_sha,
+            input.target_commit.clone().unwrap_or_default(),
+        ),
         None => {
             let target = input.target_commit.clone().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
                 DomainError::Invalid(format!(
@@ -469,7 +497,9 @@ pub async fn create(
         .write(move |txn| {
             let mut by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
             if by_tag.get((k3.as_str(), t3.as_str()))?.is_some() {
-                return Err(DomainError::Conflict(format!("a release for tag {t3} already exists")));
+                return Err(DomainError::Conflict(format!(
+                    "a release for tag {t3} already exists"
+                )));
             }
             let r = Release {
                 id: next_id(txn, "release")?,
@@ -500,7 +530,9 @@ pub async fn create(
                 let (r, t) = (repo.clone(), tag.clone());
                 if let Ok(Some(info)) = core.git(move |g| g.find_tag(&r, &t)).await {
                     let (r, t) = (repo.clone(), tag.clone());
-                    let _ = core.git(move |g| g.delete_tag(&r, &t, &info.ref_target)).await;
+                    let _ = core
+                        .git(move |g| g.delete_tag(&r, &t, &info.ref_target))
+                        .await;
                 }
             }
             Err(e)
@@ -589,10 +621,17 @@ fn remove_release_txn(txn: &WriteTransaction, r: &Release) -> DomainResult<()> {
 }
 
 /// Deletes a release and its asset files (write). The git tag stays.
-pub async fn delete(core: &Core, who: Option<&Principal>, repo: &RepoPath, tag: &str) -> DomainResult<()> {
+pub async fn delete(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    tag: &str,
+) -> DomainResult<()> {
     let (r, _, _, _) = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
     let r2 = r.clone();
-    core.db.write(move |txn| remove_release_txn(txn, &r2)).await?;
+    core.db
+        .write(move |txn| remove_release_txn(txn, &r2))
+        .await?;
     core.assets.remove_release(repo, r.id)?;
     Ok(())
 }
@@ -647,15 +686,17 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (release, assets, _, _) = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
-    let raw_name = meta
-        .name
-        .clone()
-        .ok_or_else(|| DomainError::Invalid("the file part has no file name; pass ?name=".into()))?;
+    let (release, assets, _, _) =
+        load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
+    let raw_name = meta.name.clone().ok_or_else(|| {
+        DomainError::Invalid("the file part has no file name; pass ?name=".into())
+    })?;
     let name = AssetName::parse(&raw_name)?;
     let label = meta.label.clone().unwrap_or_default();
     if label.len() > 255 || label.chars().any(char::is_control) {
-        return Err(DomainError::Invalid("label must be at most 255 printable bytes".into()));
+        return Err(DomainError::Invalid(
+            "label must be at most 255 printable bytes".into(),
+        ));
     }
     if assets.iter().any(|a| a.name == name.as_str()) {
         return Err(DomainError::Conflict(format!(
@@ -663,17 +704,23 @@ where
         )));
     }
     let content_type = match meta.content_type.as_deref() {
-        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" && ct.len() < 200 => ct.to_owned(),
+        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" && ct.len() < 200 => {
+            ct.to_owned()
+        }
         _ => mime_guess::from_path(name.as_str())
             .first_or_octet_stream()
             .to_string(),
     };
-    let asset_id = core.db.write(|txn| next_id(txn, "asset").map_err(DomainError::from)).await?;
+    let asset_id = core
+        .db
+        .write(|txn| next_id(txn, "asset").map_err(DomainError::from))
+        .await?;
     let (file, guard) = core.assets.create_temp(repo, release.id)?;
     let mut sink = Sink::start(file, Hasher::new(crate::ids::Algorithm::Sha256));
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| DomainError::BadRequest(format!("upload interrupted: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| DomainError::BadRequest(format!("upload interrupted: {e}")))?;
         received += chunk.len() as u64;
         if received > core.limits.asset_max {
             return Err(DomainError::TooLarge(format!(
@@ -706,8 +753,14 @@ where
     let committed = core
         .db
         .write(move |txn| {
-            if txn.open_table(tables::RELEASES)?.get(a2.release_id)?.is_none() {
-                return Err(DomainError::NotFound("the release was deleted during the upload".into()));
+            if txn
+                .open_table(tables::RELEASES)?
+                .get(a2.release_id)?
+                .is_none()
+            {
+                return Err(DomainError::NotFound(
+                    "the release was deleted during the upload".into(),
+                ));
             }
             let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
             if idx.get((a2.release_id, a2.name.as_str()))?.is_some() {
@@ -786,7 +839,8 @@ pub async fn asset_view(
     id: u64,
     base_url: &str,
 ) -> DomainResult<AssetView> {
-    let (release, assets, _, _) = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Read).await?;
+    let (release, assets, _, _) =
+        load(core, who, repo, Which::Tag(tag.to_owned()), Role::Read).await?;
     let a = assets
         .into_iter()
         .find(|a| a.id == id)
@@ -853,7 +907,8 @@ pub async fn delete_asset(
     tag: &str,
     id: u64,
 ) -> DomainResult<()> {
-    let (release, assets, _, _) = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
+    let (release, assets, _, _) =
+        load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
     let a = assets
         .into_iter()
         .find(|a| a.id == id)

@@ -184,7 +184,9 @@ where
         }
         let n = stdout.read_buf(&mut buf).await?;
         if n == 0 {
-            return Err(std::io::Error::other("git http-backend ended without headers"));
+            return Err(std::io::Error::other(
+                "git http-backend ended without headers",
+            ));
         }
     };
     let (head_len, sep_len) = header_end;
@@ -193,7 +195,9 @@ where
     let mut status = 200;
     let mut headers = Vec::new();
     for line in head.lines() {
-        let Some((k, v)) = line.split_once(':') else { continue };
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
         let v = v.trim();
         if k.eq_ignore_ascii_case("status") {
             status = v
@@ -235,7 +239,9 @@ mod tests {
         let z = "0".repeat(40);
         let body = format!(
             "{}{}0000PACK",
-            pkt(&format!("{a} {z} refs/tags/v1\0report-status side-band-64k\n")),
+            pkt(&format!(
+                "{a} {z} refs/tags/v1\0report-status side-band-64k\n"
+            )),
             pkt(&format!("{z} {a} refs/heads/main\n"))
         );
         let (ups, done) = parse_ref_updates(body.as_bytes()).unwrap();

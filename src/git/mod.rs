@@ -146,7 +146,13 @@ impl GitStore {
         let mut c = Command::new("git");
         c.env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .args(["init", "--bare", "--quiet", "--initial-branch=main", "--end-of-options"])
+            .args([
+                "init",
+                "--bare",
+                "--quiet",
+                "--initial-branch=main",
+                "--end-of-options",
+            ])
             .arg(&dir);
         Self::run(c)?;
         let mut c = self.git(&dir);
@@ -223,7 +229,9 @@ impl GitStore {
                 if gix::refs::FullName::try_from(full.as_str()).is_err() {
                     return Ok(None);
                 }
-                if let Some(mut reference) = r.try_find_reference(full.as_str()).map_err(read_err)? {
+                if let Some(mut reference) =
+                    r.try_find_reference(full.as_str()).map_err(read_err)?
+                {
                     found = Some(reference.peel_to_id().map_err(read_err)?.detach());
                     break;
                 }
@@ -271,7 +279,11 @@ impl GitStore {
             .arg(ZERO_OID);
         match Self::run(c) {
             Ok(_) => Ok(()),
-            Err(GitError::Command(msg)) if msg.contains("exists") || msg.contains("unable to lock") || msg.contains("cannot lock") => {
+            Err(GitError::Command(msg))
+                if msg.contains("exists")
+                    || msg.contains("unable to lock")
+                    || msg.contains("cannot lock") =>
+            {
                 Err(GitError::AlreadyExists(tag.full_ref()))
             }
             Err(e) => Err(e),
@@ -279,11 +291,22 @@ impl GitStore {
     }
 
     /// Deletes `refs/tags/<tag>` only if it still points at `expected` (what was checked).
-    pub fn delete_tag(&self, repo: &RepoPath, tag: &GitTagName, expected: &str) -> Result<(), GitError> {
+    pub fn delete_tag(
+        &self,
+        repo: &RepoPath,
+        tag: &GitTagName,
+        expected: &str,
+    ) -> Result<(), GitError> {
         let mut c = self.git(&self.repo_dir(repo));
-        c.args(["update-ref", "-d", "-m", "pfai: delete tag", "--end-of-options"])
-            .arg(tag.full_ref())
-            .arg(expected);
+        c.args([
+            "update-ref",
+            "-d",
+            "-m",
+            "pfai: delete tag",
+            "--end-of-options",
+        ])
+        .arg(tag.full_ref())
+        .arg(expected);
         Self::run(c).map(|_| ()).map_err(|e| match e {
             GitError::Command(_) => GitError::Conflict(tag.full_ref()),
             other => other,
@@ -304,7 +327,9 @@ fn sanitize_ident(s: &str) -> String {
 fn run_with_stdin(mut cmd: Command, input: &[u8]) -> Result<String, GitError> {
     use std::io::Write;
     use std::process::Stdio;
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(input)?;

@@ -134,7 +134,10 @@ pub fn oci(e: DomainError) -> Response {
         );
     }
     if let DomainError::RangeNotSatisfiable { location, offset } = &e {
-        if let Some(loc) = location.as_deref().and_then(|l| header::HeaderValue::from_str(l).ok()) {
+        if let Some(loc) = location
+            .as_deref()
+            .and_then(|l| header::HeaderValue::from_str(l).ok())
+        {
             h.insert(header::LOCATION, loc);
         }
         let range = format!("0-{}", offset.saturating_sub(1));

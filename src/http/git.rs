@@ -31,7 +31,9 @@ fn repo_segment() -> impl Filter<Extract = (RepoPath,), Error = warp::Rejection>
     warp::path::param::<String>()
         .and(warp::path::param::<String>())
         .and_then(|owner: String, repo: String| async move {
-            let name = repo.strip_suffix(".git").ok_or_else(warp::reject::not_found)?;
+            let name = repo
+                .strip_suffix(".git")
+                .ok_or_else(warp::reject::not_found)?;
             RepoPath::new(&owner, name).map_err(|_| warp::reject::not_found())
         })
 }
@@ -52,7 +54,9 @@ async fn handle(
     } else if sub == "git-upload-pack" || query.contains("service=git-upload-pack") {
         Service::UploadPack
     } else {
-        return Err(DomainError::BadRequest("only the smart HTTP protocol is served".into()));
+        return Err(DomainError::BadRequest(
+            "only the smart HTTP protocol is served".into(),
+        ));
     };
     let p = who(&core, creds, false).await?;
     let need = match service {
@@ -64,7 +68,9 @@ async fn handle(
         // git only sends credentials after a challenge: anonymous callers get 401, for
         // private and missing repositories alike.
         Err(DomainError::NotFound(_)) if p.is_none() => {
-            return Err(DomainError::Unauthenticated("authentication required".into()))
+            return Err(DomainError::Unauthenticated(
+                "authentication required".into(),
+            ))
         }
         Err(e) => return Err(e),
     };
@@ -78,7 +84,9 @@ async fn handle(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| !v.eq_ignore_ascii_case("identity"));
         if encoded {
-            return Err(DomainError::BadRequest("compressed push requests are not supported".into()));
+            return Err(DomainError::BadRequest(
+                "compressed push requests are not supported".into(),
+            ));
         }
         let mut buf = BytesMut::new();
         let updates = loop {
@@ -88,11 +96,17 @@ async fn handle(
                 Err(e) => return Err(DomainError::BadRequest(format!("malformed push: {e}"))),
             }
             if buf.len() > MAX_PUSH_COMMANDS {
-                return Err(DomainError::TooLarge("too many ref updates in one push".into()));
+                return Err(DomainError::TooLarge(
+                    "too many ref updates in one push".into(),
+                ));
             }
             match body.next().await {
                 Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(e)) => return Err(DomainError::BadRequest(format!("reading the push failed: {e}"))),
+                Some(Err(e)) => {
+                    return Err(DomainError::BadRequest(format!(
+                        "reading the push failed: {e}"
+                    )))
+                }
                 None => break Vec::new(),
             }
         };
@@ -130,7 +144,8 @@ async fn handle(
             Ok(Bytes::new())
         }));
     let mut resp = warp::reply::Reply::into_response(warp::reply::stream(stream));
-    *resp.status_mut() = StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        StatusCode::from_u16(cgi.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (k, v) in cgi.headers {
         if let Ok(name) = header::HeaderName::from_bytes(k.as_bytes()) {
             reply::set_header(&mut resp, name, &v);
@@ -158,7 +173,18 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(credentials())
         .and(warp::header::headers_cloned())
         .and(super::body_stream())
-        .then(|repo, core, creds, h, body| handle(core, repo, "git-upload-pack", "POST", creds, String::new(), h, Some(body)))
+        .then(|repo, core, creds, h, body| {
+            handle(
+                core,
+                repo,
+                "git-upload-pack",
+                "POST",
+                creds,
+                String::new(),
+                h,
+                Some(body),
+            )
+        })
         .map(rest_reply);
     let receive = repo_segment()
         .and(warp::path!("git-receive-pack"))
@@ -167,7 +193,18 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(credentials())
         .and(warp::header::headers_cloned())
         .and(super::body_stream())
-        .then(|repo, core, creds, h, body| handle(core, repo, "git-receive-pack", "POST", creds, String::new(), h, Some(body)))
+        .then(|repo, core, creds, h, body| {
+            handle(
+                core,
+                repo,
+                "git-receive-pack",
+                "POST",
+                creds,
+                String::new(),
+                h,
+                Some(body),
+            )
+        })
         .map(rest_reply);
     info_refs.or(upload).unify().or(receive).unify().boxed()
 }

@@ -35,7 +35,8 @@ pub fn with_core(core: Ctx) -> impl Filter<Extract = (Ctx,), Error = Infallible>
 
 /// The `Authorization` header, parsed (absent: `Credentials::None`).
 pub fn credentials() -> impl Filter<Extract = (Credentials,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<String>("authorization").map(|h: Option<String>| Credentials::parse(h.as_deref()))
+    warp::header::optional::<String>("authorization")
+        .map(|h: Option<String>| Credentials::parse(h.as_deref()))
 }
 
 /// `http://<Host>` (or the `X-Forwarded-Proto` scheme), to build absolute links.
@@ -65,14 +66,20 @@ pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
         .filter(|s| !s.is_empty())
         .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode_component(&k.replace('+', " ")), decode_component(&v.replace('+', " ")))
+            (
+                decode_component(&k.replace('+', " ")),
+                decode_component(&v.replace('+', " ")),
+            )
         })
         .collect()
 }
 
 /// The first value of `key`.
 pub fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Parses an optional numeric query parameter (400 when not a number).
@@ -115,7 +122,8 @@ where
 pub async fn read_limited(mut body: BodyStream, limit: u64) -> DomainResult<Bytes> {
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| DomainError::BadRequest(format!("reading the body failed: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| DomainError::BadRequest(format!("reading the body failed: {e}")))?;
         if buf.len() as u64 + chunk.len() as u64 > limit {
             // Drain a bounded amount more so the client, still sending, reads our 413 instead
             // of a connection reset (a lingering close, as nginx does).
@@ -126,7 +134,9 @@ pub async fn read_limited(mut body: BodyStream, limit: u64) -> DomainResult<Byte
                     break;
                 }
             }
-            return Err(DomainError::TooLarge(format!("the body is limited to {limit} bytes")));
+            return Err(DomainError::TooLarge(format!(
+                "the body is limited to {limit} bytes"
+            )));
         }
         buf.extend_from_slice(&chunk);
     }
@@ -134,13 +144,21 @@ pub async fn read_limited(mut body: BodyStream, limit: u64) -> DomainResult<Byte
 }
 
 /// Reads and parses a JSON body (400 when malformed; serde's recursion limit stays on).
-pub async fn read_json<T: serde::de::DeserializeOwned>(core: &Core, body: BodyStream) -> DomainResult<T> {
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    core: &Core,
+    body: BodyStream,
+) -> DomainResult<T> {
     let bytes = read_limited(body, core.limits.json_body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| DomainError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| DomainError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 /// Authenticates and records the user on the request's span (for the request log).
-pub async fn who(core: &Core, creds: Credentials, allow_password: bool) -> DomainResult<Option<Principal>> {
+pub async fn who(
+    core: &Core,
+    creds: Credentials,
+    allow_password: bool,
+) -> DomainResult<Option<Principal>> {
     let p = account::authenticate(core, creds, allow_password).await?;
     if let Some(p) = &p {
         tracing::Span::current().record("user", p.username.as_str());

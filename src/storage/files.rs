@@ -51,7 +51,13 @@ impl AssetFiles {
     }
 
     /// The final path of an asset.
-    pub fn path(&self, repo: &RepoPath, release_id: u64, asset_id: u64, name: &AssetName) -> PathBuf {
+    pub fn path(
+        &self,
+        repo: &RepoPath,
+        release_id: u64,
+        asset_id: u64,
+        name: &AssetName,
+    ) -> PathBuf {
         self.release_dir(repo, release_id)
             .join(format!("{asset_id}-{}", name.as_str()))
     }

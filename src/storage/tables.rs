@@ -26,8 +26,7 @@ pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 pub const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
 
 /// `("owner/repo", username) -> role byte`. Writer: `domain::account`.
-pub const COLLABORATORS: TableDefinition<(&str, &str), u8> =
-    TableDefinition::new("collaborators");
+pub const COLLABORATORS: TableDefinition<(&str, &str), u8> = TableDefinition::new("collaborators");
 
 /// `release id -> Release`. Writer: `domain::release`.
 pub const RELEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("releases");

@@ -12,7 +12,10 @@ async fn first_start_writes_a_private_admin_token() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
     assert!(s.admin.starts_with("pfai_") && s.admin.len() >= 45);
     let (st, v) = s.get("/api/v1/user", Some(&s.admin)).await;
@@ -29,7 +32,10 @@ async fn tokens_basic_auth_and_revocation() {
     let s = TestServer::start().await;
     let alice = s.user("alice").await;
     let (st, v) = s.get("/api/v1/user", Some(&alice)).await;
-    assert_eq!((st, v["username"].as_str()), (StatusCode::OK, Some("alice")));
+    assert_eq!(
+        (st, v["username"].as_str()),
+        (StatusCode::OK, Some("alice"))
+    );
 
     // Basic with any username and the token as password: the token decides who you are.
     let r = s
@@ -40,10 +46,17 @@ async fn tokens_basic_auth_and_revocation() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["username"], "alice");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["username"],
+        "alice"
+    );
 
     // A wrong token is 401 with a challenge, never anonymous.
-    let r = s.req(Method::GET, "/api/v1/user", Some("pfai_wrong")).send().await.unwrap();
+    let r = s
+        .req(Method::GET, "/api/v1/user", Some("pfai_wrong"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers().get("www-authenticate").is_some());
     let body: serde_json::Value = r.json().await.unwrap();
@@ -69,14 +82,26 @@ async fn tokens_basic_auth_and_revocation() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Mint a second token with the first, revoke it, and it stops working at once.
-    let (st, t2) = s.post("/api/v1/user/tokens", Some(&alice), json!({"name": "ci"})).await;
+    let (st, t2) = s
+        .post("/api/v1/user/tokens", Some(&alice), json!({"name": "ci"}))
+        .await;
     assert_eq!(st, StatusCode::CREATED);
     let secret = t2["token"].as_str().unwrap().to_owned();
     assert_eq!(s.get("/api/v1/user", Some(&secret)).await.0, StatusCode::OK);
     let id = t2["id"].as_u64().unwrap();
-    let (st, _) = s.call(Method::DELETE, &format!("/api/v1/user/tokens/{id}"), Some(&alice), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/user/tokens/{id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    assert_eq!(s.get("/api/v1/user", Some(&secret)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.get("/api/v1/user", Some(&secret)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -100,8 +125,14 @@ async fn bad_input_gets_clear_errors() {
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
     }
     // Duplicates.
-    assert_eq!(s.post("/api/v1/orgs", a, json!({"name": "acme"})).await.0, StatusCode::CREATED);
-    assert_eq!(s.post("/api/v1/orgs", a, json!({"name": "acme"})).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        s.post("/api/v1/orgs", a, json!({"name": "acme"})).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.post("/api/v1/orgs", a, json!({"name": "acme"})).await.0,
+        StatusCode::CONFLICT
+    );
     // Oversized body.
     let big = "x".repeat(2 << 20);
     let r = s
@@ -113,11 +144,18 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Unknown route and unknown repo.
     assert_eq!(s.get("/api/v1/nope", a).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.get("/api/v1/forge/acme/missing", a).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/api/v1/forge/acme/missing", a).await.0,
+        StatusCode::NOT_FOUND
+    );
     // Non-admins cannot create users.
     let bob = s.user("bob").await;
     let (st, _) = s
-        .post("/api/v1/admin/users", Some(&bob), json!({"username": "eve", "password": "12345678"}))
+        .post(
+            "/api/v1/admin/users",
+            Some(&bob),
+            json!({"username": "eve", "password": "12345678"}),
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
@@ -131,7 +169,11 @@ async fn private_repositories_do_not_leak() {
     let reader = s.user("reader").await;
     s.collaborator("acme/secret", "reader", "read").await;
 
-    for path in ["/api/v1/forge/acme/secret", "/api/v1/forge/acme/secret/releases", "/api/v1/forge/acme/secret/tags"] {
+    for path in [
+        "/api/v1/forge/acme/secret",
+        "/api/v1/forge/acme/secret/releases",
+        "/api/v1/forge/acme/secret/tags",
+    ] {
         let (st_anon, v_anon) = s.get(path, None).await;
         let (st_out, _) = s.get(path, Some(&outsider)).await;
         let (st_missing, v_missing) = s.get(&path.replace("secret", "nothere"), None).await;
@@ -141,16 +183,34 @@ async fn private_repositories_do_not_leak() {
         assert_eq!(v_anon["error"]["code"], v_missing["error"]["code"]);
         assert_eq!(s.get(path, Some(&reader)).await.0, StatusCode::OK, "{path}");
     }
-    assert_eq!(s.get("/api/v1/forge/acme/open", None).await.0, StatusCode::OK);
+    assert_eq!(
+        s.get("/api/v1/forge/acme/open", None).await.0,
+        StatusCode::OK
+    );
     // Listing shows only what the caller can read.
     let (_, v) = s.get("/api/v1/forge/repos", Some(&outsider)).await;
-    let names: Vec<_> = v.as_array().unwrap().iter().map(|r| r["fullName"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fullName"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, vec!["acme/open"]);
     // A role downgrade takes effect on the next request.
     s.collaborator("acme/secret", "reader", "read").await;
-    let (st, _) = s.call(Method::DELETE, "/api/v1/forge/acme/secret/collaborators/reader", Some(&s.admin), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/forge/acme/secret/collaborators/reader",
+            Some(&s.admin),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    assert_eq!(s.get("/api/v1/forge/acme/secret", Some(&reader)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/api/v1/forge/acme/secret", Some(&reader)).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -158,22 +218,54 @@ async fn org_roles_apply_to_every_repo() {
     let s = TestServer::start().await;
     s.repo("acme", "app", true).await;
     let dev = s.user("dev").await;
-    assert_eq!(s.get("/api/v1/forge/acme/app", Some(&dev)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app", Some(&dev)).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (st, _) = s
-        .call(Method::PUT, "/api/v1/orgs/acme/members/dev", Some(&s.admin), Some(json!({"role": "write"})))
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/acme/members/dev",
+            Some(&s.admin),
+            Some(json!({"role": "write"})),
+        )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, v) = s.get("/api/v1/forge/acme/app", Some(&dev)).await;
-    assert_eq!((st, v["permission"].as_str()), (StatusCode::OK, Some("write")));
+    assert_eq!(
+        (st, v["permission"].as_str()),
+        (StatusCode::OK, Some("write"))
+    );
     // write members can create repositories in the org, outsiders cannot.
-    let (st, _) = s.post("/api/v1/forge/repos", Some(&dev), json!({"owner": "acme", "name": "lib"})).await;
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&dev),
+            json!({"owner": "acme", "name": "lib"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
     let other = s.user("other").await;
-    let (st, _) = s.post("/api/v1/forge/repos", Some(&other), json!({"owner": "acme", "name": "x"})).await;
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&other),
+            json!({"owner": "acme", "name": "x"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // Users own their namespace.
-    let (st, v) = s.post("/api/v1/forge/repos", Some(&other), json!({"owner": "other", "name": "mine"})).await;
-    assert_eq!((st, v["permission"].as_str()), (StatusCode::CREATED, Some("admin")));
+    let (st, v) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&other),
+            json!({"owner": "other", "name": "mine"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["permission"].as_str()),
+        (StatusCode::CREATED, Some("admin"))
+    );
     assert!(s.data_dir().join("repos/other/mine.git/HEAD").exists());
 }
 
@@ -185,7 +277,11 @@ async fn everything_survives_a_restart() {
     let wc = s.checkout("acme/app", &s.admin.clone());
     crate::harness::git_ok(&wc, &["push", "-q", "origin", "main"]);
     let (st, _) = s
-        .post("/api/v1/forge/acme/app/releases", Some(&s.admin), json!({"tagName": "v1", "targetCommit": "main"}))
+        .post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&s.admin),
+            json!({"tagName": "v1", "targetCommit": "main"}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED);
     let admin = s.admin.clone();

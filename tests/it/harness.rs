@@ -78,7 +78,13 @@ impl TestServer {
         r
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut r = self.req(method, path, token);
         if let Some(b) = body {
             r = r.json(&b);
@@ -86,7 +92,11 @@ impl TestServer {
         let resp = r.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, v)
     }
 
@@ -123,7 +133,13 @@ impl TestServer {
 
     /// Creates an org owned by admin and a repository in it.
     pub async fn repo(&self, owner: &str, name: &str, private: bool) {
-        let (s, _) = self.post("/api/v1/orgs", Some(&self.admin), serde_json::json!({"name": owner})).await;
+        let (s, _) = self
+            .post(
+                "/api/v1/orgs",
+                Some(&self.admin),
+                serde_json::json!({"name": owner}),
+            )
+            .await;
         assert!(s == StatusCode::CREATED || s == StatusCode::CONFLICT);
         let (s, v) = self
             .post(
@@ -158,13 +174,17 @@ impl TestServer {
 
     /// A working copy with one commit on `main`, its origin pointing at `repo` with `token`.
     pub fn checkout(&self, repo: &str, token: &str) -> PathBuf {
+        assert!(require_tool("git"), "git is needed for this test");
         let wc = self.dir.path().join(format!("wc-{}", rand_suffix()));
         std::fs::create_dir_all(&wc).unwrap();
         git_ok(&wc, &["init", "-q", "-b", "main"]);
         std::fs::write(wc.join("README"), "hello\n").unwrap();
         git_ok(&wc, &["add", "README"]);
         git_ok(&wc, &["commit", "-q", "-m", "initial"]);
-        git_ok(&wc, &["remote", "add", "origin", &self.git_url(repo, Some(token))]);
+        git_ok(
+            &wc,
+            &["remote", "add", "origin", &self.git_url(repo, Some(token))],
+        );
         wc
     }
 }

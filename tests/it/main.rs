@@ -2,7 +2,8 @@
 //! over HTTP and with real clients.
 
 mod accounts;
+mod binary;
 mod git_hosting;
 mod harness;
-mod releases;
 mod protection;
+mod releases;

@@ -20,9 +20,22 @@ async fn protected_tags_need_admin_on_every_path() {
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, rule) = s.post(rules, Some(&maint), json!({"pattern": "v*"})).await;
     assert_eq!(st, StatusCode::CREATED, "{rule}");
-    assert_eq!(s.post(rules, Some(&maint), json!({"pattern": "v*"})).await.0, StatusCode::CONFLICT);
-    assert_eq!(s.post(rules, Some(&maint), json!({"pattern": ""})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(s.post(rules, Some(&maint), json!({"pattern": "a["})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s.post(rules, Some(&maint), json!({"pattern": "v*"}))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        s.post(rules, Some(&maint), json!({"pattern": ""})).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        s.post(rules, Some(&maint), json!({"pattern": "a["}))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let (st, list) = s.get(rules, None).await;
     assert_eq!((st, list.as_array().unwrap().len()), (StatusCode::OK, 1));
 
@@ -37,28 +50,70 @@ async fn protected_tags_need_admin_on_every_path() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["name"].as_str().unwrap().to_owned(), t["protected"].as_bool().unwrap()))
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_owned(),
+                t["protected"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         protected,
-        vec![("nightly".into(), false), ("v1.0.0".into(), true), ("version2".into(), true)],
+        vec![
+            ("nightly".into(), false),
+            ("v1.0.0".into(), true),
+            ("version2".into(), true)
+        ],
         "v* also matches version2"
     );
     // A release anchored on the protected tag.
-    let (st, _) = s.post("/api/v1/forge/acme/app/releases", Some(&writer), json!({"tagName": "v1.0.0"})).await;
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&writer),
+            json!({"tagName": "v1.0.0"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
 
     // REST delete as write: 403; the unprotected one is fine.
-    let (st, v) = s.call(Method::DELETE, "/api/v1/forge/acme/app/tags/v1.0.0", Some(&writer), None).await;
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/forge/acme/app/tags/v1.0.0",
+            Some(&writer),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    assert!(v["error"]["message"].as_str().unwrap().contains("protected"));
-    let (st, _) = s.call(Method::DELETE, "/api/v1/forge/acme/app/tags/nightly", Some(&writer), None).await;
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("protected"));
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/forge/acme/app/tags/nightly",
+            Some(&writer),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
 
     // Release deletion never deletes the tag.
-    let (st, _) = s.call(Method::DELETE, "/api/v1/forge/acme/app/releases/v1.0.0", Some(&writer), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/forge/acme/app/releases/v1.0.0",
+            Some(&writer),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    assert_eq!(s.get("/api/v1/forge/acme/app/tags/v1.0.0", None).await.0, StatusCode::OK);
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app/tags/v1.0.0", None).await.0,
+        StatusCode::OK
+    );
 
     // git push --delete as write: refused with our message, nothing changes.
     let before = git_ok(&wc, &["ls-remote", "origin"]);
@@ -72,9 +127,23 @@ async fn protected_tags_need_admin_on_every_path() {
     let err = git_err(&wc, &["push", "--force", "origin", "refs/tags/v1.0.0"]);
     assert!(err.contains("protected"), "{err}");
     // A push mixing an allowed branch update with a protected-tag change: refused as a whole.
-    let err = git_err(&wc, &["push", "--force", "origin", "main", "refs/tags/v1.0.0", ":refs/tags/version2"]);
+    let err = git_err(
+        &wc,
+        &[
+            "push",
+            "--force",
+            "origin",
+            "main",
+            "refs/tags/v1.0.0",
+            ":refs/tags/version2",
+        ],
+    );
     assert!(err.contains("protected"), "{err}");
-    assert_eq!(git_ok(&wc, &["ls-remote", "origin"]), before, "no ref of a refused push changes");
+    assert_eq!(
+        git_ok(&wc, &["ls-remote", "origin"]),
+        before,
+        "no ref of a refused push changes"
+    );
     // Same branch push alone works.
     git_ok(&wc, &["push", "-q", "origin", "main"]);
 
@@ -82,13 +151,35 @@ async fn protected_tags_need_admin_on_every_path() {
     let awc = s.checkout("acme/app", &maint);
     git_ok(&awc, &["fetch", "-q", "origin", "--tags"]);
     git_ok(&awc, &["push", "-q", "origin", "--delete", "version2"]);
-    let (st, _) = s.call(Method::DELETE, "/api/v1/forge/acme/app/tags/v1.0.0", Some(&maint), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/forge/acme/app/tags/v1.0.0",
+            Some(&maint),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
 
     // Removing the rule (admin) lifts the protection.
     let id = rule["id"].as_u64().unwrap();
-    assert_eq!(s.call(Method::DELETE, &format!("{rules}/{id}"), Some(&writer), None).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(s.call(Method::DELETE, &format!("{rules}/{id}"), Some(&maint), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.call(
+            Method::DELETE,
+            &format!("{rules}/{id}"),
+            Some(&writer),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.call(Method::DELETE, &format!("{rules}/{id}"), Some(&maint), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
     git_ok(&wc, &["push", "-q", "origin", "refs/tags/v1.0.0"]);
     git_ok(&wc, &["push", "-q", "origin", "--delete", "v1.0.0"]);
 }

@@ -14,11 +14,21 @@ async fn setup() -> (TestServer, String) {
     (s, head)
 }
 
-async fn upload(s: &TestServer, tag: &str, name: &str, data: Vec<u8>, token: &str) -> (StatusCode, Value) {
+async fn upload(
+    s: &TestServer,
+    tag: &str,
+    name: &str,
+    data: Vec<u8>,
+    token: &str,
+) -> (StatusCode, Value) {
     let part = reqwest::multipart::Part::bytes(data).file_name(name.to_owned());
     let form = reqwest::multipart::Form::new().part("file", part);
     let r = s
-        .req(Method::POST, &format!("/api/v1/forge/acme/app/releases/{tag}/assets"), Some(token))
+        .req(
+            Method::POST,
+            &format!("/api/v1/forge/acme/app/releases/{tag}/assets"),
+            Some(token),
+        )
         .multipart(form)
         .send()
         .await
@@ -38,7 +48,21 @@ async fn create_list_latest_update_delete() {
         .post(base, a, json!({"tagName":"v1.2.3","targetCommit":"main","name":"v1.2.3","body":"notes","draft":false,"prerelease":true}))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    for field in ["id", "tagName", "name", "body", "draft", "prerelease", "author", "targetCommit", "publishedAt", "assets", "createdAt", "latest", "tagExists"] {
+    for field in [
+        "id",
+        "tagName",
+        "name",
+        "body",
+        "draft",
+        "prerelease",
+        "author",
+        "targetCommit",
+        "publishedAt",
+        "assets",
+        "createdAt",
+        "latest",
+        "tagExists",
+    ] {
         assert!(v.get(field).is_some(), "missing {field}");
     }
     assert_eq!(v["targetCommit"], head.as_str());
@@ -48,14 +72,39 @@ async fn create_list_latest_update_delete() {
     assert!(v["publishedAt"].as_str().unwrap().ends_with('Z'));
 
     // Missing tag without targetCommit, bad target, bad tag name, duplicate.
-    assert_eq!(s.post(base, a, json!({"tagName":"v9"})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(s.post(base, a, json!({"tagName":"v9","targetCommit":"nope"})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(s.post(base, a, json!({"tagName":"bad..tag","targetCommit":"main"})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(s.post(base, a, json!({"tagName":"v1.2.3"})).await.0, StatusCode::CONFLICT);
-    assert_eq!(s.post(base, a, json!({"tagName":"v9","bogus":1})).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.post(base, a, json!({"tagName":"v9"})).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        s.post(base, a, json!({"tagName":"v9","targetCommit":"nope"}))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        s.post(base, a, json!({"tagName":"bad..tag","targetCommit":"main"}))
+            .await
+            .0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        s.post(base, a, json!({"tagName":"v1.2.3"})).await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        s.post(base, a, json!({"tagName":"v9","bogus":1})).await.0,
+        StatusCode::BAD_REQUEST
+    );
 
     // An existing tag anchors without targetCommit.
-    let (st, _) = s.post("/api/v1/forge/acme/app/tags", a, json!({"tagName":"v1.2.2","target":"main"})).await;
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/acme/app/tags",
+            a,
+            json!({"tagName":"v1.2.2","target":"main"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (st, v) = s.post(base, a, json!({"tagName":"v1.2.2"})).await;
@@ -64,27 +113,62 @@ async fn create_list_latest_update_delete() {
     assert_eq!(v["name"], "v1.2.2", "the title defaults to the tag");
 
     // A draft: no tag until published.
-    let (st, v) = s.post(base, a, json!({"tagName":"v2.0.0","targetCommit":"main","draft":true})).await;
+    let (st, v) = s
+        .post(
+            base,
+            a,
+            json!({"tagName":"v2.0.0","targetCommit":"main","draft":true}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert!(v["publishedAt"].is_null());
     assert_eq!(v["tagExists"], false);
-    assert_eq!(s.get("/api/v1/forge/acme/app/tags/v2.0.0", None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app/tags/v2.0.0", None).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // List order: unpublished drafts first, then publishedAt descending.
     let (_, list) = s.get(base, a).await;
-    let tags: Vec<&str> = list.as_array().unwrap().iter().map(|r| r["tagName"].as_str().unwrap()).collect();
+    let tags: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tagName"].as_str().unwrap())
+        .collect();
     assert_eq!(tags, vec!["v2.0.0", "v1.2.2", "v1.2.3"]);
     let (_, latest) = s.get(&format!("{base}/latest"), None).await;
     assert_eq!(latest["tagName"], "v1.2.2");
 
     // PATCH changes only what is passed; null means unchanged.
-    let (st, v) = s.call(Method::PATCH, &format!("{base}/v1.2.3"), a, Some(json!({"body": "new notes", "name": null}))).await;
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("{base}/v1.2.3"),
+            a,
+            Some(json!({"body": "new notes", "name": null})),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!((v["body"].as_str(), v["name"].as_str(), v["prerelease"].as_bool()), (Some("new notes"), Some("v1.2.3"), Some(true)));
+    assert_eq!(
+        (
+            v["body"].as_str(),
+            v["name"].as_str(),
+            v["prerelease"].as_bool()
+        ),
+        (Some("new notes"), Some("v1.2.3"), Some(true))
+    );
 
     // Publishing the draft sets publishedAt, creates the tag, and moves Latest.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (st, v) = s.call(Method::PATCH, &format!("{base}/v2.0.0"), a, Some(json!({"draft": false}))).await;
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("{base}/v2.0.0"),
+            a,
+            Some(json!({"draft": false})),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert!(v["publishedAt"].is_string());
     assert_eq!(v["tagExists"], true);
@@ -96,27 +180,67 @@ async fn create_list_latest_update_delete() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["tagName"].as_str().unwrap().to_owned(), r["latest"].as_bool().unwrap()))
+        .map(|r| {
+            (
+                r["tagName"].as_str().unwrap().to_owned(),
+                r["latest"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(flags, vec![("v2.0.0".into(), true), ("v1.2.2".into(), false), ("v1.2.3".into(), false)]);
+    assert_eq!(
+        flags,
+        vec![
+            ("v2.0.0".into(), true),
+            ("v1.2.2".into(), false),
+            ("v1.2.3".into(), false)
+        ]
+    );
 
     // Pagination.
-    let r = s.req(Method::GET, &format!("{base}?limit=1&page=2"), None).send().await.unwrap();
-    assert!(r.headers().get("link").unwrap().to_str().unwrap().contains("rel=\"next\""));
+    let r = s
+        .req(Method::GET, &format!("{base}?limit=1&page=2"), None)
+        .send()
+        .await
+        .unwrap();
+    assert!(r
+        .headers()
+        .get("link")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("rel=\"next\""));
     let v: Value = r.json().await.unwrap();
     assert_eq!(v[0]["tagName"], "v1.2.2");
 
     // DELETE removes the release, not the tag.
-    let (st, _) = s.call(Method::DELETE, &format!("{base}/v2.0.0"), a, None).await;
+    let (st, _) = s
+        .call(Method::DELETE, &format!("{base}/v2.0.0"), a, None)
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    assert_eq!(s.get(&format!("{base}/v2.0.0"), a).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.get("/api/v1/forge/acme/app/tags/v2.0.0", None).await.0, StatusCode::OK);
+    assert_eq!(
+        s.get(&format!("{base}/v2.0.0"), a).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app/tags/v2.0.0", None).await.0,
+        StatusCode::OK
+    );
 
     // Deleting the tag leaves the release, unanchored.
-    let (st, _) = s.call(Method::DELETE, "/api/v1/forge/acme/app/tags/v1.2.2", a, None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/forge/acme/app/tags/v1.2.2",
+            a,
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, v) = s.get(&format!("{base}/v1.2.2"), None).await;
-    assert_eq!((st, v["tagExists"].as_bool()), (StatusCode::OK, Some(false)));
+    assert_eq!(
+        (st, v["tagExists"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -124,8 +248,16 @@ async fn concurrent_creates_of_one_tag_give_one_release() {
     let (s, _) = setup().await;
     let body = json!({"tagName":"v5","targetCommit":"main"});
     let (a, b) = tokio::join!(
-        s.post("/api/v1/forge/acme/app/releases", Some(&s.admin), body.clone()),
-        s.post("/api/v1/forge/acme/app/releases", Some(&s.admin), body.clone())
+        s.post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&s.admin),
+            body.clone()
+        ),
+        s.post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&s.admin),
+            body.clone()
+        )
     );
     let mut codes = [a.0, b.0];
     codes.sort();
@@ -137,7 +269,16 @@ async fn assets_upload_download_range_and_names() {
     let (s, _) = setup().await;
     let a = s.admin.clone();
     let base = "/api/v1/forge/acme/app/releases";
-    assert_eq!(s.post(base, Some(&a), json!({"tagName":"v1","targetCommit":"main"})).await.0, StatusCode::CREATED);
+    assert_eq!(
+        s.post(
+            base,
+            Some(&a),
+            json!({"tagName":"v1","targetCommit":"main"})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let (st, v) = upload(&s, "v1", "pfai-linux-amd64.tar.gz", data.clone(), &a).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
@@ -149,7 +290,9 @@ async fn assets_upload_download_range_and_names() {
     assert!(url.ends_with(&format!("/releases/v1/assets/{id}")), "{url}");
 
     // The seed's layout on disk.
-    let file = s.data_dir().join(format!("assets/acme/app/1/{id}-pfai-linux-amd64.tar.gz"));
+    let file = s
+        .data_dir()
+        .join(format!("assets/acme/app/1/{id}-pfai-linux-amd64.tar.gz"));
     assert_eq!(std::fs::read(&file).unwrap(), data);
 
     // Full download with every header.
@@ -159,8 +302,14 @@ async fn assets_upload_download_range_and_names() {
     assert_eq!(h["content-length"], "100000");
     assert_eq!(h["content-type"], "application/gzip");
     assert_eq!(h["accept-ranges"], "bytes");
-    assert_eq!(h["etag"].to_str().unwrap(), format!("\"{}\"", v["sha256"].as_str().unwrap()));
-    assert!(h["content-disposition"].to_str().unwrap().contains("filename=\"pfai-linux-amd64.tar.gz\""));
+    assert_eq!(
+        h["etag"].to_str().unwrap(),
+        format!("\"{}\"", v["sha256"].as_str().unwrap())
+    );
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("filename=\"pfai-linux-amd64.tar.gz\""));
     assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
 
     // Ranges.
@@ -185,12 +334,21 @@ async fn assets_upload_download_range_and_names() {
     assert_eq!(r.headers()["content-length"], "100000");
 
     // Metadata by Accept, and the stable latest link by name.
-    let r = s.http.get(&url).header("accept", "application/json").send().await.unwrap();
+    let r = s
+        .http
+        .get(&url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     let meta: Value = r.json().await.unwrap();
     assert_eq!(meta["name"], "pfai-linux-amd64.tar.gz");
     let r = s
         .http
-        .get(format!("{}{base}/latest/assets/pfai-linux-amd64.tar.gz", s.url))
+        .get(format!(
+            "{}{base}/latest/assets/pfai-linux-amd64.tar.gz",
+            s.url
+        ))
         .send()
         .await
         .unwrap();
@@ -201,14 +359,34 @@ async fn assets_upload_download_range_and_names() {
     // partial responses, HEAD and metadata do not count), visible at once and after the flush.
     let (_, rel) = s.get(&format!("{base}/v1"), None).await;
     assert_eq!(rel["assets"][0]["downloadCount"], 4);
-    pfai::domain::release::flush_downloads(s.core()).await.unwrap();
+    pfai::domain::release::flush_downloads(s.core())
+        .await
+        .unwrap();
     let (_, rel) = s.get(&format!("{base}/v1"), None).await;
     assert_eq!(rel["assets"][0]["downloadCount"], 4);
 
     // Duplicate name: 409. Hostile names: 422, nothing written.
-    assert_eq!(upload(&s, "v1", "pfai-linux-amd64.tar.gz", vec![1], &a).await.0, StatusCode::CONFLICT);
-    for bad in ["..", ".", "a/b", "a\\b", "a\u{0}b", "a\r\nb", "a\u{202E}b", " x", &"x".repeat(256)] {
-        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("ok"));
+    assert_eq!(
+        upload(&s, "v1", "pfai-linux-amd64.tar.gz", vec![1], &a)
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    for bad in [
+        "..",
+        ".",
+        "a/b",
+        "a\\b",
+        "a\u{0}b",
+        "a\r\nb",
+        "a\u{202E}b",
+        " x",
+        &"x".repeat(256),
+    ] {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1]).file_name("ok"),
+        );
         let r = s
             .req(Method::POST, &format!("{base}/v1/assets"), Some(&a))
             .query(&[("name", bad)])
@@ -220,35 +398,74 @@ async fn assets_upload_download_range_and_names() {
     }
     // A name with a path keeps only its last component.
     let (st, v) = upload(&s, "v1", "../../etc/passwd", vec![1], &a).await;
-    assert_eq!((st, v["name"].as_str()), (StatusCode::CREATED, Some("passwd")));
+    assert_eq!(
+        (st, v["name"].as_str()),
+        (StatusCode::CREATED, Some("passwd"))
+    );
     // ?name= is validated strictly.
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1]).file_name("ok"));
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![1]).file_name("ok"),
+    );
     let r = s
-        .req(Method::POST, &format!("{base}/v1/assets?name=..%2F..%2Fetc"), Some(&a))
+        .req(
+            Method::POST,
+            &format!("{base}/v1/assets?name=..%2F..%2Fetc"),
+            Some(&a),
+        )
         .multipart(form)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let dir = s.data_dir().join("assets/acme/app/1");
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(files.len(), 2, "{files:?}");
 
     // Unicode name: RFC 5987 disposition.
     let (st, v) = upload(&s, "v1", "résumé \"final\".txt", b"hi".to_vec(), &a).await;
     assert_eq!(st, StatusCode::CREATED);
-    let r = s.http.get(v["downloadUrl"].as_str().unwrap()).send().await.unwrap();
-    let cd = r.headers()["content-disposition"].to_str().unwrap().to_owned();
-    assert!(cd.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.txt"), "{cd}");
+    let r = s
+        .http
+        .get(v["downloadUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let cd = r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        cd.contains("filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.txt"),
+        "{cd}"
+    );
     assert_eq!(r.headers()["content-type"], "text/plain");
 
     // Delete an asset: row and file gone.
-    let (st, _) = s.call(Method::DELETE, &format!("{base}/v1/assets/{id}"), Some(&a), None).await;
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("{base}/v1/assets/{id}"),
+            Some(&a),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert!(!file.exists());
-    assert_eq!(s.http.get(&url).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.http.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     // Deleting the release removes the remaining files.
-    assert_eq!(s.call(Method::DELETE, &format!("{base}/v1"), Some(&a), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.call(Method::DELETE, &format!("{base}/v1"), Some(&a), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
     assert!(!dir.exists());
 }
 
@@ -260,13 +477,24 @@ async fn oversized_and_cut_uploads_leave_nothing() {
     git_ok(&wc, &["push", "-q", "origin", "main"]);
     let a = s.admin.clone();
     let base = "/api/v1/forge/acme/app/releases";
-    assert_eq!(s.post(base, Some(&a), json!({"tagName":"v1","targetCommit":"main"})).await.0, StatusCode::CREATED);
+    assert_eq!(
+        s.post(
+            base,
+            Some(&a),
+            json!({"tagName":"v1","targetCommit":"main"})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
     let (st, _) = upload(&s, "v1", "big.bin", vec![0u8; (1 << 20) + 1], &a).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
 
     // A cut upload: declare a long body, send half, drop the connection.
     use tokio::io::AsyncWriteExt;
-    let mut sock = tokio::net::TcpStream::connect(s.url.trim_start_matches("http://")).await.unwrap();
+    let mut sock = tokio::net::TcpStream::connect(s.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
     let boundary = "XyZ";
     let head = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\r\n"
@@ -299,7 +527,13 @@ async fn drafts_are_invisible_below_write_on_every_route() {
     s.collaborator("acme/app", "writer", "write").await;
     s.collaborator("acme/app", "reader", "read").await;
     let base = "/api/v1/forge/acme/app/releases";
-    let (st, _) = s.post(base, Some(&writer), json!({"tagName":"v1","targetCommit":"main","draft":true})).await;
+    let (st, _) = s
+        .post(
+            base,
+            Some(&writer),
+            json!({"tagName":"v1","targetCommit":"main","draft":true}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
     let (_, asset) = upload(&s, "v1", "secret.bin", b"draft bytes".to_vec(), &writer).await;
     let id = asset["id"].as_u64().unwrap();
@@ -314,24 +548,60 @@ async fn drafts_are_invisible_below_write_on_every_route() {
         let (_, list) = s.get(base, who).await;
         assert_eq!(list.as_array().unwrap().len(), 0, "{who:?}");
         for r in &routes {
-            assert_eq!(s.get(r, who).await.0, StatusCode::NOT_FOUND, "{r} as {who:?}");
-            let mut req = s.http.get(format!("{}{r}", s.url)).header("range", "bytes=0-1");
+            assert_eq!(
+                s.get(r, who).await.0,
+                StatusCode::NOT_FOUND,
+                "{r} as {who:?}"
+            );
+            let mut req = s
+                .http
+                .get(format!("{}{r}", s.url))
+                .header("range", "bytes=0-1");
             if let Some(t) = who {
                 req = req.bearer_auth(t);
             }
-            assert_eq!(req.send().await.unwrap().status(), StatusCode::NOT_FOUND, "{r} ranged as {who:?}");
-            let mut req = s.http.get(format!("{}{r}", s.url)).header("accept", "application/json");
+            assert_eq!(
+                req.send().await.unwrap().status(),
+                StatusCode::NOT_FOUND,
+                "{r} ranged as {who:?}"
+            );
+            let mut req = s
+                .http
+                .get(format!("{}{r}", s.url))
+                .header("accept", "application/json");
             if let Some(t) = who {
                 req = req.bearer_auth(t);
             }
-            assert_eq!(req.send().await.unwrap().status(), StatusCode::NOT_FOUND, "{r} json as {who:?}");
+            assert_eq!(
+                req.send().await.unwrap().status(),
+                StatusCode::NOT_FOUND,
+                "{r} json as {who:?}"
+            );
         }
         // Cannot edit either.
-        let (st, _) = s.call(Method::PATCH, &format!("{base}/v1"), who, Some(json!({"name":"x"}))).await;
-        assert!(st == StatusCode::NOT_FOUND || st == StatusCode::UNAUTHORIZED || st == StatusCode::FORBIDDEN, "{st}");
+        let (st, _) = s
+            .call(
+                Method::PATCH,
+                &format!("{base}/v1"),
+                who,
+                Some(json!({"name":"x"})),
+            )
+            .await;
+        assert!(
+            st == StatusCode::NOT_FOUND
+                || st == StatusCode::UNAUTHORIZED
+                || st == StatusCode::FORBIDDEN,
+            "{st}"
+        );
     }
     // The reader cannot create releases.
-    let (st, _) = s.post(base, Some(&reader), json!({"tagName":"v2","targetCommit":"main"})).await;
+    let (st, _) = s
+        .post(
+            base,
+            Some(&reader),
+            json!({"tagName":"v2","targetCommit":"main"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // write and admin see it.
     for who in [writer.as_str(), a.as_str()] {
@@ -344,7 +614,21 @@ async fn drafts_are_invisible_below_write_on_every_route() {
     s.repo("acme", "other", false).await;
     let wc = s.checkout("acme/other", &a);
     git_ok(&wc, &["push", "-q", "origin", "main"]);
-    let (st, _) = s.post("/api/v1/forge/acme/other/releases", Some(&a), json!({"tagName":"v1","targetCommit":"main"})).await;
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/acme/other/releases",
+            Some(&a),
+            json!({"tagName":"v1","targetCommit":"main"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::CREATED);
-    assert_eq!(s.get(&format!("/api/v1/forge/acme/other/releases/v1/assets/{id}"), Some(&a)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get(
+            &format!("/api/v1/forge/acme/other/releases/v1/assets/{id}"),
+            Some(&a)
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
 }

@@ -54,7 +54,15 @@ fn parse_role(s: &str) -> DomainResult<Role> {
 async fn create_user(core: Ctx, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let u: NewUser = read_json(&core, body).await?;
-    let v = account::create_user(&core, p.as_ref(), &u.username, &u.password, &u.email, u.admin).await?;
+    let v = account::create_user(
+        &core,
+        p.as_ref(),
+        &u.username,
+        &u.password,
+        &u.email,
+        u.admin,
+    )
+    .await?;
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
@@ -65,14 +73,25 @@ async fn create_org(core: Ctx, creds: Credentials, body: BodyStream) -> DomainRe
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn set_member(core: Ctx, org: String, user: String, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
+async fn set_member(
+    core: Ctx,
+    org: String,
+    user: String,
+    creds: Credentials,
+    body: BodyStream,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let b: RoleBody = read_json(&core, body).await?;
     account::set_org_member(&core, p.as_ref(), &org, &user, Some(parse_role(&b.role)?)).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn remove_member(core: Ctx, org: String, user: String, creds: Credentials) -> DomainResult<Response> {
+async fn remove_member(
+    core: Ctx,
+    org: String,
+    user: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     account::set_org_member(&core, p.as_ref(), &org, &user, None).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
@@ -93,28 +112,55 @@ async fn revoke_token(core: Ctx, id: u64, creds: Credentials) -> DomainResult<Re
 
 async fn whoami(core: Ctx, creds: Credentials) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
-    Ok(reply::json(StatusCode::OK, &account::whoami(&core, p.as_ref()).await?))
+    Ok(reply::json(
+        StatusCode::OK,
+        &account::whoami(&core, p.as_ref()).await?,
+    ))
 }
 
 async fn create_repo(core: Ctx, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let b: NewRepo = read_json(&core, body).await?;
-    let v = account::create_repo(&core, p.as_ref(), &b.owner, &b.name, b.private, &b.description).await?;
+    let v = account::create_repo(
+        &core,
+        p.as_ref(),
+        &b.owner,
+        &b.name,
+        b.private,
+        &b.description,
+    )
+    .await?;
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
 async fn list_repos(core: Ctx, creds: Credentials) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
-    Ok(reply::json(StatusCode::OK, &account::list_repos(&core, p.as_ref()).await?))
+    Ok(reply::json(
+        StatusCode::OK,
+        &account::list_repos(&core, p.as_ref()).await?,
+    ))
 }
 
-async fn get_repo(core: Ctx, owner: String, repo: String, creds: Credentials) -> DomainResult<Response> {
+async fn get_repo(
+    core: Ctx,
+    owner: String,
+    repo: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let path = repo_path(&owner, &repo)?;
-    Ok(reply::json(StatusCode::OK, &account::get_repo(&core, p.as_ref(), &path).await?))
+    Ok(reply::json(
+        StatusCode::OK,
+        &account::get_repo(&core, p.as_ref(), &path).await?,
+    ))
 }
 
-async fn delete_repo(core: Ctx, owner: String, repo: String, creds: Credentials) -> DomainResult<Response> {
+async fn delete_repo(
+    core: Ctx,
+    owner: String,
+    repo: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let path = repo_path(&owner, &repo)?;
     account::delete_repo(&core, p.as_ref(), &path).await?;
@@ -136,7 +182,13 @@ async fn set_collaborator(
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn remove_collaborator(core: Ctx, owner: String, repo: String, user: String, creds: Credentials) -> DomainResult<Response> {
+async fn remove_collaborator(
+    core: Ctx,
+    owner: String,
+    repo: String,
+    user: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let path = repo_path(&owner, &repo)?;
     account::set_collaborator(&core, p.as_ref(), &path, &user, None).await?;
@@ -217,19 +269,21 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(credentials())
         .then(|o, r, core, creds| delete_repo(core, o, r, creds))
         .map(rest_reply);
-    let set_collab = warp::path!("api" / "v1" / "forge" / String / String / "collaborators" / String)
-        .and(warp::put())
-        .and(c())
-        .and(credentials())
-        .and(body_stream())
-        .then(|o, r, u, core, creds, body| set_collaborator(core, o, r, u, creds, body))
-        .map(rest_reply);
-    let remove_collab = warp::path!("api" / "v1" / "forge" / String / String / "collaborators" / String)
-        .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, u, core, creds| remove_collaborator(core, o, r, u, creds))
-        .map(rest_reply);
+    let set_collab =
+        warp::path!("api" / "v1" / "forge" / String / String / "collaborators" / String)
+            .and(warp::put())
+            .and(c())
+            .and(credentials())
+            .and(body_stream())
+            .then(|o, r, u, core, creds, body| set_collaborator(core, o, r, u, creds, body))
+            .map(rest_reply);
+    let remove_collab =
+        warp::path!("api" / "v1" / "forge" / String / String / "collaborators" / String)
+            .and(warp::delete())
+            .and(c())
+            .and(credentials())
+            .then(|o, r, u, core, creds| remove_collaborator(core, o, r, u, creds))
+            .map(rest_reply);
     create_user
         .or(create_org)
         .unify()

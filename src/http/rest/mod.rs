@@ -15,7 +15,8 @@ use crate::ids::RepoPath;
 
 /// Parses `{owner}/{repo}` path segments; an invalid name cannot exist, so it is a 404.
 pub fn repo_path(owner: &str, repo: &str) -> DomainResult<RepoPath> {
-    RepoPath::new(owner, repo).map_err(|_| DomainError::NotFound(format!("repository {owner}/{repo} not found")))
+    RepoPath::new(owner, repo)
+        .map_err(|_| DomainError::NotFound(format!("repository {owner}/{repo} not found")))
 }
 
 /// Every REST route.

@@ -12,20 +12,37 @@ use crate::domain::release::{self, AssetRef, CreateRelease, UpdateRelease, Uploa
 use crate::domain::{DomainError, DomainResult, Page};
 use crate::http::error::rest_reply;
 use crate::http::{
-    base_url, body_stream, credentials, decode_component, query_get, query_pairs, query_u64, raw_query, read_json,
-    reply, who, with_core, BodyStream, Ctx,
+    base_url, body_stream, credentials, decode_component, query_get, query_pairs, query_u64,
+    raw_query, read_json, reply, who, with_core, BodyStream, Ctx,
 };
 
-async fn list(core: Ctx, o: String, r: String, creds: Credentials, q: String, base: String) -> DomainResult<Response> {
+async fn list(
+    core: Ctx,
+    o: String,
+    r: String,
+    creds: Credentials,
+    q: String,
+    base: String,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let pairs = query_pairs(&q);
     let page = Page::new(query_u64(&pairs, "page")?, query_u64(&pairs, "limit")?)?;
     let list = release::list(&core, p.as_ref(), &repo, page, &base).await?;
-    Ok(reply::paged(&list, &format!("{base}/api/v1/forge/{repo}/releases")))
+    Ok(reply::paged(
+        &list,
+        &format!("{base}/api/v1/forge/{repo}/releases"),
+    ))
 }
 
-async fn create(core: Ctx, o: String, r: String, creds: Credentials, base: String, body: BodyStream) -> DomainResult<Response> {
+async fn create(
+    core: Ctx,
+    o: String,
+    r: String,
+    creds: Credentials,
+    base: String,
+    body: BodyStream,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let input: CreateRelease = read_json(&core, body).await?;
@@ -33,11 +50,25 @@ async fn create(core: Ctx, o: String, r: String, creds: Credentials, base: Strin
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn get(core: Ctx, o: String, r: String, tag: String, creds: Credentials, base: String) -> DomainResult<Response> {
+async fn get(
+    core: Ctx,
+    o: String,
+    r: String,
+    tag: String,
+    creds: Credentials,
+    base: String,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
-    let which = if tag == "latest" { Which::Latest } else { Which::Tag(decode_component(&tag)) };
-    Ok(reply::json(StatusCode::OK, &release::get(&core, p.as_ref(), &repo, which, &base).await?))
+    let which = if tag == "latest" {
+        Which::Latest
+    } else {
+        Which::Tag(decode_component(&tag))
+    };
+    Ok(reply::json(
+        StatusCode::OK,
+        &release::get(&core, p.as_ref(), &repo, which, &base).await?,
+    ))
 }
 
 async fn update(
@@ -52,11 +83,25 @@ async fn update(
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let patch: UpdateRelease = read_json(&core, body).await?;
-    let v = release::update(&core, p.as_ref(), &repo, &decode_component(&tag), patch, &base).await?;
+    let v = release::update(
+        &core,
+        p.as_ref(),
+        &repo,
+        &decode_component(&tag),
+        patch,
+        &base,
+    )
+    .await?;
     Ok(reply::json(StatusCode::OK, &v))
 }
 
-async fn delete(core: Ctx, o: String, r: String, tag: String, creds: Credentials) -> DomainResult<Response> {
+async fn delete(
+    core: Ctx,
+    o: String,
+    r: String,
+    tag: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     release::delete(&core, p.as_ref(), &repo, &decode_component(&tag)).await?;
@@ -80,7 +125,8 @@ async fn upload(
     let mut form = form;
     // The first part named `file` is the asset; other parts are ignored.
     while let Some(part) = form.next().await {
-        let part = part.map_err(|e| DomainError::BadRequest(format!("invalid multipart body: {e}")))?;
+        let part =
+            part.map_err(|e| DomainError::BadRequest(format!("invalid multipart body: {e}")))?;
         if part.name() != "file" {
             continue;
         }
@@ -93,17 +139,28 @@ async fn upload(
             label: query_get(&pairs, "label").map(str::to_owned),
             content_type: part.content_type().map(str::to_owned),
         };
-        let stream = part
-            .stream()
-            .map(|r| r.map(|mut b| {
+        let stream = part.stream().map(|r| {
+            r.map(|mut b| {
                 let n = bytes::Buf::remaining(&b);
                 bytes::Buf::copy_to_bytes(&mut b, n)
-            }));
+            })
+        });
         let stream = Box::pin(stream);
-        let v = release::upload_asset(&core, p.as_ref(), &repo, &decode_component(&tag), meta, stream, &base).await?;
+        let v = release::upload_asset(
+            &core,
+            p.as_ref(),
+            &repo,
+            &decode_component(&tag),
+            meta,
+            stream,
+            &base,
+        )
+        .await?;
         return Ok(reply::json(StatusCode::CREATED, &v));
     }
-    Err(DomainError::BadRequest("the multipart form has no part named \"file\"".into()))
+    Err(DomainError::BadRequest(
+        "the multipart form has no part named \"file\"".into(),
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -122,7 +179,11 @@ async fn download(
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let latest = tag == "latest";
-    let which = if latest { Which::Latest } else { Which::Tag(decode_component(&tag)) };
+    let which = if latest {
+        Which::Latest
+    } else {
+        Which::Tag(decode_component(&tag))
+    };
     let asset_ref = if latest {
         AssetRef::Name(decode_component(&asset))
     } else {
@@ -131,27 +192,50 @@ async fn download(
             .map_err(|_| DomainError::NotFound("asset not found".into()))?;
         // `Accept: application/json` asks for the metadata (GitHub's convention, inverted:
         // bytes are the default because the seed calls this route "Download asset").
-        if accept.as_deref().is_some_and(|a| a.contains("application/json")) {
-            let v = release::asset_view(&core, p.as_ref(), &repo, &decode_component(&tag), id, &base).await?;
+        if accept
+            .as_deref()
+            .is_some_and(|a| a.contains("application/json"))
+        {
+            let v =
+                release::asset_view(&core, p.as_ref(), &repo, &decode_component(&tag), id, &base)
+                    .await?;
             return Ok(reply::json(StatusCode::OK, &v));
         }
         AssetRef::Id(id)
     };
     let file = release::open_asset(&core, p.as_ref(), &repo, which, asset_ref).await?;
     let head = method == Method::HEAD;
-    let mut resp = reply::serve_mapped(&file.data, range.as_deref(), head, &file.asset.content_type);
-    reply::set_header(&mut resp, header::ETAG, &format!("\"{}\"", file.asset.sha256));
-    reply::set_header(&mut resp, header::CONTENT_DISPOSITION, &reply::content_disposition(&file.asset.name));
+    let mut resp =
+        reply::serve_mapped(&file.data, range.as_deref(), head, &file.asset.content_type);
+    reply::set_header(
+        &mut resp,
+        header::ETAG,
+        &format!("\"{}\"", file.asset.sha256),
+    );
+    reply::set_header(
+        &mut resp,
+        header::CONTENT_DISPOSITION,
+        &reply::content_disposition(&file.asset.name),
+    );
     if resp.status() == StatusCode::OK && !head {
         release::count_download(&core, file.asset.id);
     }
     Ok(resp)
 }
 
-async fn delete_asset(core: Ctx, o: String, r: String, tag: String, id: String, creds: Credentials) -> DomainResult<Response> {
+async fn delete_asset(
+    core: Ctx,
+    o: String,
+    r: String,
+    tag: String,
+    id: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
-    let id = id.parse().map_err(|_| DomainError::NotFound("asset not found".into()))?;
+    let id = id
+        .parse()
+        .map_err(|_| DomainError::NotFound("asset not found".into()))?;
     release::delete_asset(&core, p.as_ref(), &repo, &decode_component(&tag), id).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
@@ -197,31 +281,38 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(credentials())
         .then(|o, r, t, core, creds| delete(core, o, r, t, creds))
         .map(rest_reply);
-    let upload = warp::path!("api" / "v1" / "forge" / String / String / "releases" / String / "assets")
-        .and(warp::post())
-        .and(c())
-        .and(credentials())
-        .and(raw_query())
-        .and(base_url())
-        .and(warp::multipart::form().max_length(asset_max.saturating_add(1 << 20)))
-        .then(|o, r, t, core, creds, q, base, form| upload(core, o, r, t, creds, q, base, form))
-        .map(rest_reply);
-    let download = warp::path!("api" / "v1" / "forge" / String / String / "releases" / String / "assets" / String)
-        .and(warp::get().or(warp::head()).unify())
-        .and(c())
-        .and(warp::method())
-        .and(credentials())
-        .and(warp::header::optional::<String>("accept"))
-        .and(warp::header::optional::<String>("range"))
-        .and(base_url())
-        .then(|o, r, t, a, core, m, creds, accept, range, base| download(core, o, r, t, a, m, creds, accept, range, base))
-        .map(rest_reply);
-    let delete_asset = warp::path!("api" / "v1" / "forge" / String / String / "releases" / String / "assets" / String)
-        .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, t, a, core, creds| delete_asset(core, o, r, t, a, creds))
-        .map(rest_reply);
+    let upload =
+        warp::path!("api" / "v1" / "forge" / String / String / "releases" / String / "assets")
+            .and(warp::post())
+            .and(c())
+            .and(credentials())
+            .and(raw_query())
+            .and(base_url())
+            .and(warp::multipart::form().max_length(asset_max.saturating_add(1 << 20)))
+            .then(|o, r, t, core, creds, q, base, form| upload(core, o, r, t, creds, q, base, form))
+            .map(rest_reply);
+    let download = warp::path!(
+        "api" / "v1" / "forge" / String / String / "releases" / String / "assets" / String
+    )
+    .and(warp::get().or(warp::head()).unify())
+    .and(c())
+    .and(warp::method())
+    .and(credentials())
+    .and(warp::header::optional::<String>("accept"))
+    .and(warp::header::optional::<String>("range"))
+    .and(base_url())
+    .then(|o, r, t, a, core, m, creds, accept, range, base| {
+        download(core, o, r, t, a, m, creds, accept, range, base)
+    })
+    .map(rest_reply);
+    let delete_asset = warp::path!(
+        "api" / "v1" / "forge" / String / String / "releases" / String / "assets" / String
+    )
+    .and(warp::delete())
+    .and(c())
+    .and(credentials())
+    .then(|o, r, t, a, core, creds| delete_asset(core, o, r, t, a, creds))
+    .map(rest_reply);
     list.or(create)
         .unify()
         .or(get)

@@ -11,8 +11,8 @@ use crate::auth::Credentials;
 use crate::domain::{git_tag, protection, DomainResult, Page};
 use crate::http::error::rest_reply;
 use crate::http::{
-    base_url, body_stream, credentials, decode_component, query_pairs, query_u64, raw_query, read_json, reply, who,
-    with_core, BodyStream, Ctx,
+    base_url, body_stream, credentials, decode_component, query_pairs, query_u64, raw_query,
+    read_json, reply, who, with_core, BodyStream, Ctx,
 };
 
 #[derive(Deserialize)]
@@ -30,30 +30,69 @@ struct NewRule {
     pattern: String,
 }
 
-async fn list(core: Ctx, o: String, r: String, creds: Credentials, q: String, base: String) -> DomainResult<Response> {
+async fn list(
+    core: Ctx,
+    o: String,
+    r: String,
+    creds: Credentials,
+    q: String,
+    base: String,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let pairs = query_pairs(&q);
     let page = Page::new(query_u64(&pairs, "page")?, query_u64(&pairs, "limit")?)?;
     let tags = git_tag::list(&core, p.as_ref(), &repo, page).await?;
-    Ok(reply::paged(&tags, &format!("{base}/api/v1/forge/{repo}/tags")))
+    Ok(reply::paged(
+        &tags,
+        &format!("{base}/api/v1/forge/{repo}/tags"),
+    ))
 }
 
-async fn get(core: Ctx, o: String, r: String, tag: String, creds: Credentials) -> DomainResult<Response> {
+async fn get(
+    core: Ctx,
+    o: String,
+    r: String,
+    tag: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
-    Ok(reply::json(StatusCode::OK, &git_tag::get(&core, p.as_ref(), &repo, &decode_component(&tag)).await?))
+    Ok(reply::json(
+        StatusCode::OK,
+        &git_tag::get(&core, p.as_ref(), &repo, &decode_component(&tag)).await?,
+    ))
 }
 
-async fn create(core: Ctx, o: String, r: String, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
+async fn create(
+    core: Ctx,
+    o: String,
+    r: String,
+    creds: Credentials,
+    body: BodyStream,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let b: NewTag = read_json(&core, body).await?;
-    let v = git_tag::create(&core, p.as_ref(), &repo, &b.tag_name, &b.target, b.message.as_deref()).await?;
+    let v = git_tag::create(
+        &core,
+        p.as_ref(),
+        &repo,
+        &b.tag_name,
+        &b.target,
+        b.message.as_deref(),
+    )
+    .await?;
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn delete(core: Ctx, o: String, r: String, tag: String, creds: Credentials) -> DomainResult<Response> {
+async fn delete(
+    core: Ctx,
+    o: String,
+    r: String,
+    tag: String,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     git_tag::delete(&core, p.as_ref(), &repo, &decode_component(&tag)).await?;
@@ -63,17 +102,35 @@ async fn delete(core: Ctx, o: String, r: String, tag: String, creds: Credentials
 async fn list_rules(core: Ctx, o: String, r: String, creds: Credentials) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
-    Ok(reply::json(StatusCode::OK, &protection::list(&core, p.as_ref(), &repo).await?))
+    Ok(reply::json(
+        StatusCode::OK,
+        &protection::list(&core, p.as_ref(), &repo).await?,
+    ))
 }
 
-async fn create_rule(core: Ctx, o: String, r: String, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
+async fn create_rule(
+    core: Ctx,
+    o: String,
+    r: String,
+    creds: Credentials,
+    body: BodyStream,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let b: NewRule = read_json(&core, body).await?;
-    Ok(reply::json(StatusCode::CREATED, &protection::create(&core, p.as_ref(), &repo, &b.pattern).await?))
+    Ok(reply::json(
+        StatusCode::CREATED,
+        &protection::create(&core, p.as_ref(), &repo, &b.pattern).await?,
+    ))
 }
 
-async fn delete_rule(core: Ctx, o: String, r: String, id: u64, creds: Credentials) -> DomainResult<Response> {
+async fn delete_rule(
+    core: Ctx,
+    o: String,
+    r: String,
+    id: u64,
+    creds: Credentials,
+) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     protection::delete(&core, p.as_ref(), &repo, id).await?;
@@ -123,12 +180,13 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(body_stream())
         .then(|o, r, core, creds, body| create_rule(core, o, r, creds, body))
         .map(rest_reply);
-    let delete_rule = warp::path!("api" / "v1" / "forge" / String / String / "tag-protections" / u64)
-        .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, id, core, creds| delete_rule(core, o, r, id, creds))
-        .map(rest_reply);
+    let delete_rule =
+        warp::path!("api" / "v1" / "forge" / String / String / "tag-protections" / u64)
+            .and(warp::delete())
+            .and(c())
+            .and(credentials())
+            .then(|o, r, id, core, creds| delete_rule(core, o, r, id, creds))
+            .map(rest_reply);
     list.or(create)
         .unify()
         .or(get)
