@@ -16,6 +16,7 @@ struct Running {
 
 /// Starts `pfai serve` in `cwd` with only `PFAI_LISTEN` set (port 0), so every other setting is
 /// the embedded default (`./data`), and waits for the "listening" log line.
+#[allow(clippy::zombie_processes)] // the caller waits for the child
 fn start(cwd: &Path) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pfai"))
         .arg("serve")
