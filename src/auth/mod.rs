@@ -53,6 +53,10 @@ impl Credentials {
             let Some((user, password)) = s.split_once(':') else {
                 return Credentials::Malformed;
             };
+            // Some clients (containers/image) send `Basic base64(":")` when they have nothing.
+            if user.is_empty() && password.is_empty() {
+                return Credentials::None;
+            }
             return Credentials::Basic {
                 user: user.to_owned(),
                 password: password.to_owned(),

@@ -6,6 +6,7 @@ pub mod account;
 pub mod error;
 pub mod git_tag;
 pub mod protection;
+pub mod registry;
 pub mod release;
 
 use std::collections::HashMap;
@@ -33,6 +34,12 @@ pub struct Limits {
     pub asset_max: u64,
     /// Largest manifest (the OCI spec suggests 4 MiB).
     pub manifest_max: u64,
+    /// Largest blob.
+    pub blob_max: u64,
+    /// Upload sessions idle this long are purged.
+    pub upload_ttl_secs: i64,
+    /// Unreferenced blobs younger than this (since last upload, mount or link) survive GC.
+    pub gc_grace_secs: i64,
 }
 
 impl Default for Limits {
@@ -41,6 +48,9 @@ impl Default for Limits {
             json_body: 1 << 20,
             asset_max: 10 << 30,
             manifest_max: 4 << 20,
+            blob_max: 100 << 30,
+            upload_ttl_secs: 24 * 3600,
+            gc_grace_secs: 3600,
         }
     }
 }
@@ -59,6 +69,8 @@ pub struct Core {
     pub limits: Limits,
     /// Download counts not yet written (asset id -> count); flushed by `release::flush_downloads`.
     pub pending_downloads: Mutex<HashMap<u64, u64>>,
+    /// OCI upload sessions in progress (locks and running hashes).
+    pub uploads: registry::upload::Sessions,
 }
 
 impl Core {
@@ -80,6 +92,7 @@ impl Core {
             assets,
             limits,
             pending_downloads: Mutex::new(HashMap::new()),
+            uploads: registry::upload::Sessions::default(),
         }))
     }
 

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod git;
+pub mod oci;
 pub mod reply;
 pub mod rest;
 
@@ -119,21 +120,13 @@ where
 }
 
 /// Reads a whole body up to `limit` bytes (413 past it, decided while reading).
-pub async fn read_limited(mut body: BodyStream, limit: u64) -> DomainResult<Bytes> {
+pub async fn read_limited(body: &mut BodyStream, limit: u64) -> DomainResult<Bytes> {
     let mut buf = bytes::BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk =
             chunk.map_err(|e| DomainError::BadRequest(format!("reading the body failed: {e}")))?;
         if buf.len() as u64 + chunk.len() as u64 > limit {
-            // Drain a bounded amount more so the client, still sending, reads our 413 instead
-            // of a connection reset (a lingering close, as nginx does).
-            let mut drained = 0u64;
-            while let Some(Ok(c)) = body.next().await {
-                drained += c.len() as u64;
-                if drained > limit.saturating_mul(8) {
-                    break;
-                }
-            }
+            drain(body, limit.saturating_mul(8)).await;
             return Err(DomainError::TooLarge(format!(
                 "the body is limited to {limit} bytes"
             )));
@@ -143,12 +136,25 @@ pub async fn read_limited(mut body: BodyStream, limit: u64) -> DomainResult<Byte
     Ok(buf.freeze())
 }
 
+/// Reads and discards up to `max` more bytes of a body we are refusing, so the client, still
+/// sending, reads our error instead of a connection reset (a lingering close, as nginx does).
+pub async fn drain(body: &mut BodyStream, max: u64) {
+    let mut drained = 0u64;
+    while let Some(Ok(c)) = body.next().await {
+        drained += c.len() as u64;
+        if drained > max {
+            break;
+        }
+    }
+}
+
 /// Reads and parses a JSON body (400 when malformed; serde's recursion limit stays on).
 pub async fn read_json<T: serde::de::DeserializeOwned>(
     core: &Core,
     body: BodyStream,
 ) -> DomainResult<T> {
-    let bytes = read_limited(body, core.limits.json_body).await?;
+    let mut body = body;
+    let bytes = read_limited(&mut body, core.limits.json_body).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| DomainError::BadRequest(format!("invalid JSON body: {e}")))
 }
@@ -186,6 +192,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .map(|| reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
     let all = health
         .or(rest::routes(core.clone()))
+        .unify()
+        .or(oci::routes(core.clone()))
         .unify()
         .or(git::routes(core))
         .unify()

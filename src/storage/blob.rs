@@ -212,13 +212,14 @@ impl BlobStore {
 
     /// Publishes a finished, fsynced file under its digest. If the blob already exists the
     /// new copy is dropped (content addressing makes them equal), unless the existing file is
-    /// damaged (wrong size), in which case it is replaced by the verified new one.
+    /// damaged (wrong size or content), in which case the verified new one replaces it.
     pub fn publish(&self, src: &Path, d: &Digest, size: u64) -> io::Result<()> {
         let dst = self.path(d);
         let dir = dst.parent().map(Path::to_path_buf).unwrap_or_default();
         fs::create_dir_all(&dir)?;
         if let Ok(m) = fs::metadata(&dst) {
-            if m.len() == size {
+            // Already there: keep the existing file unless it is damaged (a re-push repairs it).
+            if m.len() == size && self.verify(d)? == Some(true) {
                 fs::remove_file(src)?;
                 return Ok(());
             }

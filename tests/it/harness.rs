@@ -227,3 +227,65 @@ pub fn git_err(dir: &Path, args: &[&str]) -> String {
     assert!(!out.status.success(), "git {args:?} unexpectedly succeeded");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A minimal OCI client usable from spawned tasks (owns its URL and token).
+pub struct Remote {
+    pub url: String,
+    pub token: String,
+}
+
+impl Remote {
+    async fn blob(&self, http: &reqwest::Client, name: &str, data: &[u8]) -> String {
+        let d = pfai::ids::Digest::sha256_of(data).to_string();
+        let r = http
+            .post(format!("{}/v2/{name}/blobs/uploads/?digest={d}", self.url))
+            .basic_auth("x", Some(&self.token))
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        d
+    }
+
+    pub async fn push_image(&self, name: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, String) {
+        let http = reqwest::Client::new();
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let cd = self.blob(&http, name, config).await;
+        let ld = self.blob(&http, name, layer).await;
+        let m = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": layer.len()}]
+        }))
+        .unwrap();
+        let r = http
+            .put(format!("{}/v2/{name}/manifests/{tag}", self.url))
+            .basic_auth("x", Some(&self.token))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(m.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+        let d = pfai::ids::Digest::sha256_of(&m).to_string();
+        (m, d)
+    }
+
+    pub async fn pull(&self, name: &str, digest: &str) -> Vec<u8> {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v2/{name}/manifests/{digest}", self.url))
+            .basic_auth("x", Some(&self.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.bytes().await.unwrap().to_vec()
+    }
+}

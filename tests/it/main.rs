@@ -6,4 +6,5 @@ mod binary;
 mod git_hosting;
 mod harness;
 mod protection;
+mod registry;
 mod releases;

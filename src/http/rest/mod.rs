@@ -2,6 +2,7 @@
 //! resource, each ending in `.then(handler).map(error::rest_reply)`.
 
 pub mod accounts;
+pub mod admin;
 pub mod releases;
 pub mod tags;
 
@@ -24,7 +25,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     accounts::routes(core.clone())
         .or(releases::routes(core.clone()))
         .unify()
-        .or(tags::routes(core))
+        .or(tags::routes(core.clone()))
+        .unify()
+        .or(admin::routes(core))
         .unify()
         .boxed()
 }
