@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::domain::registry::upload;
 use crate::domain::{account, release, Core};
 
 /// Why the server could not start.
@@ -90,16 +91,33 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
         addr: config.listen,
         source,
     })?;
+    // Nothing is uploading yet: files in uploads/ without a session row are crash leftovers.
+    match upload::purge_stale(&core, core.limits.upload_ttl_secs, 0, false).await {
+        Ok(p) if !p.is_empty() => {
+            tracing::info!(count = p.len(), "purged stale or orphaned upload data")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "purging uploads at startup failed"),
+    }
     let routes = crate::http::routes(core.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let flusher = {
         let core = core.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
+            let mut n: u64 = 0;
             loop {
                 tick.tick().await;
+                n += 1;
                 if let Err(e) = release::flush_downloads(&core).await {
                     tracing::warn!(error = %e, "flushing download counts failed; will retry");
+                }
+                // Every 10 minutes: purge idle upload sessions (active ones are skipped).
+                if n % 120 == 0 {
+                    let ttl = core.limits.upload_ttl_secs;
+                    if let Err(e) = upload::purge_stale(&core, ttl, ttl.min(3600), false).await {
+                        tracing::warn!(error = %e, "purging stale uploads failed");
+                    }
                 }
             }
         })

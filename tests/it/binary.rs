@@ -254,3 +254,283 @@ fn kill_9_during_an_upload_leaves_nothing_half_written() {
     signal(&server.child, "TERM");
     assert!(server.child.wait().unwrap().success());
 }
+
+#[test]
+fn kill_9_during_a_blob_upload_then_resume() {
+    assert!(require_tool("git"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = server.url.clone();
+    let http = reqwest::Client::new();
+    let data: Vec<u8> = (0..(24u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let digest = pfai::ids::Digest::sha256_of(&data).to_string();
+    let location = rt.block_on(async {
+        for (p, b) in [
+            ("/api/v1/orgs", serde_json::json!({"name":"acme"})),
+            (
+                "/api/v1/forge/repos",
+                serde_json::json!({"owner":"acme","name":"app"}),
+            ),
+        ] {
+            assert!(http
+                .post(format!("{url}{p}"))
+                .bearer_auth(&token)
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success());
+        }
+        let r = http
+            .post(format!("{url}/v2/acme/app/blobs/uploads/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        r.headers()["location"].to_str().unwrap().to_owned()
+    });
+
+    // A chunked PATCH and a monolithic POST, both cut by kill -9 half-way.
+    use std::io::Write;
+    let host = url.trim_start_matches("http://").to_owned();
+    let mut patch = std::net::TcpStream::connect(&host).unwrap();
+    write!(patch, "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", data.len()).unwrap();
+    patch.write_all(&data[..10 << 20]).unwrap();
+    let mut mono = std::net::TcpStream::connect(&host).unwrap();
+    write!(mono, "POST /v2/acme/app/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n", data.len()).unwrap();
+    mono.write_all(&data[..8 << 20]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let uploads = dir.path().join("data/uploads");
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&uploads).len(),
+        2,
+        "both uploads were writing: {:?}",
+        names(&uploads)
+    );
+    signal(&server.child, "KILL");
+    server.child.wait().unwrap();
+    drop((patch, mono));
+
+    let mut server = start(dir.path());
+    let url = server.url.clone();
+    rt.block_on(async {
+        // No partial blob is visible; the monolithic leftover is gone; the session survives.
+        let r = http
+            .head(format!("{url}/v2/acme/app/blobs/{digest}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        assert_eq!(names(&uploads).len(), 1, "{:?}", names(&uploads));
+        let r = http
+            .get(format!("{url}{location}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let range = r.headers()["range"].to_str().unwrap().to_owned();
+        let end: u64 = range.trim_start_matches("0-").parse().unwrap();
+        let offset = end + 1;
+        let on_disk = std::fs::metadata(uploads.join(names(&uploads)[0].clone()))
+            .unwrap()
+            .len();
+        assert_eq!(offset, on_disk, "the offset is what is on disk");
+        assert!(offset > 0 && offset <= 10 << 20);
+        // Resume from the offset and finish: the digest verifies.
+        let r = http
+            .put(format!("{url}{location}?digest={digest}"))
+            .bearer_auth(&token)
+            .header("content-range", format!("{offset}-{}", data.len() - 1))
+            .body(data[offset as usize..].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+        let got = http
+            .get(format!("{url}/v2/acme/app/blobs/{digest}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(got.len(), data.len());
+        assert_eq!(pfai::ids::Digest::sha256_of(&got).to_string(), digest);
+        assert!(names(&uploads).is_empty());
+    });
+    signal(&server.child, "TERM");
+    assert!(server.child.wait().unwrap().success());
+}
+
+/// Peak anonymous RSS (KiB) of a process, sampled until `stop` is set.
+fn sample_rss(
+    pid: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                for line in s.lines() {
+                    if let Some(v) = line.strip_prefix("RssAnon:") {
+                        let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                        peak = peak.max(kib);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    })
+}
+
+#[test]
+fn a_2_gib_asset_streams_through_in_bounded_memory() {
+    assert!(require_tool("git"));
+    const SIZE: u64 = 2 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path());
+    let token = std::fs::read_to_string(dir.path().join("data/initial-admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let wc = dir.path().join("wc");
+    std::fs::create_dir(&wc).unwrap();
+    crate::harness::git_ok(&wc, &["init", "-q", "-b", "main"]);
+    crate::harness::git_ok(&wc, &["commit", "-q", "--allow-empty", "-m", "c"]);
+    let url = server.url.clone();
+    let host = url.trim_start_matches("http://").to_owned();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        for (p, b) in [
+            ("/api/v1/orgs", serde_json::json!({"name":"acme"})),
+            (
+                "/api/v1/forge/repos",
+                serde_json::json!({"owner":"acme","name":"app"}),
+            ),
+        ] {
+            assert!(http
+                .post(format!("{url}{p}"))
+                .bearer_auth(&token)
+                .json(&b)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success());
+        }
+    });
+    crate::harness::git_ok(
+        &wc,
+        &[
+            "push",
+            "-q",
+            &format!("http://x:{token}@{host}/acme/app.git"),
+            "main",
+        ],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = sample_rss(server.child.id(), stop.clone());
+
+    let chunk = bytes::Bytes::from(
+        (0..(1u32 << 20))
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let expected = {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for _ in 0..(SIZE >> 20) {
+            h.update(&chunk);
+        }
+        hex::encode(h.finalize())
+    };
+    let (up, down) = rt.block_on(async {
+        let r = http
+            .post(format!("{url}/api/v1/forge/acme/app/releases"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"tagName":"v1","targetCommit":"main"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let c = chunk.clone();
+        let stream = futures_util::stream::iter(
+            (0..(SIZE >> 20)).map(move |_| Ok::<_, std::io::Error>(c.clone())),
+        );
+        let part =
+            reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(stream), SIZE)
+                .file_name("big.bin");
+        let t = Instant::now();
+        let r = http
+            .post(format!("{url}/api/v1/forge/acme/app/releases/v1/assets"))
+            .bearer_auth(&token)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        let up = t.elapsed();
+        assert_eq!(r.status().as_u16(), 201);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["size"], SIZE);
+        assert_eq!(v["sha256"], expected.as_str());
+
+        let t = Instant::now();
+        let mut r = http
+            .get(v["downloadUrl"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["content-length"].to_str().unwrap(),
+            SIZE.to_string()
+        );
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        let mut n = 0u64;
+        while let Some(c) = r.chunk().await.unwrap() {
+            n += c.len() as u64;
+            h.update(&c);
+        }
+        let down = t.elapsed();
+        assert_eq!(n, SIZE);
+        assert_eq!(hex::encode(h.finalize()), expected);
+        (up, down)
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak_kib = sampler.join().unwrap();
+    let mib = SIZE as f64 / (1 << 20) as f64;
+    eprintln!(
+        "2 GiB asset: upload {:.0} MiB/s, download {:.0} MiB/s, server peak RssAnon {} MiB",
+        mib / up.as_secs_f64(),
+        mib / down.as_secs_f64(),
+        peak_kib / 1024
+    );
+    assert!(peak_kib > 0, "sampling worked");
+    assert!(
+        peak_kib < 100 * 1024,
+        "server anonymous RSS peaked at {} MiB",
+        peak_kib / 1024
+    );
+    signal(&server.child, "TERM");
+    assert!(server.child.wait().unwrap().success());
+}

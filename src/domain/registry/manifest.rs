@@ -286,6 +286,65 @@ mod tests {
         assert!(parse(Some(OCI_MANIFEST), bomb.as_bytes()).is_err());
     }
 
+    fn fixtures(kind: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data-fixtures/oci/manifests")
+            .join(kind);
+        let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_valid_fixture_parses() {
+        let all = fixtures("valid");
+        assert_eq!(all.len(), 7);
+        for (name, bytes) in all {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let ct = v["mediaType"].as_str().unwrap_or(OCI_MANIFEST).to_owned();
+            let p = parse(Some(&ct), &bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            match name.as_str() {
+                "artifact-subject.json" => {
+                    assert_eq!(
+                        p.artifact_type.as_deref(),
+                        Some("application/vnd.example.sbom.v1")
+                    );
+                    assert!(p.subject.is_some());
+                }
+                "artifact-config-type.json" => {
+                    assert_eq!(
+                        p.artifact_type.as_deref(),
+                        Some("application/vnd.cncf.helm.config.v1+json")
+                    )
+                }
+                "oci-index.json" => assert_eq!(p.platforms, vec!["linux/amd64", "linux/arm64/v8"]),
+                "docker-list.json" => assert_eq!(p.children.len(), 2),
+                _ => assert!(p.artifact_type.is_none(), "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn every_invalid_fixture_is_refused() {
+        let all = fixtures("invalid");
+        assert_eq!(all.len(), 14);
+        for (name, bytes) in all {
+            assert!(
+                parse(Some(OCI_MANIFEST), &bytes).is_err(),
+                "{name} was accepted"
+            );
+        }
+    }
+
     #[test]
     fn malformed_descriptor_digest_is_digest_invalid() {
         let bad = image(OCI_MANIFEST).replace(&d('b'), "sha256:../../x");

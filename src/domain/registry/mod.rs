@@ -765,7 +765,8 @@ pub async fn gc(
             }
         }
     }
-    report.uploads = upload::purge_stale(core, core.limits.upload_ttl_secs, dry_run).await?;
+    let ttl = core.limits.upload_ttl_secs;
+    report.uploads = upload::purge_stale(core, ttl, ttl.min(3600), dry_run).await?;
     Ok(report)
 }
 

@@ -516,9 +516,15 @@ pub async fn cancel(
     drop_session(core, id).await
 }
 
-/// Purges sessions idle for longer than `ttl_secs`, and session files without a row (left by a
-/// crash). Sessions with a chunk in flight are never touched.
-pub async fn purge_stale(core: &Core, ttl_secs: i64, dry_run: bool) -> DomainResult<Vec<String>> {
+/// Purges sessions idle for longer than `ttl_secs`, and files in `uploads/` that no session row
+/// owns (left by a crash or a cut monolithic upload) once older than `orphan_secs`. Sessions
+/// with a chunk in flight are never touched.
+pub async fn purge_stale(
+    core: &Core,
+    ttl_secs: i64,
+    orphan_secs: i64,
+    dry_run: bool,
+) -> DomainResult<Vec<String>> {
     let now = now_unix();
     let rows: Vec<(String, i64)> = core
         .db
@@ -562,7 +568,7 @@ pub async fn purge_stale(core: &Core, ttl_secs: i64, dry_run: bool) -> DomainRes
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() as i64 >= ttl_secs);
+                .is_some_and(|age| age.as_secs() as i64 >= orphan_secs);
             if old {
                 purged.push(fname);
                 if !dry_run {
