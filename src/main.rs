@@ -1,9 +1,10 @@
-//! The `pfai` binary: parse arguments, set up logging, dispatch, and own the exit code.
+//! The `pfai` binary: parse arguments, set up logging, dispatch, and own the exit code
+//! (0 success, 1 error, 2 usage — clap exits with 2 itself).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use pfai::cli::{Cli, Command};
+use pfai::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,52 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(args) => serve(args.into_config()).await,
-        }
-    });
-    match result {
+    match runtime.block_on(pfai::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-async fn serve(config: pfai::config::Config) -> Result<(), String> {
-    let mut server = pfai::app::spawn(config).await.map_err(|e| e.to_string())?;
-    let trigger = server.take_shutdown();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        if let Some(t) = trigger {
-            let _ = t.send(());
-        }
-    });
-    server.wait().await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -1,5 +1,11 @@
-//! Command-line parsing: raw arguments become validated settings once, here. `pfai serve` runs
-//! the server; the other subcommands are clients or offline tools.
+//! Command-line parsing and dispatch: raw arguments become validated settings once, here.
+//! `pfai serve` runs the server; every other subcommand is a client of it over HTTP.
+
+pub mod client;
+pub mod commands;
+pub mod release;
+pub mod repo;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +13,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
+pub use client::{CliError, CliResult};
 
 /// pfai: releases, protected git tags and an OCI registry in one binary.
 #[derive(Debug, Parser)]
@@ -24,6 +31,71 @@ pub enum Command {
     ///
     /// Example: pfai serve --listen 127.0.0.1:3000 --data-dir ./data
     Serve(ServeArgs),
+    /// Save a server URL and token for the other commands (checked against the server).
+    ///
+    /// Example: echo "$TOKEN" | pfai login --url http://127.0.0.1:3000 --token-stdin
+    Login {
+        /// Server URL (default: PFAI_URL, or http://127.0.0.1:3000).
+        #[arg(long)]
+        url: Option<String>,
+        /// Read the token from standard input (otherwise PFAI_TOKEN).
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// Forget the saved login.
+    ///
+    /// Example: pfai logout
+    Logout,
+    /// Releases and their assets.
+    #[command(subcommand)]
+    Release(release::ReleaseCmd),
+    /// Git tags.
+    #[command(subcommand)]
+    Tag(commands::TagCmd),
+    /// Tag-protection rules (globs; matching tags can only be deleted or moved by admins).
+    #[command(subcommand, name = "protected-tag")]
+    ProtectedTag(commands::ProtectedTagCmd),
+    /// Repositories.
+    #[command(subcommand)]
+    Repo(commands::RepoCmd),
+    /// Organizations.
+    #[command(subcommand)]
+    Org(commands::OrgCmd),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(commands::TokenCmd),
+    /// Container images of a repository (the Packages tab).
+    #[command(subcommand)]
+    Packages(commands::PackagesCmd),
+    /// Remove registry blobs nothing references (site admin; the server keeps serving).
+    ///
+    /// Example: pfai gc --dry-run
+    Gc {
+        /// Report only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep unreferenced blobs touched within this many seconds (default: the server's).
+        #[arg(long)]
+        grace_seconds: Option<u64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every stored blob and report damage (site admin).
+    ///
+    /// Example: pfai fsck
+    Fsck {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions.
+    ///
+    /// Example: pfai completion bash > /etc/bash_completion.d/pfai
+    Completion {
+        /// bash, zsh or fish.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -41,6 +113,9 @@ pub struct ServeArgs {
     /// Largest accepted asset, in bytes.
     #[arg(long, env = "PFAI_ASSET_MAX_BYTES", default_value_t = config::DEFAULT_ASSET_MAX)]
     pub asset_max_bytes: u64,
+    /// Unreferenced registry blobs younger than this survive GC.
+    #[arg(long, env = "PFAI_GC_GRACE_SECONDS", default_value_t = 3600)]
+    pub gc_grace_seconds: u64,
 }
 
 impl ServeArgs {
@@ -51,6 +126,86 @@ impl ServeArgs {
             .asset_storage_path
             .filter(|p| !p.as_os_str().is_empty());
         c.limits.asset_max = self.asset_max_bytes;
+        c.limits.gc_grace_secs = self.gc_grace_seconds.min(i64::MAX as u64) as i64;
         c
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> CliResult<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args.into_config()).await,
+        Command::Login { url, token_stdin } => commands::login(url, token_stdin).await,
+        Command::Logout => commands::logout(),
+        Command::Release(c) => release::run(c).await,
+        Command::Tag(c) => commands::tag(c).await,
+        Command::ProtectedTag(c) => commands::protected_tag(c).await,
+        Command::Repo(c) => commands::repo(c).await,
+        Command::Org(c) => commands::org(c).await,
+        Command::Token(c) => commands::token(c).await,
+        Command::Packages(c) => commands::packages(c).await,
+        Command::Gc {
+            dry_run,
+            grace_seconds,
+            json,
+        } => commands::gc(dry_run, grace_seconds, json).await,
+        Command::Fsck { json } => commands::fsck(json).await,
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
+
+/// Prints rows as an aligned table (the header first).
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+/// Pretty JSON to stdout.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Reads `--body` / `--body-file` (`-` is standard input).
+pub fn read_body(body: Option<String>, body_file: Option<PathBuf>) -> CliResult<Option<String>> {
+    match (body, body_file) {
+        (Some(_), Some(_)) => Err(CliError::Msg(
+            "pass either --body or --body-file, not both".into(),
+        )),
+        (Some(b), None) => Ok(Some(b)),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            use std::io::Read;
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            Ok(Some(s))
+        }
+        (None, Some(p)) => std::fs::read_to_string(&p)
+            .map(Some)
+            .map_err(|e| CliError::Msg(format!("cannot read {}: {e}", p.display()))),
+        (None, None) => Ok(None),
     }
 }

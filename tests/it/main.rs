@@ -3,6 +3,7 @@
 
 mod accounts;
 mod binary;
+mod cli;
 mod git_hosting;
 mod harness;
 mod protection;

@@ -1,0 +1,225 @@
+//! The HTTP client behind every client subcommand: where the server is, which token to send,
+//! and how API errors become messages that name the problem and the fix.
+
+use std::path::{Path, PathBuf};
+
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A client-side failure, printed as `error: <message>` with exit code 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A message for the user, already phrased.
+    #[error("{0}")]
+    Msg(String),
+    /// The server answered with an error.
+    #[error("{message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's message (or a rephrasing of it).
+        message: String,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach {url}: {source}")]
+    Connect {
+        /// The server.
+        url: String,
+        /// The cause.
+        source: reqwest::Error,
+    },
+    /// Local I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shorthand.
+pub type CliResult<T> = Result<T, CliError>;
+
+/// What `pfai login` saves.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    /// Server URL.
+    pub url: Option<String>,
+    /// Token.
+    pub token: Option<String>,
+}
+
+/// `$XDG_CONFIG_HOME/pfai/config.toml` (or `~/.config/pfai/config.toml`).
+pub fn config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("pfai").join("config.toml"))
+}
+
+/// Reads the saved login, if any.
+pub fn load_saved() -> Saved {
+    config_path()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|s| toml::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+/// Writes the login file with mode 0600 (atomically: temp file + rename).
+pub fn save(saved: &Saved) -> CliResult<PathBuf> {
+    let path = config_path().ok_or_else(|| {
+        CliError::Msg("cannot find a config directory: set HOME or XDG_CONFIG_HOME".into())
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let text = toml::to_string(saved).map_err(|e| CliError::Msg(e.to_string()))?;
+    let tmp = dir.join(".config.toml.tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Default server when nothing is configured.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:3000";
+
+/// A configured API client.
+#[derive(Clone)]
+pub struct Client {
+    /// Server base URL, without a trailing slash.
+    pub url: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// Resolves URL and token: `PFAI_URL`/`PFAI_TOKEN` override the saved login.
+    pub fn from_env() -> Client {
+        let saved = load_saved();
+        let url = std::env::var("PFAI_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or(saved.url)
+            .unwrap_or_else(|| DEFAULT_URL.into());
+        let token = std::env::var("PFAI_TOKEN")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or(saved.token);
+        Client::new(&url, token)
+    }
+
+    /// A client for `url` with an optional token.
+    pub fn new(url: &str, token: Option<String>) -> Client {
+        Client {
+            url: url.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The token, or the message telling how to get one.
+    pub fn token(&self) -> CliResult<&str> {
+        self.token
+            .as_deref()
+            .ok_or_else(|| CliError::Msg("no token: run `pfai login` or set PFAI_TOKEN".into()))
+    }
+
+    /// A request to an API path (`/api/v1/...`), authenticated when a token is known.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Sends and returns the response when it succeeded, else a phrased error.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> CliResult<reqwest::Response> {
+        let resp = req.send().await.map_err(|source| CliError::Connect {
+            url: self.url.clone(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let message = body["error"]["message"]
+            .as_str()
+            .or_else(|| body["errors"][0]["message"].as_str())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("request failed"))
+            .to_owned();
+        let message = match status {
+            StatusCode::UNAUTHORIZED if self.token.is_none() => {
+                "no token: run `pfai login` or set PFAI_TOKEN".to_owned()
+            }
+            StatusCode::UNAUTHORIZED => {
+                format!("{message} (check PFAI_TOKEN or run `pfai login` again)")
+            }
+            _ => message,
+        };
+        Err(CliError::Api {
+            status: status.as_u16(),
+            message,
+        })
+    }
+
+    /// A JSON call.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> CliResult<Value> {
+        let mut req = self.request(method, path);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = self.send(req).await?;
+        let text = resp.text().await.map_err(|source| CliError::Connect {
+            url: self.url.clone(),
+            source,
+        })?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| CliError::Msg(format!("the server sent invalid JSON: {e}")))
+    }
+
+    /// GET that rephrases a 404 with `what`.
+    pub async fn get_or(&self, path: &str, what: impl FnOnce() -> String) -> CliResult<Value> {
+        match self.call(Method::GET, path, None).await {
+            Err(CliError::Api { status: 404, .. }) => Err(CliError::Msg(what())),
+            other => other,
+        }
+    }
+
+    /// Every page of a list endpoint (follows `?page=`), up to `max` items.
+    pub async fn list_all(&self, path: &str, max: usize) -> CliResult<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let v = self
+                .call(
+                    Method::GET,
+                    &format!("{path}{sep}page={page}&limit=100"),
+                    None,
+                )
+                .await?;
+            let items = v.as_array().cloned().unwrap_or_default();
+            let n = items.len();
+            out.extend(items);
+            if n < 100 || out.len() >= max {
+                out.truncate(max);
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+}

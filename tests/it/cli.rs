@@ -1,0 +1,474 @@
+//! The `pfai` client binary against a real server: the seed's command lines, repo inference,
+//! `--json`, streaming upload/download with verification, and errors with exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{git_ok, TestServer};
+
+struct Cli<'a> {
+    s: &'a TestServer,
+    config: std::path::PathBuf,
+}
+
+impl<'a> Cli<'a> {
+    fn new(s: &'a TestServer) -> Self {
+        let config = s
+            .dir
+            .path()
+            .join(format!("xdg-{}", crate::harness::rand_suffix()));
+        Cli { s, config }
+    }
+
+    fn run(&self, cwd: &Path, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pfai"));
+        c.args(args)
+            .current_dir(cwd)
+            .env("PFAI_URL", &self.s.url)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match token {
+            Some(t) => c.env("PFAI_TOKEN", t),
+            None => c.env_remove("PFAI_TOKEN"),
+        };
+        let mut child = c.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, Some(&self.s.admin), args, None);
+        assert!(
+            out.status.success(),
+            "pfai {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, cwd: &Path, token: Option<&str>, args: &[&str]) -> (i32, String) {
+        let out = self.run(cwd, token, args, None);
+        assert!(
+            !out.status.success(),
+            "pfai {args:?} unexpectedly succeeded"
+        );
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "{err}");
+        (out.status.code().unwrap_or(-1), err)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn release_commands_from_a_checkout() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+    cli.ok(&root, &["org", "create", "acme"]);
+    let out = cli.ok(&root, &["repo", "create", "acme/app"]);
+    assert!(out.trim().ends_with("/acme/app.git"), "{out}");
+    // A real checkout whose origin points at the server: the repo is inferred from it.
+    let wc = s.checkout("acme/app", &s.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+
+    std::fs::write(
+        wc.join("CHANGELOG-v1.2.3.md"),
+        "## Changes\n- auth\n- analytics\n",
+    )
+    .unwrap();
+    std::fs::create_dir(wc.join("dist")).unwrap();
+    let tarball: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(wc.join("dist/proxifai-linux-amd64.tar.gz"), &tarball).unwrap();
+    std::fs::write(wc.join("dist/checksums.txt"), "abc\n").unwrap();
+
+    // The seed's command line (body from a file's contents) plus assets.
+    let body = std::fs::read_to_string(wc.join("CHANGELOG-v1.2.3.md")).unwrap();
+    cli.ok(
+        &wc,
+        &[
+            "release",
+            "create",
+            "v1.2.3",
+            "--target",
+            "main",
+            "--title",
+            "v1.2.3 — Auth & analytics improvements",
+            "--body",
+            &body,
+            "--prerelease",
+            "dist/proxifai-linux-amd64.tar.gz",
+            "dist/checksums.txt",
+        ],
+    );
+    let v: Value =
+        serde_json::from_str(&cli.ok(&wc, &["release", "view", "v1.2.3", "--json"])).unwrap();
+    assert_eq!(v["name"], "v1.2.3 — Auth & analytics improvements");
+    assert_eq!(v["body"], body.as_str());
+    assert_eq!(v["prerelease"], true);
+    assert_eq!(v["assets"].as_array().unwrap().len(), 2);
+
+    // --body-file - from stdin, as the seed pipes git-cliff.
+    let out = cli.run(
+        &wc,
+        Some(&s.admin),
+        &[
+            "release",
+            "create",
+            "v1.3.0",
+            "--target",
+            "main",
+            "--body-file",
+            "-",
+        ],
+        Some("notes from stdin\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value =
+        serde_json::from_str(&cli.ok(&wc, &["release", "view", "latest", "--json"])).unwrap();
+    assert_eq!(
+        (v["tagName"].as_str(), v["body"].as_str()),
+        (Some("v1.3.0"), Some("notes from stdin\n"))
+    );
+
+    // A draft, listed with markers; then published with edit.
+    cli.ok(
+        &wc,
+        &["release", "create", "v2.0.0", "--target", "main", "--draft"],
+    );
+    let table = cli.ok(&wc, &["release", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("TITLE"), "{table}");
+    assert!(
+        lines[1].contains("v2.0.0") && lines[1].contains("Draft"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("v1.3.0") && lines[2].contains("Latest"),
+        "{table}"
+    );
+    assert!(
+        lines[3].contains("v1.2.3") && lines[3].contains("Pre-release"),
+        "{table}"
+    );
+    let list: Value =
+        serde_json::from_str(&cli.ok(&wc, &["release", "list", "--json", "--limit", "2"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    cli.ok(
+        &wc,
+        &[
+            "release",
+            "edit",
+            "v2.0.0",
+            "--draft=false",
+            "--title",
+            "Two",
+        ],
+    );
+    let v: Value =
+        serde_json::from_str(&cli.ok(&wc, &["release", "view", "latest", "--json"])).unwrap();
+    assert_eq!(
+        (v["tagName"].as_str(), v["name"].as_str()),
+        (Some("v2.0.0"), Some("Two"))
+    );
+    let text = cli.ok(&wc, &["release", "view", "v1.2.3"]);
+    assert!(
+        text.contains("proxifai-linux-amd64.tar.gz") && text.contains("Pre-release"),
+        "{text}"
+    );
+
+    // Upload: duplicate refused without --clobber, replaced with it.
+    let (code, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "upload", "v1.2.3", "dist/checksums.txt"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--clobber"), "{err}");
+    std::fs::write(wc.join("dist/checksums.txt"), "def\n").unwrap();
+    cli.ok(
+        &wc,
+        &[
+            "release",
+            "upload",
+            "v1.2.3",
+            "dist/checksums.txt",
+            "--clobber",
+        ],
+    );
+
+    // Download with a pattern into a directory, verified.
+    let out_dir = root.join("downloads");
+    cli.ok(
+        &wc,
+        &[
+            "release",
+            "download",
+            "v1.2.3",
+            "--pattern",
+            "*.tar.gz",
+            "--dir",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("proxifai-linux-amd64.tar.gz")).unwrap(),
+        tarball
+    );
+    assert!(!out_dir.join("checksums.txt").exists());
+    cli.ok(
+        &wc,
+        &[
+            "release",
+            "download",
+            "v1.2.3",
+            "--dir",
+            out_dir.to_str().unwrap(),
+            "--skip-existing",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("checksums.txt")).unwrap(),
+        "def\n"
+    );
+
+    // The seed's delete-asset line, then delete.
+    cli.ok(&wc, &["release", "delete-asset", "v1.2.3", "checksums.txt"]);
+    let v: Value =
+        serde_json::from_str(&cli.ok(&wc, &["release", "view", "v1.2.3", "--json"])).unwrap();
+    assert_eq!(v["assets"].as_array().unwrap().len(), 1);
+    let (code, err) = cli.fails(&wc, Some(&s.admin), &["release", "delete", "v1.2.3"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--yes"), "{err}");
+    cli.ok(&wc, &["release", "delete", "v1.2.3", "--yes"]);
+    let (_, err) = cli.fails(&wc, Some(&s.admin), &["release", "view", "v1.2.3"]);
+    assert!(
+        err.contains("release v1.2.3 not found in acme/app"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tags_rules_repos_tokens_packages_and_maintenance() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+    cli.ok(&root, &["org", "create", "acme"]);
+    cli.ok(
+        &root,
+        &["repo", "create", "acme/app", "--description", "the app"],
+    );
+    let wc = s.checkout("acme/app", &s.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let r = ["-R", "acme/app"];
+
+    cli.ok(
+        &root,
+        &[
+            &["tag", "create", "v1.0.0", "--target", "main", "-m", "first"][..],
+            &r,
+        ]
+        .concat(),
+    );
+    cli.ok(&root, &[&["tag", "create", "nightly"][..], &r].concat());
+    let tags: Value =
+        serde_json::from_str(&cli.ok(&root, &[&["tag", "list", "--json"][..], &r].concat()))
+            .unwrap();
+    assert_eq!(tags.as_array().unwrap().len(), 2);
+    assert_eq!(tags[1]["message"].as_str().unwrap().trim(), "first");
+
+    cli.ok(
+        &root,
+        &[&["protected-tag", "create", "v*"][..], &r].concat(),
+    );
+    let table = cli.ok(&root, &[&["protected-tag", "list"][..], &r].concat());
+    assert!(table.contains("v*"), "{table}");
+    let listing = cli.ok(&root, &[&["tag", "list"][..], &r].concat());
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("v1.0.0") && l.contains("protected")),
+        "{listing}"
+    );
+    // A write collaborator cannot delete the protected tag.
+    let dev = s.user("dev").await;
+    s.collaborator("acme/app", "dev", "write").await;
+    let (code, err) = cli.fails(
+        &root,
+        Some(&dev),
+        &[&["tag", "delete", "v1.0.0"][..], &r].concat(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("protected"), "{err}");
+    cli.ok(
+        &root,
+        &[&["protected-tag", "delete", "v*"][..], &r].concat(),
+    );
+    cli.ok(&root, &[&["tag", "delete", "v1.0.0"][..], &r].concat());
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &[&["tag", "delete", "v1.0.0"][..], &r].concat(),
+    );
+    assert!(err.contains("tag v1.0.0 not found in acme/app"), "{err}");
+
+    let v: Value =
+        serde_json::from_str(&cli.ok(&root, &["repo", "view", "acme/app", "--json"])).unwrap();
+    assert_eq!(v["description"], "the app");
+    let view = cli.ok(&wc, &["repo", "view"]);
+    assert!(view.starts_with("acme/app"), "{view}");
+
+    // Tokens work for later commands.
+    let t = cli.ok(&root, &["token", "create", "ci"]);
+    let out = cli.run(&root, Some(t.trim()), &["repo", "view", "acme/app"], None);
+    assert!(out.status.success());
+
+    // Packages after a push, GC and fsck.
+    let remote = crate::harness::Remote {
+        url: s.url.clone(),
+        token: s.admin.clone(),
+    };
+    remote
+        .push_image("acme/app/web", "v1", b"layer bytes")
+        .await;
+    let pk: Value =
+        serde_json::from_str(&cli.ok(&root, &[&["packages", "list", "--json"][..], &r].concat()))
+            .unwrap();
+    assert_eq!(pk[0]["name"], "acme/app/web");
+    let tags = cli.ok(&root, &[&["packages", "tags", "web"][..], &r].concat());
+    assert!(tags.contains("v1") && tags.contains("sha256:"), "{tags}");
+    let out = cli.ok(&root, &["gc", "--dry-run"]);
+    assert!(out.contains("would remove 0 blob(s)"), "{out}");
+    let out = cli.ok(&root, &["fsck"]);
+    assert!(out.contains("checked 2 blob(s)"), "{out}");
+    let (code, err) = cli.fails(&root, Some(&dev), &["gc"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("site admins"), "{err}");
+
+    cli.ok(&root, &["repo", "delete", "acme/app", "--yes"]);
+    let (_, err) = cli.fails(&root, Some(&s.admin), &["repo", "view", "acme/app"]);
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn login_errors_and_exit_codes() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+
+    // No token anywhere.
+    let (code, err) = cli.fails(&root, None, &["org", "create", "acme"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no token: run `pfai login` or set PFAI_TOKEN"),
+        "{err}"
+    );
+    // A wrong token.
+    let (code, err) = cli.fails(&root, Some("pfai_bad"), &["org", "create", "acme"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("pfai login"), "{err}");
+    // Usage errors exit 2.
+    let (code, _) = cli.fails(&root, None, &["release", "create"]);
+    assert_eq!(code, 2);
+    let (code, _) = cli.fails(&root, None, &["nonsense"]);
+    assert_eq!(code, 2);
+    // No repository and not in a checkout.
+    let (code, err) = cli.fails(&root, Some(&s.admin), &["release", "list"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("-R owner/repo"), "{err}");
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &["release", "list", "-R", "not a repo"],
+    );
+    assert!(err.contains("expected owner/repo"), "{err}");
+    // Bad input reaches the user as the server's message.
+    cli.ok(&root, &["org", "create", "acme"]);
+    cli.ok(&root, &["repo", "create", "acme/app"]);
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &[
+            "release", "create", "bad..tag", "--target", "main", "-R", "acme/app",
+        ],
+    );
+    assert!(err.contains("tag name"), "{err}");
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &[
+            "release",
+            "create",
+            "v1",
+            "-R",
+            "acme/app",
+            "missing-file.bin",
+        ],
+    );
+    assert!(err.contains("missing-file.bin is not a file"), "{err}");
+
+    // login --token-stdin saves a 0600 file that later commands use without PFAI_TOKEN.
+    let out = cli.run(
+        &root,
+        None,
+        &["login", "--token-stdin"],
+        Some(&format!("{}\n", s.admin)),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = cli.config.join("pfai/config.toml");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let out = cli.run(&root, None, &["repo", "view", "acme/app"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli.run(
+        &root,
+        None,
+        &["login", "--token-stdin"],
+        Some("pfai_wrong\n"),
+    );
+    assert!(!out.status.success());
+    cli.run(&root, None, &["logout"], None);
+    assert!(!cfg.exists());
+
+    // Completions.
+    let out = cli.ok(&root, &["completion", "bash"]);
+    assert!(out.contains("pfai") && out.contains("release"));
+    // --help on a command carries an example.
+    let out = cli.ok(&root, &["release", "download", "--help"]);
+    assert!(out.contains("Example: pfai release download"), "{out}");
+}
