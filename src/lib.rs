@@ -9,7 +9,8 @@
 //! - [`auth`]: credentials to principals, principals to roles.
 //! - [`domain`]: the rules: accounts, releases, tags, protection.
 //! - [`http`]: warp filters and the single error-to-wire mapping.
-//! - [`app`], [`config`], [`cli`]: wiring, settings, command line.
+//! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
+//! - [`fuzzing`]: fuzz bodies, replayed by `cargo test`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod fuzzing;
 pub mod git;
 pub mod http;
 pub mod ids;

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: raw arguments become validated settings once, here.
 //! `pfai serve` runs the server; every other subcommand is a client of it over HTTP.
 
+pub mod bench;
 pub mod client;
 pub mod commands;
 pub mod release;
@@ -89,6 +90,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load-test an OCI registry (this one or another): blob throughput, manifest latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Print shell completions.
     ///
     /// Example: pfai completion bash > /etc/bash_completion.d/pfai
@@ -150,6 +154,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
             json,
         } => commands::gc(dry_run, grace_seconds, json).await,
         Command::Fsck { json } => commands::fsck(json).await,
+        Command::Bench(c) => bench::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

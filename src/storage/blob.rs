@@ -164,11 +164,16 @@ impl Sink {
     }
 }
 
+/// How many recently served blob maps are kept open: repeated and concurrent pulls of a blob
+/// then share one mapping whose pages are already in place.
+const MAP_CACHE: usize = 32;
+
 /// The on-disk blob store under `$DATA_DIR/blobs`, with upload sessions under `$DATA_DIR/uploads`.
 #[derive(Clone)]
 pub struct BlobStore {
     blobs: PathBuf,
     uploads: PathBuf,
+    maps: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(Digest, Mapped)>>>,
 }
 
 impl BlobStore {
@@ -178,7 +183,11 @@ impl BlobStore {
         let uploads = data_dir.join("uploads");
         fs::create_dir_all(&blobs)?;
         fs::create_dir_all(&uploads)?;
-        Ok(BlobStore { blobs, uploads })
+        Ok(BlobStore {
+            blobs,
+            uploads,
+            maps: Default::default(),
+        })
     }
 
     /// `blobs/<alg>/<2 hex>/<hex>`: only a validated digest reaches here.
@@ -228,12 +237,33 @@ impl BlobStore {
         perm.set_readonly(true);
         fs::set_permissions(src, perm)?;
         fs::rename(src, &dst)?;
+        self.forget_map(d);
         fsync_dir(&dir)
     }
 
-    /// Maps a published blob for reading.
+    /// Maps a published blob for reading (reusing a cached map when there is one).
     pub fn map(&self, d: &Digest) -> io::Result<Mapped> {
-        Mapped::open(&self.path(d))
+        if let Ok(mut cache) = self.maps.lock() {
+            if let Some(i) = cache.iter().position(|(k, _)| k == d) {
+                let hit = cache.remove(i);
+                if let Some((k, m)) = hit {
+                    cache.push_front((k, m.clone()));
+                    return Ok(m);
+                }
+            }
+        }
+        let m = Mapped::open_with(&self.path(d), true)?;
+        if let Ok(mut cache) = self.maps.lock() {
+            cache.push_front((d.clone(), m.clone()));
+            cache.truncate(MAP_CACHE);
+        }
+        Ok(m)
+    }
+
+    fn forget_map(&self, d: &Digest) {
+        if let Ok(mut cache) = self.maps.lock() {
+            cache.retain(|(k, _)| k != d);
+        }
     }
 
     /// Size of the file on disk, if present.
@@ -243,6 +273,7 @@ impl BlobStore {
 
     /// Unlinks a blob file (readers holding a map keep their pages).
     pub fn remove(&self, d: &Digest) -> io::Result<()> {
+        self.forget_map(d);
         match fs::remove_file(self.path(d)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

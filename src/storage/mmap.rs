@@ -19,16 +19,26 @@ pub enum Mapped {
 impl Mapped {
     /// Maps `path`.
     pub fn open(path: &Path) -> io::Result<Mapped> {
+        Self::open_with(path, false)
+    }
+
+    /// Maps `path`, with `populate` faulting every page in at once (one kernel call instead of
+    /// a fault per 4 KiB page while the response is written).
+    pub fn open_with(path: &Path, populate: bool) -> io::Result<Mapped> {
         let file = File::open(path)?;
         if file.metadata()?.len() == 0 {
             return Ok(Mapped::Empty);
+        }
+        let mut opts = memmap2::MmapOptions::new();
+        if populate {
+            opts.populate();
         }
         // SAFETY: we only map files that were fully written, fsynced and made read-only before
         // being renamed into place (blob store and asset store). pfai never writes to, truncates
         // or rewrites such a file afterwards; deletion only unlinks it, which keeps the pages
         // valid for existing maps. Another process modifying our data directory is outside what
         // we can defend against.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let map = unsafe { opts.map(&file)? };
         #[cfg(unix)]
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(Mapped::Map(Arc::new(map)))

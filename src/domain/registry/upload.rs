@@ -26,11 +26,17 @@ use crate::util::now_unix;
 /// Open sessions a user may have at once.
 pub const MAX_SESSIONS_PER_USER: usize = 64;
 
-/// In-memory state of a session: bytes received and the running hash.
+/// In-memory state of a session: bytes received, the running hash, and when the session row's
+/// `updated_at` was last written (chunks refresh it at most once a minute, so a PATCH does not
+/// cost a durable commit).
 pub struct SessionState {
     offset: u64,
     hasher: Option<Hasher>,
+    touched: i64,
 }
+
+/// How often (seconds) an active session's `updated_at` is written.
+const TOUCH_EVERY: i64 = 60;
 
 /// Per-session locks and running hashes.
 #[derive(Default)]
@@ -108,6 +114,7 @@ pub async fn start(
     *core.uploads.slot(&id).lock().await = Some(SessionState {
         offset: 0,
         hasher: Some(Hasher::new(algorithm)),
+        touched: now,
     });
     Ok(id)
 }
@@ -284,6 +291,7 @@ async fn ensure_state(
     *state = Some(SessionState {
         offset,
         hasher: Some(hasher),
+        touched: 0,
     });
     Ok(())
 }
@@ -421,8 +429,15 @@ where
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
     let res = append(core, id, state, range, location, &mut body).await;
     let offset = state.offset;
+    let now = now_unix();
+    let stale = now - state.touched >= TOUCH_EVERY;
+    if stale {
+        state.touched = now;
+    }
     drop(guard);
-    touch(core, id).await?;
+    if stale {
+        touch(core, id).await?;
+    }
     res.map(|_| offset)
 }
 

@@ -1,0 +1,711 @@
+//! `pfai bench`: a load generator for any OCI registry (pfai or another), used to measure blob
+//! throughput and manifest latency. Data is generated from a seeded PRNG chunk by chunk, so a
+//! 1 GiB blob never sits in memory; monolithic pushes hash it in a first pass (untimed) because
+//! the digest goes in the URL.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Subcommand;
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+
+use super::client::{CliError, CliResult};
+use crate::ids::Digest;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Push (monolithic, or chunked with --chunk) then pull random blobs, verifying digests.
+    ///
+    /// Example: pfai bench blobs --url http://127.0.0.1:3000 --token "$T" --size 1GiB --count 1
+    Blobs {
+        /// Registry to load.
+        #[command(flatten)]
+        target: Target,
+        /// Size of each blob (e.g. 64MiB, 1GiB).
+        #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+        size: u64,
+        /// Blobs to push and pull.
+        #[arg(long, default_value_t = 4)]
+        count: usize,
+        /// Parallel transfers.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Push in PATCH chunks of this size instead of one monolithic POST.
+        #[arg(long, value_parser = parse_size)]
+        chunk: Option<u64>,
+        /// Pulls per pushed blob (0: push only).
+        #[arg(long, default_value_t = 1)]
+        pulls: usize,
+        /// Skip hashing pulled data (measures the server, not the client's SHA-256).
+        #[arg(long)]
+        no_verify: bool,
+        /// Do not push: pull blobs an earlier run with the same --seed/--size/--count pushed.
+        #[arg(long)]
+        pull_only: bool,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// GET (or HEAD) one manifest by tag as fast as possible.
+    ///
+    /// Example: pfai bench manifests --url http://127.0.0.1:3000 --token "$T" --duration 20s --concurrency 64
+    Manifests {
+        /// Registry to load.
+        #[command(flatten)]
+        target: Target,
+        /// How long.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Parallel connections.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Use HEAD instead of GET.
+        #[arg(long)]
+        head: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which registry and repository to load.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// Registry base URL.
+    #[arg(long, env = "PFAI_URL", default_value = super::client::DEFAULT_URL)]
+    pub url: String,
+    /// Username for Basic auth (any value works with pfai tokens).
+    #[arg(long, default_value = "bench")]
+    pub user: String,
+    /// Token or password (omit for registries without auth).
+    #[arg(long, env = "PFAI_TOKEN")]
+    pub token: Option<String>,
+    /// Repository name in the registry.
+    #[arg(long, default_value = "bench/blobs")]
+    pub repo: String,
+}
+
+/// Parses `64MiB`, `1GiB`, `512KiB`, `1000` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| s.strip_suffix(suf).map(|n| (n, *m)))
+    .unwrap_or((s, 1));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (use e.g. 64MiB)"))?;
+    if !(0.0..=1e15).contains(&n) {
+        return Err(format!("size out of range: {s:?}"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+/// Parses `30s`, `2m`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let bad = || format!("not a duration: {s:?} (use e.g. 30s)");
+    if let Some(n) = s.strip_suffix("ms") {
+        return n.parse().map(Duration::from_millis).map_err(|_| bad());
+    }
+    if let Some(n) = s.strip_suffix('s') {
+        return n
+            .parse::<f64>()
+            .map(Duration::from_secs_f64)
+            .map_err(|_| bad());
+    }
+    if let Some(n) = s.strip_suffix('m') {
+        return n
+            .parse::<u64>()
+            .map(|m| Duration::from_secs(m * 60))
+            .map_err(|_| bad());
+    }
+    Err(bad())
+}
+
+/// Deterministic data: SplitMix64 blocks, so every run and both registries see the same bytes.
+struct Gen {
+    state: u64,
+}
+
+impl Gen {
+    fn new(seed: u64) -> Self {
+        Gen { state: seed }
+    }
+    fn chunk(&mut self, len: usize) -> Bytes {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            v.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        }
+        v.truncate(len);
+        Bytes::from(v)
+    }
+}
+
+const GEN_CHUNK: u64 = 1 << 20;
+
+fn blob_stream(
+    seed: u64,
+    size: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static {
+    let mut g = Gen::new(seed);
+    let mut left = size;
+    futures_util::stream::iter(std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = left.min(GEN_CHUNK);
+        left -= n;
+        Some(Ok(g.chunk(n as usize)))
+    }))
+}
+
+fn digest_of(seed: u64, size: u64) -> Digest {
+    use sha2::Digest as _;
+    let mut g = Gen::new(seed);
+    let mut h = sha2::Sha256::new();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(GEN_CHUNK);
+        h.update(g.chunk(n as usize));
+        left -= n;
+    }
+    Digest::from_raw(crate::ids::Algorithm::Sha256, &h.finalize())
+}
+
+struct Reg {
+    http: reqwest::Client,
+    t: Target,
+}
+
+impl Reg {
+    fn new(t: Target, conns: usize) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(conns.max(1))
+            .build()
+            .unwrap_or_default();
+        Reg {
+            http,
+            t: Target {
+                url: t.url.trim_end_matches('/').to_owned(),
+                ..t
+            },
+        }
+    }
+    fn req(&self, m: Method, path_or_url: &str) -> reqwest::RequestBuilder {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.t.url)
+        };
+        let r = self.http.request(m, url);
+        match &self.t.token {
+            Some(tok) => r.basic_auth(&self.t.user, Some(tok)),
+            None => r,
+        }
+    }
+    async fn expect(
+        &self,
+        r: reqwest::RequestBuilder,
+        want: StatusCode,
+        what: &str,
+    ) -> CliResult<reqwest::Response> {
+        let resp = r
+            .send()
+            .await
+            .map_err(|e| CliError::Msg(format!("{what}: {e}")))?;
+        if resp.status() != want {
+            let st = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CliError::Msg(format!(
+                "{what}: expected {want}, got {st}: {}",
+                body.chars().take(300).collect::<String>()
+            )));
+        }
+        Ok(resp)
+    }
+    /// Starts an upload session and returns its Location.
+    async fn start_upload(&self) -> CliResult<String> {
+        let path = format!("/v2/{}/blobs/uploads/", self.t.repo);
+        let start = self
+            .expect(
+                self.req(Method::POST, &path),
+                StatusCode::ACCEPTED,
+                "start upload",
+            )
+            .await?;
+        location(&start)
+    }
+
+    /// Monolithic as docker and skopeo do it: POST for a session, then one PUT with the blob.
+    async fn put_blob(&self, body: reqwest::Body, size: u64, digest: &Digest) -> CliResult<()> {
+        let loc = self.start_upload().await?;
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self
+            .req(Method::PUT, &format!("{loc}{sep}digest={digest}"))
+            .header("content-length", size)
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        self.expect(r, StatusCode::CREATED, "monolithic push")
+            .await
+            .map(|_| ())
+    }
+
+    async fn push_monolithic(&self, seed: u64, size: u64, digest: &Digest) -> CliResult<()> {
+        self.put_blob(
+            reqwest::Body::wrap_stream(blob_stream(seed, size)),
+            size,
+            digest,
+        )
+        .await
+    }
+
+    async fn push_chunked(&self, seed: u64, size: u64, chunk: u64) -> CliResult<Digest> {
+        use sha2::Digest as _;
+        let start = self
+            .expect(
+                self.req(Method::POST, &format!("/v2/{}/blobs/uploads/", self.t.repo)),
+                StatusCode::ACCEPTED,
+                "start upload",
+            )
+            .await?;
+        let mut loc = location(&start)?;
+        let mut g = Gen::new(seed);
+        let mut h = sha2::Sha256::new();
+        let mut offset = 0u64;
+        while offset < size {
+            let n = chunk.min(size - offset);
+            // Generate the chunk as 1 MiB pieces streamed in one PATCH.
+            let mut pieces = Vec::new();
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(GEN_CHUNK);
+                let b = g.chunk(k as usize);
+                h.update(&b);
+                pieces.push(Ok::<_, std::io::Error>(b));
+                left -= k;
+            }
+            let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+            let r = self
+                .req(Method::PATCH, &loc)
+                .header("content-type", "application/octet-stream")
+                .header("content-range", format!("{offset}-{}", offset + n - 1))
+                .header("content-length", n)
+                .body(body);
+            let resp = self.expect(r, StatusCode::ACCEPTED, "PATCH chunk").await?;
+            loc = location(&resp)?;
+            offset += n;
+        }
+        let digest = Digest::from_raw(crate::ids::Algorithm::Sha256, &h.finalize());
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = self
+            .req(Method::PUT, &format!("{loc}{sep}digest={digest}"))
+            .header("content-length", 0);
+        self.expect(r, StatusCode::CREATED, "finish upload").await?;
+        Ok(digest)
+    }
+    async fn pull(&self, digest: &Digest, verify: bool) -> CliResult<u64> {
+        use sha2::Digest as _;
+        let resp = self
+            .expect(
+                self.req(Method::GET, &format!("/v2/{}/blobs/{digest}", self.t.repo)),
+                StatusCode::OK,
+                "pull",
+            )
+            .await?;
+        let mut h = verify.then(sha2::Sha256::new);
+        let mut n = 0u64;
+        let mut s = resp.bytes_stream();
+        while let Some(c) = s.next().await {
+            let c = c.map_err(|e| CliError::Msg(format!("pull: {e}")))?;
+            n += c.len() as u64;
+            if let Some(h) = h.as_mut() {
+                h.update(&c);
+            }
+        }
+        if let Some(h) = h {
+            let got = Digest::from_raw(crate::ids::Algorithm::Sha256, &h.finalize());
+            if &got != digest {
+                return Err(CliError::Msg(format!(
+                    "pull of {digest} returned content hashing to {got}"
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn location(r: &reqwest::Response) -> CliResult<String> {
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| CliError::Msg("the registry sent no Location".into()))
+}
+
+/// Latency statistics in milliseconds.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Latency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Worst.
+    pub max_ms: f64,
+}
+
+fn latency(mut micros: Vec<u64>) -> Latency {
+    if micros.is_empty() {
+        return Latency::default();
+    }
+    micros.sort_unstable();
+    let at = |q: f64| micros[((micros.len() as f64 - 1.0) * q).round() as usize] as f64 / 1000.0;
+    Latency {
+        p50_ms: at(0.50),
+        p90_ms: at(0.90),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
+}
+
+/// One phase of the blob benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// `push` or `pull`.
+    pub phase: String,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// Throughput.
+    pub mib_per_s: f64,
+    /// Requests (blobs) per second.
+    pub requests_per_s: f64,
+    /// Per-blob latency.
+    pub latency: Latency,
+    /// Failed transfers.
+    pub errors: u64,
+}
+
+async fn run_phase<F, Fut>(name: &str, jobs: Vec<usize>, concurrency: usize, f: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = CliResult<u64>> + Send,
+{
+    let t = Instant::now();
+    let results: Vec<(CliResult<u64>, u64)> = futures_util::stream::iter(jobs)
+        .map(|j| {
+            let f = f.clone();
+            async move {
+                let s = Instant::now();
+                let r = f(j).await;
+                (r, s.elapsed().as_micros() as u64)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let seconds = t.elapsed().as_secs_f64();
+    let mut bytes = 0;
+    let mut errors = 0;
+    let mut lat = Vec::new();
+    for (r, us) in results {
+        match r {
+            Ok(b) => {
+                bytes += b;
+                lat.push(us);
+            }
+            Err(e) => {
+                errors += 1;
+                eprintln!("{name}: {e}");
+            }
+        }
+    }
+    Phase {
+        phase: name.into(),
+        bytes,
+        seconds,
+        mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
+        requests_per_s: lat.len() as f64 / seconds,
+        latency: latency(lat),
+        errors,
+    }
+}
+
+fn print_phases(phases: &[Phase]) {
+    let rows: Vec<Vec<String>> = phases
+        .iter()
+        .map(|p| {
+            vec![
+                p.phase.clone(),
+                format!("{:.1}", p.mib_per_s),
+                format!("{:.1}", p.requests_per_s),
+                format!("{:.2}", p.latency.p50_ms),
+                format!("{:.2}", p.latency.p90_ms),
+                format!("{:.2}", p.latency.p99_ms),
+                format!("{:.2}", p.latency.max_ms),
+                p.errors.to_string(),
+            ]
+        })
+        .collect();
+    super::print_table(
+        &[
+            "PHASE", "MiB/s", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors",
+        ],
+        &rows,
+    );
+}
+
+/// Runs a benchmark.
+pub async fn run(cmd: BenchCmd) -> CliResult<()> {
+    match cmd {
+        BenchCmd::Blobs {
+            target,
+            size,
+            count,
+            concurrency,
+            chunk,
+            pulls,
+            no_verify,
+            pull_only,
+            seed,
+            json,
+        } => {
+            let reg = std::sync::Arc::new(Reg::new(target, concurrency));
+            let seeds: Vec<u64> = (0..count as u64)
+                .map(|i| seed.wrapping_mul(1_000_003).wrapping_add(i))
+                .collect();
+            // Untimed: the digests of the monolithic blobs.
+            let digests: Vec<Digest> = if chunk.is_none() || pull_only {
+                let s2 = seeds.clone();
+                tokio::task::spawn_blocking(move || {
+                    s2.iter().map(|s| digest_of(*s, size)).collect()
+                })
+                .await
+                .map_err(|e| CliError::Msg(e.to_string()))?
+            } else {
+                Vec::new()
+            };
+            let pushed = std::sync::Arc::new(std::sync::Mutex::new(vec![None::<Digest>; count]));
+            let mut phases = Vec::new();
+            if pull_only {
+                if let Ok(mut p) = pushed.lock() {
+                    *p = digests.iter().cloned().map(Some).collect();
+                }
+            } else {
+                let (r2, p2, s2, d2) =
+                    (reg.clone(), pushed.clone(), seeds.clone(), digests.clone());
+                let push = run_phase(
+                    if chunk.is_some() {
+                        "push (chunked)"
+                    } else {
+                        "push"
+                    },
+                    (0..count).collect(),
+                    concurrency,
+                    move |i| {
+                        let (reg, pushed, seeds, digests) =
+                            (r2.clone(), p2.clone(), s2.clone(), d2.clone());
+                        async move {
+                            let d = match chunk {
+                                Some(c) => reg.push_chunked(seeds[i], size, c.max(1)).await?,
+                                None => {
+                                    reg.push_monolithic(seeds[i], size, &digests[i]).await?;
+                                    digests[i].clone()
+                                }
+                            };
+                            if let Ok(mut p) = pushed.lock() {
+                                p[i] = Some(d);
+                            }
+                            Ok(size)
+                        }
+                    },
+                )
+                .await;
+                phases.push(push);
+            }
+            let ok: Vec<Digest> = pushed
+                .lock()
+                .map(|p| p.iter().flatten().cloned().collect())
+                .unwrap_or_default();
+            if pulls > 0 && !ok.is_empty() {
+                // Random order (seeded), `pulls` per blob.
+                let mut order: Vec<usize> = (0..ok.len() * pulls).map(|i| i % ok.len()).collect();
+                let mut x = seed | 1;
+                for i in (1..order.len()).rev() {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    order.swap(i, (x % (i as u64 + 1)) as usize);
+                }
+                let (r3, ok3) = (reg.clone(), std::sync::Arc::new(ok));
+                let pull = run_phase("pull", order, concurrency, move |i| {
+                    let (reg, ok) = (r3.clone(), ok3.clone());
+                    async move { reg.pull(&ok[i], !no_verify).await }
+                })
+                .await;
+                phases.push(pull);
+            }
+            if json {
+                super::print_json(&serde_json::to_value(&phases).unwrap_or_default());
+            } else {
+                print_phases(&phases);
+            }
+            if phases.iter().any(|p| p.errors > 0) {
+                return Err(CliError::Msg("some transfers failed (see above)".into()));
+            }
+            Ok(())
+        }
+        BenchCmd::Manifests {
+            target,
+            duration,
+            concurrency,
+            head,
+            json,
+        } => {
+            let reg = std::sync::Arc::new(Reg::new(target, concurrency));
+            // Set up a small image tagged `bench`.
+            let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+            let layer = Gen::new(7).chunk(4096);
+            let mut descs = Vec::new();
+            for (data, mt) in [
+                (
+                    Bytes::from_static(config),
+                    "application/vnd.oci.image.config.v1+json",
+                ),
+                (layer, "application/vnd.oci.image.layer.v1.tar+gzip"),
+            ] {
+                let d = Digest::sha256_of(&data);
+                reg.put_blob(data.clone().into(), data.len() as u64, &d)
+                    .await?;
+                descs.push(serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": data.len()}));
+            }
+            let manifest = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descs[0], "layers": [descs[1]]
+            }))
+            .map_err(|e| CliError::Msg(e.to_string()))?;
+            let r = reg
+                .req(Method::PUT, &format!("/v2/{}/manifests/bench", reg.t.repo))
+                .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                .body(manifest);
+            reg.expect(r, StatusCode::CREATED, "push manifest").await?;
+            let deadline = Instant::now() + duration;
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency.max(1) {
+                let reg = reg.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut errors = 0u64;
+                    let mut bytes = 0u64;
+                    let path = format!("/v2/{}/manifests/bench", reg.t.repo);
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        let m = if head { Method::HEAD } else { Method::GET };
+                        let r = reg
+                            .req(m, &path)
+                            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                            .send()
+                            .await;
+                        match r {
+                            Ok(resp) if resp.status() == StatusCode::OK => match resp.bytes().await
+                            {
+                                Ok(b) => {
+                                    bytes += b.len() as u64;
+                                    lat.push(t.elapsed().as_micros() as u64);
+                                }
+                                Err(_) => errors += 1,
+                            },
+                            _ => errors += 1,
+                        }
+                    }
+                    (lat, errors, bytes)
+                }));
+            }
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut bytes = 0;
+            for t in tasks {
+                if let Ok((l, e, b)) = t.await {
+                    lat.extend(l);
+                    errors += e;
+                    bytes += b;
+                }
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let phase = Phase {
+                phase: if head {
+                    "manifest HEAD".into()
+                } else {
+                    "manifest GET".into()
+                },
+                bytes,
+                seconds,
+                mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
+                requests_per_s: lat.len() as f64 / seconds,
+                latency: latency(lat),
+                errors,
+            };
+            if json {
+                super::print_json(&serde_json::to_value([&phase]).unwrap_or_default());
+            } else {
+                print_phases(std::slice::from_ref(&phase));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("16MiB").unwrap(), 16 << 20);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("x").is_err());
+        assert_eq!(parse_duration("20s").unwrap(), Duration::from_secs(20));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn generated_data_is_deterministic() {
+        let a: Vec<u8> = Gen::new(1).chunk(100).to_vec();
+        let b: Vec<u8> = Gen::new(1).chunk(100).to_vec();
+        assert_eq!(a, b);
+        assert_ne!(a, Gen::new(2).chunk(100).to_vec());
+        assert_eq!(digest_of(3, 3 << 20), {
+            let mut all = Vec::new();
+            let mut g = Gen::new(3);
+            for _ in 0..3 {
+                all.extend_from_slice(&g.chunk(1 << 20));
+            }
+            Digest::sha256_of(&all)
+        });
+    }
+}
