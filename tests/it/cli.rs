@@ -472,3 +472,112 @@ async fn login_errors_and_exit_codes() {
     let out = cli.ok(&root, &["release", "download", "--help"]);
     assert!(out.contains("Example: pfai release download"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_pushes_pulls_and_reads_manifests() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+    cli.ok(&root, &["org", "create", "bench"]);
+    cli.ok(&root, &["repo", "create", "bench/blobs"]);
+    let url = s.url.clone();
+    let base = ["--url", url.as_str(), "--token", s.admin.as_str()];
+    // Monolithic and chunked pushes with verified pulls, then pull-only of the same seed.
+    let out = cli.ok(
+        &root,
+        &[
+            &[
+                "bench",
+                "blobs",
+                "--size",
+                "3MiB",
+                "--count",
+                "2",
+                "--concurrency",
+                "2",
+                "--json",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["phase"], "push");
+    assert_eq!(v[0]["bytes"], 6 << 20);
+    assert_eq!(
+        (v[1]["phase"].as_str(), v[1]["errors"].as_u64()),
+        (Some("pull"), Some(0))
+    );
+    let out = cli.ok(
+        &root,
+        &[
+            &[
+                "bench", "blobs", "--size", "3MiB", "--count", "1", "--chunk", "1MiB", "--json",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v[0]["phase"].as_str(), v[1]["errors"].as_u64()),
+        (Some("push (chunked)"), Some(0))
+    );
+    let out = cli.ok(
+        &root,
+        &[
+            &[
+                "bench",
+                "blobs",
+                "--size",
+                "3MiB",
+                "--count",
+                "2",
+                "--pull-only",
+                "--pulls",
+                "2",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    assert!(out.lines().any(|l| l.starts_with("pull")), "{out}");
+    let out = cli.ok(
+        &root,
+        &[
+            &[
+                "bench",
+                "manifests",
+                "--duration",
+                "1s",
+                "--concurrency",
+                "4",
+                "--json",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v[0]["requests_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v[0]["errors"], 0);
+    // A registry that refuses us: the bench fails with the registry's answer, exit 1.
+    let (code, err) = cli.fails(
+        &root,
+        None,
+        &[
+            "bench",
+            "blobs",
+            "--url",
+            &url,
+            "--token",
+            "pfai_wrong",
+            "--size",
+            "1MiB",
+            "--count",
+            "1",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+}
