@@ -92,8 +92,8 @@ pub fn parse_route(tail: &str) -> DomainResult<OciRoute> {
     Err(DomainError::NotFound("no such registry endpoint".into()))
 }
 
-fn oci_empty(status: StatusCode) -> Response {
-    let mut r = reply::empty(status);
+/// Marks a response as coming from a registry (clients check this header).
+fn api_version(mut r: Response) -> Response {
     r.headers_mut().insert(
         "Docker-Distribution-API-Version",
         header::HeaderValue::from_static("registry/2.0"),
@@ -110,7 +110,7 @@ fn range_value(offset: u64) -> String {
 }
 
 fn upload_accepted(status: StatusCode, n: &OciName, id: &UploadId, offset: u64) -> Response {
-    let mut r = oci_empty(status);
+    let mut r = reply::empty(status);
     reply::set_header(&mut r, header::LOCATION, &upload_location(n, id));
     reply::set_header(&mut r, header::RANGE, &range_value(offset));
     reply::set_header(
@@ -123,7 +123,7 @@ fn upload_accepted(status: StatusCode, n: &OciName, id: &UploadId, offset: u64) 
 }
 
 fn blob_created(n: &OciName, d: &Digest) -> Response {
-    let mut r = oci_empty(StatusCode::CREATED);
+    let mut r = reply::empty(StatusCode::CREATED);
     reply::set_header(&mut r, header::LOCATION, &format!("/v2/{n}/blobs/{d}"));
     reply::set_header(
         &mut r,
@@ -190,7 +190,9 @@ async fn handle(
     body: BodyStream,
 ) -> DomainResult<Response> {
     let mut body = body;
-    let result = dispatch(core, tail, method, creds, query, headers, &mut body).await;
+    let result = dispatch(core, tail, method, creds, query, headers, &mut body)
+        .await
+        .map(api_version);
     if result.is_err() {
         drain(&mut body, DRAIN_ON_ERROR).await;
     }
@@ -218,12 +220,7 @@ async fn dispatch(
                     "authentication required".into(),
                 ));
             }
-            let mut r = reply::json(StatusCode::OK, &json!({}));
-            r.headers_mut().insert(
-                "Docker-Distribution-API-Version",
-                header::HeaderValue::from_static("registry/2.0"),
-            );
-            Ok(r)
+            Ok(reply::json(StatusCode::OK, &json!({})))
         }
         ("GET", OciRoute::Catalog) => {
             let (n, last) = page_params(&pairs)?;
@@ -251,7 +248,7 @@ async fn dispatch(
             let m = registry::get_manifest(&core, p, &n, &reference).await?;
             let len = m.bytes.len();
             let mut r = if head {
-                oci_empty(StatusCode::OK)
+                reply::empty(StatusCode::OK)
             } else {
                 Response::new(m.bytes.into())
             };
@@ -278,7 +275,7 @@ async fn dispatch(
             let ct = header_str(&headers, header::CONTENT_TYPE);
             let out =
                 registry::put_manifest(&core, p, &n, &reference, extra, ct, bytes.to_vec()).await?;
-            let mut r = oci_empty(StatusCode::CREATED);
+            let mut r = reply::empty(StatusCode::CREATED);
             reply::set_header(
                 &mut r,
                 header::LOCATION,
@@ -301,7 +298,7 @@ async fn dispatch(
         }
         ("DELETE", OciRoute::Manifest(n, reference)) => {
             registry::delete_manifest(&core, p, &n, &reference).await?;
-            Ok(oci_empty(StatusCode::ACCEPTED))
+            Ok(reply::empty(StatusCode::ACCEPTED))
         }
         ("GET" | "HEAD", OciRoute::Blob(n, d)) => {
             let blob = registry::open_blob(&core, p, &n, &d).await?;
@@ -318,15 +315,11 @@ async fn dispatch(
                 &blob.digest.to_string(),
             );
             reply::set_header(&mut r, header::ETAG, &format!("\"{}\"", blob.digest));
-            r.headers_mut().insert(
-                "Docker-Distribution-API-Version",
-                header::HeaderValue::from_static("registry/2.0"),
-            );
             Ok(r)
         }
         ("DELETE", OciRoute::Blob(n, d)) => {
             registry::delete_blob(&core, p, &n, &d).await?;
-            Ok(oci_empty(StatusCode::ACCEPTED))
+            Ok(reply::empty(StatusCode::ACCEPTED))
         }
         ("POST", OciRoute::UploadStart(n)) => {
             let alg = match query_get(&pairs, "digest-algorithm") {
@@ -368,7 +361,7 @@ async fn dispatch(
         }
         ("DELETE", OciRoute::Upload(n, id)) => {
             upload::cancel(&core, p, &n, &id).await?;
-            Ok(oci_empty(StatusCode::NO_CONTENT))
+            Ok(reply::empty(StatusCode::NO_CONTENT))
         }
         ("GET", OciRoute::Referrers(n, d)) => {
             let filter = query_get(&pairs, "artifactType").map(str::to_owned);

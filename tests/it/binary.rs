@@ -56,6 +56,26 @@ fn start(cwd: &Path) -> Running {
     }
 }
 
+/// Creates org `acme` and public repository `acme/app` as the admin.
+async fn create_acme_app(http: &reqwest::Client, url: &str, token: &str) {
+    for (p, b) in [
+        ("/api/v1/orgs", serde_json::json!({"name":"acme"})),
+        (
+            "/api/v1/forge/repos",
+            serde_json::json!({"owner":"acme","name":"app"}),
+        ),
+    ] {
+        let r = http
+            .post(format!("{url}{p}"))
+            .bearer_auth(token)
+            .json(&b)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{p}: {}", r.status());
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
@@ -144,35 +164,15 @@ fn kill_9_during_an_upload_leaves_nothing_half_written() {
     let url = server.url.clone();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let post = |path: &str, body: serde_json::Value| {
-            http.post(format!("{url}{path}"))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-        };
-        assert!(post("/api/v1/orgs", serde_json::json!({"name":"acme"}))
+        create_acme_app(&http, &url, &token).await;
+        let s = http
+            .post(format!("{url}/api/v1/forge/acme/app/tags"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"tagName":"x","target":"main"}))
+            .send()
             .await
             .unwrap()
-            .status()
-            .is_success());
-        assert!(post(
-            "/api/v1/forge/repos",
-            serde_json::json!({"owner":"acme","name":"app"})
-        )
-        .await
-        .unwrap()
-        .status()
-        .is_success());
-        let (s, _) = (
-            post(
-                "/api/v1/forge/acme/app/tags",
-                serde_json::json!({"tagName":"x","target":"main"}),
-            )
-            .await
-            .unwrap()
-            .status(),
-            (),
-        );
+            .status();
         assert_eq!(s.as_u16(), 422, "empty repository: no main yet");
     });
     // Give the repo a commit and a release to attach to.
@@ -272,23 +272,7 @@ fn kill_9_during_a_blob_upload_then_resume() {
         .collect();
     let digest = pfai::ids::Digest::sha256_of(&data).to_string();
     let location = rt.block_on(async {
-        for (p, b) in [
-            ("/api/v1/orgs", serde_json::json!({"name":"acme"})),
-            (
-                "/api/v1/forge/repos",
-                serde_json::json!({"owner":"acme","name":"app"}),
-            ),
-        ] {
-            assert!(http
-                .post(format!("{url}{p}"))
-                .bearer_auth(&token)
-                .json(&b)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .is_success());
-        }
+        create_acme_app(&http, &url, &token).await;
         let r = http
             .post(format!("{url}/v2/acme/app/blobs/uploads/"))
             .bearer_auth(&token)
@@ -421,23 +405,7 @@ fn a_2_gib_asset_streams_through_in_bounded_memory() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
     rt.block_on(async {
-        for (p, b) in [
-            ("/api/v1/orgs", serde_json::json!({"name":"acme"})),
-            (
-                "/api/v1/forge/repos",
-                serde_json::json!({"owner":"acme","name":"app"}),
-            ),
-        ] {
-            assert!(http
-                .post(format!("{url}{p}"))
-                .bearer_auth(&token)
-                .json(&b)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .is_success());
-        }
+        create_acme_app(&http, &url, &token).await;
     });
     crate::harness::git_ok(
         &wc,

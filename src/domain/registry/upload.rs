@@ -300,6 +300,26 @@ fn session_algorithm(s: &UploadSession) -> Algorithm {
     Algorithm::parse(&s.algorithm).unwrap_or(Algorithm::Sha256)
 }
 
+type SessionGuard = tokio::sync::OwnedMutexGuard<Option<SessionState>>;
+
+/// Checks access, finds the session in `name`, takes its lock and makes sure its offset and
+/// running hash are known (rebuilt from the file after a restart).
+async fn open_session(
+    core: &Core,
+    who: Option<&Principal>,
+    name: &OciName,
+    id: &UploadId,
+) -> DomainResult<SessionGuard> {
+    access(core, who, name, Role::Write).await?;
+    let s = load_session(core, name, id).await?;
+    let mut guard = core.uploads.slot(id).lock_owned().await;
+    ensure_state(core, id, session_algorithm(&s), &mut guard).await?;
+    if guard.is_none() {
+        return Err(DomainError::BlobUploadUnknown);
+    }
+    Ok(guard)
+}
+
 /// Bytes received so far.
 pub async fn status(
     core: &Core,
@@ -307,12 +327,8 @@ pub async fn status(
     name: &OciName,
     id: &UploadId,
 ) -> DomainResult<u64> {
-    access(core, who, name, Role::Write).await?;
-    let s = load_session(core, name, id).await?;
-    let slot = core.uploads.slot(id);
-    let mut state = slot.lock().await;
-    ensure_state(core, id, session_algorithm(&s), &mut state).await?;
-    Ok(state.as_ref().map(|s| s.offset).unwrap_or(0))
+    let guard = open_session(core, who, name, id).await?;
+    Ok(guard.as_ref().map(|s| s.offset).unwrap_or(0))
 }
 
 /// A `Content-Range` of a chunk: `start-end`, inclusive.
@@ -421,11 +437,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    access(core, who, name, Role::Write).await?;
-    let s = load_session(core, name, id).await?;
-    let slot = core.uploads.slot(id);
-    let mut guard = slot.lock().await;
-    ensure_state(core, id, session_algorithm(&s), &mut guard).await?;
+    let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
     let res = append(core, id, state, range, location, &mut body).await;
     let offset = state.offset;
@@ -470,11 +482,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    access(core, who, name, Role::Write).await?;
-    let s = load_session(core, name, id).await?;
-    let slot = core.uploads.slot(id);
-    let mut guard = slot.lock().await;
-    ensure_state(core, id, session_algorithm(&s), &mut guard).await?;
+    let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
     append(core, id, state, range, location, &mut body).await?;
     let size = state.offset;
