@@ -48,24 +48,38 @@ pub enum Command {
     /// Example: pfai logout
     Logout,
     /// Releases and their assets.
+    ///
+    /// Example: pfai release create v1.2.3 --target main --title "v1.2.3" dist/app.tar.gz
     #[command(subcommand)]
     Release(release::ReleaseCmd),
     /// Git tags.
+    ///
+    /// Example: pfai tag create v1.2.3 --target main
     #[command(subcommand)]
     Tag(commands::TagCmd),
     /// Tag-protection rules (globs; matching tags can only be deleted or moved by admins).
+    ///
+    /// Example: pfai protected-tag create 'v*'
     #[command(subcommand, name = "protected-tag")]
     ProtectedTag(commands::ProtectedTagCmd),
     /// Repositories.
+    ///
+    /// Example: pfai repo create acme/app --private
     #[command(subcommand)]
     Repo(commands::RepoCmd),
     /// Organizations.
+    ///
+    /// Example: pfai org create acme
     #[command(subcommand)]
     Org(commands::OrgCmd),
     /// API tokens.
+    ///
+    /// Example: pfai token create ci-publisher
     #[command(subcommand)]
     Token(commands::TokenCmd),
     /// Container images of a repository (the Packages tab).
+    ///
+    /// Example: pfai packages list -R acme/app
     #[command(subcommand)]
     Packages(commands::PackagesCmd),
     /// Remove registry blobs nothing references (site admin; the server keeps serving).
@@ -91,6 +105,8 @@ pub enum Command {
         json: bool,
     },
     /// Load-test an OCI registry (this one or another): blob throughput, manifest latency.
+    ///
+    /// Example: pfai bench manifests --url http://127.0.0.1:3000 --duration 20s
     #[command(subcommand)]
     Bench(bench::BenchCmd),
     /// Print shell completions.

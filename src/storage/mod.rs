@@ -158,16 +158,6 @@ impl Db {
         .await
         .map_err(|e| E::from(StorageError::Task(e.to_string())))?
     }
-
-    /// Synchronous read, for CLI tools (`fsck`) and tests that already run off the async pool.
-    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&ReadTransaction) -> Result<T, E>,
-        E: From<StorageError>,
-    {
-        let txn = self.inner.begin_read().map_err(StorageError::from)?;
-        f(&txn)
-    }
 }
 
 fn read_u32(b: &[u8]) -> Result<u32, StorageError> {
@@ -200,4 +190,41 @@ pub fn next_id(txn: &WriteTransaction, seq: &str) -> Result<u64, StorageError> {
 /// Fsyncs a directory so that a rename or create inside it is durable.
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pfai.redb");
+        drop(Db::open(&path).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(tables::META)
+                .unwrap()
+                .insert(
+                    "schema_version",
+                    (SCHEMA_VERSION + 1).to_le_bytes().as_slice(),
+                )
+                .unwrap();
+            txn.commit().unwrap();
+            let r = db.begin_read().unwrap();
+            assert!(r
+                .open_table(tables::META)
+                .unwrap()
+                .get("schema_version")
+                .unwrap()
+                .is_some());
+        }
+        let err = Db::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("newer pfai"), "{err}");
+        // The same binary reopens its own schema.
+        let dir2 = tempfile::tempdir().unwrap();
+        drop(Db::open(&dir2.path().join("x.redb")).unwrap());
+        assert!(Db::open(&dir2.path().join("x.redb")).is_ok());
+    }
 }

@@ -284,6 +284,32 @@ async fn everything_survives_a_restart() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED);
+    // An asset downloaded twice: the batched count must survive a graceful stop.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"payload".to_vec()).file_name("a.bin"),
+    );
+    let r = s
+        .req(
+            Method::POST,
+            "/api/v1/forge/acme/app/releases/v1/assets",
+            Some(&s.admin),
+        )
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let url = r.json::<serde_json::Value>().await.unwrap()["downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..2 {
+        assert_eq!(
+            s.http.get(&url).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
     let admin = s.admin.clone();
     let dir = s.stop().await;
     let s = TestServer::start_in(dir, |_| {}).await;
@@ -294,4 +320,8 @@ async fn everything_survives_a_restart() {
     assert_eq!(v["tagExists"], true);
     let (_, tags) = s.get("/api/v1/forge/acme/app/tags", None).await;
     assert_eq!(tags[0]["name"], "v1");
+    assert_eq!(
+        v["assets"][0]["downloadCount"], 2,
+        "counts were flushed at shutdown"
+    );
 }

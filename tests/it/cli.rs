@@ -471,6 +471,35 @@ async fn login_errors_and_exit_codes() {
     // --help on a command carries an example.
     let out = cli.ok(&root, &["release", "download", "--help"]);
     assert!(out.contains("Example: pfai release download"), "{out}");
+    // Every command and subcommand's --help carries an example.
+    let top = cli.ok(&root, &["--help"]);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() > 10, "{commands:?}");
+    for c in &commands {
+        let help = cli.ok(&root, &[c.as_str(), "--help"]);
+        assert!(help.contains("Example: "), "pfai {c} --help has no example");
+        for sub in help
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|s| *s != "help")
+        {
+            let h = cli.ok(&root, &[c.as_str(), sub, "--help"]);
+            assert!(
+                h.contains("Example: "),
+                "pfai {c} {sub} --help has no example"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1451,3 +1451,44 @@ async fn skopeo_copies_images_in_and_out() {
         .await;
     assert_eq!(tags[0]["platforms"], json!(["linux/amd64", "linux/arm64"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_upload_sessions_are_purged_active_ones_kept() {
+    let s = TestServer::start_with(|c| c.limits.upload_ttl_secs = 1).await;
+    s.repo("acme", "app", false).await;
+    let o = Oci::new(&s, Some(&s.admin));
+    let r = o
+        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let idle = r.headers()["location"].to_str().unwrap().to_owned();
+    o.req(Method::PATCH, &idle)
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = o
+        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    let fresh = r.headers()["location"].to_str().unwrap().to_owned();
+    let (st, v) = s
+        .call(Method::POST, "/api/v1/admin/gc", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["uploads"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        error_code(o.req(Method::GET, &idle).send().await.unwrap())
+            .await
+            .1,
+        "BLOB_UPLOAD_UNKNOWN"
+    );
+    assert_eq!(
+        o.req(Method::GET, &fresh).send().await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(walk(&s.data_dir().join("uploads")), 1);
+}

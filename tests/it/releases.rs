@@ -632,3 +632,75 @@ async fn drafts_are_invisible_below_write_on_every_route() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_deleted_by_git_push_leaves_the_release_unanchored() {
+    let (s, head) = setup().await;
+    let a = s.admin.clone();
+    let base = "/api/v1/forge/acme/app/releases";
+    assert_eq!(
+        s.post(
+            base,
+            Some(&a),
+            json!({"tagName":"v7","targetCommit":"main"})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let wc = s.checkout("acme/app", &a);
+    git_ok(&wc, &["push", "-q", "origin", "--delete", "v7"]);
+    let (st, v) = s.get(&format!("{base}/v7"), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["tagExists"], false);
+    assert!(v["tagCommit"].is_null());
+    assert_eq!(
+        v["targetCommit"],
+        head.as_str(),
+        "the release keeps the SHA it was anchored at"
+    );
+    // Re-created elsewhere (by an admin): the release shows the mismatch, it does not follow.
+    std::fs::write(wc.join("g"), "y").unwrap();
+    git_ok(&wc, &["add", "g"]);
+    git_ok(&wc, &["commit", "-q", "-m", "other"]);
+    git_ok(&wc, &["tag", "v7"]);
+    git_ok(
+        &wc,
+        &["push", "-q", "origin", "HEAD:refs/heads/other", "v7"],
+    );
+    let (_, v) = s.get(&format!("{base}/v7"), None).await;
+    assert_eq!(v["tagExists"], true);
+    assert_eq!(v["targetCommit"], head.as_str());
+    assert_ne!(v["tagCommit"], v["targetCommit"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_of_one_name_give_one_asset() {
+    let (s, _) = setup().await;
+    let a = s.admin.clone();
+    assert_eq!(
+        s.post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&a),
+            json!({"tagName":"v1","targetCommit":"main"})
+        )
+        .await
+        .0,
+        StatusCode::CREATED
+    );
+    let (x, y) = tokio::join!(
+        upload(&s, "v1", "same.bin", vec![1u8; 2 << 20], &a),
+        upload(&s, "v1", "same.bin", vec![2u8; 2 << 20], &a)
+    );
+    let mut codes = [x.0, y.0];
+    codes.sort();
+    assert_eq!(codes, [StatusCode::CREATED, StatusCode::CONFLICT]);
+    let dir = s.data_dir().join("assets/acme/app/1");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 1, "no orphan file: {files:?}");
+    let (_, rel) = s.get("/api/v1/forge/acme/app/releases/v1", None).await;
+    assert_eq!(rel["assets"].as_array().unwrap().len(), 1);
+}
