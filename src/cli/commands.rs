@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::client::{self, CliError, CliResult, Client, Saved};
-use super::{print_json, print_table, repo};
+use super::{print_json, print_rows, print_table, repo};
 use crate::domain::release::url_segment as seg;
 
 /// Tag subcommands.
@@ -333,20 +333,13 @@ pub async fn protected_tag(cmd: ProtectedTagCmd) -> CliResult<()> {
                 print_json(&v);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|r| {
-                    vec![
-                        r["id"].to_string(),
-                        r["pattern"].as_str().unwrap_or("").to_owned(),
-                        r["createdBy"].as_str().unwrap_or("").to_owned(),
-                    ]
-                })
-                .collect();
-            print_table(&["ID", "PATTERN", "CREATED BY"], &rows);
+            print_rows(&["ID", "PATTERN", "CREATED BY"], &v, |r| {
+                vec![
+                    r["id"].to_string(),
+                    r["pattern"].as_str().unwrap_or("").to_owned(),
+                    r["createdBy"].as_str().unwrap_or("").to_owned(),
+                ]
+            });
             Ok(())
         }
         ProtectedTagCmd::Create { pattern, repo } => {
@@ -508,21 +501,14 @@ pub async fn packages(cmd: PackagesCmd) -> CliResult<()> {
                 print_json(&v);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|p| {
-                    vec![
-                        p["name"].as_str().unwrap_or("").to_owned(),
-                        p["tagCount"].to_string(),
-                        p["totalSize"].to_string(),
-                        p["lastPush"].as_str().unwrap_or("-").to_owned(),
-                    ]
-                })
-                .collect();
-            print_table(&["IMAGE", "TAGS", "SIZE", "LAST PUSH"], &rows);
+            print_rows(&["IMAGE", "TAGS", "SIZE", "LAST PUSH"], &v, |p| {
+                vec![
+                    p["name"].as_str().unwrap_or("").to_owned(),
+                    p["tagCount"].to_string(),
+                    p["totalSize"].to_string(),
+                    p["lastPush"].as_str().unwrap_or("-").to_owned(),
+                ]
+            });
             Ok(())
         }
         PackagesCmd::Tags { image, json, repo } => {
@@ -537,30 +523,23 @@ pub async fn packages(cmd: PackagesCmd) -> CliResult<()> {
                 print_json(&v);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|t| {
-                    vec![
-                        t["tag"].as_str().unwrap_or("").to_owned(),
-                        t["digest"].as_str().unwrap_or("").to_owned(),
-                        t["size"].to_string(),
-                        t["platforms"]
-                            .as_array()
-                            .map(|p| {
-                                p.iter()
-                                    .filter_map(|x| x.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            })
-                            .unwrap_or_default(),
-                        t["pushedAt"].as_str().unwrap_or("").to_owned(),
-                    ]
-                })
-                .collect();
-            print_table(&["TAG", "DIGEST", "SIZE", "PLATFORMS", "PUSHED"], &rows);
+            print_rows(&["TAG", "DIGEST", "SIZE", "PLATFORMS", "PUSHED"], &v, |t| {
+                vec![
+                    t["tag"].as_str().unwrap_or("").to_owned(),
+                    t["digest"].as_str().unwrap_or("").to_owned(),
+                    t["size"].to_string(),
+                    t["platforms"]
+                        .as_array()
+                        .map(|p| {
+                            p.iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default(),
+                    t["pushedAt"].as_str().unwrap_or("").to_owned(),
+                ]
+            });
             Ok(())
         }
     }

@@ -206,6 +206,19 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints a JSON array as a table, one row per element.
+pub fn print_rows(
+    header: &[&str],
+    list: &serde_json::Value,
+    row: impl Fn(&serde_json::Value) -> Vec<String>,
+) {
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .map(|a| a.iter().map(row).collect())
+        .unwrap_or_default();
+    print_table(header, &rows);
+}
+
 /// Pretty JSON to stdout.
 pub fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());

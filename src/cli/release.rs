@@ -504,16 +504,7 @@ pub async fn run(cmd: ReleaseCmd) -> CliResult<()> {
                             "release {tag} already has {name}; pass --clobber to replace it"
                         )));
                     }
-                    c.call(
-                        Method::DELETE,
-                        &format!(
-                            "/api/v1/forge/{repo}/releases/{}/assets/{}",
-                            seg(&tag),
-                            a["id"]
-                        ),
-                        None,
-                    )
-                    .await?;
+                    delete_asset_by_id(&c, &repo, &tag, &a["id"]).await?;
                 }
                 upload_file(&c, &repo, &tag, f).await?;
             }
@@ -566,20 +557,16 @@ pub async fn run(cmd: ReleaseCmd) -> CliResult<()> {
                 .as_array()
                 .and_then(|a| a.iter().find(|a| a["name"] == name.as_str()).cloned())
                 .ok_or_else(|| CliError::Msg(format!("release {tag} has no asset named {name}")))?;
-            c.call(
-                Method::DELETE,
-                &format!(
-                    "/api/v1/forge/{repo}/releases/{}/assets/{}",
-                    seg(&tag),
-                    a["id"]
-                ),
-                None,
-            )
-            .await?;
+            delete_asset_by_id(&c, &repo, &tag, &a["id"]).await?;
             eprintln!("deleted {name} from {tag}");
             Ok(())
         }
     }
+}
+
+async fn delete_asset_by_id(c: &Client, repo: &str, tag: &str, id: &Value) -> CliResult<()> {
+    let path = format!("/api/v1/forge/{repo}/releases/{}/assets/{id}", seg(tag));
+    c.call(Method::DELETE, &path, None).await.map(|_| ())
 }
 
 fn release_url(c: &Client, repo: &str, v: &Value) -> String {
