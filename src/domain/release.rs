@@ -256,10 +256,15 @@ pub fn url_segment(s: &str) -> String {
     utf8_percent_encode(s, KEEP).to_string()
 }
 
-async fn tag_map(core: &Core, repo: &RepoPath) -> DomainResult<HashMap<String, String>> {
+/// The current commit of each given release tag that still exists (for `tagExists`/`tagCommit`).
+async fn tag_map(
+    core: &Core,
+    repo: &RepoPath,
+    names: Vec<String>,
+) -> DomainResult<HashMap<String, String>> {
     let r = repo.clone();
     Ok(core
-        .git(move |g| g.tag_targets(&r))
+        .git(move |g| g.tag_commits(&r, &names))
         .await?
         .into_iter()
         .collect())
@@ -313,7 +318,12 @@ pub async fn list(
             Ok::<_, DomainError>((rows, has_next, latest_id_txn(txn, &key)?))
         })
         .await?;
-    let tags = tag_map(core, repo).await?;
+    let tags = tag_map(
+        core,
+        repo,
+        rows.iter().map(|(r, _)| r.tag_name.clone()).collect(),
+    )
+    .await?;
     let pending = pending(core);
     let render = Render {
         base_url,
@@ -394,7 +404,7 @@ pub async fn get(
     base_url: &str,
 ) -> DomainResult<ReleaseView> {
     let (r, assets, latest, _) = load(core, who, repo, which, Role::Read).await?;
-    let tags = tag_map(core, repo).await?;
+    let tags = tag_map(core, repo, vec![r.tag_name.clone()]).await?;
     let pending = pending(core);
     Ok(Render {
         base_url,

@@ -206,13 +206,30 @@ impl GitStore {
         }
     }
 
-    /// Which tag names exist (cheap; for `tagExists` in release lists).
-    pub fn tag_targets(&self, repo: &RepoPath) -> Result<Vec<(String, String)>, GitError> {
-        Ok(self
-            .list_tags(repo)?
-            .into_iter()
-            .map(|t| (t.name, t.commit_sha))
-            .collect())
+    /// The commit each of `names` points at, for those that exist: one repository open and one
+    /// ref lookup per name, so a release page costs O(page), not O(tags in the repository).
+    pub fn tag_commits(
+        &self,
+        repo: &RepoPath,
+        names: &[String],
+    ) -> Result<Vec<(String, String)>, GitError> {
+        let r = self.open_repo(repo)?;
+        let mut out = Vec::new();
+        for name in names {
+            // A stored release tag was validated when the release was made; skip anything else.
+            let Ok(tag) = GitTagName::parse(name) else {
+                continue;
+            };
+            if let Some(reference) = r
+                .try_find_reference(tag.full_ref().as_str())
+                .map_err(read_err)?
+            {
+                if let Some(info) = describe(&r, name.clone(), reference)? {
+                    out.push((info.name, info.commit_sha));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Resolves a branch name, tag name or full 40-hex SHA to a commit SHA. `None` when it does

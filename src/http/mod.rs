@@ -94,6 +94,12 @@ pub fn query_u64(pairs: &[(String, String)], key: &str) -> DomainResult<Option<u
     }
 }
 
+/// `?page=&limit=` of a list endpoint, validated (400 for non-numbers or out-of-range values).
+pub fn page_query(raw: &str) -> DomainResult<crate::domain::Page> {
+    let pairs = query_pairs(raw);
+    crate::domain::Page::new(query_u64(&pairs, "page")?, query_u64(&pairs, "limit")?)
+}
+
 /// Percent-decodes one path segment or query component.
 pub fn decode_component(s: &str) -> String {
     percent_encoding::percent_decode_str(s)

@@ -9,10 +9,10 @@ use warp::Filter;
 use super::repo_path;
 use crate::auth::Credentials;
 use crate::domain::release::{self, AssetRef, CreateRelease, UpdateRelease, UploadMeta, Which};
-use crate::domain::{DomainError, DomainResult, Page};
+use crate::domain::{DomainError, DomainResult};
 use crate::http::error::rest_reply;
 use crate::http::{
-    base_url, body_stream, credentials, decode_component, query_get, query_pairs, query_u64,
+    base_url, body_stream, credentials, decode_component, page_query, query_get, query_pairs,
     raw_query, read_json, reply, who, with_core, BodyStream, Ctx,
 };
 
@@ -26,8 +26,7 @@ async fn list(
 ) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
-    let pairs = query_pairs(&q);
-    let page = Page::new(query_u64(&pairs, "page")?, query_u64(&pairs, "limit")?)?;
+    let page = page_query(&q)?;
     let list = release::list(&core, p.as_ref(), &repo, page, &base).await?;
     Ok(reply::paged(
         &list,

@@ -8,11 +8,11 @@ use warp::Filter;
 
 use super::repo_path;
 use crate::auth::Credentials;
-use crate::domain::{git_tag, protection, DomainResult, Page};
+use crate::domain::{git_tag, protection, DomainResult};
 use crate::http::error::rest_reply;
 use crate::http::{
-    base_url, body_stream, credentials, decode_component, query_pairs, query_u64, raw_query,
-    read_json, reply, who, with_core, BodyStream, Ctx,
+    base_url, body_stream, credentials, decode_component, page_query, raw_query, read_json, reply,
+    who, with_core, BodyStream, Ctx,
 };
 
 #[derive(Deserialize)]
@@ -40,8 +40,7 @@ async fn list(
 ) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
-    let pairs = query_pairs(&q);
-    let page = Page::new(query_u64(&pairs, "page")?, query_u64(&pairs, "limit")?)?;
+    let page = page_query(&q)?;
     let tags = git_tag::list(&core, p.as_ref(), &repo, page).await?;
     Ok(reply::paged(
         &tags,
