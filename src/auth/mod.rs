@@ -145,6 +145,13 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A real argon2 hash of a throwaway password, so that checking an unknown user costs as much as
+/// checking a known one (timing does not reveal which usernames exist).
+pub fn dummy_password_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("pfai-dummy-password").unwrap_or_default())
+}
+
 /// Checks a password against a stored argon2 hash (constant time inside argon2).
 pub fn verify_password(hash: &str, password: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};

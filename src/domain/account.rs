@@ -112,6 +112,20 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Top-level paths of the web UI and the APIs: an owner with one of these names would be
+/// shadowed by them.
+pub const RESERVED_OWNER_NAMES: &[&str] = &["api", "v2", "login", "logout", "static", "settings"];
+
+fn owner_slug(name: &str) -> DomainResult<Slug> {
+    let slug = Slug::parse(name)?;
+    if RESERVED_OWNER_NAMES.contains(&slug.as_str()) {
+        return Err(DomainError::Invalid(format!(
+            "the name {slug} is reserved by pfai's own pages"
+        )));
+    }
+    Ok(slug)
+}
+
 fn name_taken(txn: &WriteTransaction, name: &str) -> DomainResult<bool> {
     Ok(txn.open_table(tables::USERS)?.get(name)?.is_some()
         || txn.open_table(tables::ORGS)?.get(name)?.is_some())
@@ -182,7 +196,7 @@ pub async fn create_user(
             "only site admins can create users".into(),
         ));
     }
-    let name = Slug::parse(username)?;
+    let name = owner_slug(username)?;
     if password.len() < 8 {
         return Err(DomainError::Invalid(
             "password must be at least 8 characters".into(),
@@ -301,7 +315,7 @@ pub async fn create_org(
     name: &str,
 ) -> DomainResult<serde_json::Value> {
     let who = require(who)?.clone();
-    let name = Slug::parse(name)?;
+    let name = owner_slug(name)?;
     core.db
         .write(move |txn| {
             if name_taken(txn, name.as_str())? {
@@ -508,6 +522,59 @@ pub async fn list_repos(core: &Core, who: Option<&Principal>) -> DomainResult<Ve
                 if let Ok((repo, role)) = repo_access_txn(txn, who.as_ref(), k.value(), Role::Read)
                 {
                     out.push(RepoView::new(&repo, Some(role)));
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Whether a user or organization of that name exists (owner pages of unknown names are 404).
+pub async fn owner_exists(core: &Core, owner: &str) -> DomainResult<bool> {
+    let owner = owner.to_owned();
+    core.db
+        .read(move |txn| {
+            Ok(txn
+                .open_table(tables::USERS)?
+                .get(owner.as_str())?
+                .is_some()
+                || txn.open_table(tables::ORGS)?.get(owner.as_str())?.is_some())
+        })
+        .await
+}
+
+/// A collaborator of a repository and their role.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollaboratorView {
+    /// Username.
+    pub username: String,
+    /// Role on the repository (org roles are not listed here).
+    pub role: Role,
+}
+
+/// Lists a repository's collaborators (repo admin), sorted by username.
+pub async fn list_collaborators(
+    core: &Core,
+    who: Option<&Principal>,
+    path: &RepoPath,
+) -> DomainResult<Vec<CollaboratorView>> {
+    core.repo_access(who, path, Role::Admin).await?;
+    let key = path.key();
+    core.db
+        .read(move |txn| {
+            let t = txn.open_table(tables::COLLABORATORS)?;
+            let mut out = Vec::new();
+            for row in t.range((key.as_str(), "")..)? {
+                let (k, v) = row?;
+                let (repo, user) = k.value();
+                if repo != key {
+                    break;
+                }
+                if let Some(role) = Role::from_byte(v.value()) {
+                    out.push(CollaboratorView {
+                        username: user.to_owned(),
+                        role,
+                    });
                 }
             }
             Ok(out)

@@ -69,6 +69,17 @@ pub async fn list(
     Ok(Paged::from_vec(all, page))
 }
 
+/// Branch names of a repository (read), for choosing where a new tag goes.
+pub async fn branches(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+) -> DomainResult<Vec<String>> {
+    core.repo_access(who, repo, Role::Read).await?;
+    let r = repo.clone();
+    core.git(move |g| g.list_branches(&r)).await
+}
+
 /// Reads one tag.
 pub async fn get(
     core: &Core,

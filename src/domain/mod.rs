@@ -8,6 +8,7 @@ pub mod git_tag;
 pub mod protection;
 pub mod registry;
 pub mod release;
+pub mod session;
 
 use std::collections::HashMap;
 use std::path::Path;

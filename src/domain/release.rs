@@ -341,6 +341,45 @@ pub async fn list(
     })
 }
 
+/// A release anchored on a tag, as the Tags tab links it.
+#[derive(Debug, Clone)]
+pub struct AnchoredRelease {
+    /// Title.
+    pub name: String,
+    /// Whether it is a draft (only shown to `write`+).
+    pub draft: bool,
+}
+
+/// The releases anchored on the given tags that the caller may see, by tag name. O(tags given).
+pub async fn anchored_on(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    tags: Vec<String>,
+) -> DomainResult<HashMap<String, AnchoredRelease>> {
+    let (_, role) = core.repo_access(who, repo, Role::Read).await?;
+    let key = repo.key();
+    core.db
+        .read(move |txn| {
+            let mut out = HashMap::new();
+            for t in tags {
+                if let Some(r) = release_by_tag_txn(txn, &key, &t)? {
+                    if visible(&r, role) {
+                        out.insert(
+                            t,
+                            AnchoredRelease {
+                                name: r.name,
+                                draft: r.draft,
+                            },
+                        );
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
 /// Which release a path names: a tag, or the Latest one.
 #[derive(Debug, Clone)]
 pub enum Which {

@@ -196,6 +196,19 @@ impl GitStore {
         Ok(out)
     }
 
+    /// Branch names, sorted (for the UI's "target branch" choices).
+    pub fn list_branches(&self, repo: &RepoPath) -> Result<Vec<String>, GitError> {
+        let r = self.open_repo(repo)?;
+        let platform = r.references().map_err(read_err)?;
+        let mut out = Vec::new();
+        for reference in platform.local_branches().map_err(read_err)? {
+            let reference = reference.map_err(read_err)?;
+            out.push(reference.name().shorten().to_string());
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// One tag, if it exists.
     pub fn find_tag(&self, repo: &RepoPath, tag: &GitTagName) -> Result<Option<TagInfo>, GitError> {
         let r = self.open_repo(repo)?;

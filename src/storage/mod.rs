@@ -100,6 +100,7 @@ impl Db {
             txn.open_table(ORGS)?;
             txn.open_table(ORG_MEMBERS)?;
             txn.open_table(TOKENS)?;
+            txn.open_table(SESSIONS)?;
             txn.open_table(REPOS)?;
             txn.open_table(COLLABORATORS)?;
             txn.open_table(RELEASES)?;

@@ -42,6 +42,19 @@ pub struct Token {
     pub created_at: i64,
 }
 
+/// A web UI sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Who signed in.
+    pub username: String,
+    /// The CSRF token every state-changing form of this session must carry.
+    pub csrf: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds after which the session is refused (and purged).
+    pub expires_at: i64,
+}
+
 /// A forge repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Repo {

@@ -21,6 +21,10 @@ pub const ORG_MEMBERS: TableDefinition<(&str, &str), u8> = TableDefinition::new(
 /// `hex(sha256(token)) -> Token`. The secret itself is never stored. Writer: `domain::account`.
 pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
+/// `hex(sha256(session id)) -> Session`: web UI sign-ins. The id lives only in the browser's
+/// cookie. Writer: `domain::session`.
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
 /// `"owner/repo" -> Repo`. Invariant: the bare git repository exists on disk before the row.
 /// Writer: `domain::account`.
 pub const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");

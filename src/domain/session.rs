@@ -1,0 +1,141 @@
+//! Web UI sign-ins: a password check that yields a random session id (kept only in the browser's
+//! cookie; the database holds its SHA-256, like tokens) and a per-session CSRF token that every
+//! state-changing form must echo. Sessions expire; a deleted user's sessions stop working.
+
+use subtle::ConstantTimeEq;
+
+use super::{Core, DomainError, DomainResult};
+use crate::auth::{self, Principal};
+use crate::storage::records::{Session, User};
+use crate::storage::{codec, tables};
+use crate::util::{fill_random, now_unix, sha256_hex};
+
+/// How long a sign-in lasts.
+pub const SESSION_TTL_SECS: i64 = 14 * 24 * 3600;
+
+/// A signed-in browser: who it is and the CSRF token its forms carry.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The user.
+    pub principal: Principal,
+    /// The session's CSRF token.
+    pub csrf: String,
+}
+
+/// A new random secret (128 bits, hex) for session ids and CSRF tokens.
+pub fn new_secret() -> String {
+    let mut b = [0u8; 16];
+    fill_random(&mut b);
+    hex::encode(b)
+}
+
+/// Compares a presented CSRF token with the expected one in constant time.
+pub fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
+    match presented {
+        Some(p) if !expected.is_empty() => bool::from(p.as_bytes().ct_eq(expected.as_bytes())),
+        _ => false,
+    }
+}
+
+/// Checks a username and password and opens a session. Returns the session id for the cookie.
+/// Unknown users and wrong passwords get the same answer (and the same argon2 cost).
+pub async fn sign_in(core: &Core, username: &str, password: &str) -> DomainResult<String> {
+    let name = username.trim().to_owned();
+    let n2 = name.clone();
+    let user = core
+        .db
+        .read(move |txn| {
+            let users = txn.open_table(tables::USERS)?;
+            let row = users.get(n2.as_str())?;
+            match row {
+                Some(r) => Ok::<_, DomainError>(Some(codec::decode::<User>(r.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await?;
+    let password = password.to_owned();
+    let ok = tokio::task::spawn_blocking(move || match user {
+        // Users without a password (the bootstrap admin) cannot sign in with one.
+        Some(u) if !u.password_hash.is_empty() => {
+            auth::verify_password(&u.password_hash, &password)
+        }
+        _ => {
+            // Spend the same time on unknown users so that timing does not reveal names.
+            let _ = auth::verify_password(auth::dummy_password_hash(), &password);
+            false
+        }
+    })
+    .await
+    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    if !ok {
+        return Err(DomainError::Unauthenticated(
+            "incorrect username or password".into(),
+        ));
+    }
+    let secret = new_secret();
+    let hash = sha256_hex(secret.as_bytes());
+    let now = now_unix();
+    let session = Session {
+        username: name,
+        csrf: new_secret(),
+        created_at: now,
+        expires_at: now + SESSION_TTL_SECS,
+    };
+    core.db
+        .write(move |txn| {
+            let mut t = txn.open_table(tables::SESSIONS)?;
+            // Sign-ins are rare: sweeping expired sessions here keeps the table bounded.
+            t.retain(|_, v| {
+                codec::decode::<Session>(v)
+                    .map(|s| s.expires_at > now)
+                    .unwrap_or(false)
+            })?;
+            t.insert(hash.as_str(), codec::encode(&session)?.as_slice())?;
+            Ok::<_, DomainError>(())
+        })
+        .await?;
+    Ok(secret)
+}
+
+/// Resolves a session id from a cookie. Unknown, expired or orphaned sessions are anonymous.
+pub async fn resolve(core: &Core, secret: &str) -> DomainResult<Option<SignedIn>> {
+    if secret.is_empty() || secret.len() > 128 {
+        return Ok(None);
+    }
+    let hash = sha256_hex(secret.as_bytes());
+    core.db
+        .read(move |txn| {
+            let sessions = txn.open_table(tables::SESSIONS)?;
+            let Some(row) = sessions.get(hash.as_str())? else {
+                return Ok(None);
+            };
+            let s: Session = codec::decode(row.value())?;
+            if s.expires_at <= now_unix() {
+                return Ok(None);
+            }
+            let users = txn.open_table(tables::USERS)?;
+            let Some(u) = users.get(s.username.as_str())? else {
+                return Ok(None);
+            };
+            let u: User = codec::decode(u.value())?;
+            Ok::<_, DomainError>(Some(SignedIn {
+                principal: Principal {
+                    username: u.username,
+                    admin: u.admin,
+                },
+                csrf: s.csrf,
+            }))
+        })
+        .await
+}
+
+/// Ends a session (sign out). Unknown ids are fine: the browser forgets its cookie either way.
+pub async fn sign_out(core: &Core, secret: &str) -> DomainResult<()> {
+    let hash = sha256_hex(secret.as_bytes());
+    core.db
+        .write(move |txn| {
+            txn.open_table(tables::SESSIONS)?.remove(hash.as_str())?;
+            Ok::<_, DomainError>(())
+        })
+        .await
+}
