@@ -51,6 +51,12 @@ fn public_message(e: &DomainError) -> String {
     }
 }
 
+/// Status and client-safe message of a domain outcome, for surfaces that render their own
+/// error bodies (the web UI). Internal details are logged, never returned.
+pub fn status_and_message(e: &DomainError) -> (StatusCode, String) {
+    (rest_parts(e).0, public_message(e))
+}
+
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut resp = Response::new(body.to_string().into());
     *resp.status_mut() = status;

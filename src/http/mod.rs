@@ -1,13 +1,15 @@
 //! HTTP: one warp filter tree for every surface — REST under `/api/v1`, git smart HTTP at
-//! `/<owner>/<repo>.git`, the OCI registry at `/v2/`. Handlers are plain `async fn`s returning
-//! `Result<Response, DomainError>`; errors become responses in `error.rs` only. This layer never
-//! opens a transaction or a file.
+//! `/<owner>/<repo>.git`, the OCI registry at `/v2/`, the web UI everywhere else. Handlers are
+//! plain `async fn`s returning `Result<Response, DomainError>`; errors become responses in
+//! `error.rs` (the UI renders them as pages with its status). This layer never opens a
+//! transaction or a file.
 
 pub mod error;
 pub mod git;
 pub mod oci;
 pub mod reply;
 pub mod rest;
+pub mod ui;
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -125,6 +127,18 @@ where
     }))
 }
 
+/// A multipart part's bytes as a stream, for streaming uploads.
+pub fn part_stream(part: warp::multipart::Part) -> BodyStream {
+    box_stream(part.stream())
+}
+
+/// The file name of a multipart part. Browsers and some clients send a path; only its last
+/// component is a name.
+pub fn part_file_name(part: &warp::multipart::Part) -> Option<String> {
+    part.filename()
+        .map(|f| f.rsplit(['/', '\\']).next().unwrap_or(f).to_owned())
+}
+
 /// Reads a whole body up to `limit` bytes (413 past it, decided while reading).
 pub async fn read_limited(body: &mut BodyStream, limit: u64) -> DomainResult<Bytes> {
     let mut buf = bytes::BytesMut::new();
@@ -201,7 +215,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(oci::routes(core.clone()))
         .unify()
-        .or(git::routes(core))
+        .or(git::routes(core.clone()))
+        .unify()
+        .or(ui::routes(core))
         .unify()
         .recover(recover)
         .unify();

@@ -12,8 +12,8 @@ use crate::domain::release::{self, AssetRef, CreateRelease, UpdateRelease, Uploa
 use crate::domain::{DomainError, DomainResult};
 use crate::http::error::rest_reply;
 use crate::http::{
-    base_url, body_stream, credentials, decode_component, page_query, query_get, query_pairs,
-    raw_query, read_json, reply, who, with_core, BodyStream, Ctx,
+    base_url, body_stream, credentials, decode_component, page_query, part_file_name, part_stream,
+    query_get, query_pairs, raw_query, read_json, reply, who, with_core, BodyStream, Ctx,
 };
 
 async fn list(
@@ -129,22 +129,14 @@ async fn upload(
         if part.name() != "file" {
             continue;
         }
-        let file_name = part.filename().map(|f| {
-            // Browsers and some clients send a path; only its last component is a name.
-            f.rsplit(['/', '\\']).next().unwrap_or(f).to_owned()
-        });
         let meta = UploadMeta {
-            name: query_get(&pairs, "name").map(str::to_owned).or(file_name),
+            name: query_get(&pairs, "name")
+                .map(str::to_owned)
+                .or_else(|| part_file_name(&part)),
             label: query_get(&pairs, "label").map(str::to_owned),
             content_type: part.content_type().map(str::to_owned),
         };
-        let stream = part.stream().map(|r| {
-            r.map(|mut b| {
-                let n = bytes::Buf::remaining(&b);
-                bytes::Buf::copy_to_bytes(&mut b, n)
-            })
-        });
-        let stream = Box::pin(stream);
+        let stream = part_stream(part);
         let v = release::upload_asset(
             &core,
             p.as_ref(),
@@ -203,9 +195,23 @@ async fn download(
         AssetRef::Id(id)
     };
     let file = release::open_asset(&core, p.as_ref(), &repo, which, asset_ref).await?;
-    let head = method == Method::HEAD;
-    let mut resp =
-        reply::serve_mapped(&file.data, range.as_deref(), head, &file.asset.content_type);
+    Ok(asset_response(
+        &core,
+        &file,
+        method == Method::HEAD,
+        range.as_deref(),
+    ))
+}
+
+/// Serves an opened asset with `Range`, `ETag` and `Content-Disposition`, counting each full
+/// GET as one download. Shared by the API and the web UI's download links.
+pub fn asset_response(
+    core: &crate::domain::Core,
+    file: &release::AssetFile,
+    head: bool,
+    range: Option<&str>,
+) -> Response {
+    let mut resp = reply::serve_mapped(&file.data, range, head, &file.asset.content_type);
     reply::set_header(
         &mut resp,
         header::ETAG,
@@ -217,9 +223,9 @@ async fn download(
         &reply::content_disposition(&file.asset.name),
     );
     if resp.status() == StatusCode::OK && !head {
-        release::count_download(&core, file.asset.id);
+        release::count_download(core, file.asset.id);
     }
-    Ok(resp)
+    resp
 }
 
 async fn delete_asset(

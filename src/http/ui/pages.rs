@@ -1,0 +1,195 @@
+//! Pages outside a repository: the start page, an owner's page, signing in and out.
+
+use maud::html;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::layout::{self, page};
+use super::{html, redirect, Form, Req, LOGIN_COOKIE, SESSION_COOKIE};
+use crate::domain::account::{self, RepoView};
+use crate::domain::session::{self, SESSION_TTL_SECS};
+use crate::domain::{DomainError, DomainResult};
+
+fn repo_list(repos: &[RepoView]) -> maud::Markup {
+    html! {
+        @if repos.is_empty() {
+            p.empty { "No repositories you can see yet." }
+        } @else {
+            ul.repos {
+                @for r in repos {
+                    li {
+                        a href={ "/" (r.full_name) } { (r.full_name) }
+                        @if r.private { " " span.badge.private { "Private" } }
+                        @if !r.description.is_empty() { p.desc { (r.description) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `/`: the repositories the viewer may see.
+pub async fn home(rq: Req) -> DomainResult<Response> {
+    let repos = account::list_repos(&rq.core, rq.who()).await?;
+    let body = html! {
+        h1 { "Repositories" }
+        @if rq.viewer.is_none() {
+            p.hint { "Showing public repositories. "
+                a href="/login" { "Sign in" } " to see yours." }
+        }
+        (repo_list(&repos))
+    };
+    Ok(html(StatusCode::OK, page(&rq, "Repositories", body)))
+}
+
+/// `/<owner>`: that owner's repositories the viewer may see (404 for unknown owners).
+pub async fn owner(rq: Req, owner: String) -> DomainResult<Response> {
+    if !account::owner_exists(&rq.core, &owner).await? {
+        return Err(DomainError::NotFound(format!("{owner} not found")));
+    }
+    let repos: Vec<RepoView> = account::list_repos(&rq.core, rq.who())
+        .await?
+        .into_iter()
+        .filter(|r| r.owner == owner)
+        .collect();
+    let body = html! {
+        h1 { (owner) }
+        (repo_list(&repos))
+    };
+    Ok(html(StatusCode::OK, page(&rq, &owner, body)))
+}
+
+/// Where to go after signing in: a local path only (no open redirect to another site).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn set_cookie(resp: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// A `Set-Cookie` value: always `HttpOnly` and `SameSite=Lax`, `Secure` behind TLS.
+fn cookie(rq: &Req, name: &str, value: &str, path: &str, max_age: i64) -> String {
+    let secure = if rq.secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+}
+
+fn login_page(
+    rq: &Req,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    // Double-submit token: the same random value in a cookie and in the form. A cross-site page
+    // can post the form but cannot read or set our cookie, so it cannot make them match.
+    let token = session::new_secret();
+    let body = html! {
+        section.narrow {
+            h1 { "Sign in" }
+            (layout::flash(error))
+            form.stack method="post" action="/login" {
+                input type="hidden" name="_csrf" value=(token);
+                input type="hidden" name="next" value=(next);
+                label for="username" { "Username" }
+                input #username type="text" name="username" value=(username)
+                    autocomplete="username" autocapitalize="none" required autofocus;
+                label for="password" { "Password" }
+                input #password type="password" name="password"
+                    autocomplete="current-password" required;
+                button.primary type="submit" { "Sign in" }
+            }
+        }
+    };
+    let mut resp = html(status, page(rq, "Sign in", body));
+    set_cookie(&mut resp, &cookie(rq, LOGIN_COOKIE, &token, "/login", 3600));
+    resp
+}
+
+/// `GET /login`.
+pub async fn login_form(rq: Req) -> DomainResult<Response> {
+    let pairs = crate::http::query_pairs(&rq.query);
+    let next = safe_next(crate::http::query_get(&pairs, "next"));
+    if rq.viewer.is_some() {
+        return Ok(redirect(&next));
+    }
+    Ok(login_page(&rq, StatusCode::OK, &next, "", None))
+}
+
+/// `POST /login`: checks the password, opens a session, goes back where the user came from.
+pub async fn login(
+    rq: Req,
+    login_cookie: Option<String>,
+    form: DomainResult<Form>,
+) -> DomainResult<Response> {
+    let form = form?;
+    let next = safe_next(form.get("next"));
+    let username = form.text("username");
+    rq.check_origin()?;
+    let token_ok = login_cookie
+        .as_deref()
+        .is_some_and(|c| session::csrf_matches(c, form.get("_csrf")));
+    if !token_ok {
+        return Ok(login_page(
+            &rq,
+            StatusCode::FORBIDDEN,
+            &next,
+            &username,
+            Some("The sign-in form expired. Please try again."),
+        ));
+    }
+    let password = form.get("password").unwrap_or("");
+    match session::sign_in(&rq.core, &username, password).await {
+        Ok(id) => {
+            let mut resp = redirect(&next);
+            set_cookie(
+                &mut resp,
+                &cookie(&rq, SESSION_COOKIE, &id, "/", SESSION_TTL_SECS),
+            );
+            set_cookie(&mut resp, &cookie(&rq, LOGIN_COOKIE, "", "/login", 0));
+            Ok(resp)
+        }
+        Err(DomainError::Unauthenticated(m)) => Ok(login_page(
+            &rq,
+            StatusCode::UNAUTHORIZED,
+            &next,
+            &username,
+            Some(&m),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// `POST /logout`: ends the session and clears the cookie.
+pub async fn logout(rq: Req, form: DomainResult<Form>) -> DomainResult<Response> {
+    let form = form?;
+    rq.check_form(&form)?;
+    if let Some(id) = &rq.session_id {
+        session::sign_out(&rq.core, id).await?;
+    }
+    let mut resp = redirect("/");
+    set_cookie(&mut resp, &cookie(&rq, SESSION_COOKIE, "", "/", 0));
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(
+            safe_next(Some("/alice/proj/releases")),
+            "/alice/proj/releases"
+        );
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

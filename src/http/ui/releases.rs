@@ -1,0 +1,675 @@
+//! The Releases tab: the list, one release, drafting, editing, deleting, and asset downloads.
+//! Forms with files are multipart and streamed: each file goes straight to `upload_asset`, never
+//! into memory. A new release with files is created as a draft first and published only after
+//! its files are stored, so the Latest badge never points at a release with missing assets.
+
+use futures_util::StreamExt;
+use maud::{html, Markup};
+use warp::filters::BoxedFilter;
+use warp::http::{Method, StatusCode};
+use warp::multipart::FormData;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::layout::{self, page, repo_header, Tab};
+use super::{
+    form_body, html, redirect, repo_path, repo_segments, run, seg, Form, PartsFilter, Req,
+};
+use crate::domain::account::{self, RepoView};
+use crate::domain::release::{
+    self, AssetRef, CreateRelease, ReleaseView, UpdateRelease, UploadMeta, Which,
+};
+use crate::domain::{git_tag, DomainError, DomainResult, Page};
+use crate::http::{decode_component, page_query, part_file_name, part_stream, BodyStream};
+use crate::ids::{RepoPath, Role};
+
+/// Largest text field of a release form (the notes limit plus room).
+const TEXT_FIELD_LIMIT: u64 = (1 << 20) + 4096;
+
+fn base(repo: &RepoView) -> String {
+    format!("/{}/{}", repo.owner, repo.name)
+}
+
+fn release_url(repo: &RepoView, tag: &str) -> String {
+    format!("{}/releases/tag/{}", base(repo), seg(tag))
+}
+
+fn can_write(repo: &RepoView) -> bool {
+    repo.permission >= Some(Role::Write)
+}
+
+fn require_write(rq: &Req, repo: &RepoView) -> DomainResult<()> {
+    if rq.viewer.is_none() {
+        return Err(DomainError::Unauthenticated("sign in first".into()));
+    }
+    if can_write(repo) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(format!(
+            "you need write access to {} to change its releases",
+            repo.full_name
+        )))
+    }
+}
+
+/// The Latest / Pre-release / Draft badges, exactly as the API decides them.
+fn badges(r: &ReleaseView) -> Markup {
+    html! {
+        @if r.latest { span.badge.latest { "Latest" } " " }
+        @if r.prerelease { span.badge.pre { "Pre-release" } " " }
+        @if r.draft { span.badge.draft { "Draft" } " " }
+        @if !r.tag_exists && !r.draft { span.badge.warn title="The git tag was deleted" { "Tag deleted" } }
+    }
+}
+
+fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) -> Markup {
+    let b = base(repo);
+    let when = r.published_at.as_deref().unwrap_or(&r.created_at);
+    html! {
+        article.release id={ "release-" (r.id) } {
+            header {
+                h2 {
+                    @if heading_link { a href=(release_url(repo, &r.tag_name)) { (r.name) } }
+                    @else { (r.name) }
+                }
+                div.badges { (badges(r)) }
+            }
+            p.meta {
+                "Tag " code { (r.tag_name) }
+                " · commit " (layout::short_sha(&r.target_commit))
+                " · by " strong { (r.author.username) }
+                " · " (layout::time(when))
+            }
+            @if let Some(now) = r.tag_commit.as_deref().filter(|c| *c != r.target_commit) {
+                p.hint { "The tag was moved; it now points at " (layout::short_sha(now)) "." }
+            }
+            @if !r.body.trim().is_empty() {
+                div.notes { (layout::trusted(super::render_markdown(&r.body))) }
+            }
+            @if !r.assets.is_empty() {
+                div.scroll {
+                    table.assets {
+                        caption { "Assets" }
+                        thead { tr { th { "Name" } th { "Size" } th { "SHA-256" } th { "Downloads" } } }
+                        tbody {
+                            @for a in &r.assets {
+                                tr {
+                                    td { a href={ (b) "/releases/download/" (seg(&r.tag_name)) "/" (seg(&a.name)) } download { (a.name) } }
+                                    td.num { (layout::size(a.size)) }
+                                    td { code.sha { (a.sha256) } }
+                                    td.num { (a.download_count) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if can_write(repo) {
+                div.actions {
+                    a.button href={ (b) "/releases/edit/" (seg(&r.tag_name)) } { "Edit" }
+                    (layout::post_button(rq, &format!("{b}/releases/delete/{}", seg(&r.tag_name)), "Delete", "danger"))
+                }
+            }
+        }
+    }
+}
+
+async fn list(rq: Req, o: String, r: String) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let p = page_query(&rq.query)?;
+    let list = release::list(&rq.core, rq.who(), &path, p, &rq.base).await?;
+    let b = base(&repo);
+    let body = html! {
+        (repo_header(&repo, Tab::Releases))
+        div.bar {
+            h2 { "Releases" }
+            @if can_write(&repo) { a.button.primary href={ (b) "/releases/new" } { "Draft a new release" } }
+        }
+        @if list.items.is_empty() { p.empty { "There are no releases yet." } }
+        @for rel in &list.items { (release_card(&rq, &repo, rel, true)) }
+        (layout::pager(&format!("{b}/releases"), list.page.page, list.has_next))
+    };
+    Ok(html(
+        StatusCode::OK,
+        page(&rq, &format!("Releases · {}", repo.full_name), body),
+    ))
+}
+
+async fn show(rq: Req, o: String, r: String, tag: String) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let tag = decode_component(&tag);
+    let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
+    let body = html! {
+        (repo_header(&repo, Tab::Releases))
+        p.crumbs { a href={ (base(&repo)) "/releases" } { "Releases" } " / " (rel.tag_name) }
+        (release_card(&rq, &repo, &rel, false))
+    };
+    Ok(html(
+        StatusCode::OK,
+        page(
+            &rq,
+            &format!("{} · {} · Releases", rel.name, repo.full_name),
+            body,
+        ),
+    ))
+}
+
+/// What a release form holds, to show it again after a validation error.
+#[derive(Debug, Default)]
+struct Values {
+    tag: String,
+    target: String,
+    title: String,
+    notes: String,
+    prerelease: bool,
+}
+
+impl Values {
+    fn from_form(f: &Form) -> Values {
+        Values {
+            tag: f.text("tag"),
+            target: f.text("target"),
+            title: f.text("title"),
+            notes: f.get("notes").unwrap_or("").to_owned(),
+            prerelease: f.checked("prerelease"),
+        }
+    }
+}
+
+async fn new_form_page(
+    rq: &Req,
+    path: &RepoPath,
+    repo: &RepoView,
+    v: &Values,
+    status: StatusCode,
+    error: Option<&str>,
+) -> DomainResult<Response> {
+    let tags = git_tag::list(&rq.core, rq.who(), path, Page::new(None, Some(100))?).await?;
+    let branches = git_tag::branches(&rq.core, rq.who(), path).await?;
+    let default_target = if v.target.is_empty() {
+        branches
+            .iter()
+            .find(|b| *b == "main" || *b == "master")
+            .or(branches.first())
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        v.target.clone()
+    };
+    let b = base(repo);
+    let body = html! {
+        (repo_header(repo, Tab::Releases))
+        h2 { "Draft a new release" }
+        (layout::flash(error))
+        form.stack method="post" action={ (b) "/releases/new" } enctype="multipart/form-data" {
+            (layout::csrf_field(rq))
+            label for="tag" { "Tag" }
+            input #tag type="text" name="tag" list="tag-list" value=(v.tag) required
+                placeholder="v1.0.0" autocomplete="off" aria-describedby="tag-help";
+            datalist #tag-list { @for t in &tags.items { option value=(t.name) {} } }
+            p.help #tag-help { "Pick an existing tag or type a new one; a new tag is created at the target when the release is published." }
+            label for="target" { "Target (branch or full commit SHA, for a new tag)" }
+            input #target type="text" name="target" list="branch-list" value=(default_target) autocomplete="off";
+            datalist #branch-list { @for br in &branches { option value=(br) {} } }
+            label for="title" { "Release title" }
+            input #title type="text" name="title" value=(v.title) placeholder="Defaults to the tag";
+            label for="notes" { "Notes (Markdown)" }
+            textarea #notes name="notes" rows="10" { (v.notes) }
+            label.check { input type="checkbox" name="prerelease" value="1" checked[v.prerelease]; " This is a pre-release" }
+            label for="files" { "Attach files" }
+            input #files type="file" name="files" multiple;
+            div.actions {
+                button.primary type="submit" name="action" value="publish" { "Publish release" }
+                button type="submit" name="action" value="draft" { "Save draft" }
+            }
+        }
+    };
+    Ok(html(
+        status,
+        page(rq, &format!("New release · {}", repo.full_name), body),
+    ))
+}
+
+async fn new_form(rq: Req, o: String, r: String) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    require_write(&rq, &repo)?;
+    new_form_page(&rq, &path, &repo, &Values::default(), StatusCode::OK, None).await
+}
+
+/// Reads a text part of a multipart form (bounded).
+async fn read_text(part: warp::multipart::Part) -> DomainResult<String> {
+    let mut s = part_stream(part);
+    let bytes = crate::http::read_limited(&mut s, TEXT_FIELD_LIMIT).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Reads the rest of a multipart body we stopped processing, so the browser (still sending)
+/// reads our answer instead of a reset connection. Bounded by the form's `max_length`.
+async fn drain_form(form: &mut FormData) {
+    while let Some(Ok(part)) = form.next().await {
+        let mut s: BodyStream = part_stream(part);
+        while let Some(Ok(_)) = s.next().await {}
+    }
+}
+
+/// Streams one file part into a release.
+async fn store_file(
+    rq: &Req,
+    path: &RepoPath,
+    tag: &str,
+    name: String,
+    part: warp::multipart::Part,
+) -> DomainResult<()> {
+    let meta = UploadMeta {
+        name: Some(name),
+        label: None,
+        content_type: part.content_type().map(str::to_owned),
+    };
+    release::upload_asset(
+        &rq.core,
+        rq.who(),
+        path,
+        tag,
+        meta,
+        part_stream(part),
+        &rq.base,
+    )
+    .await?;
+    Ok(())
+}
+
+/// The next part: `Ok(None)` at the end.
+async fn next_part(form: &mut FormData) -> DomainResult<Option<warp::multipart::Part>> {
+    match form.next().await {
+        None => Ok(None),
+        Some(Ok(p)) => Ok(Some(p)),
+        Some(Err(e)) => Err(DomainError::BadRequest(format!(
+            "the form could not be read: {e}"
+        ))),
+    }
+}
+
+/// Walks a new-release form: text fields, then files. Creates the release (as a draft when
+/// files follow) at the first file or at the end. Returns the tag once created.
+async fn create_from_form(
+    rq: &Req,
+    path: &RepoPath,
+    form: &mut FormData,
+    fields: &mut Form,
+    created: &mut Option<String>,
+) -> DomainResult<()> {
+    while let Some(part) = next_part(form).await? {
+        match part_file_name(&part) {
+            None => {
+                let name = part.name().to_owned();
+                let value = read_text(part).await?;
+                fields.push(name, value);
+            }
+            Some(f) if f.is_empty() => {
+                // "No file chosen": browsers still send an empty part.
+                let mut s = part_stream(part);
+                while let Some(Ok(_)) = s.next().await {}
+            }
+            Some(file_name) => {
+                let tag = match created.clone() {
+                    Some(t) => t,
+                    None => {
+                        let t = create_release(rq, path, fields, true).await?;
+                        *created = Some(t.clone());
+                        t
+                    }
+                };
+                store_file(rq, path, &tag, file_name, part).await?;
+            }
+        }
+    }
+    let publish = fields.get("action") != Some("draft");
+    match created.clone() {
+        None => {
+            let t = create_release(rq, path, fields, !publish).await?;
+            *created = Some(t);
+        }
+        Some(tag) if publish => {
+            let patch = UpdateRelease {
+                draft: Some(false),
+                ..UpdateRelease::default()
+            };
+            release::update(&rq.core, rq.who(), path, &tag, patch, &rq.base).await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
+async fn create_release(
+    rq: &Req,
+    path: &RepoPath,
+    fields: &Form,
+    draft: bool,
+) -> DomainResult<String> {
+    rq.check_form(fields)?;
+    let v = Values::from_form(fields);
+    if v.tag.is_empty() {
+        return Err(DomainError::Invalid("choose or type a tag".into()));
+    }
+    let input = CreateRelease {
+        tag_name: v.tag.clone(),
+        target_commit: (!v.target.is_empty()).then_some(v.target),
+        name: (!v.title.is_empty()).then_some(v.title),
+        body: Some(v.notes),
+        draft,
+        prerelease: v.prerelease,
+    };
+    let created = release::create(&rq.core, rq.who(), path, input, &rq.base).await?;
+    Ok(created.tag_name)
+}
+
+/// Whether an error is about what the user typed or sent (show the form again with it).
+fn is_form_error(e: &DomainError) -> bool {
+    matches!(
+        e,
+        DomainError::Invalid(_)
+            | DomainError::Conflict(_)
+            | DomainError::TooLarge(_)
+            | DomainError::BadRequest(_)
+    )
+}
+
+async fn create(rq: Req, o: String, r: String, mut form: FormData) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let mut fields = Form::default();
+    let mut created = None;
+    let outcome = create_from_form(&rq, &path, &mut form, &mut fields, &mut created).await;
+    drain_form(&mut form).await;
+    match (outcome, created) {
+        (Ok(()), Some(tag)) => Ok(redirect(&release_url(&repo, &tag))),
+        (Ok(()), None) => Err(DomainError::Internal("release form ended unhandled".into())),
+        // The release exists but a file was refused: continue on its edit page.
+        (Err(e), Some(tag)) if is_form_error(&e) => {
+            let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
+            edit_page(&rq, &repo, &rel, status_of(&e), Some(&e.to_string()))
+        }
+        (Err(e), None) if is_form_error(&e) => {
+            let v = Values::from_form(&fields);
+            new_form_page(&rq, &path, &repo, &v, status_of(&e), Some(&e.to_string())).await
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn status_of(e: &DomainError) -> StatusCode {
+    crate::http::error::status_and_message(e).0
+}
+
+fn edit_page(
+    rq: &Req,
+    repo: &RepoView,
+    rel: &ReleaseView,
+    status: StatusCode,
+    error: Option<&str>,
+) -> DomainResult<Response> {
+    let b = base(repo);
+    let t = seg(&rel.tag_name);
+    let body = html! {
+        (repo_header(repo, Tab::Releases))
+        p.crumbs { a href={ (b) "/releases" } { "Releases" } " / " a href=(release_url(repo, &rel.tag_name)) { (rel.tag_name) } " / edit" }
+        h2 { "Edit release " (rel.tag_name) " " (badges(rel)) }
+        (layout::flash(error))
+        form.stack method="post" action={ (b) "/releases/edit/" (t) } enctype="multipart/form-data" {
+            (layout::csrf_field(rq))
+            label for="title" { "Release title" }
+            input #title type="text" name="title" value=(rel.name) required;
+            label for="notes" { "Notes (Markdown)" }
+            textarea #notes name="notes" rows="10" { (rel.body) }
+            label.check { input type="checkbox" name="prerelease" value="1" checked[rel.prerelease]; " This is a pre-release" }
+            label for="files" { "Attach more files" }
+            input #files type="file" name="files" multiple;
+            div.actions {
+                @if rel.draft {
+                    button.primary type="submit" name="action" value="publish" { "Publish release" }
+                    button type="submit" name="action" value="update" { "Save draft" }
+                } @else {
+                    button.primary type="submit" name="action" value="update" { "Update release" }
+                }
+            }
+        }
+        @if !rel.assets.is_empty() {
+            h3 { "Assets" }
+            ul.assetlist {
+                @for a in &rel.assets {
+                    li {
+                        span { (a.name) " (" (layout::size(a.size)) ")" }
+                        (layout::post_button(rq, &format!("{b}/releases/delete-asset/{t}/{}", a.id), "Delete asset", "danger small"))
+                    }
+                }
+            }
+        }
+        h3 { "Delete this release" }
+        p.help { "The git tag stays; only the release and its files are removed." }
+        (layout::post_button(rq, &format!("{b}/releases/delete/{t}"), "Delete release", "danger"))
+    };
+    Ok(html(
+        status,
+        page(
+            rq,
+            &format!("Edit {} · {}", rel.tag_name, repo.full_name),
+            body,
+        ),
+    ))
+}
+
+async fn edit_form(rq: Req, o: String, r: String, tag: String) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    require_write(&rq, &repo)?;
+    let rel = release::get(
+        &rq.core,
+        rq.who(),
+        &path,
+        Which::Tag(decode_component(&tag)),
+        &rq.base,
+    )
+    .await?;
+    edit_page(&rq, &repo, &rel, StatusCode::OK, None)
+}
+
+async fn update_from_form(
+    rq: &Req,
+    path: &RepoPath,
+    tag: &str,
+    form: &mut FormData,
+    fields: &mut Form,
+) -> DomainResult<()> {
+    let mut checked = false;
+    while let Some(part) = next_part(form).await? {
+        match part_file_name(&part) {
+            None => {
+                let name = part.name().to_owned();
+                let value = read_text(part).await?;
+                fields.push(name, value);
+            }
+            Some(f) if f.is_empty() => {
+                let mut s = part_stream(part);
+                while let Some(Ok(_)) = s.next().await {}
+            }
+            Some(file_name) => {
+                if !checked {
+                    rq.check_form(fields)?;
+                    checked = true;
+                }
+                store_file(rq, path, tag, file_name, part).await?;
+            }
+        }
+    }
+    rq.check_form(fields)?;
+    let patch = UpdateRelease {
+        name: Some(fields.text("title")).filter(|t| !t.is_empty()),
+        body: Some(fields.get("notes").unwrap_or("").to_owned()),
+        prerelease: Some(fields.checked("prerelease")),
+        draft: (fields.get("action") == Some("publish")).then_some(false),
+    };
+    release::update(&rq.core, rq.who(), path, tag, patch, &rq.base).await?;
+    Ok(())
+}
+
+async fn update(
+    rq: Req,
+    o: String,
+    r: String,
+    tag: String,
+    mut form: FormData,
+) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let tag = decode_component(&tag);
+    let mut fields = Form::default();
+    let outcome = update_from_form(&rq, &path, &tag, &mut form, &mut fields).await;
+    drain_form(&mut form).await;
+    match outcome {
+        Ok(()) => Ok(redirect(&release_url(&repo, &tag))),
+        Err(e) if is_form_error(&e) => {
+            let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
+            edit_page(&rq, &repo, &rel, status_of(&e), Some(&e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn delete(
+    rq: Req,
+    o: String,
+    r: String,
+    tag: String,
+    form: DomainResult<Form>,
+) -> DomainResult<Response> {
+    let form = form?;
+    rq.check_form(&form)?;
+    let path = repo_path(&o, &r)?;
+    release::delete(&rq.core, rq.who(), &path, &decode_component(&tag)).await?;
+    Ok(redirect(&format!("/{path}/releases")))
+}
+
+async fn delete_asset(
+    rq: Req,
+    o: String,
+    r: String,
+    tag: String,
+    id: u64,
+    form: DomainResult<Form>,
+) -> DomainResult<Response> {
+    let form = form?;
+    rq.check_form(&form)?;
+    let path = repo_path(&o, &r)?;
+    let tag = decode_component(&tag);
+    release::delete_asset(&rq.core, rq.who(), &path, &tag, id).await?;
+    Ok(redirect(&format!("/{path}/releases/edit/{}", seg(&tag))))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn download(
+    rq: Req,
+    o: String,
+    r: String,
+    tag: String,
+    name: String,
+    method: Method,
+    range: Option<String>,
+) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let file = release::open_asset(
+        &rq.core,
+        rq.who(),
+        &path,
+        Which::Tag(decode_component(&tag)),
+        AssetRef::Name(decode_component(&name)),
+    )
+    .await?;
+    Ok(crate::http::rest::releases::asset_response(
+        &rq.core,
+        &file,
+        method == Method::HEAD,
+        range.as_deref(),
+    ))
+}
+
+/// The Releases tab's routes.
+pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
+    let multipart = move || {
+        // Several files per form; each is still limited to `asset_max` while it streams.
+        warp::multipart::form().max_length(asset_max.saturating_mul(4).saturating_add(8 << 20))
+    };
+    let list = repo_segments()
+        .and(warp::path!("releases"))
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, parts| run(parts, move |rq| list(rq, o, r)));
+    let new_form = repo_segments()
+        .and(warp::path!("releases" / "new"))
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, parts| run(parts, move |rq| new_form(rq, o, r)));
+    let create = repo_segments()
+        .and(warp::path!("releases" / "new"))
+        .and(warp::post())
+        .and(p.clone())
+        .and(multipart())
+        .then(|o, r, parts, form| run(parts, move |rq| create(rq, o, r, form)));
+    let show = repo_segments()
+        .and(warp::path!("releases" / "tag" / String))
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, t, parts| run(parts, move |rq| show(rq, o, r, t)));
+    let edit_form = repo_segments()
+        .and(warp::path!("releases" / "edit" / String))
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, t, parts| run(parts, move |rq| edit_form(rq, o, r, t)));
+    let update = repo_segments()
+        .and(warp::path!("releases" / "edit" / String))
+        .and(warp::post())
+        .and(p.clone())
+        .and(multipart())
+        .then(|o, r, t, parts, form| run(parts, move |rq| update(rq, o, r, t, form)));
+    let delete = repo_segments()
+        .and(warp::path!("releases" / "delete" / String))
+        .and(warp::post())
+        .and(p.clone())
+        .and(form_body())
+        .then(|o, r, t, parts, form| run(parts, move |rq| delete(rq, o, r, t, form)));
+    let delete_asset = repo_segments()
+        .and(warp::path!("releases" / "delete-asset" / String / u64))
+        .and(warp::post())
+        .and(p.clone())
+        .and(form_body())
+        .then(|o, r, t, id, parts, form| run(parts, move |rq| delete_asset(rq, o, r, t, id, form)));
+    let download = repo_segments()
+        .and(warp::path!("releases" / "download" / String / String))
+        .and(warp::get().or(warp::head()).unify())
+        .and(warp::method())
+        .and(warp::header::optional::<String>("range"))
+        .and(p)
+        .then(|o, r, t, n, m, range, parts| {
+            run(parts, move |rq| download(rq, o, r, t, n, m, range))
+        });
+    list.or(new_form)
+        .unify()
+        .or(create)
+        .unify()
+        .or(show)
+        .unify()
+        .or(edit_form)
+        .unify()
+        .or(update)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(delete_asset)
+        .unify()
+        .or(download)
+        .unify()
+        .boxed()
+}

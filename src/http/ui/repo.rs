@@ -1,0 +1,510 @@
+//! Repository pages besides releases: the overview, the Tags tab, Settings (tag protection and
+//! collaborators) and the Packages tab.
+
+use maud::{html, Markup};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::layout::{self, page, repo_header, Tab};
+use super::{
+    form_body, html, redirect, repo_path, repo_segments, run, seg, Form, PartsFilter, Req,
+};
+use crate::domain::account::{self, RepoView};
+use crate::domain::release::{self, Which};
+use crate::domain::{git_tag, protection, registry, DomainError, DomainResult};
+use crate::http::{decode_component, page_query};
+use crate::ids::Role;
+
+fn base(repo: &RepoView) -> String {
+    format!("/{}/{}", repo.owner, repo.name)
+}
+
+fn titled(rq: &Req, status: StatusCode, title: &str, repo: &RepoView, body: Markup) -> Response {
+    html(
+        status,
+        page(rq, &format!("{title} · {}", repo.full_name), body),
+    )
+}
+
+/// `/<owner>/<repo>`: clone URL, latest release, where to go next.
+async fn overview(rq: Req, o: String, r: String) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let latest = match release::get(&rq.core, rq.who(), &path, Which::Latest, &rq.base).await {
+        Ok(v) => Some(v),
+        Err(DomainError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let b = base(&repo);
+    let body = html! {
+        (repo_header(&repo, Tab::Overview))
+        @if !repo.description.is_empty() { p.desc { (repo.description) } }
+        h2 { "Clone" }
+        pre.copy { code { "git clone " (rq.base) "/" (repo.full_name) ".git" } }
+        h2 { "Latest release" }
+        @if let Some(l) = latest {
+            p {
+                a href={ (b) "/releases/tag/" (seg(&l.tag_name)) } { (l.name) }
+                " " span.badge.latest { "Latest" }
+                " · " code { (l.tag_name) }
+                " · " (layout::time(l.published_at.as_deref().unwrap_or(&l.created_at)))
+            }
+        } @else {
+            p.empty { "No published release yet." }
+        }
+    };
+    Ok(titled(&rq, StatusCode::OK, "Overview", &repo, body))
+}
+
+fn tags_page(
+    rq: &Req,
+    repo: &RepoView,
+    list: &crate::domain::Paged<git_tag::TagView>,
+    anchored: &std::collections::HashMap<String, release::AnchoredRelease>,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    let b = base(repo);
+    let role = repo.permission;
+    let body = html! {
+        (repo_header(repo, Tab::Tags))
+        h2 { "Tags" }
+        (layout::flash(error))
+        @if list.items.is_empty() { p.empty { "No tags yet. Push one with " code { "git push origin v1.0.0" } "." } }
+        @else {
+            div.scroll {
+                table.tags {
+                    thead { tr { th { "Tag" } th { "Commit" } th { "Annotation" } th { "Release" } th { span.sr { "Actions" } } } }
+                    tbody {
+                        @for t in &list.items {
+                            tr id={ "tag-" (t.name) } {
+                                td {
+                                    code { (t.name) }
+                                    @if t.protected { " " span.badge.protected title="A protection rule matches this tag" { "Protected" } }
+                                }
+                                td { (layout::short_sha(&t.commit)) }
+                                td {
+                                    @if let Some(tg) = &t.tagger {
+                                        (t.message.trim()) br;
+                                        small { (tg.name) " · " (layout::time(&tg.date)) }
+                                    } @else { small.muted { "lightweight" } }
+                                }
+                                td {
+                                    @if let Some(rel) = anchored.get(&t.name) {
+                                        a href={ (b) "/releases/tag/" (seg(&t.name)) } { (rel.name) }
+                                        @if rel.draft { " " span.badge.draft { "Draft" } }
+                                    }
+                                }
+                                td {
+                                    // Mirrors the server's rule; the server decides on submit.
+                                    @if role >= Some(Role::Admin) || (role >= Some(Role::Write) && !t.protected) {
+                                        (layout::post_button(rq, &format!("{b}/tags/delete/{}", seg(&t.name)), "Delete", "danger small"))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (layout::pager(&format!("{b}/tags"), list.page.page, list.has_next))
+    };
+    titled(rq, status, "Tags", repo, body)
+}
+
+async fn tags(rq: Req, o: String, r: String) -> DomainResult<Response> {
+    tags_with(rq, o, r, StatusCode::OK, None).await
+}
+
+async fn tags_with(
+    rq: Req,
+    o: String,
+    r: String,
+    status: StatusCode,
+    error: Option<String>,
+) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let list = git_tag::list(&rq.core, rq.who(), &path, page_query(&rq.query)?).await?;
+    let names = list.items.iter().map(|t| t.name.clone()).collect();
+    let anchored = release::anchored_on(&rq.core, rq.who(), &path, names).await?;
+    Ok(tags_page(
+        &rq,
+        &repo,
+        &list,
+        &anchored,
+        status,
+        error.as_deref(),
+    ))
+}
+
+async fn delete_tag(
+    rq: Req,
+    o: String,
+    r: String,
+    tag: String,
+    form: DomainResult<Form>,
+) -> DomainResult<Response> {
+    let form = form?;
+    rq.check_form(&form)?;
+    let path = repo_path(&o, &r)?;
+    match git_tag::delete(&rq.core, rq.who(), &path, &decode_component(&tag)).await {
+        Ok(()) => Ok(redirect(&format!("/{path}/tags"))),
+        // Refused (protected) or already gone: show the list again with the reason.
+        Err(e @ (DomainError::Forbidden(_) | DomainError::NotFound(_)))
+            if account::get_repo(&rq.core, rq.who(), &path).await.is_ok() =>
+        {
+            let status = crate::http::error::status_and_message(&e).0;
+            tags_with(rq, o, r, status, Some(e.to_string())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn settings_nav(repo: &RepoView, active: &str) -> Markup {
+    let b = base(repo);
+    html! {
+        nav.subtabs aria-label="Settings" {
+            a href={ (b) "/settings/tag-protection" } aria-current=[(active == "tp").then_some("page")] { "Tag protection" }
+            a href={ (b) "/settings/collaborators" } aria-current=[(active == "co").then_some("page")] { "Collaborators" }
+        }
+    }
+}
+
+fn require_admin(rq: &Req, repo: &RepoView) -> DomainResult<()> {
+    if rq.viewer.is_none() {
+        return Err(DomainError::Unauthenticated("sign in first".into()));
+    }
+    if repo.permission >= Some(Role::Admin) {
+        Ok(())
+    } else {
+        Err(DomainError::Forbidden(format!(
+            "only admins of {} can change its settings",
+            repo.full_name
+        )))
+    }
+}
+
+async fn protection_page(
+    rq: &Req,
+    o: &str,
+    r: &str,
+    pattern: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> DomainResult<Response> {
+    let path = repo_path(o, r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    require_admin(rq, &repo)?;
+    let rules = protection::list(&rq.core, rq.who(), &path).await?;
+    let b = base(&repo);
+    let body = html! {
+        (repo_header(&repo, Tab::Settings))
+        (settings_nav(&repo, "tp"))
+        h2 { "Tag protection" }
+        p.help {
+            "A protected tag can be created by anyone with write access, but only admins can delete or move it — "
+            "through this page, the API, " code { "git push --delete" } " or a forced push. "
+            "Patterns are globs matched against the whole tag name: " code { "*" } " matches any characters "
+            "(including " code { "/" } "), " code { "?" } " one character, " code { "[0-9]" } " a set. "
+            code { "v*" } " protects " code { "v1.2.0" } " and also " code { "version2" } "; "
+            code { "v[0-9]*" } " only tags like " code { "v1.2.0" } ". Matching is case-sensitive."
+        }
+        (layout::flash(error))
+        @if rules.is_empty() { p.empty { "No tags are protected." } }
+        @else {
+            ul.rules {
+                @for rule in &rules {
+                    li {
+                        code { (rule.pattern) }
+                        small.muted { " added by " (rule.created_by) " · " (layout::time(&rule.created_at)) }
+                        (layout::post_button(rq, &format!("{b}/settings/tag-protection/{}/delete", rule.id), "Remove", "danger small"))
+                    }
+                }
+            }
+        }
+        form.row method="post" action={ (b) "/settings/tag-protection" } {
+            (layout::csrf_field(rq))
+            label for="pattern" { "Pattern" }
+            input #pattern type="text" name="pattern" value=(pattern) placeholder="v*" required autocomplete="off";
+            button.primary type="submit" { "Add rule" }
+        }
+    };
+    Ok(titled(rq, status, "Tag protection", &repo, body))
+}
+
+async fn protection_get(rq: Req, o: String, r: String) -> DomainResult<Response> {
+    protection_page(&rq, &o, &r, "", StatusCode::OK, None).await
+}
+
+async fn protection_add(
+    rq: Req,
+    o: String,
+    r: String,
+    form: DomainResult<Form>,
+) -> DomainResult<Response> {
+    let form = form?;
+    rq.check_form(&form)?;
+    let path = repo_path(&o, &r)?;
+    let pattern = form.text("pattern");
+    match protection::create(&rq.core, rq.who(), &path, &pattern).await {
+        Ok(_) => Ok(redirect(&format!("/{path}/settings/tag-protection"))),
+        Err(e @ (DomainError::Invalid(_) | DomainError::Conflict(_))) => {
+            let status = crate::http::error::status_and_message(&e).0;
+            protection_page(&rq, &o, &r, &pattern, status, Some(&e.to_string())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn protection_delete(
+    rq: Req,
+    o: String,
+    r: String,
+    id: u64,
+    form: DomainResult<Form>,
+) -> DomainResult<Response> {
+    let form = form?;
+    rq.check_form(&form)?;
+    let path = repo_path(&o, &r)?;
+    protection::delete(&rq.core, rq.who(), &path, id).await?;
+    Ok(redirect(&format!("/{path}/settings/tag-protection")))
+}
+
+const ROLES: [(&str, &str); 3] = [
+    ("read", "Read: clone, pull, see releases"),
+    ("write", "Write: push, publish releases, push images"),
+    ("admin", "Admin: settings, protected tags"),
+];
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Read => "read",
+        Role::Write => "write",
+        Role::Admin => "admin",
+    }
+}
+
+async fn collaborators_page(
+    rq: &Req,
+    o: &str,
+    r: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> DomainResult<Response> {
+    let path = repo_path(o, r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    require_admin(rq, &repo)?;
+    let people = account::list_collaborators(&rq.core, rq.who(), &path).await?;
+    let b = base(&repo);
+    let body = html! {
+        (repo_header(&repo, Tab::Settings))
+        (settings_nav(&repo, "co"))
+        h2 { "Collaborators" }
+        p.help { "The owner and site admins are admins of every repository they own; organization roles apply to all of an organization's repositories." }
+        (layout::flash(error))
+        @if people.is_empty() { p.empty { "No collaborators yet." } }
+        @else {
+            ul.rules {
+                @for c in &people {
+                    li {
+                        strong { (c.username) }
+                        form.inline method="post" action={ (b) "/settings/collaborators" } {
+                            (layout::csrf_field(rq))
+                            input type="hidden" name="username" value=(c.username);
+                            label.sr for={ "role-" (c.username) } { "Role of " (c.username) }
+                            select id={ "role-" (c.username) } name="role" {
+                                @for (value, label) in ROLES {
+                                    option value=(value) selected[value == role_name(c.role)] { (label) }
+                                }
+                            }
+                            button.small type="submit" { "Change" }
+                        }
+                        form.inline method="post" action={ (b) "/settings/collaborators" } {
+                            (layout::csrf_field(rq))
+                            input type="hidden" name="username" value=(c.username);
+                            input type="hidden" name="role" value="none";
+                            button.danger.small type="submit" { "Remove" }
+                        }
+                    }
+                }
+            }
+        }
+        form.row method="post" action={ (b) "/settings/collaborators" } {
+            (layout::csrf_field(rq))
+            label for="username" { "Username" }
+            input #username type="text" name="username" required autocomplete="off";
+            label for="role" { "Role" }
+            select #role name="role" {
+                @for (value, label) in ROLES { option value=(value) selected[value == "write"] { (label) } }
+            }
+            button.primary type="submit" { "Add collaborator" }
+        }
+    };
+    Ok(titled(rq, status, "Collaborators", &repo, body))
+}
+
+async fn collaborators_get(rq: Req, o: String, r: String) -> DomainResult<Response> {
+    collaborators_page(&rq, &o, &r, StatusCode::OK, None).await
+}
+
+async fn collaborators_set(
+    rq: Req,
+    o: String,
+    r: String,
+    form: DomainResult<Form>,
+) -> DomainResult<Response> {
+    let form = form?;
+    rq.check_form(&form)?;
+    let path = repo_path(&o, &r)?;
+    let user = form.text("username");
+    let role = match form.text("role").as_str() {
+        "none" => None,
+        other => Some(Role::parse(other)?),
+    };
+    match account::set_collaborator(&rq.core, rq.who(), &path, &user, role).await {
+        Ok(()) => Ok(redirect(&format!("/{path}/settings/collaborators"))),
+        Err(e @ (DomainError::NotFound(_) | DomainError::Invalid(_))) => {
+            let status = crate::http::error::status_and_message(&e).0;
+            collaborators_page(&rq, &o, &r, status, Some(&e.to_string())).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The Packages tab: every image of the repository with its tags and the lines to pull them.
+async fn packages(rq: Req, o: String, r: String) -> DomainResult<Response> {
+    let path = repo_path(&o, &r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let images = registry::packages(&rq.core, rq.who(), &path).await?;
+    let mut sections = Vec::new();
+    for image in images {
+        let tags = match registry::package_tags(&rq.core, rq.who(), &path, &image.name).await {
+            Ok(t) => t,
+            Err(DomainError::NotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        sections.push((image, tags));
+    }
+    let host = rq.host().to_owned();
+    // Plain-HTTP registries need skopeo told so; behind TLS the default is right.
+    let tls = if rq.secure {
+        ""
+    } else {
+        "--src-tls-verify=false "
+    };
+    let body = html! {
+        (repo_header(&repo, Tab::Packages))
+        h2 { "Packages" }
+        @if sections.is_empty() {
+            p.empty { "No container images yet. Push one with " code { "skopeo copy … docker://" (host) "/" (repo.full_name) ":latest" } "." }
+        }
+        @for (image, tags) in &sections {
+            section.package id={ "pkg-" (image.name) } {
+                h3 { code { (host) "/" (image.name) } }
+                p.meta { (image.tag_count) @if image.tag_count == 1 { " tag · " } @else { " tags · " } (layout::size(image.total_size))
+                    @if let Some(t) = &image.last_push { " · last push " (layout::time(t)) } }
+                div.scroll {
+                    table.ptags {
+                        thead { tr { th { "Tag" } th { "Digest" } th { "Size" } th { "Platforms" } th { "Pushed" } th { "Pull" } } }
+                        tbody {
+                            @for t in tags {
+                                tr {
+                                    td { code { (t.tag) } }
+                                    td { (layout::short_sha(t.digest.trim_start_matches("sha256:"))) }
+                                    td.num { (layout::size(t.size)) }
+                                    td { @if t.platforms.is_empty() { small.muted { "single" } } @else { (t.platforms.join(", ")) } }
+                                    td { (layout::time(&t.pushed_at)) }
+                                    td.pull {
+                                        code.copy.docker { "docker pull " (host) "/" (image.name) ":" (t.tag) }
+                                        code.copy.skopeo { "skopeo copy " (tls) "docker://" (host) "/" (image.name) ":" (t.tag) " oci:" (image.name.rsplit('/').next().unwrap_or("image")) ":" (t.tag) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(titled(&rq, StatusCode::OK, "Packages", &repo, body))
+}
+
+/// Routes of the repository pages other than releases.
+pub fn routes(p: PartsFilter) -> BoxedFilter<(Response,)> {
+    let overview = repo_segments()
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, parts| run(parts, move |rq| overview(rq, o, r)));
+    let tags = repo_segments()
+        .and(warp::path!("tags"))
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, parts| run(parts, move |rq| tags(rq, o, r)));
+    let delete_tag = repo_segments()
+        .and(warp::path!("tags" / "delete" / String))
+        .and(warp::post())
+        .and(p.clone())
+        .and(form_body())
+        .then(|o, r, t, parts, form| run(parts, move |rq| delete_tag(rq, o, r, t, form)));
+    let settings = repo_segments()
+        .and(warp::path!("settings"))
+        .and(warp::get())
+        .map(|o: String, r: String| redirect(&format!("/{o}/{r}/settings/tag-protection")));
+    let protection_get = repo_segments()
+        .and(warp::path!("settings" / "tag-protection"))
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, parts| run(parts, move |rq| protection_get(rq, o, r)));
+    let protection_add = repo_segments()
+        .and(warp::path!("settings" / "tag-protection"))
+        .and(warp::post())
+        .and(p.clone())
+        .and(form_body())
+        .then(|o, r, parts, form| run(parts, move |rq| protection_add(rq, o, r, form)));
+    let protection_delete = repo_segments()
+        .and(warp::path!("settings" / "tag-protection" / u64 / "delete"))
+        .and(warp::post())
+        .and(p.clone())
+        .and(form_body())
+        .then(|o, r, id, parts, form| run(parts, move |rq| protection_delete(rq, o, r, id, form)));
+    let collaborators_get = repo_segments()
+        .and(warp::path!("settings" / "collaborators"))
+        .and(warp::get())
+        .and(p.clone())
+        .then(|o, r, parts| run(parts, move |rq| collaborators_get(rq, o, r)));
+    let collaborators_set = repo_segments()
+        .and(warp::path!("settings" / "collaborators"))
+        .and(warp::post())
+        .and(p.clone())
+        .and(form_body())
+        .then(|o, r, parts, form| run(parts, move |rq| collaborators_set(rq, o, r, form)));
+    let packages = repo_segments()
+        .and(warp::path!("packages"))
+        .and(warp::get())
+        .and(p)
+        .then(|o, r, parts| run(parts, move |rq| packages(rq, o, r)));
+    overview
+        .or(tags)
+        .unify()
+        .or(delete_tag)
+        .unify()
+        .or(settings)
+        .unify()
+        .or(protection_get)
+        .unify()
+        .or(protection_add)
+        .unify()
+        .or(protection_delete)
+        .unify()
+        .or(collaborators_get)
+        .unify()
+        .or(collaborators_set)
+        .unify()
+        .or(packages)
+        .unify()
+        .boxed()
+}
