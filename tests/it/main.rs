@@ -3,9 +3,11 @@
 
 mod accounts;
 mod binary;
+mod browser;
 mod cli;
 mod git_hosting;
 mod harness;
 mod protection;
 mod registry;
 mod releases;
+mod ui;
