@@ -289,32 +289,54 @@ impl Reg {
             )
             .await?;
         let mut loc = location(&start)?;
-        let mut g = Gen::new(seed);
-        let mut h = sha2::Sha256::new();
+        // Generating and hashing chunk k+1 overlaps the PATCH of chunk k, as a real client
+        // reading a file would: the load generator must not be the bottleneck it measures.
+        let make = |mut g: Gen, mut h: sha2::Sha256, n: u64| {
+            tokio::task::spawn_blocking(move || {
+                let mut pieces = Vec::new();
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(GEN_CHUNK);
+                    let b = g.chunk(k as usize);
+                    h.update(&b);
+                    pieces.push(Ok::<_, std::io::Error>(b));
+                    left -= k;
+                }
+                (g, h, pieces)
+            })
+        };
+        let join = |e: tokio::task::JoinError| CliError::Msg(format!("data generator: {e}"));
         let mut offset = 0u64;
-        while offset < size {
-            let n = chunk.min(size - offset);
-            // Generate the chunk as 1 MiB pieces streamed in one PATCH.
-            let mut pieces = Vec::new();
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(GEN_CHUNK);
-                let b = g.chunk(k as usize);
-                h.update(&b);
-                pieces.push(Ok::<_, std::io::Error>(b));
-                left -= k;
+        let mut next = make(Gen::new(seed), sha2::Sha256::new(), chunk.min(size));
+        let h = loop {
+            let (g, h, pieces) = next.await.map_err(join)?;
+            if size == 0 {
+                break h;
             }
+            let n = chunk.min(size - offset);
+            let after = offset + n;
+            let more = after < size;
+            // Only a placeholder hasher travels when nothing follows; `h` is the real one.
+            let (h_next, h_done) = if more {
+                (h, None)
+            } else {
+                (sha2::Sha256::new(), Some(h))
+            };
+            next = make(g, h_next, chunk.min(size - after));
             let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
             let r = self
                 .req(Method::PATCH, &loc)
                 .header("content-type", "application/octet-stream")
-                .header("content-range", format!("{offset}-{}", offset + n - 1))
+                .header("content-range", format!("{offset}-{}", after - 1))
                 .header("content-length", n)
                 .body(body);
             let resp = self.expect(r, StatusCode::ACCEPTED, "PATCH chunk").await?;
             loc = location(&resp)?;
-            offset += n;
-        }
+            offset = after;
+            if let Some(h) = h_done {
+                break h;
+            }
+        };
         let digest = Digest::from_raw(crate::ids::Algorithm::Sha256, &h.finalize());
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = self

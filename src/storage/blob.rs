@@ -109,11 +109,54 @@ pub struct Written {
     pub file: File,
 }
 
+/// After this many bytes, the writer asks for the data written so far to reach the disk in
+/// the background (see `Flusher`).
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// Starts writeback while an upload is still arriving. Without it the kernel keeps a large
+/// upload in dirty pages until the final fsync, which then costs the whole size at disk speed
+/// after the network is done; with it, the disk works while the network does, and the final
+/// fsync only flushes the tail. It syncs a clone of the file handle on its own thread, one sync
+/// at a time (requests made while one runs are coalesced).
+struct Flusher {
+    tx: std::sync::mpsc::SyncSender<()>,
+    /// Dropped unjoined, the thread still ends after its current sync (it sees the hang-up).
+    join: std::thread::JoinHandle<()>,
+}
+
+impl Flusher {
+    fn start(file: &File) -> Option<Flusher> {
+        let clone = file.try_clone().ok()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let join = std::thread::Builder::new()
+            .name("pfai-writeback".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    // Best effort: the final fsync before publishing is what guarantees durability.
+                    let _ = clone.sync_data();
+                }
+            })
+            .ok()?;
+        Some(Flusher { tx, join })
+    }
+
+    fn request(&self) {
+        // Full means a sync is pending already; it will cover these bytes too.
+        let _ = self.tx.try_send(());
+    }
+
+    /// Stops after the sync in progress (so the caller's final fsync has little left to do).
+    fn finish(self) {
+        drop(self.tx);
+        let _ = self.join.join();
+    }
+}
+
 /// A streaming writer: async code pushes chunks, a blocking thread hashes and writes them.
 /// The channel is bounded, so a slow disk slows the client instead of growing memory.
 pub struct Sink {
     tx: Option<mpsc::Sender<Bytes>>,
-    join: tokio::task::JoinHandle<io::Result<Written>>,
+    join: tokio::task::JoinHandle<io::Result<(Written, Option<Flusher>)>>,
 }
 
 impl Sink {
@@ -124,16 +167,31 @@ impl Sink {
             let mut file = file;
             let mut hasher = hasher;
             let mut bytes = 0u64;
+            let mut flusher: Option<Flusher> = None;
+            let mut unflushed = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
                 file.write_all(&chunk)?;
                 hasher.update(&chunk);
                 bytes += chunk.len() as u64;
+                unflushed += chunk.len() as u64;
+                if unflushed >= WRITEBACK_EVERY {
+                    unflushed = 0;
+                    if flusher.is_none() {
+                        flusher = Flusher::start(&file);
+                    }
+                    if let Some(f) = &flusher {
+                        f.request();
+                    }
+                }
             }
-            Ok(Written {
-                hasher,
-                bytes,
-                file,
-            })
+            Ok((
+                Written {
+                    hasher,
+                    bytes,
+                    file,
+                },
+                flusher,
+            ))
         });
         Sink { tx: Some(tx), join }
     }
@@ -146,20 +204,29 @@ impl Sink {
         }
     }
 
-    /// Waits for every queued chunk to be written; with `sync`, fsyncs the file.
+    /// Waits for every queued chunk to be written; with `sync`, fsyncs the file. Without it,
+    /// background writeback started by this sink finishes on its own.
     pub async fn finish(mut self, sync: bool) -> io::Result<Written> {
         self.tx.take();
-        let w = self
+        let (w, flusher) = self
             .join
             .await
             .map_err(|e| io::Error::other(e.to_string()))??;
         if sync {
             let file = w.file;
-            let file = tokio::task::spawn_blocking(move || file.sync_all().map(|_| file))
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))??;
+            let file = tokio::task::spawn_blocking(move || {
+                if let Some(f) = flusher {
+                    f.finish();
+                }
+                file.sync_all().map(|_| file)
+            })
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))??;
             return Ok(Written { file, ..w });
         }
+        // Dropping the flusher lets its thread finish the sync in progress on its own;
+        // joining here would make the client wait for the disk.
+        drop(flusher);
         Ok(w)
     }
 }
