@@ -35,19 +35,7 @@ pub async fn authenticate(
                 return Ok(Some(p));
             }
             if let (true, Credentials::Basic { user, password }) = (allow_password, creds) {
-                let found = core
-                    .db
-                    .read(move |txn| {
-                        let users = txn.open_table(tables::USERS)?;
-                        let row = users.get(user.as_str())?;
-                        match row {
-                            Some(r) => {
-                                Ok::<_, DomainError>(Some(codec::decode::<User>(r.value())?))
-                            }
-                            None => Ok(None),
-                        }
-                    })
-                    .await?;
+                let found = find_user(core, &user).await?;
                 // argon2 is deliberately slow: keep it off the async workers.
                 let verified = tokio::task::spawn_blocking(move || {
                     found.filter(|u| auth::verify_password(&u.password_hash, &password))
@@ -64,6 +52,21 @@ pub async fn authenticate(
             Err(bad())
         }
     }
+}
+
+/// A user's row, if the user exists (for password checks).
+pub async fn find_user(core: &Core, username: &str) -> DomainResult<Option<User>> {
+    let name = username.to_owned();
+    core.db
+        .read(move |txn| {
+            let users = txn.open_table(tables::USERS)?;
+            let row = users.get(name.as_str())?;
+            match row {
+                Some(r) => Ok(Some(codec::decode::<User>(r.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
 }
 
 /// Requires an authenticated caller.

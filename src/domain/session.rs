@@ -41,18 +41,7 @@ pub fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
 /// Unknown users and wrong passwords get the same answer (and the same argon2 cost).
 pub async fn sign_in(core: &Core, username: &str, password: &str) -> DomainResult<String> {
     let name = username.trim().to_owned();
-    let n2 = name.clone();
-    let user = core
-        .db
-        .read(move |txn| {
-            let users = txn.open_table(tables::USERS)?;
-            let row = users.get(n2.as_str())?;
-            match row {
-                Some(r) => Ok::<_, DomainError>(Some(codec::decode::<User>(r.value())?)),
-                None => Ok(None),
-            }
-        })
-        .await?;
+    let user = super::account::find_user(core, &name).await?;
     let password = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || match user {
         // Users without a password (the bootstrap admin) cannot sign in with one.

@@ -257,6 +257,11 @@ pub fn seg(s: &str) -> String {
     crate::domain::release::url_segment(s)
 }
 
+/// The status a domain outcome gets (for pages that show a form again with the message).
+pub fn status_of(e: &DomainError) -> StatusCode {
+    super::error::status_and_message(e).0
+}
+
 /// Runs a page handler: resolves the session, then renders its error as a page.
 async fn run<F, Fut>(parts: Parts, f: F) -> Response
 where

@@ -281,15 +281,30 @@ async fn store_file(
     Ok(())
 }
 
-/// The next part: `Ok(None)` at the end.
-async fn next_part(form: &mut FormData) -> DomainResult<Option<warp::multipart::Part>> {
-    match form.next().await {
-        None => Ok(None),
-        Some(Ok(p)) => Ok(Some(p)),
-        Some(Err(e)) => Err(DomainError::BadRequest(format!(
-            "the form could not be read: {e}"
-        ))),
+/// Reads a multipart form up to its next file: text fields are collected into `fields`, and
+/// empty file parts ("no file chosen", which browsers still send) are skipped. `Ok(None)` at
+/// the end of the form.
+async fn next_file(
+    form: &mut FormData,
+    fields: &mut Form,
+) -> DomainResult<Option<(String, warp::multipart::Part)>> {
+    while let Some(part) = form.next().await {
+        let part =
+            part.map_err(|e| DomainError::BadRequest(format!("the form could not be read: {e}")))?;
+        match part_file_name(&part) {
+            None => {
+                let name = part.name().to_owned();
+                let value = read_text(part).await?;
+                fields.push(name, value);
+            }
+            Some(f) if f.is_empty() => {
+                let mut s = part_stream(part);
+                while let Some(Ok(_)) = s.next().await {}
+            }
+            Some(file_name) => return Ok(Some((file_name, part))),
+        }
     }
+    Ok(None)
 }
 
 /// Walks a new-release form: text fields, then files. Creates the release (as a draft when
@@ -301,30 +316,16 @@ async fn create_from_form(
     fields: &mut Form,
     created: &mut Option<String>,
 ) -> DomainResult<()> {
-    while let Some(part) = next_part(form).await? {
-        match part_file_name(&part) {
+    while let Some((file_name, part)) = next_file(form, fields).await? {
+        let tag = match created.clone() {
+            Some(t) => t,
             None => {
-                let name = part.name().to_owned();
-                let value = read_text(part).await?;
-                fields.push(name, value);
+                let t = create_release(rq, path, fields, true).await?;
+                *created = Some(t.clone());
+                t
             }
-            Some(f) if f.is_empty() => {
-                // "No file chosen": browsers still send an empty part.
-                let mut s = part_stream(part);
-                while let Some(Ok(_)) = s.next().await {}
-            }
-            Some(file_name) => {
-                let tag = match created.clone() {
-                    Some(t) => t,
-                    None => {
-                        let t = create_release(rq, path, fields, true).await?;
-                        *created = Some(t.clone());
-                        t
-                    }
-                };
-                store_file(rq, path, &tag, file_name, part).await?;
-            }
-        }
+        };
+        store_file(rq, path, &tag, file_name, part).await?;
     }
     let publish = fields.get("action") != Some("draft");
     match created.clone() {
@@ -391,18 +392,22 @@ async fn create(rq: Req, o: String, r: String, mut form: FormData) -> DomainResu
         // The release exists but a file was refused: continue on its edit page.
         (Err(e), Some(tag)) if is_form_error(&e) => {
             let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
-            edit_page(&rq, &repo, &rel, status_of(&e), Some(&e.to_string()))
+            edit_page(&rq, &repo, &rel, super::status_of(&e), Some(&e.to_string()))
         }
         (Err(e), None) if is_form_error(&e) => {
             let v = Values::from_form(&fields);
-            new_form_page(&rq, &path, &repo, &v, status_of(&e), Some(&e.to_string())).await
+            new_form_page(
+                &rq,
+                &path,
+                &repo,
+                &v,
+                super::status_of(&e),
+                Some(&e.to_string()),
+            )
+            .await
         }
         (Err(e), _) => Err(e),
     }
-}
-
-fn status_of(e: &DomainError) -> StatusCode {
-    crate::http::error::status_and_message(e).0
 }
 
 fn edit_page(
@@ -485,25 +490,12 @@ async fn update_from_form(
     fields: &mut Form,
 ) -> DomainResult<()> {
     let mut checked = false;
-    while let Some(part) = next_part(form).await? {
-        match part_file_name(&part) {
-            None => {
-                let name = part.name().to_owned();
-                let value = read_text(part).await?;
-                fields.push(name, value);
-            }
-            Some(f) if f.is_empty() => {
-                let mut s = part_stream(part);
-                while let Some(Ok(_)) = s.next().await {}
-            }
-            Some(file_name) => {
-                if !checked {
-                    rq.check_form(fields)?;
-                    checked = true;
-                }
-                store_file(rq, path, tag, file_name, part).await?;
-            }
+    while let Some((file_name, part)) = next_file(form, fields).await? {
+        if !checked {
+            rq.check_form(fields)?;
+            checked = true;
         }
+        store_file(rq, path, tag, file_name, part).await?;
     }
     rq.check_form(fields)?;
     let patch = UpdateRelease {
@@ -533,7 +525,7 @@ async fn update(
         Ok(()) => Ok(redirect(&release_url(&repo, &tag))),
         Err(e) if is_form_error(&e) => {
             let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
-            edit_page(&rq, &repo, &rel, status_of(&e), Some(&e.to_string()))
+            edit_page(&rq, &repo, &rel, super::status_of(&e), Some(&e.to_string()))
         }
         Err(e) => Err(e),
     }

@@ -156,7 +156,7 @@ async fn delete_tag(
         Err(e @ (DomainError::Forbidden(_) | DomainError::NotFound(_)))
             if account::get_repo(&rq.core, rq.who(), &path).await.is_ok() =>
         {
-            let status = crate::http::error::status_and_message(&e).0;
+            let status = super::status_of(&e);
             tags_with(rq, o, r, status, Some(e.to_string())).await
         }
         Err(e) => Err(e),
@@ -173,18 +173,20 @@ fn settings_nav(repo: &RepoView, active: &str) -> Markup {
     }
 }
 
-fn require_admin(rq: &Req, repo: &RepoView) -> DomainResult<()> {
+/// The repository of a settings page, for its admins only (others: sign in, or 403).
+async fn admin_repo(rq: &Req, o: &str, r: &str) -> DomainResult<(crate::ids::RepoPath, RepoView)> {
+    let path = repo_path(o, r)?;
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     if rq.viewer.is_none() {
         return Err(DomainError::Unauthenticated("sign in first".into()));
     }
-    if repo.permission >= Some(Role::Admin) {
-        Ok(())
-    } else {
-        Err(DomainError::Forbidden(format!(
+    if repo.permission < Some(Role::Admin) {
+        return Err(DomainError::Forbidden(format!(
             "only admins of {} can change its settings",
             repo.full_name
-        )))
+        )));
     }
+    Ok((path, repo))
 }
 
 async fn protection_page(
@@ -195,9 +197,7 @@ async fn protection_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> DomainResult<Response> {
-    let path = repo_path(o, r)?;
-    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
-    require_admin(rq, &repo)?;
+    let (path, repo) = admin_repo(rq, o, r).await?;
     let rules = protection::list(&rq.core, rq.who(), &path).await?;
     let b = base(&repo);
     let body = html! {
@@ -252,7 +252,7 @@ async fn protection_add(
     match protection::create(&rq.core, rq.who(), &path, &pattern).await {
         Ok(_) => Ok(redirect(&format!("/{path}/settings/tag-protection"))),
         Err(e @ (DomainError::Invalid(_) | DomainError::Conflict(_))) => {
-            let status = crate::http::error::status_and_message(&e).0;
+            let status = super::status_of(&e);
             protection_page(&rq, &o, &r, &pattern, status, Some(&e.to_string())).await
         }
         Err(e) => Err(e),
@@ -294,9 +294,7 @@ async fn collaborators_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> DomainResult<Response> {
-    let path = repo_path(o, r)?;
-    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
-    require_admin(rq, &repo)?;
+    let (path, repo) = admin_repo(rq, o, r).await?;
     let people = account::list_collaborators(&rq.core, rq.who(), &path).await?;
     let b = base(&repo);
     let body = html! {
@@ -367,7 +365,7 @@ async fn collaborators_set(
     match account::set_collaborator(&rq.core, rq.who(), &path, &user, role).await {
         Ok(()) => Ok(redirect(&format!("/{path}/settings/collaborators"))),
         Err(e @ (DomainError::NotFound(_) | DomainError::Invalid(_))) => {
-            let status = crate::http::error::status_and_message(&e).0;
+            let status = super::status_of(&e);
             collaborators_page(&rq, &o, &r, status, Some(&e.to_string())).await
         }
         Err(e) => Err(e),
