@@ -246,13 +246,43 @@ async fn read_text(part: warp::multipart::Part) -> DomainResult<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Reads the rest of a multipart body we stopped processing, so the browser (still sending)
-/// reads our answer instead of a reset connection. Bounded by the form's `max_length`.
-async fn drain_form(form: &mut FormData) {
+/// Reads the rest of a multipart body we stopped processing (up to `max` bytes), so the
+/// browser, still sending, reads our answer instead of a reset connection.
+async fn drain_form(form: &mut FormData, max: u64) {
+    let mut drained = 0u64;
     while let Some(Ok(part)) = form.next().await {
         let mut s: BodyStream = part_stream(part);
-        while let Some(Ok(_)) = s.next().await {}
+        while let Some(Ok(c)) = s.next().await {
+            drained += c.len() as u64;
+            if drained > max {
+                return;
+            }
+        }
     }
+}
+
+/// How much of a form is read past an error from a caller who may not write here: enough for
+/// the error page to arrive, not enough to make refusing expensive.
+const DRAIN_REFUSED: u64 = 16 << 20;
+
+/// The repository of a release form; on refusal the form is drained (bounded) first.
+async fn form_repo(
+    rq: &Req,
+    o: &str,
+    r: &str,
+    form: &mut FormData,
+) -> DomainResult<(RepoPath, RepoView)> {
+    let found = async {
+        let path = repo_path(o, r)?;
+        let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+        require_write(rq, &repo)?;
+        Ok((path, repo))
+    }
+    .await;
+    if found.is_err() {
+        drain_form(form, DRAIN_REFUSED).await;
+    }
+    found
 }
 
 /// Streams one file part into a release.
@@ -380,12 +410,11 @@ fn is_form_error(e: &DomainError) -> bool {
 }
 
 async fn create(rq: Req, o: String, r: String, mut form: FormData) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
-    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let (path, repo) = form_repo(&rq, &o, &r, &mut form).await?;
     let mut fields = Form::default();
     let mut created = None;
     let outcome = create_from_form(&rq, &path, &mut form, &mut fields, &mut created).await;
-    drain_form(&mut form).await;
+    drain_form(&mut form, u64::MAX).await;
     match (outcome, created) {
         (Ok(()), Some(tag)) => Ok(redirect(&release_url(&repo, &tag))),
         (Ok(()), None) => Err(DomainError::Internal("release form ended unhandled".into())),
@@ -515,12 +544,11 @@ async fn update(
     tag: String,
     mut form: FormData,
 ) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
-    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    let (path, repo) = form_repo(&rq, &o, &r, &mut form).await?;
     let tag = decode_component(&tag);
     let mut fields = Form::default();
     let outcome = update_from_form(&rq, &path, &tag, &mut form, &mut fields).await;
-    drain_form(&mut form).await;
+    drain_form(&mut form, u64::MAX).await;
     match outcome {
         Ok(()) => Ok(redirect(&release_url(&repo, &tag))),
         Err(e) if is_form_error(&e) => {
