@@ -60,7 +60,7 @@ pub enum Tab {
 
 /// The repository's name, badges and tab bar.
 pub fn repo_header(repo: &RepoView, active: Tab) -> Markup {
-    let base = format!("/{}/{}", repo.owner, repo.name);
+    let base = super::repo_base(repo);
     let tabs: &[(Tab, &str, String)] = &[
         (Tab::Overview, "Overview", base.clone()),
         (Tab::Releases, "Releases", format!("{base}/releases")),

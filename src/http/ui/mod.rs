@@ -17,11 +17,11 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
+use super::rest::repo_path;
 use super::{base_url, raw_query, with_core, Ctx};
 use crate::auth::Principal;
 use crate::domain::session::{self, SignedIn};
 use crate::domain::{account, DomainError, DomainResult};
-use crate::ids::RepoPath;
 
 pub use markdown::render as render_markdown;
 
@@ -300,9 +300,14 @@ fn repo_segments() -> impl Filter<Extract = (String, String), Error = warp::Reje
     owner_segment().and(warp::path::param::<String>())
 }
 
-/// `/<owner>/<repo>` as a validated path; an invalid name cannot exist (404).
-pub fn repo_path(owner: &str, repo: &str) -> DomainResult<RepoPath> {
-    super::rest::repo_path(owner, repo)
+/// The UI path of a repository, `/<owner>/<repo>`, which every repository page link starts with.
+pub fn repo_base(repo: &account::RepoView) -> String {
+    format!("/{}/{}", repo.owner, repo.name)
+}
+
+/// The page of the release on `tag`.
+pub fn release_url(repo: &account::RepoView, tag: &str) -> String {
+    format!("{}/releases/tag/{}", repo_base(repo), seg(tag))
 }
 
 /// An urlencoded form body, read up to a limit (413 as a page past it).

@@ -13,7 +13,8 @@ use warp::Filter;
 
 use super::layout::{self, page, repo_header, Tab};
 use super::{
-    form_body, html, redirect, repo_path, repo_segments, run, seg, Form, PartsFilter, Req,
+    form_body, html, redirect, release_url, repo_base, repo_path, repo_segments, run, seg, Form,
+    PartsFilter, Req,
 };
 use crate::domain::account::{self, RepoView};
 use crate::domain::release::{
@@ -25,14 +26,6 @@ use crate::ids::{RepoPath, Role};
 
 /// Largest text field of a release form (the notes limit plus room).
 const TEXT_FIELD_LIMIT: u64 = (1 << 20) + 4096;
-
-fn base(repo: &RepoView) -> String {
-    format!("/{}/{}", repo.owner, repo.name)
-}
-
-fn release_url(repo: &RepoView, tag: &str) -> String {
-    format!("{}/releases/tag/{}", base(repo), seg(tag))
-}
 
 fn can_write(repo: &RepoView) -> bool {
     repo.permission >= Some(Role::Write)
@@ -63,7 +56,7 @@ fn badges(r: &ReleaseView) -> Markup {
 }
 
 fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) -> Markup {
-    let b = base(repo);
+    let b = repo_base(repo);
     let when = r.published_at.as_deref().unwrap_or(&r.created_at);
     html! {
         article.release id={ "release-" (r.id) } {
@@ -119,7 +112,7 @@ async fn list(rq: Req, o: String, r: String) -> DomainResult<Response> {
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     let p = page_query(&rq.query)?;
     let list = release::list(&rq.core, rq.who(), &path, p, &rq.base).await?;
-    let b = base(&repo);
+    let b = repo_base(&repo);
     let body = html! {
         (repo_header(&repo, Tab::Releases))
         div.bar {
@@ -143,7 +136,7 @@ async fn show(rq: Req, o: String, r: String, tag: String) -> DomainResult<Respon
     let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
     let body = html! {
         (repo_header(&repo, Tab::Releases))
-        p.crumbs { a href={ (base(&repo)) "/releases" } { "Releases" } " / " (rel.tag_name) }
+        p.crumbs { a href={ (repo_base(&repo)) "/releases" } { "Releases" } " / " (rel.tag_name) }
         (release_card(&rq, &repo, &rel, false))
     };
     Ok(html(
@@ -198,7 +191,7 @@ async fn new_form_page(
     } else {
         v.target.clone()
     };
-    let b = base(repo);
+    let b = repo_base(repo);
     let body = html! {
         (repo_header(repo, Tab::Releases))
         h2 { "Draft a new release" }
@@ -446,7 +439,7 @@ fn edit_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> DomainResult<Response> {
-    let b = base(repo);
+    let b = repo_base(repo);
     let t = seg(&rel.tag_name);
     let body = html! {
         (repo_header(repo, Tab::Releases))

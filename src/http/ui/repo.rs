@@ -9,17 +9,14 @@ use warp::Filter;
 
 use super::layout::{self, page, repo_header, Tab};
 use super::{
-    form_body, html, redirect, repo_path, repo_segments, run, seg, Form, PartsFilter, Req,
+    form_body, html, redirect, release_url, repo_base, repo_path, repo_segments, run, seg, Form,
+    PartsFilter, Req,
 };
 use crate::domain::account::{self, RepoView};
 use crate::domain::release::{self, Which};
 use crate::domain::{git_tag, protection, registry, DomainError, DomainResult};
 use crate::http::{decode_component, page_query};
 use crate::ids::Role;
-
-fn base(repo: &RepoView) -> String {
-    format!("/{}/{}", repo.owner, repo.name)
-}
 
 fn titled(rq: &Req, status: StatusCode, title: &str, repo: &RepoView, body: Markup) -> Response {
     html(
@@ -37,7 +34,6 @@ async fn overview(rq: Req, o: String, r: String) -> DomainResult<Response> {
         Err(DomainError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let b = base(&repo);
     let body = html! {
         (repo_header(&repo, Tab::Overview))
         @if !repo.description.is_empty() { p.desc { (repo.description) } }
@@ -46,7 +42,7 @@ async fn overview(rq: Req, o: String, r: String) -> DomainResult<Response> {
         h2 { "Latest release" }
         @if let Some(l) = latest {
             p {
-                a href={ (b) "/releases/tag/" (seg(&l.tag_name)) } { (l.name) }
+                a href=(release_url(&repo, &l.tag_name)) { (l.name) }
                 " " span.badge.latest { "Latest" }
                 " · " code { (l.tag_name) }
                 " · " (layout::time(l.published_at.as_deref().unwrap_or(&l.created_at)))
@@ -66,7 +62,7 @@ fn tags_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> Response {
-    let b = base(repo);
+    let b = repo_base(repo);
     let role = repo.permission;
     let body = html! {
         (repo_header(repo, Tab::Tags))
@@ -93,7 +89,7 @@ fn tags_page(
                                 }
                                 td {
                                     @if let Some(rel) = anchored.get(&t.name) {
-                                        a href={ (b) "/releases/tag/" (seg(&t.name)) } { (rel.name) }
+                                        a href=(release_url(repo, &t.name)) { (rel.name) }
                                         @if rel.draft { " " span.badge.draft { "Draft" } }
                                     }
                                 }
@@ -153,9 +149,8 @@ async fn delete_tag(
     match git_tag::delete(&rq.core, rq.who(), &path, &decode_component(&tag)).await {
         Ok(()) => Ok(redirect(&format!("/{path}/tags"))),
         // Refused (protected) or already gone: show the list again with the reason.
-        Err(e @ (DomainError::Forbidden(_) | DomainError::NotFound(_)))
-            if account::get_repo(&rq.core, rq.who(), &path).await.is_ok() =>
-        {
+        // (An invisible repository fails again in `tags_with`, with the same 404.)
+        Err(e @ (DomainError::Forbidden(_) | DomainError::NotFound(_))) => {
             let status = super::status_of(&e);
             tags_with(rq, o, r, status, Some(e.to_string())).await
         }
@@ -164,7 +159,7 @@ async fn delete_tag(
 }
 
 fn settings_nav(repo: &RepoView, active: &str) -> Markup {
-    let b = base(repo);
+    let b = repo_base(repo);
     html! {
         nav.subtabs aria-label="Settings" {
             a href={ (b) "/settings/tag-protection" } aria-current=[(active == "tp").then_some("page")] { "Tag protection" }
@@ -199,7 +194,7 @@ async fn protection_page(
 ) -> DomainResult<Response> {
     let (path, repo) = admin_repo(rq, o, r).await?;
     let rules = protection::list(&rq.core, rq.who(), &path).await?;
-    let b = base(&repo);
+    let b = repo_base(&repo);
     let body = html! {
         (repo_header(&repo, Tab::Settings))
         (settings_nav(&repo, "tp"))
@@ -296,7 +291,7 @@ async fn collaborators_page(
 ) -> DomainResult<Response> {
     let (path, repo) = admin_repo(rq, o, r).await?;
     let people = account::list_collaborators(&rq.core, rq.who(), &path).await?;
-    let b = base(&repo);
+    let b = repo_base(&repo);
     let body = html! {
         (repo_header(&repo, Tab::Settings))
         (settings_nav(&repo, "co"))
