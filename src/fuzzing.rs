@@ -127,7 +127,8 @@ pub fn codec(data: &[u8]) {
 pub fn push_commands(data: &[u8]) {
     if let Ok((ups, _)) = crate::git::http_backend::parse_ref_updates(data) {
         for u in ups {
-            assert_eq!((u.old.len(), u.new.len()), (40, 40));
+            assert!([40, 64].contains(&u.old.len()) && [40, 64].contains(&u.new.len()));
+            assert!(!u.name.is_empty() && !u.name.contains([' ', '\n', '\0']));
         }
     }
 }

@@ -8,6 +8,10 @@ use pfai::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // git runs the hook for every push: answer without logging setup or a runtime.
+    if let pfai::cli::Command::Hook { name } = &cli.command {
+        return pfai::cli::hook::run(name);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod client;
 pub mod commands;
+pub mod hook;
 pub mod release;
 pub mod repo;
 pub mod serve;
@@ -109,6 +110,14 @@ pub enum Command {
     /// Example: pfai bench manifests --url http://127.0.0.1:3000 --duration 20s
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Judge a push for the server (git runs this from the repositories' pre-receive hook).
+    ///
+    /// Example: (run by git, not by people) pfai hook pre-receive
+    #[command(hide = true)]
+    Hook {
+        /// The hook: `pre-receive`.
+        name: String,
+    },
     /// Print shell completions.
     ///
     /// Example: pfai completion bash > /etc/bash_completion.d/pfai
@@ -171,6 +180,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         } => commands::gc(dry_run, grace_seconds, json).await,
         Command::Fsck { json } => commands::fsck(json).await,
         Command::Bench(c) => bench::run(c).await,
+        Command::Hook { name } => hook::judge(&name).map_err(CliError::Msg),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{protection, Core, DomainError, DomainResult, Page, Paged};
 use crate::auth::Principal;
 use crate::git::http_backend::RefUpdate;
-use crate::git::{TagInfo, ZERO_OID};
+use crate::git::TagInfo;
 use crate::ids::{GitTagName, RepoPath, Role};
 use crate::util::rfc3339;
 
@@ -185,6 +185,11 @@ pub async fn delete(
         .await
 }
 
+/// The null object id of either hash (git writes 40 or 64 zeros for "no ref").
+fn is_zero(oid: &str) -> bool {
+    !oid.is_empty() && oid.bytes().all(|b| b == b'0')
+}
+
 /// Judges the ref updates of a push: `Some(message)` refuses the whole push. A `write` user may
 /// create protected tags but not delete or move them.
 pub fn judge_push(
@@ -199,15 +204,105 @@ pub fn judge_push(
         let Some(tag) = u.name.strip_prefix("refs/tags/") else {
             continue;
         };
-        if u.old == ZERO_OID {
+        if is_zero(&u.old) {
             continue; // creation
         }
         if let Some(p) = rules.protecting(tag) {
-            let what = if u.new == ZERO_OID { "delete" } else { "move" };
+            let what = if is_zero(&u.new) { "delete" } else { "move" };
             return Some(format!(
                 "pfai: refusing the whole push: tag {tag} is protected by rule {p:?}; only repository admins can {what} it"
             ));
         }
     }
     None
+}
+
+/// What the pre-receive hook is given: the server's hand-over (role, protection patterns) from
+/// the environment, git's push-certificate marker, and the updates git will apply (stdin).
+#[derive(Debug, Default)]
+pub struct HookInput<'a> {
+    /// The pusher's role (`PFAI_HOOK_ROLE`).
+    pub role: Option<&'a str>,
+    /// The protection patterns as a JSON array (`PFAI_HOOK_RULES`).
+    pub rules_json: Option<&'a str>,
+    /// `GIT_PUSH_CERT`: non-empty when the push carried a certificate.
+    pub push_cert: Option<&'a str>,
+    /// Standard input: one `old new ref` line per update.
+    pub updates: &'a str,
+}
+
+/// The pre-receive decision: `Err(message)` refuses the whole push and the message reaches the
+/// client as `remote:` lines. Anything the hook cannot read is a refusal, never a pass: a missing
+/// hand-over, a pattern that does not compile, a line that is not an update.
+pub fn pre_receive(input: &HookInput<'_>) -> Result<(), String> {
+    const PREFIX: &str = "pfai: refusing the whole push:";
+    if input.push_cert.is_some_and(|c| !c.is_empty()) {
+        return Err(format!(
+            "{PREFIX} signed pushes (push certificates) are not accepted; this server does not verify them. Push without --signed"
+        ));
+    }
+    let (Some(role), Some(rules_json)) = (input.role, input.rules_json) else {
+        return Err(format!("{PREFIX} it did not come through the pfai server"));
+    };
+    let role = Role::parse(role).map_err(|_| format!("{PREFIX} unknown role {role:?}"))?;
+    let patterns: Vec<String> = serde_json::from_str(rules_json)
+        .map_err(|e| format!("{PREFIX} cannot read the protection rules: {e}"))?;
+    let rules = protection::RuleSet::from_patterns(patterns)
+        .map_err(|e| format!("{PREFIX} cannot read the protection rules: {e}"))?;
+    let mut updates = Vec::new();
+    for line in input.updates.lines().filter(|l| !l.is_empty()) {
+        updates.push(
+            RefUpdate::parse(line)
+                .ok_or_else(|| format!("{PREFIX} unrecognised ref update {line:?}"))?,
+        );
+    }
+    match judge_push(&rules, role, &updates) {
+        Some(msg) => Err(msg),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(role: &'a str, updates: &'a str) -> HookInput<'a> {
+        HookInput {
+            role: Some(role),
+            rules_json: Some(r#"["v*"]"#),
+            push_cert: None,
+            updates,
+        }
+    }
+
+    #[test]
+    fn hook_refuses_what_it_cannot_read_and_protected_changes_by_writers() {
+        let (a, b, z) = ("a".repeat(40), "b".repeat(40), "0".repeat(40));
+        let delete = format!("{a} {z} refs/tags/v1\n");
+        let moved = format!("{a} {b} refs/tags/v1\n");
+        let create = format!("{z} {a} refs/tags/v2\n{a} {b} refs/heads/main\n");
+        assert!(pre_receive(&input("write", &delete)).is_err());
+        assert!(pre_receive(&input("write", &moved)).is_err());
+        assert!(pre_receive(&input("write", &create)).is_ok());
+        assert!(pre_receive(&input("admin", &delete)).is_ok());
+        // A refusal names the rule.
+        let msg = pre_receive(&input("write", &moved)).unwrap_err();
+        assert!(msg.contains("v1") && msg.contains("\"v*\""), "{msg}");
+        // Fail closed: no hand-over, bad role, bad rules, bad lines, certificates.
+        let none = HookInput {
+            updates: &create,
+            ..HookInput::default()
+        };
+        assert!(pre_receive(&none).is_err());
+        assert!(pre_receive(&input("owner", &create)).is_err());
+        let mut bad_rules = input("admin", &create);
+        bad_rules.rules_json = Some("[\"a[\"]");
+        assert!(pre_receive(&bad_rules).is_err());
+        assert!(pre_receive(&input("admin", "garbage\n")).is_err());
+        let mut cert = input("admin", &create);
+        cert.push_cert = Some("0123");
+        assert!(pre_receive(&cert)
+            .unwrap_err()
+            .contains("push certificates"));
+    }
 }

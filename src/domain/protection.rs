@@ -29,12 +29,37 @@ pub fn compile(pattern: &str) -> DomainResult<GlobMatcher> {
         .map_err(|e| DomainError::Invalid(format!("invalid glob: {e}")))
 }
 
+/// Most rules one repository may have. The set travels to the pre-receive hook in one
+/// environment variable, which Linux caps at 128 KiB; 100 patterns of 255 bytes stay far below.
+pub const MAX_RULES_PER_REPO: usize = 100;
+
 /// The compiled rules of one repository.
 pub struct RuleSet {
     rules: Vec<(String, GlobMatcher)>,
 }
 
 impl RuleSet {
+    /// Compiles patterns handed over as text (the pre-receive hook's input). Unlike loading
+    /// from the database, an invalid pattern is an error: the caller must refuse, not guess.
+    pub fn from_patterns<I, S>(patterns: I) -> DomainResult<RuleSet>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut rules = Vec::new();
+        for p in patterns {
+            let p = p.into();
+            let m = compile(&p)?;
+            rules.push((p, m));
+        }
+        Ok(RuleSet { rules })
+    }
+
+    /// The patterns, in rule order (what `from_patterns` takes back).
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|(p, _)| p.as_str())
+    }
+
     /// The first pattern protecting `tag`, if any.
     pub fn protecting(&self, tag: &str) -> Option<&str> {
         self.rules
@@ -136,6 +161,11 @@ pub async fn create(
             for row in idx.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
                 ids.push(row?.0.value().1);
             }
+            if ids.len() >= MAX_RULES_PER_REPO {
+                return Err(DomainError::Invalid(format!(
+                    "a repository can have at most {MAX_RULES_PER_REPO} tag-protection rules"
+                )));
+            }
             for id in ids {
                 if let Some(v) = rules.get(id)? {
                     if codec::decode::<ProtectionRule>(v.value())?.pattern == pattern {
@@ -185,12 +215,7 @@ mod tests {
     use super::*;
 
     fn set(patterns: &[&str]) -> RuleSet {
-        RuleSet {
-            rules: patterns
-                .iter()
-                .map(|p| (p.to_string(), compile(p).unwrap()))
-                .collect(),
-        }
+        RuleSet::from_patterns(patterns.iter().copied()).unwrap()
     }
 
     #[test]

@@ -22,45 +22,98 @@ pub struct RefUpdate {
     pub name: String,
 }
 
-/// Parses the command list at the start of a receive-pack request. Returns the updates and
-/// whether the command list is complete (a flush packet was seen) in `buf`; `Err` for bytes
-/// that are not pkt-lines.
-pub fn parse_ref_updates(buf: &[u8]) -> Result<(Vec<RefUpdate>, bool), String> {
+impl RefUpdate {
+    /// Parses one `old new name` command as git hands it to hooks and sends it on the wire
+    /// (object ids of 40 or 64 hex digits, a name without spaces or control characters).
+    pub fn parse(line: &str) -> Option<RefUpdate> {
+        let mut parts = line.split(' ');
+        let (old, new, name) = (parts.next()?, parts.next()?, parts.next()?);
+        let is_oid = |s: &str| {
+            (s.len() == 40 || s.len() == 64)
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let name_ok = !name.is_empty() && !name.bytes().any(|b| b.is_ascii_control());
+        if parts.next().is_some() || !is_oid(old) || !is_oid(new) || !name_ok {
+            return None;
+        }
+        Some(RefUpdate {
+            old: old.to_owned(),
+            new: new.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Why the command section of a push is refused before git runs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PushParseError {
+    /// The bytes are not pkt-lines.
+    #[error("{0}")]
+    Framing(&'static str),
+    /// A signed push: git would apply the commands inside the certificate, and this server is
+    /// not configured to verify certificates.
+    #[error("signed pushes (push certificates) are not accepted: this server does not verify them; push without --signed")]
+    PushCertificate,
+    /// A line that is neither a ref update nor a `shallow` line.
+    #[error("unrecognised command in push: {0:?}")]
+    Unclassifiable(String),
+}
+
+/// Reads the command list at the start of a receive-pack request and classifies every line:
+/// each must be one ref update (`old new name`, capabilities after a NUL on the first) or a
+/// `shallow <oid>` line. Push certificates and anything else are refused, so no command can hide
+/// where a lenient reader would skip it. Returns the updates and whether the list is complete (a
+/// flush packet was seen) in `buf`. The protection decision itself is made by the pre-receive
+/// hook on what git will apply; this is a gate, not the judge.
+pub fn parse_ref_updates(buf: &[u8]) -> Result<(Vec<RefUpdate>, bool), PushParseError> {
     let mut out = Vec::new();
     let mut pos = 0;
     loop {
         if buf.len() < pos + 4 {
             return Ok((out, false));
         }
-        let len_hex = std::str::from_utf8(&buf[pos..pos + 4]).map_err(|_| "bad pkt-line")?;
-        let len = usize::from_str_radix(len_hex, 16).map_err(|_| "bad pkt-line length")?;
+        let len_hex = std::str::from_utf8(&buf[pos..pos + 4])
+            .map_err(|_| PushParseError::Framing("bad pkt-line"))?;
+        let len = usize::from_str_radix(len_hex, 16)
+            .map_err(|_| PushParseError::Framing("bad pkt-line length"))?;
         if len == 0 {
             return Ok((out, true));
         }
         if len < 4 {
-            return Err("bad pkt-line length".into());
+            return Err(PushParseError::Framing("bad pkt-line length"));
         }
         if buf.len() < pos + len {
             return Ok((out, false));
         }
-        let line = &buf[pos + 4..pos + len];
+        let raw = &buf[pos + 4..pos + len];
         pos += len;
-        let line = match line.iter().position(|&b| b == 0) {
-            Some(nul) => &line[..nul],
-            None => line,
+        let (line, caps) = match raw.iter().position(|&b| b == 0) {
+            Some(nul) => (&raw[..nul], &raw[nul + 1..]),
+            None => (raw, &[][..]),
         };
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches('\n');
-        let mut parts = line.splitn(3, ' ');
-        let (Some(old), Some(new), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            continue; // shallow / push-cert lines: not ref updates
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let caps = caps.strip_suffix(b"\n").unwrap_or(caps);
+        if caps.iter().any(|b| b.is_ascii_control()) {
+            return Err(PushParseError::Unclassifiable(
+                String::from_utf8_lossy(&caps[..caps.len().min(80)]).into_owned(),
+            ));
+        }
+        let preview = || String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned();
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Err(PushParseError::Unclassifiable(preview()));
         };
-        if old.len() == 40 && new.len() == 40 {
-            out.push(RefUpdate {
-                old: old.to_owned(),
-                new: new.to_owned(),
-                name: name.to_owned(),
-            });
+        if text == "push-cert" || text.starts_with("push-cert ") {
+            return Err(PushParseError::PushCertificate);
+        }
+        if let Some(oid) = text.strip_prefix("shallow ") {
+            if RefUpdate::parse(&format!("{oid} {oid} shallow")).is_some() {
+                continue;
+            }
+        }
+        match RefUpdate::parse(text) {
+            Some(u) => out.push(u),
+            None => return Err(PushParseError::Unclassifiable(preview())),
         }
     }
 }
@@ -81,8 +134,20 @@ pub struct CgiRequest {
     pub git_protocol: String,
     /// The authenticated user (enables receive-pack), empty for anonymous.
     pub remote_user: String,
-    /// When set, the pre-receive hook refuses the push with this message.
-    pub push_denied: Option<String>,
+    /// For pushes: what the pre-receive hook needs to judge the updates git will apply.
+    pub push_policy: Option<PushPolicy>,
+}
+
+/// What a push carries to the pre-receive hook (through the environment of `git http-backend`,
+/// which git passes on to its hooks): the `pfai` binary to run, the pusher's role and the
+/// repository's protection patterns, so the hook needs no database.
+pub struct PushPolicy {
+    /// The `pfai` executable the hook script runs.
+    pub hook_exe: std::path::PathBuf,
+    /// The pusher's role on the repository.
+    pub role: crate::ids::Role,
+    /// The repository's tag-protection patterns as a JSON array of strings.
+    pub rules_json: String,
 }
 
 /// The CGI's answer: status, headers, and the body still streaming from the process.
@@ -140,8 +205,10 @@ where
     if !req.remote_user.is_empty() {
         cmd.env("REMOTE_USER", &req.remote_user);
     }
-    if let Some(msg) = &req.push_denied {
-        cmd.env("PFAI_PUSH_DENIED", msg);
+    if let Some(policy) = &req.push_policy {
+        cmd.env(super::hook::ENV_EXE, &policy.hook_exe)
+            .env(super::hook::ENV_ROLE, policy.role.as_str())
+            .env(super::hook::ENV_RULES, &policy.rules_json);
     }
     let mut child = cmd.spawn()?;
     let mut stdin = child
@@ -238,11 +305,12 @@ mod tests {
         let a = "a".repeat(40);
         let z = "0".repeat(40);
         let body = format!(
-            "{}{}0000PACK",
+            "{}{}{}0000PACK",
             pkt(&format!(
                 "{a} {z} refs/tags/v1\0report-status side-band-64k\n"
             )),
-            pkt(&format!("{z} {a} refs/heads/main\n"))
+            pkt(&format!("{z} {a} refs/heads/main\n")),
+            pkt(&format!("shallow {a}\n")),
         );
         let (ups, done) = parse_ref_updates(body.as_bytes()).unwrap();
         assert!(done);
@@ -252,5 +320,43 @@ mod tests {
         let (_, done) = parse_ref_updates(&body.as_bytes()[..10]).unwrap();
         assert!(!done);
         assert!(parse_ref_updates(b"zzzz").is_err());
+    }
+
+    #[test]
+    fn commands_hidden_where_a_lenient_reader_skips_are_refused() {
+        let a = "a".repeat(40);
+        let z = "0".repeat(40);
+        let cert = format!(
+            "{}{}{}0000",
+            pkt("push-cert\0report-status\n"),
+            pkt(&format!(
+                "certificate version 0.1\npusher x\n\n{a} {z} refs/tags/v1\n"
+            )),
+            pkt("push-cert-end\n"),
+        );
+        assert_eq!(
+            parse_ref_updates(cert.as_bytes()),
+            Err(PushParseError::PushCertificate)
+        );
+        // Two commands in one pkt-line, a command with trailing words, a short id.
+        for line in [
+            format!("{a} {z} refs/tags/v1\n{a} {z} refs/tags/v2\n"),
+            format!("{a} {z} refs/tags/v1 extra\n"),
+            format!("{} {z} refs/tags/v1\n", &a[..39]),
+            "certificate version 0.1\n".to_owned(),
+        ] {
+            let body = format!("{}0000", pkt(&line));
+            assert!(
+                matches!(
+                    parse_ref_updates(body.as_bytes()),
+                    Err(PushParseError::Unclassifiable(_))
+                ),
+                "{line:?}"
+            );
+        }
+        // SHA-256 repositories use 64-digit ids.
+        let b = "b".repeat(64);
+        let body = format!("{}0000", pkt(&format!("{b} {b} refs/tags/v1\n")));
+        assert_eq!(parse_ref_updates(body.as_bytes()).unwrap().0.len(), 1);
     }
 }

@@ -3,6 +3,7 @@
 //! use the system `git`, always with validated arguments behind `--end-of-options`.
 //! Every function here is synchronous: callers run them on the blocking pool.
 
+pub mod hook;
 pub mod http_backend;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +70,7 @@ pub struct TagInfo {
 pub struct GitStore {
     root: PathBuf,
     hooks_dir: PathBuf,
+    hook_exe: Option<PathBuf>,
 }
 
 /// The all-zero object id git uses for "no ref" in updates.
@@ -81,28 +83,26 @@ impl GitStore {
         let hooks_dir = data_dir.join("git-hooks");
         std::fs::create_dir_all(&root)?;
         std::fs::create_dir_all(&hooks_dir)?;
-        let hook = hooks_dir.join("pre-receive");
-        // The server decides about protected refs before starting git (it has parsed the ref
-        // updates); this hook only carries that decision back through git so that the whole
-        // push is refused atomically and the client prints the reason.
-        let script = "#!/bin/sh\n\
-            if [ -n \"$PFAI_PUSH_DENIED\" ]; then\n\
-            \techo \"$PFAI_PUSH_DENIED\" >&2\n\
-            \texit 1\n\
-            fi\n\
-            exit 0\n";
-        std::fs::write(&hook, script)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))?;
+        hook::install(&hooks_dir)?;
+        let hook_exe = hook::find_exe();
+        if hook_exe.is_none() {
+            tracing::warn!("cannot find the pfai executable: every git push will be refused");
         }
-        Ok(GitStore { root, hooks_dir })
+        Ok(GitStore {
+            root,
+            hooks_dir,
+            hook_exe,
+        })
     }
 
     /// The root directory (`GIT_PROJECT_ROOT` for http-backend).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The `pfai` executable the pre-receive hook runs (`None`: pushes are refused).
+    pub fn hook_exe(&self) -> Option<&Path> {
+        self.hook_exe.as_deref()
     }
 
     /// The hooks directory passed as `core.hooksPath`.

@@ -1,7 +1,9 @@
 //! Git smart HTTP at `/<owner>/<repo>.git/...` (`info/refs`, `git-upload-pack`,
-//! `git-receive-pack`). Access is checked here through the domain; a push's ref updates are
-//! judged against tag protection before git runs, and a refusal travels back through git's
-//! pre-receive hook so the client prints it and no ref of the push changes.
+//! `git-receive-pack`). Access is checked here through the domain. For a push, every line of its
+//! command section is classified before git runs (push certificates and unknown lines are
+//! refused), and the pusher's role and the protection rules are handed to git's pre-receive
+//! hook, which judges the updates git will apply: a refusal rejects the whole push and the client
+//! prints it.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -14,8 +16,8 @@ use warp::Filter;
 use super::error::rest_reply;
 use super::{credentials, raw_query, reply, who, with_core, BodyStream, Ctx};
 use crate::auth::Credentials;
-use crate::domain::{git_tag, protection, DomainError, DomainResult};
-use crate::git::http_backend::{self, CgiRequest};
+use crate::domain::{protection, DomainError, DomainResult};
+use crate::git::http_backend::{self, CgiRequest, PushParseError, PushPolicy};
 use crate::ids::{RepoPath, Role};
 
 /// Largest command section of a push we read before starting git (refs are short).
@@ -76,7 +78,7 @@ async fn handle(
     };
 
     let mut prefix = Bytes::new();
-    let mut push_denied = None;
+    let mut push_policy = None;
     let mut body = body.unwrap_or_else(|| Box::pin(futures_util::stream::empty()));
     if service == Service::ReceivePack && method == "POST" {
         let encoded = headers
@@ -88,31 +90,15 @@ async fn handle(
                 "compressed push requests are not supported".into(),
             ));
         }
-        let mut buf = BytesMut::new();
-        let updates = loop {
-            match http_backend::parse_ref_updates(&buf) {
-                Ok((ups, true)) => break ups,
-                Ok((_, false)) => {}
-                Err(e) => return Err(DomainError::BadRequest(format!("malformed push: {e}"))),
-            }
-            if buf.len() > MAX_PUSH_COMMANDS {
-                return Err(DomainError::TooLarge(
-                    "too many ref updates in one push".into(),
-                ));
-            }
-            match body.next().await {
-                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                Some(Err(e)) => {
-                    return Err(DomainError::BadRequest(format!(
-                        "reading the push failed: {e}"
-                    )))
-                }
-                None => break Vec::new(),
-            }
-        };
+        prefix = read_push_commands(&mut body).await?;
         let rules = protection::rules(&core, &repo).await?;
-        push_denied = git_tag::judge_push(&rules, role, &updates);
-        prefix = buf.freeze();
+        let patterns: Vec<&str> = rules.patterns().collect();
+        push_policy = Some(PushPolicy {
+            hook_exe: core.git.hook_exe().map(Into::into).unwrap_or_default(),
+            role,
+            rules_json: serde_json::to_string(&patterns)
+                .map_err(|e| DomainError::Internal(format!("encoding rules: {e}")))?,
+        });
     }
 
     let header_str = |name: &str| {
@@ -131,7 +117,7 @@ async fn handle(
         content_encoding: header_str("content-encoding"),
         git_protocol: header_str("git-protocol"),
         remote_user: p.as_ref().map(|p| p.username.clone()).unwrap_or_default(),
-        push_denied,
+        push_policy,
     };
     let cgi = http_backend::run(&core.git, req, prefix, body)
         .await
@@ -152,6 +138,39 @@ async fn handle(
         }
     }
     Ok(resp)
+}
+
+/// Reads the command section of a push (up to its flush packet) so that every line is
+/// classified before git starts: push certificates and unrecognised lines are refused here. The
+/// bytes read are returned to be fed to git ahead of the rest of the body. Which updates are
+/// allowed is decided later by the pre-receive hook, on what git will apply.
+async fn read_push_commands(body: &mut BodyStream) -> DomainResult<Bytes> {
+    let mut buf = BytesMut::new();
+    loop {
+        match http_backend::parse_ref_updates(&buf) {
+            Ok((_, true)) => return Ok(buf.freeze()),
+            Ok((_, false)) => {}
+            Err(e @ PushParseError::PushCertificate) => {
+                return Err(DomainError::Forbidden(format!("pfai: {e}")))
+            }
+            Err(e) => return Err(DomainError::BadRequest(format!("malformed push: {e}"))),
+        }
+        if buf.len() > MAX_PUSH_COMMANDS {
+            return Err(DomainError::TooLarge(
+                "too many ref updates in one push".into(),
+            ));
+        }
+        match body.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                return Err(DomainError::BadRequest(format!(
+                    "reading the push failed: {e}"
+                )))
+            }
+            // A body that ends before its flush packet: git will say what is wrong with it.
+            None => return Ok(buf.freeze()),
+        }
+    }
 }
 
 /// The smart HTTP routes.

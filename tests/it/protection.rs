@@ -183,3 +183,178 @@ async fn protected_tags_need_admin_on_every_path() {
     git_ok(&wc, &["push", "-q", "origin", "refs/tags/v1.0.0"]);
     git_ok(&wc, &["push", "-q", "origin", "--delete", "v1.0.0"]);
 }
+
+/// A pkt-line: 4 hex digits of length (including themselves), then the payload.
+fn pkt(payload: &str) -> String {
+    format!("{:04x}{payload}", payload.len() + 4)
+}
+
+/// An empty pack (what a push whose objects the server already has sends after its commands).
+fn empty_pack() -> Vec<u8> {
+    let out = std::process::Command::new("git")
+        .args(["pack-objects", "--stdout"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Sends a hand-built `git-receive-pack` request; returns the status and the body as text.
+async fn raw_push(s: &TestServer, token: &str, commands: &str, pack: bool) -> (StatusCode, String) {
+    let mut body = commands.as_bytes().to_vec();
+    if pack {
+        body.extend(empty_pack());
+    }
+    let resp = s
+        .req(Method::POST, "/acme/app.git/git-receive-pack", None)
+        .basic_auth("x", Some(token))
+        .header("content-type", "application/x-git-receive-pack-request")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let st = resp.status();
+    (
+        st,
+        String::from_utf8_lossy(&resp.bytes().await.unwrap()).into_owned(),
+    )
+}
+
+async fn tag_commit(s: &TestServer, tag: &str) -> Option<String> {
+    let (st, v) = s
+        .get(&format!("/api/v1/forge/acme/app/tags/{tag}"), None)
+        .await;
+    (st == StatusCode::OK).then(|| v["commit"].as_str().unwrap().to_owned())
+}
+
+/// The attack this prevents: a `write` user deleted and force-moved a protected tag by hiding
+/// the ref-update command inside a push certificate, where the server's request parser did not
+/// look but git applied it. Every encoding is tried; the protected tag never changes, and the
+/// hook (which sees what git applies) refuses plain commands on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn protected_tag_cannot_be_changed_by_any_push_encoding() {
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let writer = s.user("writer").await;
+    s.collaborator("acme/app", "writer", "write").await;
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/acme/app/tag-protections",
+            Some(&s.admin),
+            json!({"pattern": "v*"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let wc = s.checkout("acme/app", &writer);
+    git_ok(&wc, &["tag", "v1"]);
+    std::fs::write(wc.join("f"), "x").unwrap();
+    git_ok(&wc, &["add", "f"]);
+    git_ok(&wc, &["commit", "-q", "-m", "next"]);
+    git_ok(&wc, &["push", "-q", "origin", "main", "v1"]);
+    let c1 = tag_commit(&s, "v1").await.unwrap();
+    let c2 = git_ok(&wc, &["rev-parse", "HEAD"]).trim().to_owned();
+    assert_ne!(c1, c2);
+    let zero = "0".repeat(40);
+    let caps = "\0report-status side-band-64k agent=git/2.47\n";
+    let cert = |commands: &str| {
+        let mut s = pkt(&format!("push-cert{caps}"));
+        s += &pkt(&format!(
+            "certificate version 0.1\npusher writer <w@example.com> 1700000000 +0000\npushee http://127.0.0.1/acme/app.git\nnonce 1700000000-abc\n\n{commands}-----BEGIN PGP SIGNATURE-----\nZmFrZQ==\n-----END PGP SIGNATURE-----\n"
+        ));
+        s + &pkt("push-cert-end\n")
+    };
+    let delete = format!("{c1} {zero} refs/tags/v1\n");
+    let moved = format!("{c1} {c2} refs/tags/v1\n");
+    let attempts: Vec<(&str, String, bool)> = vec![
+        ("push-cert delete", cert(&delete) + "0000", false),
+        ("push-cert force-move", cert(&moved) + "0000", true),
+        (
+            "certificate lines split into their own pkt-lines",
+            pkt(&format!("push-cert{caps}"))
+                + &pkt("certificate version 0.1\n")
+                + &pkt("pusher writer <w@example.com> 1700000000 +0000\n")
+                + &pkt("\n")
+                + &pkt(&delete)
+                + &pkt("push-cert-end\n")
+                + "0000",
+            false,
+        ),
+        (
+            "plain branch update mixed with a certificate",
+            pkt(&format!("{c1} {c2} refs/heads/main{caps}")) + &cert(&delete) + "0000",
+            true,
+        ),
+        (
+            "several commands in one pkt-line",
+            pkt(&format!(
+                "{c1} {c2} refs/heads/main{caps}{c1} {zero} refs/tags/v1\n"
+            )) + "0000",
+            true,
+        ),
+        (
+            "two commands in one pkt-line after the capabilities",
+            pkt(&format!("{c1} {c2} refs/heads/other{caps}"))
+                + &pkt(&format!(
+                    "{zero} {c2} refs/heads/x\n{c1} {zero} refs/tags/v1\n"
+                ))
+                + "0000",
+            true,
+        ),
+    ];
+    for (what, commands, pack) in attempts {
+        let (st, body) = raw_push(&s, &writer, &commands, pack).await;
+        assert!(
+            st.is_client_error(),
+            "{what}: refused before git runs, got {st}: {body}"
+        );
+        if what.contains("cert") {
+            assert!(body.contains("push certificates"), "{what}: {body}");
+        }
+        assert_eq!(
+            tag_commit(&s, "v1").await.as_deref(),
+            Some(c1.as_str()),
+            "{what}"
+        );
+    }
+
+    // Plain commands pass the gate and meet the hook: delete and move refused with the rule's
+    // name, the whole push (with an allowed branch update) rejected.
+    for (what, commands, pack) in [
+        (
+            "plain delete",
+            pkt(&format!("{}{caps}", delete.trim_end())) + "0000",
+            false,
+        ),
+        (
+            "plain force-move with a branch update",
+            pkt(&format!("{}{caps}", moved.trim_end()))
+                + &pkt(&format!("{zero} {c2} refs/heads/side\n"))
+                + "0000",
+            true,
+        ),
+    ] {
+        let (st, body) = raw_push(&s, &writer, &commands, pack).await;
+        assert_eq!(st, StatusCode::OK, "{what}: {body}");
+        assert!(body.contains("protected by rule \"v*\""), "{what}: {body}");
+        assert!(body.contains("pre-receive hook declined"), "{what}: {body}");
+        assert_eq!(
+            tag_commit(&s, "v1").await.as_deref(),
+            Some(c1.as_str()),
+            "{what}"
+        );
+    }
+    assert_eq!(git_ok(&wc, &["ls-remote", "origin", "refs/heads/side"]), "");
+
+    // What is allowed still works over the same raw path: a writer creates a protected tag,
+    // an admin deletes it.
+    let create = pkt(&format!("{zero} {c2} refs/tags/v2{caps}")) + "0000";
+    let (st, body) = raw_push(&s, &writer, &create, true).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.contains("ok refs/tags/v2"), "{body}");
+    assert_eq!(tag_commit(&s, "v2").await.as_deref(), Some(c2.as_str()));
+    let del = pkt(&format!("{c2} {zero} refs/tags/v2{caps}")) + "0000";
+    let (st, body) = raw_push(&s, &s.admin, &del, false).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(tag_commit(&s, "v2").await, None, "{body}");
+}
