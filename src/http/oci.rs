@@ -208,7 +208,14 @@ async fn dispatch(
     headers: HeaderMap,
     body: &mut BodyStream,
 ) -> DomainResult<Response> {
-    let route = parse_route(&tail)?;
+    let route = match parse_route(&tail) {
+        // No manifest can exist under a name that is not a valid tag: reading one is "unknown"
+        // (as the conformance suites expect); only pushing one is TAG_INVALID.
+        Err(DomainError::TagInvalid(_)) if method == Method::GET || method == Method::HEAD => {
+            return Err(DomainError::ManifestUnknown)
+        }
+        r => r?,
+    };
     let p = who(&core, creds, false).await?;
     let p = p.as_ref();
     let pairs = query_pairs(&query);

@@ -816,6 +816,28 @@ async fn manifests_are_validated_and_byte_exact() {
         "TAG_INVALID"
     );
 
+    // Reading a manifest under a name that is not a valid tag: it cannot exist, so 404
+    // MANIFEST_UNKNOWN (not 400), for GET and HEAD alike.
+    assert_eq!(
+        error_code(
+            o.req(
+                Method::GET,
+                &format!("/v2/{n}/manifests/.INVALID_MANIFEST_NAME")
+            )
+            .send()
+            .await
+            .unwrap()
+        )
+        .await,
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
+    );
+    let r = o
+        .req(Method::HEAD, &format!("/v2/{n}/manifests/{t129}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
     // Size limit: exactly 4 MiB accepted, one byte more refused while reading (with and
     // without Content-Length).
     let limit = 4 << 20;
@@ -1059,6 +1081,37 @@ async fn tag_lists_referrers_and_packages() {
     assert_eq!(r.headers()["oci-filters-applied"], "artifactType");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["manifests"], json!([]));
+    // A plain image manifest with a subject and no artifactType is a referrer too; its
+    // artifactType there is its config's media type (conformance: artifacts-with-subject).
+    let image_config = "application/vnd.oci.image.config.v1+json";
+    let image_referrer = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": image_config, "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sig, "size": 15}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": d, "size": m.len()}
+    }))
+    .unwrap();
+    let r = o
+        .put_manifest(n, &sha(&image_referrer), OCI_MANIFEST, &image_referrer)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let v: Value = o
+        .req(
+            Method::GET,
+            &format!(
+                "/v2/{n}/referrers/{d}?artifactType={}",
+                image_config.replace('+', "%2B")
+            ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["manifests"][0]["digest"], sha(&image_referrer).as_str());
+    assert_eq!(v["manifests"][0]["artifactType"], image_config);
 
     // The Packages view.
     let (st, pk) = s.get("/api/v1/forge/acme/app/packages", None).await;

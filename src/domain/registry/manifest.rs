@@ -133,6 +133,24 @@ fn descriptor_digest(d: &Descriptor, what: &str) -> Result<Digest, ManifestError
     Digest::parse(&d.digest).map_err(|e| ManifestError::Digest(format!("{what}: {e}")))
 }
 
+/// The config's media type of a stored (already validated) manifest, if it has a config: what
+/// the referrers API reports as `artifactType` when the manifest sets none.
+pub fn config_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Config {
+        #[serde(rename = "mediaType")]
+        media_type: String,
+    }
+    #[derive(Deserialize)]
+    struct WithConfig {
+        config: Option<Config>,
+    }
+    serde_json::from_slice::<WithConfig>(bytes)
+        .ok()?
+        .config
+        .map(|c| c.media_type)
+}
+
 /// Parses and validates `bytes` pushed with `content_type` (parameters ignored).
 pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Parsed, ManifestError> {
     let doc: Document =

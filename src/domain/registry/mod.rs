@@ -522,14 +522,20 @@ pub async fn referrers(
                 let Some(m) = manifest_txn(txn, &n, referrer)? else {
                     continue;
                 };
-                if artifact_type.is_some() && m.artifact_type != artifact_type {
+                // The spec's artifactType of a referrer: its own, else its config's media type
+                // (also for a plain image config, which `ManifestMeta` does not record).
+                let effective = m
+                    .artifact_type
+                    .clone()
+                    .or_else(|| manifest::config_media_type(&m.bytes));
+                if artifact_type.is_some() && effective != artifact_type {
                     continue;
                 }
                 out.push(ReferrerDescriptor {
                     media_type: m.media_type.clone(),
                     digest: referrer.to_owned(),
                     size: m.bytes.len() as u64,
-                    artifact_type: m.artifact_type.clone(),
+                    artifact_type: effective,
                     annotations: serde_json::from_str(&m.annotations_json).ok().flatten(),
                 });
             }
