@@ -6,12 +6,16 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use crate::domain::git_tag::{self, HookInput};
-use crate::git::hook::{ENV_PUSH_CERT, ENV_ROLE, ENV_RULES};
+use crate::git::hook::{ALLOW_LINE, ENV_PUSH_CERT, ENV_ROLE, ENV_RULES};
 
-/// Runs the named hook; exit 0 lets git go on, 1 refuses the whole push.
+/// Runs the named hook: prints the allow line and exits 0 to let git go on, or prints the
+/// refusal to stderr (git shows it as `remote:` lines) and exits 1.
 pub fn run(name: &str) -> ExitCode {
     match judge(name) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            println!("{ALLOW_LINE}");
+            ExitCode::SUCCESS
+        }
         Err(msg) => {
             eprintln!("{msg}");
             ExitCode::FAILURE

@@ -180,7 +180,11 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         } => commands::gc(dry_run, grace_seconds, json).await,
         Command::Fsck { json } => commands::fsck(json).await,
         Command::Bench(c) => bench::run(c).await,
-        Command::Hook { name } => hook::judge(&name).map_err(CliError::Msg),
+        // `main` runs hooks before starting a runtime; this arm keeps the match whole.
+        Command::Hook { name } => match hook::run(&name) {
+            code if code == std::process::ExitCode::SUCCESS => Ok(()),
+            _ => Err(CliError::Msg(format!("the {name} hook refused"))),
+        },
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

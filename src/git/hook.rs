@@ -17,21 +17,34 @@ pub const ENV_RULES: &str = "PFAI_HOOK_RULES";
 /// Set by git (to the certificate's blob id) when the push carried a push certificate.
 pub const ENV_PUSH_CERT: &str = "GIT_PUSH_CERT";
 
+/// What `pfai hook pre-receive` prints when it lets a push through. The script requires it, so
+/// a binary that is not `pfai` (or a crash that exits 0) can never pass a push.
+pub const ALLOW_LINE: &str = "pfai-pre-receive: allowed";
+
 /// The script written to `$DATA_DIR/git-hooks/pre-receive`.
-const SCRIPT: &str = "#!/bin/sh\n\
+fn script() -> String {
+    format!(
+        "#!/bin/sh\n\
 # Written by pfai at every start. The decision is made by `pfai hook pre-receive` on the ref\n\
 # updates git passes on standard input; without the server's environment it refuses.\n\
 if [ -z \"$PFAI_HOOK_EXE\" ]; then\n\
 \techo \"pfai: refusing the push: it did not come through the pfai server, or the server could not find its own executable\" >&2\n\
 \texit 1\n\
 fi\n\
-exec \"$PFAI_HOOK_EXE\" hook pre-receive\n";
+answer=$(\"$PFAI_HOOK_EXE\" hook pre-receive) || exit 1\n\
+if [ \"$answer\" != \"{ALLOW_LINE}\" ]; then\n\
+\techo \"pfai: refusing the push: the push check did not answer\" >&2\n\
+\texit 1\n\
+fi\n\
+exit 0\n"
+    )
+}
 
 /// Writes the hook script (atomically: a running push never sees half a script).
 pub fn install(hooks_dir: &Path) -> std::io::Result<()> {
     let hook = hooks_dir.join("pre-receive");
     let tmp = hooks_dir.join(".pre-receive.tmp");
-    std::fs::write(&tmp, SCRIPT)?;
+    std::fs::write(&tmp, script())?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -42,9 +55,10 @@ pub fn install(hooks_dir: &Path) -> std::io::Result<()> {
     crate::storage::fsync_dir(hooks_dir)
 }
 
-/// The `pfai` binary the hook runs: this process's executable when it is `pfai`, else a `pfai`
-/// beside it or one directory up (a test binary under `target/debug/deps/` finds
-/// `target/debug/pfai`). `None` leaves the hook refusing every push, and is logged at start.
+/// The `pfai` binary the hook runs: this process's executable when it is named `pfai`, else a
+/// `pfai` beside it or one directory up (a test binary under `target/debug/deps/` finds
+/// `target/debug/pfai`), else this executable whatever its name (an installed, renamed server).
+/// `None` leaves the hook refusing every push, and is logged at start.
 pub fn find_exe() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     if exe.file_stem().is_some_and(|s| s == "pfai") {
@@ -54,4 +68,5 @@ pub fn find_exe() -> Option<PathBuf> {
     [dir.join("pfai"), dir.parent()?.join("pfai")]
         .into_iter()
         .find(|p| p.is_file())
+        .or(Some(exe))
 }
