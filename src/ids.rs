@@ -160,6 +160,35 @@ impl From<Digest> for String {
     }
 }
 
+/// The conversions every string-backed id shares: `Display` (the validated text), `Debug` (the
+/// text quoted), and the `TryFrom<String>`/`Into<String>` pair serde uses, which parses on the
+/// way in so a stored or received value is never unvalidated.
+macro_rules! string_id {
+    ($t:ident) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = InvalidId;
+            fn try_from(s: String) -> Result<Self, InvalidId> {
+                $t::parse(&s)
+            }
+        }
+        impl From<$t> for String {
+            fn from(s: $t) -> String {
+                s.0
+            }
+        }
+    };
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
@@ -237,27 +266,7 @@ impl Slug {
     }
 }
 
-impl fmt::Display for Slug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for Slug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-impl TryFrom<String> for Slug {
-    type Error = InvalidId;
-    fn try_from(s: String) -> Result<Self, InvalidId> {
-        Slug::parse(&s)
-    }
-}
-impl From<Slug> for String {
-    fn from(s: Slug) -> String {
-        s.0
-    }
-}
+string_id!(Slug);
 
 /// A forge repository, `<owner>/<repo>`: the unit of access control for REST, git and `/v2/`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -348,27 +357,7 @@ impl OciName {
     }
 }
 
-impl fmt::Display for OciName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for OciName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-impl TryFrom<String> for OciName {
-    type Error = InvalidId;
-    fn try_from(s: String) -> Result<Self, InvalidId> {
-        OciName::parse(&s)
-    }
-}
-impl From<OciName> for String {
-    fn from(s: OciName) -> String {
-        s.0
-    }
-}
+string_id!(OciName);
 
 /// An OCI tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -401,27 +390,7 @@ impl OciTag {
     }
 }
 
-impl fmt::Display for OciTag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for OciTag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-impl TryFrom<String> for OciTag {
-    type Error = InvalidId;
-    fn try_from(s: String) -> Result<Self, InvalidId> {
-        OciTag::parse(&s)
-    }
-}
-impl From<OciTag> for String {
-    fn from(s: OciTag) -> String {
-        s.0
-    }
-}
+string_id!(OciTag);
 
 /// A manifest reference: a tag or a digest (a reference containing `:` must be a digest).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -513,27 +482,7 @@ impl GitTagName {
     }
 }
 
-impl fmt::Display for GitTagName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for GitTagName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-impl TryFrom<String> for GitTagName {
-    type Error = InvalidId;
-    fn try_from(s: String) -> Result<Self, InvalidId> {
-        GitTagName::parse(&s)
-    }
-}
-impl From<GitTagName> for String {
-    fn from(s: GitTagName) -> String {
-        s.0
-    }
-}
+string_id!(GitTagName);
 
 /// The display name of a release asset. It is never used as a path on its own (files are named
 /// `<asset-id>-<name>` under a validated directory), but it is still refused when it could
@@ -576,27 +525,7 @@ impl AssetName {
     }
 }
 
-impl fmt::Display for AssetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for AssetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-impl TryFrom<String> for AssetName {
-    type Error = InvalidId;
-    fn try_from(s: String) -> Result<Self, InvalidId> {
-        AssetName::parse(&s)
-    }
-}
-impl From<AssetName> for String {
-    fn from(s: AssetName) -> String {
-        s.0
-    }
-}
+string_id!(AssetName);
 
 /// An upload session id: a UUID in its hyphenated lowercase form, safe as a file name.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -641,27 +570,7 @@ impl UploadId {
     }
 }
 
-impl fmt::Display for UploadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl fmt::Debug for UploadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-impl TryFrom<String> for UploadId {
-    type Error = InvalidId;
-    fn try_from(s: String) -> Result<Self, InvalidId> {
-        UploadId::parse(&s)
-    }
-}
-impl From<UploadId> for String {
-    fn from(s: UploadId) -> String {
-        s.0
-    }
-}
+string_id!(UploadId);
 
 #[cfg(test)]
 mod tests {
