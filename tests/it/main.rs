@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod git_hosting;
 mod harness;
+mod limits;
 mod protection;
 mod registry;
 mod releases;
