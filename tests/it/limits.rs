@@ -322,3 +322,85 @@ async fn the_open_file_soft_limit_is_raised_to_the_hard_limit_at_start() {
     assert_eq!(hard_now, hard.to_string());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn expect_100_continue_and_chunked_bodies_still_work_through_the_watched_connections() {
+    let secs = Duration::from_secs(5);
+    let s = server(secs, secs, secs, 64).await;
+    let loc = start_upload(&s).await;
+    let mut sock = connect(&s).await;
+    let head =
+        patch_head(&loc, &s.admin, 10).replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n");
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let (status, interim) = read_response(&mut sock).await;
+    assert_eq!(status, 100, "{interim}");
+    sock.write_all(b"0123456789").await.unwrap();
+    let (status, head) = read_response(&mut sock).await;
+    assert_eq!(status, 202, "{head}");
+    assert!(head.contains("range: 0-9"), "{head}");
+
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        s.admin
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    sock.write_all(b"5\r\nabcde\r\n0\r\n\r\n").await.unwrap();
+    let (status, head) = read_response(&mut sock).await;
+    assert_eq!(status, 202, "{head}");
+    assert!(head.contains("range: 0-14"), "{head}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_download_is_cut() {
+    // Two slots: the harness client's kept-alive connection and the stalled reader.
+    let s = server(NEVER, NEVER, Duration::from_secs(1), 2).await;
+    s.repo("acme", "app", false).await;
+    // Far more than the socket buffers on both sides can hold.
+    let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = pfai::ids::Digest::sha256_of(&data).to_string();
+    let r = s
+        .req(
+            Method::POST,
+            &format!("/v2/acme/app/blobs/uploads/?digest={digest}"),
+            Some(&s.admin),
+        )
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let mut stalled = connect(&s).await;
+    let get = format!(
+        "GET /v2/acme/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        s.admin
+    );
+    stalled.write_all(get.as_bytes()).await.unwrap();
+    // While the reader holds the last slot, newcomers get 503; once it is cut, they are served.
+    let start = Instant::now();
+    loop {
+        let mut sock = connect(&s).await;
+        let _ = sock
+            .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let answer = closed_by_server(&mut sock).await.unwrap_or_default();
+        if answer.starts_with("HTTP/1.1 200 ") {
+            break;
+        }
+        assert!(
+            start.elapsed() < CUT_WITHIN,
+            "a client not reading its download still held a slot: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(Ok(n)) = tokio::time::timeout(CUT_WITHIN, stalled.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    assert!(got < data.len(), "the whole download was delivered: {got}");
+}
