@@ -663,3 +663,18 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::fit_cap;
+
+    #[test]
+    fn a_cap_larger_than_the_open_file_limit_allows_is_lowered() {
+        // 1024 descriptors: a quarter stays for files and pipes, so 768 connections at most.
+        assert_eq!(fit_cap(4096, Some(1024)), 768);
+        assert_eq!(fit_cap(8, Some(20_000)), 8);
+        assert_eq!(fit_cap(4096, Some(rlimit::INFINITY)), 4096);
+        assert_eq!(fit_cap(4096, None), 4096);
+        assert_eq!(fit_cap(0, Some(1)), 1);
+    }
+}
