@@ -1,5 +1,6 @@
-//! Wiring: open the stores, bootstrap the first admin, build the routes, serve with graceful
-//! shutdown, and run the periodic jobs. `spawn` is used by `pfai serve` and by the tests alike.
+//! Wiring: open the stores, bootstrap the first admin, raise the open-file limit, build the
+//! routes, serve them (`conn`: timeouts, connection cap, graceful shutdown), and run the periodic
+//! jobs. `spawn` is used by `pfai serve` and by the tests alike.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,6 +82,10 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     if let Some(path) = account::bootstrap_admin(&core, &config.data_dir).await? {
         tracing::info!(path = %path.display(), "created site admin `admin`; its token is in this file");
     }
+    // Before binding, so that the connection cap below fits the limit in force.
+    let fd_soft = crate::conn::raise_fd_limit();
+    let mut conn_limits = config.conn.clone();
+    conn_limits.max_connections = crate::conn::fit_cap(conn_limits.max_connections, fd_soft);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -124,13 +129,10 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     };
     let core2 = core.clone();
     let join = tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move {
-                let _ = rx.await;
-            })
-            .run()
-            .await;
+        crate::conn::serve(listener, routes, conn_limits, async move {
+            let _ = rx.await;
+        })
+        .await;
         flusher.abort();
         // Wait for the abort, so its handle on the database is gone when we return.
         let _ = flusher.await;

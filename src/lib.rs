@@ -10,6 +10,7 @@
 //! - [`domain`]: the rules: accounts, releases, tags, protection.
 //! - [`http`]: warp filters and the single error-to-wire mapping.
 //! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
+//! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, graceful shutdown.
 //! - [`fuzzing`]: fuzz bodies, replayed by `cargo test`.
 
 #![deny(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod domain;
 pub mod fuzzing;
 pub mod git;

@@ -11,10 +11,11 @@ pub mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConnLimits};
 pub use client::{CliError, CliResult};
 
 /// pfai: releases, protected git tags and an OCI registry in one binary.
@@ -145,6 +146,31 @@ pub struct ServeArgs {
     /// Unreferenced registry blobs younger than this survive GC.
     #[arg(long, env = "PFAI_GC_GRACE_SECONDS", default_value_t = 3600)]
     pub gc_grace_seconds: u64,
+    /// Seconds a client has to send a request's headers (slowloris defence).
+    #[arg(long, env = "PFAI_HEADER_TIMEOUT_SECONDS", default_value_t = config::DEFAULT_HEADER_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_seconds: u64,
+    /// Seconds a keep-alive connection with no request in flight stays open.
+    #[arg(long, env = "PFAI_IDLE_TIMEOUT_SECONDS", default_value_t = config::DEFAULT_IDLE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_seconds: u64,
+    /// Seconds a request body may send nothing (or a client may stop reading a response) before
+    /// the request is cut; an OCI upload session keeps the bytes it received and can resume.
+    #[arg(long, env = "PFAI_BODY_TIMEOUT_SECONDS", default_value_t = config::DEFAULT_BODY_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_seconds: u64,
+    /// Connections served at once; past it a new connection gets `503` and is closed.
+    #[arg(long, env = "PFAI_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS,
+          value_parser = parse_max_connections)]
+    pub max_connections: usize,
+}
+
+/// 1 ..= 1 000 000 (the shutdown waits for all of them with one semaphore acquire).
+fn parse_max_connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("must be a number from 1 to 1000000".into()),
+    }
 }
 
 impl ServeArgs {
@@ -156,6 +182,12 @@ impl ServeArgs {
             .filter(|p| !p.as_os_str().is_empty());
         c.limits.asset_max = self.asset_max_bytes;
         c.limits.gc_grace_secs = self.gc_grace_seconds.min(i64::MAX as u64) as i64;
+        c.conn = ConnLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            max_connections: self.max_connections,
+        };
         c
     }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod conformance;
 mod git_hosting;
 mod harness;
+mod limits;
 mod protection;
 mod registry;
 mod releases;
