@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::domain::Limits;
+use crate::storage::FaultSwitch;
 
 /// Default listen address: loopback only, so a fresh install is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -24,6 +25,10 @@ pub struct Config {
     pub asset_storage_path: Option<PathBuf>,
     /// Size limits.
     pub limits: Limits,
+    /// Tests only: a switch that makes the database file's writes fail (see
+    /// `storage::FaultSwitch`). Always `None` in `pfai serve`.
+    #[doc(hidden)]
+    pub db_faults: Option<FaultSwitch>,
 }
 
 impl Config {
@@ -34,6 +39,7 @@ impl Config {
             data_dir,
             asset_storage_path: None,
             limits: Limits::default(),
+            db_faults: None,
         }
     }
 
