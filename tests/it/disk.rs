@@ -210,6 +210,9 @@ async fn a_full_disk_does_not_block_writes_after_space_is_freed() {
     let (st, v) = health(&s).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["status"], "degraded", "{v}");
+    // Reads keep working on the full disk.
+    let (st, v) = s.get(&format!("{BASE}/v1"), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
 
     // Space is freed: every kind of write works again without a restart.
     std::fs::remove_file(&filler).unwrap();
