@@ -459,6 +459,60 @@ pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn put(txn: &WriteTransaction, k: &str) -> Result<(), StorageError> {
+        txn.open_table(tables::META)?.insert(k, b"v".as_slice())?;
+        Ok(())
+    }
+
+    /// The reopen after a failed commit must wait for a transaction that still holds the old
+    /// file (redb refuses a second open meanwhile), then succeed, instead of failing the write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reopen_waits_for_a_transaction_still_holding_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = FaultSwitch::default();
+        let db = Db::open_with(&dir.path().join("x.redb"), Some(faults.clone())).unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let reader = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.read(move |_txn| {
+                    let _ = held_tx.send(());
+                    let _ = go_rx.recv();
+                    Ok::<_, StorageError>(())
+                })
+                .await
+            }
+        });
+        held_rx.recv().unwrap();
+
+        faults.arm();
+        match db.write(|txn| put(txn, "during")).await {
+            Err(StorageError::Io(e)) => assert_eq!(e.raw_os_error(), Some(backend::ENOSPC)),
+            other => panic!("expected ENOSPC, got {other:?}"),
+        }
+        assert!(db.write_failure().is_some());
+        faults.disarm();
+
+        // Let the reader go only once the next write is waiting to reopen.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = go_tx.send(());
+        });
+        db.write(|txn| put(txn, "after")).await.unwrap();
+        releaser.join().unwrap();
+        reader.await.unwrap().unwrap();
+        assert!(db.write_failure().is_none());
+        let (during, after) = db
+            .read(|txn| {
+                let meta = txn.open_table(tables::META)?;
+                Ok::<_, StorageError>((meta.get("during")?.is_some(), meta.get("after")?.is_some()))
+            })
+            .await
+            .unwrap();
+        assert!(!during && after, "during={during} after={after}");
+    }
+
     #[test]
     fn a_newer_schema_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
