@@ -74,10 +74,11 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     {
         return Err(StartError::NoGit);
     }
-    let core = Core::open(
+    let core = Core::open_with(
         &config.data_dir,
         &config.asset_base(),
         config.limits.clone(),
+        config.db_faults.clone(),
     )?;
     if let Some(path) = account::bootstrap_admin(&core, &config.data_dir).await? {
         tracing::info!(path = %path.display(), "created site admin `admin`; its token is in this file");
@@ -117,6 +118,13 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
                 if let Err(e) = release::flush_downloads(&core).await {
                     tracing::warn!(error = %e, "flushing download counts failed; will retry");
                 }
+                // After a failed disk write: try a small write, so health recovers (and the
+                // database is reopened) even while no client writes.
+                if core.db.write_failure().is_some() {
+                    if let Some(why) = core.db.recheck().await {
+                        tracing::warn!(reason = %why, "database writes still failing");
+                    }
+                }
                 // Every 10 minutes: purge idle upload sessions (active ones are skipped).
                 if n % 120 == 0 {
                     let ttl = core.limits.upload_ttl_secs;
@@ -136,8 +144,19 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
         flusher.abort();
         // Wait for the abort, so its handle on the database is gone when we return.
         let _ = flusher.await;
-        if let Err(e) = release::flush_downloads(&core2).await {
-            tracing::error!(error = %e, "flushing download counts at shutdown failed");
+        // A failed flush keeps the counts in memory; the retry runs on a reopened database
+        // when the failure was a poisoned one.
+        for attempt in 1..=3 {
+            match release::flush_downloads(&core2).await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(error = %e, "flushing download counts at shutdown failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "flushing download counts at shutdown failed; they are lost")
+                }
+            }
         }
         tracing::info!("server stopped");
     });

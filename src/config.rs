@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::domain::Limits;
+use crate::storage::FaultSwitch;
 
 /// Default listen address: loopback only, so a fresh install is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
@@ -64,6 +65,10 @@ pub struct Config {
     pub limits: Limits,
     /// Connection timeouts and the connection cap.
     pub conn: ConnLimits,
+    /// Tests only: a switch that makes the database file's writes fail (see
+    /// `storage::FaultSwitch`). Always `None` in `pfai serve`.
+    #[doc(hidden)]
+    pub db_faults: Option<FaultSwitch>,
 }
 
 impl Config {
@@ -75,6 +80,7 @@ impl Config {
             asset_storage_path: None,
             limits: Limits::default(),
             conn: ConnLimits::default(),
+            db_faults: None,
         }
     }
 

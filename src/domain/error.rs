@@ -77,6 +77,10 @@ pub enum DomainError {
     /// OCI: the operation is not supported.
     #[error("{0}")]
     Unsupported(String),
+    /// The server cannot do this now but may shortly (the database is being reopened after an
+    /// I/O error); the client may retry.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
     /// Something broke inside; details are logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -88,6 +92,7 @@ impl From<StorageError> for DomainError {
             StorageError::Io(io) if io.raw_os_error() == Some(28) => {
                 DomainError::InsufficientStorage(io.to_string())
             }
+            StorageError::Unavailable(why) => DomainError::Unavailable(why),
             other => DomainError::Internal(other.to_string()),
         }
     }

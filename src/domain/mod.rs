@@ -24,7 +24,7 @@ use crate::ids::{RepoPath, Role};
 use crate::storage::blob::BlobStore;
 use crate::storage::files::AssetFiles;
 use crate::storage::records::Repo;
-use crate::storage::{codec, tables, Db, StorageError};
+use crate::storage::{codec, tables, Db, FaultSwitch, StorageError};
 
 /// Size limits, from the configuration.
 #[derive(Debug, Clone)]
@@ -81,8 +81,19 @@ impl Core {
         asset_base: &Path,
         limits: Limits,
     ) -> Result<Arc<Core>, StorageError> {
+        Core::open_with(data_dir, asset_base, limits, None)
+    }
+
+    /// `open`, with a fault switch on the database file (tests drive a full disk with it).
+    #[doc(hidden)]
+    pub fn open_with(
+        data_dir: &Path,
+        asset_base: &Path,
+        limits: Limits,
+        db_faults: Option<FaultSwitch>,
+    ) -> Result<Arc<Core>, StorageError> {
         std::fs::create_dir_all(data_dir)?;
-        let db = Db::open(&data_dir.join("pfai.redb"))?;
+        let db = Db::open_with(&data_dir.join("pfai.redb"), db_faults)?;
         let git = GitStore::open(data_dir)?;
         let blobs = BlobStore::open(data_dir)?;
         let assets = AssetFiles::open(asset_base)?;

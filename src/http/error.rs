@@ -33,6 +33,7 @@ fn rest_parts(e: &DomainError) -> (StatusCode, &'static str) {
         ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "manifest_blob_unknown"),
         SizeInvalid(_) => (StatusCode::BAD_REQUEST, "size_invalid"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "unsupported"),
+        Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -46,6 +47,10 @@ fn public_message(e: &DomainError) -> String {
         DomainError::InsufficientStorage(detail) => {
             tracing::error!(error = %detail, "disk full");
             "the server is out of disk space".into()
+        }
+        DomainError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "service unavailable");
+            "the server cannot store data right now; try again shortly".into()
         }
         other => other.to_string(),
     }
@@ -111,6 +116,7 @@ fn oci_parts(e: &DomainError) -> (StatusCode, &'static str) {
         ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
         SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }

@@ -207,9 +207,20 @@ async fn recover(err: warp::Rejection) -> Result<Response, Infallible> {
 
 /// Every route of the server, with request logging and one `recover`.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
+    // 503 `degraded` while database writes fail (full disk, I/O error, reopen failing), so a
+    // load balancer or supervisor sees what clients would; 200 `ok` again once a write commits.
     let health = warp::path!("api" / "v1" / "health")
         .and(warp::get())
-        .map(|| reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+        .and(with_core(core.clone()))
+        .then(|core: Ctx| async move {
+            match core.db.recheck().await {
+                None => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+                Some(reason) => reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "degraded", "reason": reason}),
+                ),
+            }
+        });
     let all = health
         .or(rest::routes(core.clone()))
         .unify()

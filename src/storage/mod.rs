@@ -1,6 +1,7 @@
 //! Storage: the redb database (all metadata) and the files on disk (blobs, assets, uploads).
 //! Knows nothing of HTTP, OCI rules or git; `domain` gives it meaning.
 
+pub mod backend;
 pub mod blob;
 pub mod codec;
 pub mod files;
@@ -8,10 +9,15 @@ pub mod mmap;
 pub mod records;
 pub mod tables;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+
+pub use backend::FaultSwitch;
+use backend::{IoLog, WatchedBackend};
 
 /// The schema version of the redb file. A file with a newer version is refused at open.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -33,6 +39,10 @@ pub enum StorageError {
     /// The data directory was written by a newer pfai.
     #[error("{0}")]
     Schema(String),
+    /// The database cannot run transactions now (it is being reopened after an I/O error, or
+    /// the reopen failed); the caller may retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -55,29 +65,218 @@ from_redb!(
     redb::CommitError
 );
 
+/// How long a reopen waits for the old handle to close (in-flight transactions end and drop
+/// it; redb refuses a second open of the file meanwhile) before reporting the database busy.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// While writes are failing, health checks re-try one small write at most this often.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The metadata database. Cheap to clone. Every transaction runs on the blocking pool through
 /// `read`/`write`, so no async task ever blocks on disk and no write transaction can span a
 /// network await (the closure is synchronous).
+///
+/// It survives a failed disk write: redb answers every transaction with "previous I/O error"
+/// after one, until the file is closed and reopened. When that happens the current handle is
+/// retired (new transactions no longer get it; the ones in flight finish and drop it, which
+/// closes the file) and the next transaction reopens the file, waiting up to `REOPEN_WAIT` for
+/// the old handle to close. Until a write commits again, `write_failure` says why, and health
+/// reports it.
 #[derive(Clone)]
 pub struct Db {
-    inner: Arc<Database>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    faults: Option<FaultSwitch>,
+    /// The handle transactions use; `None` between a retirement and a successful reopen.
+    current: Mutex<Option<Handle>>,
+    /// Counts opens, so a stale failure cannot retire a newer handle.
+    generation: AtomicU64,
+    /// Serializes reopen attempts.
+    reopening: Mutex<()>,
+    /// Why writes cannot succeed now; cleared by the next commit that succeeds.
+    failure: Mutex<Option<String>>,
+    /// When a write was last tried on behalf of a health check (`recheck`).
+    last_probe: Mutex<Option<Instant>>,
+}
+
+/// One open of the file.
+#[derive(Clone)]
+struct Handle {
+    db: Arc<Database>,
+    io: Arc<IoLog>,
+    generation: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Whether redb has latched its failed state (every transaction would fail until a reopen).
+fn is_poisoned(db: &Database) -> bool {
+    use redb::{StorageError as S, TransactionError as T};
+    matches!(
+        db.try_begin_write(),
+        Err(T::Storage(S::PreviousIo | S::DatabaseClosed))
+    )
+}
+
+fn poisoned_begin(e: &redb::TransactionError) -> bool {
+    use redb::{StorageError as S, TransactionError as T};
+    matches!(e, T::Storage(S::PreviousIo | S::DatabaseClosed))
 }
 
 impl Db {
     /// Opens (or creates) `pfai.redb`, creating every table and checking the schema version.
     pub fn open(path: &Path) -> Result<Db, StorageError> {
-        let db = Database::create(path)?;
+        Db::open_with(path, None)
+    }
+
+    /// `open`, with a fault switch on the file's writes when `faults` is set (tests only).
+    #[doc(hidden)]
+    pub fn open_with(path: &Path, faults: Option<FaultSwitch>) -> Result<Db, StorageError> {
         let this = Db {
-            inner: Arc::new(db),
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                faults,
+                current: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                reopening: Mutex::new(()),
+                failure: Mutex::new(None),
+                last_probe: Mutex::new(None),
+            }),
         };
+        let first = this.open_file()?;
+        *lock(&this.shared.current) = Some(first);
         this.init_schema()?;
         Ok(this)
+    }
+
+    fn open_file(&self) -> Result<Handle, redb::DatabaseError> {
+        let io = Arc::new(IoLog::default());
+        let backend =
+            WatchedBackend::open(&self.shared.path, io.clone(), self.shared.faults.clone())?;
+        let db = redb::Builder::new().create_with_backend(backend)?;
+        Ok(Handle {
+            db: Arc::new(db),
+            io,
+            generation: self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1,
+        })
+    }
+
+    /// The handle to use, reopening the file if the last one was retired.
+    fn handle(&self) -> Result<Handle, StorageError> {
+        if let Some(h) = lock(&self.shared.current).clone() {
+            return Ok(h);
+        }
+        self.reopen()
+    }
+
+    fn reopen(&self) -> Result<Handle, StorageError> {
+        let _one = lock(&self.shared.reopening);
+        if let Some(h) = lock(&self.shared.current).clone() {
+            return Ok(h);
+        }
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            match self.open_file() {
+                Ok(h) => {
+                    tracing::warn!("database reopened after an I/O error");
+                    *lock(&self.shared.current) = Some(h.clone());
+                    return Ok(h);
+                }
+                // The old handle is still held by a transaction in flight.
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    let reason = format!("the database could not be reopened: {e}");
+                    tracing::error!(%reason);
+                    self.set_failure(reason.clone());
+                    return Err(match e {
+                        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+                            StorageError::Io(io)
+                        }
+                        _ => StorageError::Unavailable(reason),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops handing out `h`; the file closes when its last transaction ends.
+    fn retire(&self, h: Handle) {
+        let generation = h.generation;
+        drop(h);
+        let mut cur = lock(&self.shared.current);
+        if cur.as_ref().is_some_and(|c| c.generation == generation) {
+            *cur = None;
+            tracing::error!("the database hit an I/O error; it will be reopened");
+        }
+    }
+
+    fn set_failure(&self, reason: String) {
+        *lock(&self.shared.failure) = Some(reason);
+    }
+
+    /// Begins a transaction, retiring a poisoned handle and retrying once on a fresh one (so
+    /// the first write after space was freed already succeeds).
+    fn begin<T>(
+        &self,
+        begin: impl Fn(&Database) -> Result<T, redb::TransactionError>,
+    ) -> Result<(T, Handle), StorageError> {
+        let mut retried = false;
+        loop {
+            let h = self.handle()?;
+            match begin(&h.db) {
+                Ok(t) => return Ok((t, h)),
+                Err(e) if poisoned_begin(&e) && !retried => {
+                    retried = true;
+                    self.retire(h);
+                }
+                Err(e) if poisoned_begin(&e) => {
+                    self.retire(h);
+                    return Err(StorageError::Unavailable(
+                        "the database is recovering from an I/O error; try again".into(),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// After a failed transaction on `h`: if its file failed (since `before` failures, or
+    /// redb has latched), returns the storage error to report instead of the closure's, and
+    /// retires the handle when redb has latched.
+    fn after_failure(&self, h: Handle, before: u64, writing: bool) -> Option<StorageError> {
+        let total = h.io.failures();
+        if total == 0 {
+            return None;
+        }
+        let poisoned = is_poisoned(&h.db);
+        let io = h.io.last_error();
+        if poisoned {
+            self.retire(h);
+        }
+        if !(poisoned || total > before) {
+            return None;
+        }
+        if writing {
+            self.set_failure(format!("a database write failed: {io}"));
+            Some(StorageError::Io(io))
+        } else {
+            Some(StorageError::Unavailable(format!(
+                "the database is recovering from an I/O error ({io}); try again"
+            )))
+        }
     }
 
     fn init_schema(&self) -> Result<(), StorageError> {
         use redb::ReadableTable;
         use tables::*;
-        let txn = self.inner.begin_write()?;
+        let (txn, _h) = self.begin(|db| db.begin_write())?;
         {
             let mut meta = txn.open_table(META)?;
             let stored = meta
@@ -131,10 +330,19 @@ impl Db {
         T: Send + 'static,
         E: From<StorageError> + Send + 'static,
     {
-        let db = self.inner.clone();
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(StorageError::from)?;
-            f(&txn)
+            let (txn, h) = this.begin(|db| db.begin_read())?;
+            let before = h.io.failures();
+            let out = f(&txn);
+            drop(txn);
+            match out {
+                Ok(v) => Ok(v),
+                Err(e) => match this.after_failure(h, before, false) {
+                    Some(se) => Err(E::from(se)),
+                    None => Err(e),
+                },
+            }
         })
         .await
         .map_err(|e| E::from(StorageError::Task(e.to_string())))?
@@ -142,22 +350,76 @@ impl Db {
 
     /// Runs `f` in a write transaction on the blocking pool and commits if it returns `Ok`.
     /// Dropping the transaction on `Err` aborts it, so a failed logical change writes nothing.
+    /// A failure of the file itself is reported as `StorageError::Io` (ENOSPC becomes 507),
+    /// whatever the closure made of it.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<StorageError> + Send + 'static,
     {
-        let db = self.inner.clone();
+        let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut txn = db.begin_write().map_err(StorageError::from)?;
+            let (mut txn, h) = this.begin(|db| db.begin_write())?;
+            let before = h.io.failures();
             txn.set_quick_repair(true);
-            let out = f(&txn)?;
-            txn.commit().map_err(StorageError::from)?;
-            Ok(out)
+            let out = match f(&txn) {
+                Ok(v) => txn
+                    .commit()
+                    .map(|()| v)
+                    .map_err(|e| E::from(StorageError::from(e))),
+                Err(e) => {
+                    drop(txn);
+                    Err(e)
+                }
+            };
+            match out {
+                Ok(v) => {
+                    if lock(&this.shared.failure).take().is_some() {
+                        tracing::warn!("database writes succeed again");
+                    }
+                    Ok(v)
+                }
+                Err(e) => match this.after_failure(h, before, true) {
+                    Some(se) => Err(E::from(se)),
+                    None => Err(e),
+                },
+            }
         })
         .await
         .map_err(|e| E::from(StorageError::Task(e.to_string())))?
+    }
+
+    /// Why writes cannot succeed right now (the last one failed on the file, or the database
+    /// could not be reopened), or `None` when the last write committed.
+    pub fn write_failure(&self) -> Option<String> {
+        lock(&self.shared.failure).clone()
+    }
+
+    /// `write_failure`, after re-trying one small durable write (at most once per
+    /// `PROBE_INTERVAL`) when writes were failing, so health turns `ok` once space is freed
+    /// even if no client writes. Healthy databases are not written to.
+    pub async fn recheck(&self) -> Option<String> {
+        self.write_failure()?;
+        {
+            let mut last = lock(&self.shared.last_probe);
+            if last.is_some_and(|t| t.elapsed() < PROBE_INTERVAL) {
+                return self.write_failure();
+            }
+            *last = Some(Instant::now());
+        }
+        let probe = self
+            .write(|txn| {
+                let mut meta = txn.open_table(tables::META)?;
+                let now = jiff::Timestamp::now().as_second();
+                meta.insert("write_probe", now.to_le_bytes().as_slice())?;
+                Ok::<_, StorageError>(())
+            })
+            .await;
+        if let Err(e) = probe {
+            tracing::debug!(error = %e, "write probe failed");
+        }
+        self.write_failure()
     }
 }
 
@@ -196,6 +458,60 @@ pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn put(txn: &WriteTransaction, k: &str) -> Result<(), StorageError> {
+        txn.open_table(tables::META)?.insert(k, b"v".as_slice())?;
+        Ok(())
+    }
+
+    /// The reopen after a failed commit must wait for a transaction that still holds the old
+    /// file (redb refuses a second open meanwhile), then succeed, instead of failing the write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reopen_waits_for_a_transaction_still_holding_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = FaultSwitch::default();
+        let db = Db::open_with(&dir.path().join("x.redb"), Some(faults.clone())).unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let reader = tokio::spawn({
+            let db = db.clone();
+            async move {
+                db.read(move |_txn| {
+                    let _ = held_tx.send(());
+                    let _ = go_rx.recv();
+                    Ok::<_, StorageError>(())
+                })
+                .await
+            }
+        });
+        held_rx.recv().unwrap();
+
+        faults.arm();
+        match db.write(|txn| put(txn, "during")).await {
+            Err(StorageError::Io(e)) => assert_eq!(e.raw_os_error(), Some(backend::ENOSPC)),
+            other => panic!("expected ENOSPC, got {other:?}"),
+        }
+        assert!(db.write_failure().is_some());
+        faults.disarm();
+
+        // Let the reader go only once the next write is waiting to reopen.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = go_tx.send(());
+        });
+        db.write(|txn| put(txn, "after")).await.unwrap();
+        releaser.join().unwrap();
+        reader.await.unwrap().unwrap();
+        assert!(db.write_failure().is_none());
+        let (during, after) = db
+            .read(|txn| {
+                let meta = txn.open_table(tables::META)?;
+                Ok::<_, StorageError>((meta.get("during")?.is_some(), meta.get("after")?.is_some()))
+            })
+            .await
+            .unwrap();
+        assert!(!during && after, "during={during} after={after}");
+    }
 
     #[test]
     fn a_newer_schema_is_refused_with_a_clear_message() {

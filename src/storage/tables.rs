@@ -3,8 +3,9 @@
 
 use redb::TableDefinition;
 
-/// `key -> bytes`: `"schema_version"` (u32 LE) and id sequences `"seq:<kind>"` (u64 LE).
-/// Writer: `Db::open` and `next_id`.
+/// `key -> bytes`: `"schema_version"` (u32 LE), id sequences `"seq:<kind>"` (u64 LE) and
+/// `"write_probe"` (i64 LE unix seconds of the last write tried to see whether writes succeed
+/// again after a disk failure). Writer: `Db::open`, `Db::recheck` and `next_id`.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// `username -> User`. Invariant: a name is in at most one of USERS and ORGS.

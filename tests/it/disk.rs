@@ -1,0 +1,239 @@
+//! A failed disk write must not leave the server unable to write until a restart: redb latches
+//! a failed commit ("previous I/O error"), so the server reopens the database, reports
+//! `degraded` health while writes fail, and keeps unflushed download counts.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use pfai::storage::FaultSwitch;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::harness::{git_ok, TestServer};
+
+const BASE: &str = "/api/v1/forge/acme/app/releases";
+
+/// A repository with `main` pushed and a published release `v1`.
+async fn with_release(s: &TestServer) {
+    s.repo("acme", "app", false).await;
+    let wc = s.checkout("acme/app", &s.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let (st, v) = s
+        .post(
+            BASE,
+            Some(&s.admin),
+            json!({"tagName": "v1", "targetCommit": "main"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
+
+async fn upload(s: &TestServer, name: &str, data: Vec<u8>) -> (StatusCode, Value) {
+    let part = reqwest::multipart::Part::bytes(data).file_name(name.to_owned());
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let r = s
+        .req(Method::POST, &format!("{BASE}/v1/assets"), Some(&s.admin))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn health(s: &TestServer) -> (StatusCode, Value) {
+    s.get("/api/v1/health", None).await
+}
+
+async fn create_org(s: &TestServer, name: &str) -> (StatusCode, Value) {
+    s.post("/api/v1/orgs", Some(&s.admin), json!({"name": name}))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_database_commit_does_not_block_writes_until_restart() {
+    let faults = FaultSwitch::default();
+    let switch = faults.clone();
+    let s = TestServer::start_with(move |c| c.db_faults = Some(switch)).await;
+    with_release(&s).await;
+    let (st, asset) = upload(&s, "app.tar.gz", vec![7u8; 10_000]).await;
+    assert_eq!(st, StatusCode::CREATED, "{asset}");
+    let asset_url = format!("{}{BASE}/v1/assets/{}", s.url, asset["id"]);
+    assert_eq!(health(&s).await.0, StatusCode::OK);
+
+    // The disk fills. A download still works (nothing has written yet) and is counted in
+    // memory; the first write then fails with a clear 507 and poisons redb.
+    faults.arm();
+    let r = s.http.get(&asset_url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), 10_000);
+    for name in ["during1", "during2"] {
+        let (st, v) = create_org(&s, name).await;
+        assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
+        assert_eq!(v["error"]["code"], "insufficient_storage", "{v}");
+    }
+    let (st, v) = health(&s).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+    // A flush that fails keeps the count for the next one.
+    assert!(pfai::domain::release::flush_downloads(s.core())
+        .await
+        .is_err());
+    assert_eq!(
+        s.core()
+            .pending_downloads
+            .lock()
+            .unwrap()
+            .values()
+            .sum::<u64>(),
+        1,
+        "a failed flush dropped the pending download count"
+    );
+
+    // Space is freed: writes succeed again without a restart, health recovers.
+    // The first requests race the reopen: readers and writers at once all succeed.
+    faults.disarm();
+    let rel_url = format!("{}{BASE}/v1", s.url);
+    let names = ["after", "a1", "a2", "a3", "a4", "a5"];
+    let writes = names.iter().map(|n| create_org(&s, n));
+    let reads = (0..6).map(|_| s.http.get(&rel_url).send());
+    let (writes, reads) = tokio::join!(
+        futures_util::future::join_all(writes),
+        futures_util::future::join_all(reads)
+    );
+    for (st, v) in writes {
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    for r in reads {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    let (st, v) = health(&s).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "ok");
+    pfai::domain::release::flush_downloads(s.core())
+        .await
+        .unwrap();
+    let (_, rel) = s.get(&format!("{BASE}/v1"), None).await;
+    assert_eq!(rel["assets"][0]["downloadCount"], 1, "{rel}");
+
+    // Nothing refused was half-stored, nothing acknowledged was lost, across a restart.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let (_, rel) = s.get(&format!("{BASE}/v1"), None).await;
+    assert_eq!(rel["assets"][0]["downloadCount"], 1, "{rel}");
+    assert_eq!(create_org(&s, "after").await.0, StatusCode::CONFLICT);
+    for name in ["during1", "during2"] {
+        assert_eq!(create_org(&s, name).await.0, StatusCode::CREATED);
+    }
+    s.stop().await;
+}
+
+/// A tmpfs mounted over a directory for the length of a test; unmounted (lazily, so a
+/// server that was not stopped cannot keep it busy) and removed on drop.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// `None` when this environment does not allow mounting (not root, no CAP_SYS_ADMIN).
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        ok.then(|| Tmpfs {
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes to `path` until the filesystem is full.
+fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0xa5u8; 64 << 10];
+    loop {
+        match f.write_all(&chunk).and_then(|()| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling the disk: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_does_not_block_writes_after_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount(dir.path(), "8m") else {
+        eprintln!("skipped: mounting a tmpfs is not permitted here");
+        return;
+    };
+    let filler = dir.path().join("filler");
+    let s = TestServer::start_in(dir, |_| {}).await;
+    with_release(&s).await;
+    fill(&filler);
+
+    // Streams into a full disk: 507, as before.
+    let (st, v) = upload(&s, "big.bin", vec![1u8; 512 << 10]).await;
+    assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
+
+    // Database writes that need new pages fail cleanly too, and health says so.
+    let mut refused = None;
+    for i in 0..20u8 {
+        let body = format!("{i}").repeat(400_000);
+        let (st, v) = s
+            .call(
+                Method::PATCH,
+                &format!("{BASE}/v1"),
+                Some(&s.admin),
+                Some(json!({ "body": body })),
+            )
+            .await;
+        if !st.is_success() {
+            refused = Some((st, v));
+            break;
+        }
+    }
+    let (st, v) = refused.expect("a full disk accepted 8 MB of release notes");
+    assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
+    let (st, v) = health(&s).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["status"], "degraded", "{v}");
+    // Reads keep working on the full disk.
+    let (st, v) = s.get(&format!("{BASE}/v1"), None).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+
+    // Space is freed: every kind of write works again without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            &format!("{BASE}/v1"),
+            Some(&s.admin),
+            Some(json!({"body": "after the disk was full"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = upload(&s, "small.bin", vec![2u8; 100 << 10]).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = health(&s).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, rel) = s.get(&format!("{BASE}/v1"), None).await;
+    assert_eq!(rel["body"], "after the disk was full");
+    assert_eq!(rel["assets"][0]["name"], "small.bin", "{rel}");
+
+    let dir = s.stop().await;
+    drop(mount);
+    drop(dir);
+}
