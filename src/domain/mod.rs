@@ -74,7 +74,29 @@ pub struct Core {
     pub uploads: registry::upload::Sessions,
 }
 
+/// Free space below which health reports `degraded`: blob and asset streams (and soon the
+/// database) cannot succeed, even while the database still commits into its own free pages.
+pub const LOW_SPACE_BYTES: u64 = 1 << 20;
+
 impl Core {
+    /// Why writes of files cannot succeed now (a filesystem of blobs or assets with less than
+    /// `LOW_SPACE_BYTES` free), for the health endpoint; `None` when there is room.
+    pub fn low_space(&self) -> Option<String> {
+        for dir in [self.blobs.dir(), self.assets.base()] {
+            match crate::storage::free_bytes(dir) {
+                Ok(free) if free < LOW_SPACE_BYTES => {
+                    return Some(format!(
+                        "only {free} bytes free on the filesystem of {}",
+                        dir.display()
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Some(format!("cannot read free space of {}: {e}", dir.display())),
+            }
+        }
+        None
+    }
+
     /// Opens every store under `data_dir` (assets under `asset_base`).
     pub fn open(
         data_dir: &Path,

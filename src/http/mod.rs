@@ -207,13 +207,18 @@ async fn recover(err: warp::Rejection) -> Result<Response, Infallible> {
 
 /// Every route of the server, with request logging and one `recover`.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
-    // 503 `degraded` while database writes fail (full disk, I/O error, reopen failing), so a
-    // load balancer or supervisor sees what clients would; 200 `ok` again once a write commits.
+    // 503 `degraded` while database writes fail (full disk, I/O error, reopen failing) or the
+    // blob or asset filesystem is out of space, so a load balancer or supervisor sees what
+    // clients would; 200 `ok` again once a write commits and there is room.
     let health = warp::path!("api" / "v1" / "health")
         .and(warp::get())
         .and(with_core(core.clone()))
         .then(|core: Ctx| async move {
-            match core.db.recheck().await {
+            let degraded = match core.db.recheck().await {
+                Some(reason) => Some(reason),
+                None => core.low_space(),
+            };
+            match degraded {
                 None => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
                 Some(reason) => reply::json(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -286,6 +286,11 @@ impl BlobStore {
         OpenOptions::new().append(true).open(self.upload_path(id))
     }
 
+    /// The blobs directory (health checks the free space of its filesystem).
+    pub fn dir(&self) -> &Path {
+        &self.blobs
+    }
+
     /// Publishes a finished, fsynced file under its digest. If the blob already exists the
     /// new copy is dropped (content addressing makes them equal), unless the existing file is
     /// damaged (wrong size or content), in which case the verified new one replaces it.

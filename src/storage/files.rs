@@ -27,6 +27,11 @@ impl AssetFiles {
         Ok(this)
     }
 
+    /// The base directory (health checks the free space of its filesystem).
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
     fn purge_temp(&self, dir: &Path, depth: u32) {
         let Ok(rd) = fs::read_dir(dir) else { return };
         for e in rd.flatten() {

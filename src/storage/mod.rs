@@ -450,6 +450,12 @@ pub fn next_id(txn: &WriteTransaction, seq: &str) -> Result<u64, StorageError> {
     Ok(next)
 }
 
+/// Bytes an unprivileged writer can still use on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Fsyncs a directory so that a rename or create inside it is durable.
 pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()

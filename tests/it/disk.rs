@@ -184,6 +184,10 @@ async fn a_full_disk_does_not_block_writes_after_space_is_freed() {
     with_release(&s).await;
     fill(&filler);
 
+    // A full disk is reported by health before any write was even tried.
+    let (st, v) = health(&s).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("bytes free"), "{v}");
     // Streams into a full disk: 507, as before.
     let (st, v) = upload(&s, "big.bin", vec![1u8; 512 << 10]).await;
     assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE, "{v}");
