@@ -1492,3 +1492,71 @@ async fn idle_upload_sessions_are_purged_active_ones_kept() {
     );
     assert_eq!(walk(&s.data_dir().join("uploads")), 1);
 }
+
+/// 200 parallel POSTs used to open 86-176 sessions past the per-user cap of 64 (the count and
+/// the insert were two transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_upload_starts_never_overshoot_the_session_cap() {
+    let s = setup().await;
+    let url = format!("{}/v2/acme/app/blobs/uploads/", s.url);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let http = s.http.clone();
+        let (url, token) = (url.clone(), s.admin.clone());
+        set.spawn(async move {
+            let r = http
+                .post(url)
+                .basic_auth("x", Some(token))
+                .send()
+                .await
+                .unwrap();
+            let loc = r
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            let (st, code) = error_code(r).await;
+            (st, code, loc)
+        });
+    }
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    while let Some(r) = set.join_next().await {
+        let (st, code, loc) = r.unwrap();
+        match st {
+            StatusCode::ACCEPTED => accepted.push(loc.unwrap()),
+            StatusCode::FORBIDDEN => {
+                assert_eq!(code, "DENIED");
+                refused += 1;
+            }
+            other => panic!("unexpected {other} {code}"),
+        }
+    }
+    assert_eq!(accepted.len(), 64);
+    assert_eq!(refused, 136);
+    // Refused starts leave no file behind.
+    let files = std::fs::read_dir(s.data_dir().join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 64);
+
+    let o = Oci::new(&s, Some(&s.admin));
+    let loc = &accepted[0];
+    let path = loc.strip_prefix(&s.url).unwrap_or(loc);
+    let r = o.req(Method::DELETE, path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = o
+        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = o
+        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "DENIED".into())
+    );
+}
