@@ -1560,3 +1560,55 @@ async fn parallel_upload_starts_never_overshoot_the_session_cap() {
         (StatusCode::FORBIDDEN, "DENIED".into())
     );
 }
+
+/// A tag list of an image never pushed answered 200 `[]` (spec: 404 NAME_UNKNOWN) and `n=-1`
+/// answered 405 UNSUPPORTED (a malformed parameter is a 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tag_list_of_unknown_image_is_name_unknown_and_bad_n_is_400() {
+    let s = setup().await;
+    let o = Oci::new(&s, Some(&s.admin));
+    let get = |path: String| o.req(Method::GET, &path).send();
+    let r = get("/v2/acme/app/never/tags/list".into()).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into())
+    );
+    let r = get("/v2/acme/app/tags/list".into()).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into())
+    );
+
+    let n = "acme/app/img";
+    let (_, d) = o.push_image(n, "v1", b"layer").await;
+    for q in ["n=-1", "n=abc", "n=1.5"] {
+        let r = get(format!("/v2/{n}/tags/list?{q}")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+    }
+    let r = get(format!("/v2/{n}/tags/list?n=0")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("link").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"name": n, "tags": []}));
+
+    // Every tag deleted, the manifest kept: the image still exists, with no tags.
+    let r = o
+        .req(Method::DELETE, &format!("/v2/{n}/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = get(format!("/v2/{n}/tags/list")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tags"], json!([]));
+    // And after the manifest itself is deleted (blobs remain linked): still known.
+    let r = o
+        .req(Method::DELETE, &format!("/v2/{n}/manifests/{d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = get(format!("/v2/{n}/tags/list")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
