@@ -479,7 +479,7 @@ pub async fn create_repo(
             Ok(())
         })
         .await?;
-    let p3 = path.clone();
+    let (p3, p4) = (path.clone(), path.clone());
     core.git(move |g| g.init(&p3)).await?;
     let description = description.to_owned();
     core.db
@@ -499,9 +499,12 @@ pub async fn create_repo(
                 created_at: now_unix(),
             };
             repos.insert(key.as_str(), codec::encode(&repo)?.as_slice())?;
-            Ok(RepoView::new(&repo, Some(Role::Admin)))
+            Ok::<_, DomainError>(())
         })
-        .await
+        .await?;
+    // The creator's permission is what GET will report (an org `write` member stays `write`),
+    // so it is computed the same way rather than assumed.
+    get_repo(core, Some(&who), &p4).await
 }
 
 /// Reads a repository (404 when invisible).

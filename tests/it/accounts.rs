@@ -325,3 +325,53 @@ async fn everything_survives_a_restart() {
         "counts were flushed at shutdown"
     );
 }
+
+/// The 201 body of a repository created by an org `write` member said `admin`, while every
+/// later GET said `write`: the body now reports the permission the creator really has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repo_create_reports_the_creators_real_permission() {
+    let s = TestServer::start().await;
+    let (st, _) = s
+        .post("/api/v1/orgs", Some(&s.admin), json!({"name": "acme"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let dev = s.user("dev").await;
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/acme/members/dev",
+            Some(&s.admin),
+            Some(json!({"role": "write"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, created) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&dev),
+            json!({"owner": "acme", "name": "lib", "private": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let (st, got) = s.get("/api/v1/forge/acme/lib", Some(&dev)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(created["permission"], "write");
+    assert_eq!(created["permission"], got["permission"]);
+    // The org's admin (site admin here) and a user in their own namespace are admins.
+    let (_, v) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&s.admin),
+            json!({"owner": "acme", "name": "core"}),
+        )
+        .await;
+    assert_eq!(v["permission"], "admin");
+    let (_, v) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&dev),
+            json!({"owner": "dev", "name": "mine"}),
+        )
+        .await;
+    assert_eq!(v["permission"], "admin");
+}
