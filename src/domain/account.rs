@@ -434,7 +434,7 @@ pub async fn create_repo(
     description: &str,
 ) -> DomainResult<RepoView> {
     let who = require(who)?.clone();
-    let path = RepoPath::new(owner, name)?;
+    let path = RepoPath::new_repo(owner, name)?;
     if description.len() > 4096 {
         return Err(DomainError::Invalid(
             "description is limited to 4096 bytes".into(),

@@ -375,3 +375,41 @@ async fn repo_create_reports_the_creators_real_permission() {
         .await;
     assert_eq!(v["permission"], "admin");
 }
+
+/// `x.git` was accepted and then only reachable as `x.git.git`: names ending in `.git` are
+/// refused with 422 and nothing is created on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repo_names_ending_in_dot_git_are_refused() {
+    let s = TestServer::start().await;
+    let (st, _) = s
+        .post("/api/v1/orgs", Some(&s.admin), json!({"name": "acme"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    for name in ["x.git", "app.git", "a.b.git"] {
+        let (st, v) = s
+            .post(
+                "/api/v1/forge/repos",
+                Some(&s.admin),
+                json!({"owner": "acme", "name": name}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(".git"),
+            "{v}"
+        );
+        assert!(!s.data_dir().join(format!("repos/acme/{name}")).exists());
+        assert!(!s.data_dir().join(format!("repos/acme/{name}.git")).exists());
+    }
+    // Names merely containing "git" are fine.
+    for name in ["git", "gitx", "x.gitx", "x-git"] {
+        let (st, v) = s
+            .post(
+                "/api/v1/forge/repos",
+                Some(&s.admin),
+                json!({"owner": "acme", "name": name}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{name}: {v}");
+    }
+}

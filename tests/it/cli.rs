@@ -610,3 +610,18 @@ async fn bench_pushes_pulls_and_reads_manifests() {
     assert_eq!(code, 1);
     assert!(err.contains("401"), "{err}");
 }
+
+/// `pfai repo create acme/x.git` used to succeed and leave a repository cloned as `x.git.git`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_repo_create_refuses_names_ending_in_dot_git() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+    cli.ok(&root, &["org", "create", "acme"]);
+    let (code, err) = cli.fails(&root, Some(&s.admin), &["repo", "create", "acme/x.git"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(".git"), "{err}");
+    let (st, _) = s.get("/api/v1/forge/acme/x.git", Some(&s.admin)).await;
+    assert_eq!(st, reqwest::StatusCode::NOT_FOUND);
+    cli.ok(&root, &["repo", "create", "acme/x"]);
+}
