@@ -96,10 +96,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every stored blob and report damage (site admin).
+    /// Check blobs and release assets against their rows, and find orphan files and tags left
+    /// by a crash (site admin). Exits 1 while problems remain.
     ///
-    /// Example: pfai fsck
+    /// Example: pfai fsck --repair
     Fsck {
+        /// Also fix what is safe: remove orphan asset and upload files, delete git tags made
+        /// for releases that were never recorded (only while they still point where pfai put
+        /// them).
+        #[arg(long)]
+        repair: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -169,7 +175,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
             grace_seconds,
             json,
         } => commands::gc(dry_run, grace_seconds, json).await,
-        Command::Fsck { json } => commands::fsck(json).await,
+        Command::Fsck { repair, json } => commands::fsck(repair, json).await,
         Command::Bench(c) => bench::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;

@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod error;
+pub mod fsck;
 pub mod git_tag;
 pub mod protection;
 pub mod registry;
@@ -72,6 +73,10 @@ pub struct Core {
     pub pending_downloads: Mutex<HashMap<u64, u64>>,
     /// OCI upload sessions in progress (locks and running hashes).
     pub uploads: registry::upload::Sessions,
+    /// Held shared by every write that puts a file or a git tag in place before the row that
+    /// owns it commits (asset publish, upload session start, a release's tag); held exclusively
+    /// by `fsck` while it judges orphans, so an in-flight write is never taken for one.
+    pub fsck_gate: tokio::sync::RwLock<()>,
 }
 
 impl Core {
@@ -94,6 +99,7 @@ impl Core {
             limits,
             pending_downloads: Mutex::new(HashMap::new()),
             uploads: registry::upload::Sessions::default(),
+            fsck_gate: tokio::sync::RwLock::new(()),
         }))
     }
 

@@ -104,6 +104,33 @@ impl AssetFiles {
         Ok(())
     }
 
+    /// Every file under the base (at most four levels deep: `<owner>/<repo>/<release>/<file>`)
+    /// except in-flight temp files, for fsck to match against the rows.
+    pub fn list_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+            let Ok(rd) = fs::read_dir(dir) else { return };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(t) = e.file_type() else { continue };
+                if t.is_dir() {
+                    if depth < 3 {
+                        walk(&p, depth + 1, out);
+                    }
+                } else if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.base, 0, &mut out);
+        out
+    }
+
+    /// The base directory (paths in fsck reports are shown relative to it).
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
     /// Removes one asset file (missing is fine: the row is what counts).
     pub fn remove(&self, path: &Path) -> io::Result<()> {
         match fs::remove_file(path) {

@@ -56,7 +56,8 @@ impl Sessions {
             m.remove(id.as_str());
         }
     }
-    fn is_live(&self, id: &str) -> bool {
+    /// Whether a request is working on this session now (its file may have no row yet).
+    pub fn is_live(&self, id: &str) -> bool {
         self.map.lock().map(|m| m.contains_key(id)).unwrap_or(false)
     }
 }
@@ -75,6 +76,7 @@ pub async fn start(
     access(core, who, name, Role::Write).await?;
     let user = username(who);
     let id = UploadId::random();
+    let _gate = core.fsck_gate.read().await;
     core.blobs.create_upload(&id)?;
     let now = now_unix();
     let session = UploadSession {
@@ -515,6 +517,8 @@ where
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))??;
     // Remove the row first (a crash after this leaves only an orphan file for the purge).
+    // Until the file is renamed into the CAS it has no row: keep fsck from judging it.
+    let _gate = core.fsck_gate.read().await;
     let key = id.to_string();
     core.db
         .write(move |txn| {
