@@ -142,6 +142,18 @@ pub struct ServeArgs {
     /// Unreferenced registry blobs younger than this survive GC.
     #[arg(long, env = "PFAI_GC_GRACE_SECONDS", default_value_t = 3600)]
     pub gc_grace_seconds: u64,
+    /// Consecutive failed password sign-ins of one account before it is locked out.
+    #[arg(long, env = "PFAI_SIGN_IN_ACCOUNT_THRESHOLD", default_value_t = 5)]
+    pub sign_in_account_threshold: u32,
+    /// Consecutive failed password sign-ins from one client address before it is locked out.
+    #[arg(long, env = "PFAI_SIGN_IN_ADDRESS_THRESHOLD", default_value_t = 20)]
+    pub sign_in_address_threshold: u32,
+    /// The first sign-in lockout, in seconds; it doubles with each further failure.
+    #[arg(long, env = "PFAI_SIGN_IN_LOCKOUT_SECONDS", default_value_t = 1)]
+    pub sign_in_lockout_seconds: u64,
+    /// The longest sign-in lockout, in seconds.
+    #[arg(long, env = "PFAI_SIGN_IN_LOCKOUT_MAX_SECONDS", default_value_t = 900)]
+    pub sign_in_lockout_max_seconds: u64,
 }
 
 impl ServeArgs {
@@ -153,6 +165,15 @@ impl ServeArgs {
             .filter(|p| !p.as_os_str().is_empty());
         c.limits.asset_max = self.asset_max_bytes;
         c.limits.gc_grace_secs = self.gc_grace_seconds.min(i64::MAX as u64) as i64;
+        c.limits.sign_in = crate::domain::throttle::ThrottleSettings {
+            account_threshold: self.sign_in_account_threshold.max(1),
+            address_threshold: self.sign_in_address_threshold.max(1),
+            base: std::time::Duration::from_secs(self.sign_in_lockout_seconds.max(1)),
+            max: std::time::Duration::from_secs(
+                self.sign_in_lockout_max_seconds
+                    .max(self.sign_in_lockout_seconds.max(1)),
+            ),
+        };
         c
     }
 }

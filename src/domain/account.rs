@@ -19,6 +19,17 @@ pub async fn authenticate(
     creds: Credentials,
     allow_password: bool,
 ) -> DomainResult<Option<Principal>> {
+    authenticate_from(core, creds, allow_password, None).await
+}
+
+/// `authenticate`, with the client's address for the sign-in backoff: a Basic password is
+/// refused (before argon2 runs) while its account or `client` is locked out after failures.
+pub async fn authenticate_from(
+    core: &Core,
+    creds: Credentials,
+    allow_password: bool,
+    client: Option<std::net::IpAddr>,
+) -> DomainResult<Option<Principal>> {
     let bad = || DomainError::Unauthenticated("invalid or revoked credentials".into());
     match creds {
         Credentials::None => Ok(None),
@@ -35,6 +46,9 @@ pub async fn authenticate(
                 return Ok(Some(p));
             }
             if let (true, Credentials::Basic { user, password }) = (allow_password, creds) {
+                core.sign_in
+                    .check(&user, client)
+                    .map_err(DomainError::locked_out)?;
                 let found = find_user(core, &user).await?;
                 // argon2 is deliberately slow: keep it off the async workers.
                 let verified = tokio::task::spawn_blocking(move || {
@@ -42,7 +56,11 @@ pub async fn authenticate(
                 })
                 .await
                 .map_err(|e| DomainError::Internal(e.to_string()))?;
+                if verified.is_none() {
+                    core.sign_in.failure(&user, client);
+                }
                 if let Some(u) = verified {
+                    core.sign_in.success(&user);
                     return Ok(Some(Principal {
                         username: u.username,
                         admin: u.admin,

@@ -10,6 +10,7 @@ pub mod protection;
 pub mod registry;
 pub mod release;
 pub mod session;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,6 +43,8 @@ pub struct Limits {
     pub upload_ttl_secs: i64,
     /// Unreferenced blobs younger than this (since last upload, mount or link) survive GC.
     pub gc_grace_secs: i64,
+    /// Backoff after failed password sign-ins.
+    pub sign_in: throttle::ThrottleSettings,
 }
 
 impl Default for Limits {
@@ -53,6 +56,7 @@ impl Default for Limits {
             blob_max: 100 << 30,
             upload_ttl_secs: 24 * 3600,
             gc_grace_secs: 3600,
+            sign_in: throttle::ThrottleSettings::default(),
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Core {
     /// owns it commits (asset publish, upload session start, a release's tag); held exclusively
     /// by `fsck` while it judges orphans, so an in-flight write is never taken for one.
     pub fsck_gate: tokio::sync::RwLock<()>,
+    /// Failed password sign-ins per account and per client address (backoff).
+    pub sign_in: throttle::Throttle,
 }
 
 impl Core {
@@ -91,6 +97,7 @@ impl Core {
         let git = GitStore::open(data_dir)?;
         let blobs = BlobStore::open(data_dir)?;
         let assets = AssetFiles::open(asset_base)?;
+        let sign_in = throttle::Throttle::new(limits.sign_in.clone());
         Ok(Arc::new(Core {
             db,
             git,
@@ -100,6 +107,7 @@ impl Core {
             pending_downloads: Mutex::new(HashMap::new()),
             uploads: registry::upload::Sessions::default(),
             fsck_gate: tokio::sync::RwLock::new(()),
+            sign_in,
         }))
     }
 

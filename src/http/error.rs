@@ -33,6 +33,7 @@ fn rest_parts(e: &DomainError) -> (StatusCode, &'static str) {
         ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "manifest_blob_unknown"),
         SizeInvalid(_) => (StatusCode::BAD_REQUEST, "size_invalid"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "unsupported"),
+        TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -48,6 +49,14 @@ fn public_message(e: &DomainError) -> String {
             "the server is out of disk space".into()
         }
         other => other.to_string(),
+    }
+}
+
+/// `Retry-After` for outcomes that carry one (a sign-in lockout).
+pub fn set_retry_after(resp: &mut Response, e: &DomainError) {
+    if let DomainError::TooManyRequests { retry_after, .. } = e {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
     }
 }
 
@@ -72,6 +81,7 @@ pub fn rest(e: DomainError) -> Response {
     let (status, code) = rest_parts(&e);
     let body = serde_json::json!({"error": {"code": code, "message": public_message(&e)}});
     let mut resp = json_response(status, &body);
+    set_retry_after(&mut resp, &e);
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -111,6 +121,7 @@ fn oci_parts(e: &DomainError) -> (StatusCode, &'static str) {
         ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
         SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+        TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
@@ -128,6 +139,7 @@ pub fn oci(e: DomainError) -> Response {
         other => vec![serde_json::json!({"code": code, "message": public_message(other), "detail": null})],
     };
     let mut resp = json_response(status, &serde_json::json!({ "errors": errors }));
+    set_retry_after(&mut resp, &e);
     let h = resp.headers_mut();
     h.insert(
         "Docker-Distribution-API-Version",

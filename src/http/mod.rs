@@ -192,6 +192,20 @@ pub async fn who(
     Ok(p)
 }
 
+/// `who` for the one route that takes a Basic password (minting tokens): the TCP peer's
+/// address feeds the sign-in backoff. `X-Forwarded-For` is not trusted (no setting enables it).
+pub async fn who_with_password(
+    core: &Core,
+    creds: Credentials,
+    peer: Option<std::net::SocketAddr>,
+) -> DomainResult<Option<Principal>> {
+    let p = account::authenticate_from(core, creds, true, peer.map(|a| a.ip())).await?;
+    if let Some(p) = &p {
+        tracing::Span::current().record("user", p.username.as_str());
+    }
+    Ok(p)
+}
+
 async fn recover(err: warp::Rejection) -> Result<Response, Infallible> {
     let e = if err.is_not_found() {
         DomainError::NotFound("no such route".into())

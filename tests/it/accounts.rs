@@ -413,3 +413,74 @@ async fn repo_names_ending_in_dot_git_are_refused() {
         assert_eq!(st, StatusCode::CREATED, "{name}: {v}");
     }
 }
+
+async fn mint_with_password(s: &TestServer, user: &str, password: &str) -> reqwest::Response {
+    s.http
+        .post(format!("{}/api/v1/user/tokens", s.url))
+        .basic_auth(user, Some(password))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Password sign-in had no backoff, so passwords could be guessed as fast as argon2 allows.
+/// After 5 failures the account is locked out (429 + Retry-After), even for the right
+/// password, until the lockout passes; a success starts the count over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_passwords_lock_the_account_out_with_retry_after() {
+    let s = TestServer::start_with(|c| {
+        c.limits.sign_in.base = std::time::Duration::from_secs(2);
+    })
+    .await;
+    s.user("alice").await;
+    for i in 0..5 {
+        let r = mint_with_password(&s, "alice", "wrong password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = mint_with_password(&s, "alice", "wrong password").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    // The right password is refused too while locked out.
+    let r = mint_with_password(&s, "alice", "correct horse").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Tokens are not affected.
+    let (st, _) = s.get("/api/v1/user", Some(&s.admin)).await;
+    assert_eq!(st, StatusCode::OK);
+
+    tokio::time::sleep(std::time::Duration::from_millis(wait * 1000 + 300)).await;
+    let r = mint_with_password(&s, "alice", "correct horse").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The success cleared the count: one more mistake is a plain 401.
+    let r = mint_with_password(&s, "alice", "wrong password").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Spreading guesses over many accounts stayed under every per-account limit: the client
+/// address has its own, higher threshold (20), which then refuses even a fresh account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_spread_over_accounts_lock_the_client_address_out() {
+    let s = TestServer::start_with(|c| {
+        c.limits.sign_in.base = std::time::Duration::from_secs(60);
+    })
+    .await;
+    for i in 0..6 {
+        s.user(&format!("user{i}")).await;
+    }
+    for i in 0..5 {
+        for _ in 0..4 {
+            let r = mint_with_password(&s, &format!("user{i}"), "guess").await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    let r = mint_with_password(&s, "user5", "correct horse").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+}
