@@ -24,6 +24,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -56,6 +57,11 @@ const AFTER_CUT_MIN: Duration = Duration::from_secs(30);
 /// First and largest pause after an accept error that is not about one connection.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The TCP peer of a request's connection, put in the request's extensions (warp's own
+/// `addr::remote` is only filled by `warp::serve`); read it with `http::peer_addr()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Why a request body failed: the client stalled, or reading it failed.
 #[derive(Debug, thiserror::Error)]
@@ -153,10 +159,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
             r = listener.accept() => r,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
-                stream
+                (stream, peer)
             }
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
@@ -174,6 +180,7 @@ pub async fn serve(
             Ok(slot) => {
                 tokio::spawn(serve_conn(
                     stream,
+                    peer,
                     slot,
                     routes.clone(),
                     builder.clone(),
@@ -250,6 +257,7 @@ async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
 /// Serves one connection until it ends, a timeout cuts it, or shutdown lets it finish.
 async fn serve_conn(
     stream: TcpStream,
+    peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
     routes: BoxedFilter<(Response,)>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -263,6 +271,7 @@ async fn serve_conn(
     });
     let svc = Svc {
         routes,
+        peer: PeerAddr(peer),
         watch: watch.clone(),
         body_timeout: limits.body_timeout,
     };
@@ -621,6 +630,7 @@ impl Body for TrackedBody {
 /// The warp filter tree as a hyper service, with the request and response bodies watched.
 struct Svc {
     routes: BoxedFilter<(Response,)>,
+    peer: PeerAddr,
     watch: Arc<Watch>,
     body_timeout: Duration,
 }
@@ -637,7 +647,7 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
         let in_flight = self.watch.request_started();
         let watch = self.watch.clone();
         let timeout = self.body_timeout;
-        let req = req.map(|inner| ProgressBody {
+        let mut req = req.map(|inner| ProgressBody {
             inner,
             timeout,
             timer: None,
@@ -645,6 +655,7 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
             failed: false,
             watch: watch.clone(),
         });
+        req.extensions_mut().insert(self.peer);
         let fut = warp::service(self.routes.clone()).call(req);
         Box::pin(async move {
             let resp = match fut.await {

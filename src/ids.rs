@@ -286,6 +286,19 @@ impl RepoPath {
         })
     }
 
+    /// Parses the path of a repository about to be created. On top of `new`, the name must not
+    /// end in `.git`: git URLs append `.git` themselves, so `x.git` would be cloned as
+    /// `x.git.git` and could never be reached as `/owner/x.git`.
+    pub fn new_repo(owner: &str, name: &str) -> Result<Self, InvalidId> {
+        if name.ends_with(".git") {
+            return Err(invalid(
+                "repository name",
+                "must not end in \".git\" (git URLs add it)",
+            ));
+        }
+        Self::new(owner, name)
+    }
+
     /// `owner/repo`, the key used in storage.
     pub fn key(&self) -> String {
         format!("{}/{}", self.owner, self.name)

@@ -570,20 +570,29 @@ pub async fn gc(dry_run: bool, grace: Option<u64>, json: bool) -> CliResult<()> 
     Ok(())
 }
 
-/// `pfai fsck`.
-pub async fn fsck(json: bool) -> CliResult<()> {
+/// `pfai fsck [--repair]`: prints every finding with what it concerns and what repair did;
+/// fails (exit 1) while problems remain.
+pub async fn fsck(repair: bool, json: bool) -> CliResult<()> {
     let c = Client::from_env();
     c.token()?;
-    let v = c.call(Method::POST, "/api/v1/admin/fsck", None).await?;
+    let path = if repair {
+        "/api/v1/admin/fsck?repair=true"
+    } else {
+        "/api/v1/admin/fsck"
+    };
+    let v = c.call(Method::POST, path, None).await?;
     if json {
         print_json(&v);
     } else {
-        println!("checked {} blob(s)", v["checked"]);
+        println!(
+            "checked {} blob(s), {} asset(s)",
+            v["checked"], v["assetsChecked"]
+        );
         for d in v["corrupt"].as_array().cloned().unwrap_or_default() {
-            println!("corrupt: {}", d.as_str().unwrap_or(""));
+            println!("corrupt blob: {}", d.as_str().unwrap_or(""));
         }
         for d in v["missing"].as_array().cloned().unwrap_or_default() {
-            println!("missing: {}", d.as_str().unwrap_or(""));
+            println!("missing blob: {}", d.as_str().unwrap_or(""));
         }
         for m in v["affectedManifests"]
             .as_array()
@@ -592,13 +601,41 @@ pub async fn fsck(json: bool) -> CliResult<()> {
         {
             println!("affected: {}", m.as_str().unwrap_or(""));
         }
+        for f in v["findings"].as_array().cloned().unwrap_or_default() {
+            let mut what = Vec::new();
+            for (key, label) in [
+                ("repository", "repository"),
+                ("release", "release"),
+                ("asset", "asset"),
+                ("tag", "tag"),
+                ("path", "file"),
+            ] {
+                if let Some(s) = f[key].as_str() {
+                    what.push(format!("{label} {s}"));
+                }
+            }
+            let done = match f["repaired"].as_str() {
+                Some(r) => format!(" [repaired: {r}]"),
+                None => String::new(),
+            };
+            println!(
+                "{}: {}: {}{done}",
+                f["kind"].as_str().unwrap_or("?"),
+                what.join(", "),
+                f["detail"].as_str().unwrap_or("")
+            );
+        }
     }
-    let bad = v["corrupt"].as_array().is_some_and(|a| !a.is_empty())
-        || v["missing"].as_array().is_some_and(|a| !a.is_empty());
-    if bad {
-        return Err(CliError::Msg(
-            "fsck found damaged or missing blobs (listed above); re-push them to repair".into(),
-        ));
+    let problems = v["problems"].as_u64().unwrap_or(0);
+    if problems > 0 {
+        return Err(CliError::Msg(format!(
+            "fsck: {problems} problem(s) remain (listed above){}",
+            if repair {
+                ""
+            } else {
+                "; `pfai fsck --repair` fixes orphans, re-push or re-upload damaged content"
+            }
+        )));
     }
     Ok(())
 }

@@ -98,10 +98,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-hash every stored blob and report damage (site admin).
+    /// Check blobs and release assets against their rows, and find orphan files and tags left
+    /// by a crash (site admin). Exits 1 while problems remain.
     ///
-    /// Example: pfai fsck
+    /// Example: pfai fsck --repair
     Fsck {
+        /// Also fix what is safe: remove orphan asset and upload files, delete git tags made
+        /// for releases that were never recorded (only while they still point where pfai put
+        /// them).
+        #[arg(long)]
+        repair: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -163,6 +169,18 @@ pub struct ServeArgs {
     #[arg(long, env = "PFAI_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS,
           value_parser = parse_max_connections)]
     pub max_connections: usize,
+    /// Consecutive failed password sign-ins of one account before it is locked out.
+    #[arg(long, env = "PFAI_SIGN_IN_ACCOUNT_THRESHOLD", default_value_t = 5)]
+    pub sign_in_account_threshold: u32,
+    /// Consecutive failed password sign-ins from one client address before it is locked out.
+    #[arg(long, env = "PFAI_SIGN_IN_ADDRESS_THRESHOLD", default_value_t = 20)]
+    pub sign_in_address_threshold: u32,
+    /// The first sign-in lockout, in seconds; it doubles with each further failure.
+    #[arg(long, env = "PFAI_SIGN_IN_LOCKOUT_SECONDS", default_value_t = 1)]
+    pub sign_in_lockout_seconds: u64,
+    /// The longest sign-in lockout, in seconds.
+    #[arg(long, env = "PFAI_SIGN_IN_LOCKOUT_MAX_SECONDS", default_value_t = 900)]
+    pub sign_in_lockout_max_seconds: u64,
 }
 
 /// 1 ..= 1 000 000 (the shutdown waits for all of them with one semaphore acquire).
@@ -188,6 +206,15 @@ impl ServeArgs {
             body_timeout: Duration::from_secs(self.body_timeout_seconds),
             max_connections: self.max_connections,
         };
+        c.limits.sign_in = crate::domain::throttle::ThrottleSettings {
+            account_threshold: self.sign_in_account_threshold.max(1),
+            address_threshold: self.sign_in_address_threshold.max(1),
+            base: std::time::Duration::from_secs(self.sign_in_lockout_seconds.max(1)),
+            max: std::time::Duration::from_secs(
+                self.sign_in_lockout_max_seconds
+                    .max(self.sign_in_lockout_seconds.max(1)),
+            ),
+        };
         c
     }
 }
@@ -210,7 +237,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
             grace_seconds,
             json,
         } => commands::gc(dry_run, grace_seconds, json).await,
-        Command::Fsck { json } => commands::fsck(json).await,
+        Command::Fsck { repair, json } => commands::fsck(repair, json).await,
         Command::Bench(c) => bench::run(c).await,
         // `main` runs hooks before starting a runtime; this arm keeps the match whole.
         Command::Hook { name } => match hook::run(&name) {

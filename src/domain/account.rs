@@ -19,6 +19,17 @@ pub async fn authenticate(
     creds: Credentials,
     allow_password: bool,
 ) -> DomainResult<Option<Principal>> {
+    authenticate_from(core, creds, allow_password, None).await
+}
+
+/// `authenticate`, with the client's address for the sign-in backoff: a Basic password is
+/// refused (before argon2 runs) while its account or `client` is locked out after failures.
+pub async fn authenticate_from(
+    core: &Core,
+    creds: Credentials,
+    allow_password: bool,
+    client: Option<std::net::IpAddr>,
+) -> DomainResult<Option<Principal>> {
     let bad = || DomainError::Unauthenticated("invalid or revoked credentials".into());
     match creds {
         Credentials::None => Ok(None),
@@ -35,6 +46,9 @@ pub async fn authenticate(
                 return Ok(Some(p));
             }
             if let (true, Credentials::Basic { user, password }) = (allow_password, creds) {
+                core.sign_in
+                    .check(&user, client)
+                    .map_err(DomainError::locked_out)?;
                 let found = find_user(core, &user).await?;
                 // argon2 is deliberately slow: keep it off the async workers.
                 let verified = tokio::task::spawn_blocking(move || {
@@ -42,7 +56,11 @@ pub async fn authenticate(
                 })
                 .await
                 .map_err(|e| DomainError::Internal(e.to_string()))?;
+                if verified.is_none() {
+                    core.sign_in.failure(&user, client);
+                }
                 if let Some(u) = verified {
+                    core.sign_in.success(&user);
                     return Ok(Some(Principal {
                         username: u.username,
                         admin: u.admin,
@@ -434,7 +452,7 @@ pub async fn create_repo(
     description: &str,
 ) -> DomainResult<RepoView> {
     let who = require(who)?.clone();
-    let path = RepoPath::new(owner, name)?;
+    let path = RepoPath::new_repo(owner, name)?;
     if description.len() > 4096 {
         return Err(DomainError::Invalid(
             "description is limited to 4096 bytes".into(),
@@ -479,7 +497,7 @@ pub async fn create_repo(
             Ok(())
         })
         .await?;
-    let p3 = path.clone();
+    let (p3, p4) = (path.clone(), path.clone());
     core.git(move |g| g.init(&p3)).await?;
     let description = description.to_owned();
     core.db
@@ -499,9 +517,12 @@ pub async fn create_repo(
                 created_at: now_unix(),
             };
             repos.insert(key.as_str(), codec::encode(&repo)?.as_slice())?;
-            Ok(RepoView::new(&repo, Some(Role::Admin)))
+            Ok::<_, DomainError>(())
         })
-        .await
+        .await?;
+    // The creator's permission is what GET will report (an org `write` member stays `write`),
+    // so it is computed the same way rather than assumed.
+    get_repo(core, Some(&who), &p4).await
 }
 
 /// Reads a repository (404 when invisible).

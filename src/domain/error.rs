@@ -74,6 +74,14 @@ pub enum DomainError {
     /// OCI: a declared size disagrees with the content.
     #[error("{0}")]
     SizeInvalid(String),
+    /// Too many failed attempts: refused without trying, until `retry_after` seconds passed.
+    #[error("{message}")]
+    TooManyRequests {
+        /// A human sentence.
+        message: String,
+        /// Seconds until an attempt may succeed (`Retry-After`).
+        retry_after: u64,
+    },
     /// OCI: the operation is not supported.
     #[error("{0}")]
     Unsupported(String),
@@ -141,6 +149,20 @@ impl From<GitError> for DomainError {
 impl From<InvalidId> for DomainError {
     fn from(e: InvalidId) -> Self {
         DomainError::Invalid(e.to_string())
+    }
+}
+
+impl DomainError {
+    /// The refusal of a password attempt during a sign-in lockout of `wait`.
+    pub fn locked_out(wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        DomainError::TooManyRequests {
+            message: format!(
+                "too many failed sign-ins; try again in {secs} second{}",
+                if secs == 1 { "" } else { "s" }
+            ),
+            retry_after: secs.max(1),
+        }
     }
 }
 

@@ -4,11 +4,13 @@
 
 pub mod account;
 pub mod error;
+pub mod fsck;
 pub mod git_tag;
 pub mod protection;
 pub mod registry;
 pub mod release;
 pub mod session;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -41,6 +43,8 @@ pub struct Limits {
     pub upload_ttl_secs: i64,
     /// Unreferenced blobs younger than this (since last upload, mount or link) survive GC.
     pub gc_grace_secs: i64,
+    /// Backoff after failed password sign-ins.
+    pub sign_in: throttle::ThrottleSettings,
 }
 
 impl Default for Limits {
@@ -52,6 +56,7 @@ impl Default for Limits {
             blob_max: 100 << 30,
             upload_ttl_secs: 24 * 3600,
             gc_grace_secs: 3600,
+            sign_in: throttle::ThrottleSettings::default(),
         }
     }
 }
@@ -72,6 +77,12 @@ pub struct Core {
     pub pending_downloads: Mutex<HashMap<u64, u64>>,
     /// OCI upload sessions in progress (locks and running hashes).
     pub uploads: registry::upload::Sessions,
+    /// Held shared by every write that puts a file or a git tag in place before the row that
+    /// owns it commits (asset publish, upload session start, a release's tag); held exclusively
+    /// by `fsck` while it judges orphans, so an in-flight write is never taken for one.
+    pub fsck_gate: tokio::sync::RwLock<()>,
+    /// Failed password sign-ins per account and per client address (backoff).
+    pub sign_in: throttle::Throttle,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -119,6 +130,7 @@ impl Core {
         let git = GitStore::open(data_dir)?;
         let blobs = BlobStore::open(data_dir)?;
         let assets = AssetFiles::open(asset_base)?;
+        let sign_in = throttle::Throttle::new(limits.sign_in.clone());
         Ok(Arc::new(Core {
             db,
             git,
@@ -127,6 +139,8 @@ impl Core {
             limits,
             pending_downloads: Mutex::new(HashMap::new()),
             uploads: registry::upload::Sessions::default(),
+            fsck_gate: tokio::sync::RwLock::new(()),
+            sign_in,
         }))
     }
 

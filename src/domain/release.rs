@@ -517,6 +517,8 @@ pub async fn create(
     let (r, t) = (repo.clone(), tag.clone());
     let existing = core.git(move |g| g.find_tag(&r, &t)).await?;
     let mut created_tag = false;
+    // Held from the pending-tag record to the release's commit (see `Core::fsck_gate`).
+    let mut gate = None;
     let (commit, target) = match existing {
         Some(info) => (
             info.commit_sha,
@@ -530,7 +532,8 @@ pub async fn create(
             })?;
             let commit = git_tag::resolve_target(core, repo, &target).await?;
             if !input.draft {
-                git_tag::create_at(core, who, repo, &tag, &commit, None).await?;
+                gate = Some(core.fsck_gate.read().await);
+                create_release_tag(core, who, repo, &tag, &commit).await?;
                 created_tag = true;
             }
             (commit, target)
@@ -568,25 +571,81 @@ pub async fn create(
             txn.open_table(tables::RELEASES)?
                 .insert(r.id, codec::encode(&r)?.as_slice())?;
             insert_order(txn, &r)?;
+            if created_tag {
+                txn.open_table(tables::PENDING_RELEASE_TAGS)?
+                    .remove((k3.as_str(), t3.as_str()))?;
+            }
             Ok(r)
         })
         .await;
     match result {
-        Ok(_) => get(core, who, repo, Which::Tag(tag.to_string()), base_url).await,
+        Ok(_) => {
+            drop(gate);
+            get(core, who, repo, Which::Tag(tag.to_string()), base_url).await
+        }
         Err(e) => {
             if created_tag {
                 // Compensate: the tag we made for this release must not outlive its failure.
                 let (r, t) = (repo.clone(), tag.clone());
                 if let Ok(Some(info)) = core.git(move |g| g.find_tag(&r, &t)).await {
                     let (r, t) = (repo.clone(), tag.clone());
-                    let _ = core
+                    if core
                         .git(move |g| g.delete_tag(&r, &t, &info.ref_target))
-                        .await;
+                        .await
+                        .is_ok()
+                    {
+                        let _ = forget_pending_tag(core, repo, &tag).await;
+                    }
                 }
             }
             Err(e)
         }
     }
+}
+
+/// Creates the lightweight tag of a release at `commit`, first recording it in
+/// PENDING_RELEASE_TAGS so that a crash before the release's commit leaves a tag fsck can
+/// recognise as ours. The caller removes the record in the release's transaction and holds
+/// `Core::fsck_gate` shared until then.
+async fn create_release_tag(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    tag: &GitTagName,
+    commit: &str,
+) -> DomainResult<()> {
+    let (k, t, c) = (repo.key(), tag.to_string(), commit.to_owned());
+    // A record already there belongs to a concurrent create of the same tag (or a crash): it is
+    // left as it is, and only a record this call wrote is withdrawn if the tag cannot be made.
+    let inserted = core
+        .db
+        .write(move |txn| {
+            let mut t2 = txn.open_table(tables::PENDING_RELEASE_TAGS)?;
+            if t2.get((k.as_str(), t.as_str()))?.is_some() {
+                return Ok::<_, DomainError>(false);
+            }
+            t2.insert((k.as_str(), t.as_str()), c.as_str())?;
+            Ok(true)
+        })
+        .await?;
+    let created = git_tag::create_at(core, who, repo, tag, commit, None).await;
+    if created.is_err() && inserted {
+        // No tag was made (or it already existed and is someone else's): not ours to track.
+        let _ = forget_pending_tag(core, repo, tag).await;
+    }
+    created
+}
+
+/// Removes a pending-tag record (after the tag was rolled back).
+async fn forget_pending_tag(core: &Core, repo: &RepoPath, tag: &GitTagName) -> DomainResult<()> {
+    let (k, t) = (repo.key(), tag.to_string());
+    core.db
+        .write(move |txn| {
+            txn.open_table(tables::PENDING_RELEASE_TAGS)?
+                .remove((k.as_str(), t.as_str()))?;
+            Ok::<_, DomainError>(())
+        })
+        .await
 }
 
 /// Updates the fields given (write). Publishing a draft sets `publishedAt` and creates its tag.
@@ -604,16 +663,25 @@ pub async fn update(
         patch.body.as_deref().unwrap_or(""),
     )?;
     let publishing = current.draft && patch.draft == Some(false);
+    let mut created_tag = false;
+    let mut gate = None;
     if publishing {
         let name = GitTagName::parse(&current.tag_name)?;
         let (r, n) = (repo.clone(), name.clone());
         if core.git(move |g| g.find_tag(&r, &n)).await?.is_none() {
-            git_tag::create_at(core, who, repo, &name, &current.commit_sha, None).await?;
+            gate = Some(core.fsck_gate.read().await);
+            create_release_tag(core, who, repo, &name, &current.commit_sha).await?;
+            created_tag = true;
         }
     }
     let id = current.id;
+    let (k, t) = (repo.key(), current.tag_name.clone());
     core.db
         .write(move |txn| {
+            if created_tag {
+                txn.open_table(tables::PENDING_RELEASE_TAGS)?
+                    .remove((k.as_str(), t.as_str()))?;
+            }
             let mut releases = txn.open_table(tables::RELEASES)?;
             let Some(v) = releases.get(id)?.map(|v| v.value().to_vec()) else {
                 return Err(DomainError::NotFound("release was deleted".into()));
@@ -641,6 +709,7 @@ pub async fn update(
             Ok(())
         })
         .await?;
+    drop(gate);
     get(core, who, repo, Which::Tag(tag.to_owned()), base_url).await
 }
 
@@ -784,6 +853,8 @@ where
     let written = sink.finish(true).await?;
     let sha256 = written.hasher.digest().hex().to_owned();
     let dst = core.assets.path(repo, release.id, asset_id, &name);
+    // From the rename to the row's commit the file has no row: fsck must not judge it then.
+    let gate = core.fsck_gate.read().await;
     core.assets.publish(guard, &dst)?;
     let asset = Asset {
         id: asset_id,
@@ -828,6 +899,7 @@ where
         let _ = core.assets.remove(&dst);
         return Err(e);
     }
+    drop(gate);
     let tags = HashMap::new();
     let pending = HashMap::new();
     Ok(Render {

@@ -39,8 +39,18 @@ pub fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
 
 /// Checks a username and password and opens a session. Returns the session id for the cookie.
 /// Unknown users and wrong passwords get the same answer (and the same argon2 cost).
-pub async fn sign_in(core: &Core, username: &str, password: &str) -> DomainResult<String> {
+/// Refused with `TooManyRequests` (before argon2 runs) while the account or the client address
+/// is locked out after failures.
+pub async fn sign_in(
+    core: &Core,
+    username: &str,
+    password: &str,
+    client: Option<std::net::IpAddr>,
+) -> DomainResult<String> {
     let name = username.trim().to_owned();
+    core.sign_in
+        .check(&name, client)
+        .map_err(DomainError::locked_out)?;
     let user = super::account::find_user(core, &name).await?;
     let password = password.to_owned();
     let ok = tokio::task::spawn_blocking(move || match user {
@@ -57,10 +67,12 @@ pub async fn sign_in(core: &Core, username: &str, password: &str) -> DomainResul
     .await
     .map_err(|e| DomainError::Internal(e.to_string()))?;
     if !ok {
+        core.sign_in.failure(&name, client);
         return Err(DomainError::Unauthenticated(
             "incorrect username or password".into(),
         ));
     }
+    core.sign_in.success(&name);
     let secret = new_secret();
     let hash = sha256_hex(secret.as_bytes());
     let now = now_unix();

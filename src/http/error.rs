@@ -34,6 +34,7 @@ fn rest_parts(e: &DomainError) -> (StatusCode, &'static str) {
         SizeInvalid(_) => (StatusCode::BAD_REQUEST, "size_invalid"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "unsupported"),
         Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -53,6 +54,14 @@ fn public_message(e: &DomainError) -> String {
             "the server cannot store data right now; try again shortly".into()
         }
         other => other.to_string(),
+    }
+}
+
+/// `Retry-After` for outcomes that carry one (a sign-in lockout).
+pub fn set_retry_after(resp: &mut Response, e: &DomainError) {
+    if let DomainError::TooManyRequests { retry_after, .. } = e {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
     }
 }
 
@@ -77,6 +86,7 @@ pub fn rest(e: DomainError) -> Response {
     let (status, code) = rest_parts(&e);
     let body = serde_json::json!({"error": {"code": code, "message": public_message(&e)}});
     let mut resp = json_response(status, &body);
+    set_retry_after(&mut resp, &e);
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -117,6 +127,7 @@ fn oci_parts(e: &DomainError) -> (StatusCode, &'static str) {
         SizeInvalid(_) => (StatusCode::BAD_REQUEST, "SIZE_INVALID"),
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+        TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
     }
 }
@@ -134,6 +145,7 @@ pub fn oci(e: DomainError) -> Response {
         other => vec![serde_json::json!({"code": code, "message": public_message(other), "detail": null})],
     };
     let mut resp = json_response(status, &serde_json::json!({ "errors": errors }));
+    set_retry_after(&mut resp, &e);
     let h = resp.headers_mut();
     h.insert(
         "Docker-Distribution-API-Version",

@@ -58,6 +58,13 @@ pub fn base_url() -> impl Filter<Extract = (String,), Error = warp::Rejection> +
         })
 }
 
+/// The client's TCP address (set by `conn` for every connection it serves).
+pub fn peer_addr(
+) -> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<crate::conn::PeerAddr>()
+        .map(|p: Option<crate::conn::PeerAddr>| p.map(|p| p.0))
+}
+
 /// The raw query string (empty when absent).
 pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify()
@@ -186,6 +193,20 @@ pub async fn who(
     allow_password: bool,
 ) -> DomainResult<Option<Principal>> {
     let p = account::authenticate(core, creds, allow_password).await?;
+    if let Some(p) = &p {
+        tracing::Span::current().record("user", p.username.as_str());
+    }
+    Ok(p)
+}
+
+/// `who` for the one route that takes a Basic password (minting tokens): the TCP peer's
+/// address feeds the sign-in backoff. `X-Forwarded-For` is not trusted (no setting enables it).
+pub async fn who_with_password(
+    core: &Core,
+    creds: Credentials,
+    peer: Option<std::net::SocketAddr>,
+) -> DomainResult<Option<Principal>> {
+    let p = account::authenticate_from(core, creds, true, peer.map(|a| a.ip())).await?;
     if let Some(p) = &p {
         tracing::Span::current().record("user", p.username.as_str());
     }

@@ -160,7 +160,7 @@ fn page_params(pairs: &[(String, String)]) -> DomainResult<(Option<usize>, Optio
         None => None,
         Some(v) => Some(
             v.parse::<u64>()
-                .map_err(|_| DomainError::Unsupported("n must be a non-negative integer".into()))?
+                .map_err(|_| DomainError::BadRequest("n must be a non-negative integer".into()))?
                 .min(MAX_PAGE as u64) as usize,
         ),
     };

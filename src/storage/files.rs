@@ -10,6 +10,23 @@ use super::blob::TempGuard;
 use super::fsync_dir;
 use crate::ids::{AssetName, RepoPath};
 
+/// Longest file name the file systems we run on accept (`NAME_MAX`).
+pub const MAX_FILE_NAME: usize = 255;
+
+/// The on-disk name of an asset: `<asset-id>-<name>` (the seed's layout) when that fits in
+/// `MAX_FILE_NAME` bytes; otherwise the name is cut at a char boundary so that it fits (the real
+/// name lives in the row, and the id alone keeps the file name unique in its release). Names
+/// that fit keep the old layout, so existing data dirs resolve unchanged.
+pub fn file_name(asset_id: u64, name: &str) -> String {
+    let prefix = format!("{asset_id}-");
+    let room = MAX_FILE_NAME.saturating_sub(prefix.len());
+    let mut end = name.len().min(room);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{prefix}{}", &name[..end])
+}
+
 /// The asset store rooted at `ASSET_STORAGE_PATH` (or `$DATA_DIR/assets`).
 #[derive(Clone)]
 pub struct AssetFiles {
@@ -25,11 +42,6 @@ impl AssetFiles {
         };
         this.purge_temp(base, 0);
         Ok(this)
-    }
-
-    /// The base directory (health checks the free space of its filesystem).
-    pub fn base(&self) -> &Path {
-        &self.base
     }
 
     fn purge_temp(&self, dir: &Path, depth: u32) {
@@ -55,7 +67,8 @@ impl AssetFiles {
             .join(release_id.to_string())
     }
 
-    /// The final path of an asset.
+    /// The final path of an asset: the one function every reader, writer, deleter and fsck
+    /// uses to find an asset's file, deterministic from (release, asset id, name).
     pub fn path(
         &self,
         repo: &RepoPath,
@@ -64,7 +77,7 @@ impl AssetFiles {
         name: &AssetName,
     ) -> PathBuf {
         self.release_dir(repo, release_id)
-            .join(format!("{asset_id}-{}", name.as_str()))
+            .join(file_name(asset_id, name.as_str()))
     }
 
     /// Creates a temp file in the release directory, removed on drop unless published.
@@ -91,6 +104,33 @@ impl AssetFiles {
         Ok(())
     }
 
+    /// Every file under the base (at most four levels deep: `<owner>/<repo>/<release>/<file>`)
+    /// except in-flight temp files, for fsck to match against the rows.
+    pub fn list_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+            let Ok(rd) = fs::read_dir(dir) else { return };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(t) = e.file_type() else { continue };
+                if t.is_dir() {
+                    if depth < 3 {
+                        walk(&p, depth + 1, out);
+                    }
+                } else if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.base, 0, &mut out);
+        out
+    }
+
+    /// The base directory (fsck reports paths relative to it; health checks its free space).
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
     /// Removes one asset file (missing is fine: the row is what counts).
     pub fn remove(&self, path: &Path) -> io::Result<()> {
         match fs::remove_file(path) {
@@ -104,6 +144,26 @@ impl AssetFiles {
         match fs::remove_dir_all(self.release_dir(repo, release_id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asset_file_names_never_exceed_name_max() {
+        assert_eq!(file_name(7, "app.tar.gz"), "7-app.tar.gz");
+        for len in 240..=255 {
+            let ascii = "a".repeat(len);
+            let f = file_name(u64::MAX, &ascii);
+            assert!(f.len() <= MAX_FILE_NAME, "{len}");
+            assert!(f.starts_with(&format!("{}-a", u64::MAX)));
+            let multi = "\u{e9}".repeat(len);
+            let f = file_name(123, &multi);
+            assert!(f.len() <= MAX_FILE_NAME, "{len}");
+            assert!(f.len() >= MAX_FILE_NAME - 1, "{len}: {}", f.len());
         }
     }
 }

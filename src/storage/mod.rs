@@ -318,6 +318,7 @@ impl Db {
             txn.open_table(REFERRERS)?;
             txn.open_table(MANIFEST_REFS)?;
             txn.open_table(UPLOADS)?;
+            txn.open_table(PENDING_RELEASE_TAGS)?;
         }
         txn.commit()?;
         Ok(())

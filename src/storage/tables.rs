@@ -94,6 +94,15 @@ pub const REFERRERS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::
 /// child; a child with a count is not deletable. Writer: `domain::registry`.
 pub const MANIFEST_REFS: TableDefinition<(&str, &str), u64> = TableDefinition::new("manifest_refs");
 
+/// `("owner/repo", tag name) -> commit SHA`: a lightweight git tag that `domain::release` is
+/// about to create for a release (on create, or when a draft is published). Written before the
+/// tag is created, removed in the transaction that records the release (or when the tag is
+/// rolled back). A record that outlives its request marks a tag made for a release that was
+/// never recorded (a kill between the two stores), so `fsck` can tell it from a tag a user
+/// pushed. Writers: `domain::release` (insert, remove), `domain::fsck` (remove on repair).
+pub const PENDING_RELEASE_TAGS: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("pending_release_tags");
+
 /// `upload id -> UploadSession`. Invariant: the session file exists while the row does
 /// (created first, removed after). Writer: `domain::registry::upload`.
 pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");

@@ -325,3 +325,162 @@ async fn everything_survives_a_restart() {
         "counts were flushed at shutdown"
     );
 }
+
+/// The 201 body of a repository created by an org `write` member said `admin`, while every
+/// later GET said `write`: the body now reports the permission the creator really has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repo_create_reports_the_creators_real_permission() {
+    let s = TestServer::start().await;
+    let (st, _) = s
+        .post("/api/v1/orgs", Some(&s.admin), json!({"name": "acme"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let dev = s.user("dev").await;
+    let (st, _) = s
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/acme/members/dev",
+            Some(&s.admin),
+            Some(json!({"role": "write"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, created) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&dev),
+            json!({"owner": "acme", "name": "lib", "private": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let (st, got) = s.get("/api/v1/forge/acme/lib", Some(&dev)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(created["permission"], "write");
+    assert_eq!(created["permission"], got["permission"]);
+    // The org's admin (site admin here) and a user in their own namespace are admins.
+    let (_, v) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&s.admin),
+            json!({"owner": "acme", "name": "core"}),
+        )
+        .await;
+    assert_eq!(v["permission"], "admin");
+    let (_, v) = s
+        .post(
+            "/api/v1/forge/repos",
+            Some(&dev),
+            json!({"owner": "dev", "name": "mine"}),
+        )
+        .await;
+    assert_eq!(v["permission"], "admin");
+}
+
+/// `x.git` was accepted and then only reachable as `x.git.git`: names ending in `.git` are
+/// refused with 422 and nothing is created on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repo_names_ending_in_dot_git_are_refused() {
+    let s = TestServer::start().await;
+    let (st, _) = s
+        .post("/api/v1/orgs", Some(&s.admin), json!({"name": "acme"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    for name in ["x.git", "app.git", "a.b.git"] {
+        let (st, v) = s
+            .post(
+                "/api/v1/forge/repos",
+                Some(&s.admin),
+                json!({"owner": "acme", "name": name}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{name}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(".git"),
+            "{v}"
+        );
+        assert!(!s.data_dir().join(format!("repos/acme/{name}")).exists());
+        assert!(!s.data_dir().join(format!("repos/acme/{name}.git")).exists());
+    }
+    // Names merely containing "git" are fine.
+    for name in ["git", "gitx", "x.gitx", "x-git"] {
+        let (st, v) = s
+            .post(
+                "/api/v1/forge/repos",
+                Some(&s.admin),
+                json!({"owner": "acme", "name": name}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{name}: {v}");
+    }
+}
+
+async fn mint_with_password(s: &TestServer, user: &str, password: &str) -> reqwest::Response {
+    s.http
+        .post(format!("{}/api/v1/user/tokens", s.url))
+        .basic_auth(user, Some(password))
+        .json(&json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Password sign-in had no backoff, so passwords could be guessed as fast as argon2 allows.
+/// After 5 failures the account is locked out (429 + Retry-After), even for the right
+/// password, until the lockout passes; a success starts the count over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_passwords_lock_the_account_out_with_retry_after() {
+    let s = TestServer::start_with(|c| {
+        c.limits.sign_in.base = std::time::Duration::from_secs(2);
+    })
+    .await;
+    s.user("alice").await;
+    for i in 0..5 {
+        let r = mint_with_password(&s, "alice", "wrong password").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = mint_with_password(&s, "alice", "wrong password").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    // The right password is refused too while locked out.
+    let r = mint_with_password(&s, "alice", "correct horse").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Tokens are not affected.
+    let (st, _) = s.get("/api/v1/user", Some(&s.admin)).await;
+    assert_eq!(st, StatusCode::OK);
+
+    tokio::time::sleep(std::time::Duration::from_millis(wait * 1000 + 300)).await;
+    let r = mint_with_password(&s, "alice", "correct horse").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The success cleared the count: one more mistake is a plain 401.
+    let r = mint_with_password(&s, "alice", "wrong password").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Spreading guesses over many accounts stayed under every per-account limit: the client
+/// address has its own, higher threshold (20), which then refuses even a fresh account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guesses_spread_over_accounts_lock_the_client_address_out() {
+    let s = TestServer::start_with(|c| {
+        c.limits.sign_in.base = std::time::Duration::from_secs(60);
+    })
+    .await;
+    for i in 0..6 {
+        s.user(&format!("user{i}")).await;
+    }
+    for i in 0..5 {
+        for _ in 0..4 {
+            let r = mint_with_password(&s, &format!("user{i}"), "guess").await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+    }
+    let r = mint_with_password(&s, "user5", "correct horse").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+}

@@ -1545,3 +1545,123 @@ async fn idle_upload_sessions_are_purged_active_ones_kept() {
     );
     assert_eq!(walk(&s.data_dir().join("uploads")), 1);
 }
+
+/// 200 parallel POSTs used to open 86-176 sessions past the per-user cap of 64 (the count and
+/// the insert were two transactions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_upload_starts_never_overshoot_the_session_cap() {
+    let s = setup().await;
+    let url = format!("{}/v2/acme/app/blobs/uploads/", s.url);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let http = s.http.clone();
+        let (url, token) = (url.clone(), s.admin.clone());
+        set.spawn(async move {
+            let r = http
+                .post(url)
+                .basic_auth("x", Some(token))
+                .send()
+                .await
+                .unwrap();
+            let loc = r
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            let (st, code) = error_code(r).await;
+            (st, code, loc)
+        });
+    }
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    while let Some(r) = set.join_next().await {
+        let (st, code, loc) = r.unwrap();
+        match st {
+            StatusCode::ACCEPTED => accepted.push(loc.unwrap()),
+            StatusCode::FORBIDDEN => {
+                assert_eq!(code, "DENIED");
+                refused += 1;
+            }
+            other => panic!("unexpected {other} {code}"),
+        }
+    }
+    assert_eq!(accepted.len(), 64);
+    assert_eq!(refused, 136);
+    // Refused starts leave no file behind.
+    let files = std::fs::read_dir(s.data_dir().join("uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 64);
+
+    let o = Oci::new(&s, Some(&s.admin));
+    let loc = &accepted[0];
+    let path = loc.strip_prefix(&s.url).unwrap_or(loc);
+    let r = o.req(Method::DELETE, path).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = o
+        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = o
+        .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "DENIED".into())
+    );
+}
+
+/// A tag list of an image never pushed answered 200 `[]` (spec: 404 NAME_UNKNOWN) and `n=-1`
+/// answered 405 UNSUPPORTED (a malformed parameter is a 400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tag_list_of_unknown_image_is_name_unknown_and_bad_n_is_400() {
+    let s = setup().await;
+    let o = Oci::new(&s, Some(&s.admin));
+    let get = |path: String| o.req(Method::GET, &path).send();
+    let r = get("/v2/acme/app/never/tags/list".into()).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into())
+    );
+    let r = get("/v2/acme/app/tags/list".into()).await.unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN".into())
+    );
+
+    let n = "acme/app/img";
+    let (_, d) = o.push_image(n, "v1", b"layer").await;
+    for q in ["n=-1", "n=abc", "n=1.5"] {
+        let r = get(format!("/v2/{n}/tags/list?{q}")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{q}");
+    }
+    let r = get(format!("/v2/{n}/tags/list?n=0")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("link").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"name": n, "tags": []}));
+
+    // Every tag deleted, the manifest kept: the image still exists, with no tags.
+    let r = o
+        .req(Method::DELETE, &format!("/v2/{n}/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = get(format!("/v2/{n}/tags/list")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tags"], json!([]));
+    // And after the manifest itself is deleted (blobs remain linked): still known.
+    let r = o
+        .req(Method::DELETE, &format!("/v2/{n}/manifests/{d}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = get(format!("/v2/{n}/tags/list")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -704,3 +704,117 @@ async fn concurrent_uploads_of_one_name_give_one_asset() {
     let (_, rel) = s.get("/api/v1/forge/acme/app/releases/v1", None).await;
     assert_eq!(rel["assets"].as_array().unwrap().len(), 1);
 }
+
+/// Names of 253-255 bytes used to make the on-disk name `<id>-<name>` longer than NAME_MAX
+/// (500 `File name too long`). Every valid name must store, download and delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn asset_names_at_255_bytes_do_not_overflow_the_file_name() {
+    let (s, _) = setup().await;
+    let a = s.admin.clone();
+    let base = "/api/v1/forge/acme/app/releases";
+    let (st, v) = s
+        .post(
+            base,
+            Some(&a),
+            json!({"tagName":"v1","targetCommit":"main"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let mut names = Vec::new();
+    for len in [253usize, 254, 255] {
+        names.push("a".repeat(len));
+        // Two-byte chars, with an ASCII tail to reach odd lengths.
+        names.push(format!(
+            "{}{}",
+            "\u{e9}".repeat(len / 2),
+            "b".repeat(len % 2)
+        ));
+    }
+    names.push("\u{20ac}".repeat(85)); // 255 bytes of three-byte chars
+    for (i, name) in names.iter().enumerate() {
+        assert!(name.len() >= 253 && name.len() <= 255);
+        let data: Vec<u8> = format!("payload {i} {name}").into_bytes();
+        let (st, v) = upload(&s, "v1", name, data.clone(), &a).await;
+        assert_eq!(st, StatusCode::CREATED, "{} bytes: {v}", name.len());
+        assert_eq!(v["name"].as_str().unwrap(), name);
+        let r = s
+            .http
+            .get(v["downloadUrl"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let cd = r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let encoded: String = name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        assert!(cd.ends_with(&format!("filename*=UTF-8''{encoded}")), "{cd}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
+        // By name too (the stable link resolves through the row, not the file name).
+        let r = s
+            .http
+            .get(format!(
+                "{}{base}/latest/assets/{}",
+                s.url,
+                utf8_percent(name)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
+    }
+    // Every file name on disk fits.
+    let dir = s.data_dir().join("assets/acme/app/1");
+    let files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), names.len(), "{files:?}");
+    assert!(files.iter().all(|f| f.len() <= 255), "{files:?}");
+
+    // 256 bytes is refused before anything is written.
+    let (st, v) = upload(&s, "v1", &"a".repeat(256), b"x".to_vec(), &a).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+
+    // Deleting a long-named asset removes its (shortened) file.
+    let (_, rel) = s.get(&format!("{base}/v1"), Some(&a)).await;
+    let list = rel["assets"].as_array().cloned().unwrap_or_default();
+    let id = list
+        .iter()
+        .find(|x| x["name"] == names[0].as_str())
+        .map(|x| x["id"].as_u64().unwrap())
+        .unwrap_or_else(|| panic!("asset listed: {list:?}"));
+    let (st, v) = s
+        .call(
+            Method::DELETE,
+            &format!("{base}/v1/assets/{id}"),
+            Some(&a),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), names.len() - 1);
+}
+
+fn utf8_percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -846,3 +846,26 @@ async fn a_release_drafted_in_the_form_gets_its_files_before_it_is_published() {
         StatusCode::OK
     );
 }
+
+/// The sign-in form could be used to guess passwords without limit: after 5 failures it
+/// answers 429 with Retry-After and says so, and the right password waits too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_in_form_locks_out_after_repeated_wrong_passwords() {
+    let s = TestServer::start_with(|c| {
+        c.limits.sign_in.base = std::time::Duration::from_secs(60);
+    })
+    .await;
+    s.user("alice").await;
+    let mut web = Web::new(&s);
+    for _ in 0..5 {
+        let p = web.sign_in("alice", "wrong password").await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    }
+    let p = web.sign_in("alice", "wrong password").await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(p.headers.get("retry-after").is_some());
+    assert!(p.body.contains("too many failed sign-ins"), "{}", p.body);
+    let p = web.sign_in("alice", PASSWORD).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(web.cookie.is_none(), "no session during a lockout");
+}

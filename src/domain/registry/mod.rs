@@ -428,6 +428,28 @@ pub async fn list_tags(
                 }
                 out.push(tag.to_owned());
             }
+            // An empty page of an image nobody ever pushed to is NAME_UNKNOWN (spec); an image
+            // that has manifests or blobs but no tags (all deleted) is an empty list.
+            if out.is_empty() && !more {
+                let has = |first: Option<&str>| first == Some(nm.as_str());
+                let tagged = match t.range((nm.as_str(), "")..)?.next() {
+                    Some(row) => has(Some(row?.0.value().0)),
+                    None => false,
+                };
+                let manifests = txn.open_table(tables::MANIFESTS)?;
+                let with_manifest = match manifests.range((nm.as_str(), "")..)?.next() {
+                    Some(row) => has(Some(row?.0.value().0)),
+                    None => false,
+                };
+                let blobs = txn.open_table(tables::REPO_BLOBS)?;
+                let with_blob = match blobs.range((nm.as_str(), "")..)?.next() {
+                    Some(row) => has(Some(row?.0.value().0)),
+                    None => false,
+                };
+                if !(tagged || with_manifest || with_blob) {
+                    return Err(DomainError::NameUnknown);
+                }
+            }
             Ok((out, more))
         })
         .await

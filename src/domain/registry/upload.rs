@@ -56,7 +56,8 @@ impl Sessions {
             m.remove(id.as_str());
         }
     }
-    fn is_live(&self, id: &str) -> bool {
+    /// Whether a request is working on this session now (its file may have no row yet).
+    pub fn is_live(&self, id: &str) -> bool {
         self.map.lock().map(|m| m.contains_key(id)).unwrap_or(false)
     }
 }
@@ -74,26 +75,8 @@ pub async fn start(
 ) -> DomainResult<UploadId> {
     access(core, who, name, Role::Write).await?;
     let user = username(who);
-    let u2 = user.clone();
-    let open = core
-        .db
-        .read(move |txn| {
-            let mut n = 0usize;
-            for row in txn.open_table(tables::UPLOADS)?.iter()? {
-                let (_, v) = row?;
-                if codec::decode::<UploadSession>(v.value())?.username == u2 {
-                    n += 1;
-                }
-            }
-            Ok::<_, DomainError>(n)
-        })
-        .await?;
-    if open >= MAX_SESSIONS_PER_USER {
-        return Err(DomainError::Forbidden(format!(
-            "too many open upload sessions (limit {MAX_SESSIONS_PER_USER}); finish or cancel some"
-        )));
-    }
     let id = UploadId::random();
+    let _gate = core.fsck_gate.read().await;
     core.blobs.create_upload(&id)?;
     let now = now_unix();
     let session = UploadSession {
@@ -104,13 +87,34 @@ pub async fn start(
         updated_at: now,
     };
     let key = id.to_string();
-    core.db
+    // Count and insert in one write transaction: write transactions are serialized, so no
+    // number of parallel POSTs can open more than the cap.
+    let inserted = core
+        .db
         .write(move |txn| {
-            txn.open_table(tables::UPLOADS)?
-                .insert(key.as_str(), codec::encode(&session)?.as_slice())?;
-            Ok::<_, DomainError>(())
+            let mut t = txn.open_table(tables::UPLOADS)?;
+            let mut open = 0usize;
+            for row in t.iter()? {
+                let (_, v) = row?;
+                if codec::decode::<UploadSession>(v.value())?.username == session.username {
+                    open += 1;
+                }
+            }
+            if open >= MAX_SESSIONS_PER_USER {
+                return Ok::<_, DomainError>(false);
+            }
+            t.insert(key.as_str(), codec::encode(&session)?.as_slice())?;
+            Ok(true)
         })
-        .await?;
+        .await;
+    if !matches!(inserted, Ok(true)) {
+        // The file was created first (file before row); without a row it must go.
+        let _ = std::fs::remove_file(core.blobs.upload_path(&id));
+        inserted?;
+        return Err(DomainError::Forbidden(format!(
+            "too many open upload sessions (limit {MAX_SESSIONS_PER_USER}); finish or cancel some"
+        )));
+    }
     *core.uploads.slot(&id).lock().await = Some(SessionState {
         offset: 0,
         hasher: Some(Hasher::new(algorithm)),
@@ -513,6 +517,8 @@ where
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))??;
     // Remove the row first (a crash after this leaves only an orphan file for the purge).
+    // Until the file is renamed into the CAS it has no row: keep fsck from judging it.
+    let _gate = core.fsck_gate.read().await;
     let key = id.to_string();
     core.db
         .write(move |txn| {

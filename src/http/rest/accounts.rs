@@ -97,8 +97,13 @@ async fn remove_member(
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn mint_token(core: Ctx, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
-    let p = who(&core, creds, true).await?;
+async fn mint_token(
+    core: Ctx,
+    creds: Credentials,
+    peer: Option<std::net::SocketAddr>,
+    body: BodyStream,
+) -> DomainResult<Response> {
+    let p = crate::http::who_with_password(&core, creds, peer).await?;
     let b: NewName = read_json(&core, body).await?;
     let v = account::mint_token(&core, p.as_ref(), &b.name).await?;
     Ok(reply::json(StatusCode::CREATED, &v))
@@ -229,6 +234,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(c())
         .and(credentials())
+        .and(crate::http::peer_addr())
         .and(body_stream())
         .then(mint_token)
         .map(rest_reply);

@@ -57,11 +57,13 @@ async fn gc(core: Ctx, creds: Credentials, q: String) -> DomainResult<Response> 
     ))
 }
 
-async fn fsck(core: Ctx, creds: Credentials) -> DomainResult<Response> {
+async fn fsck(core: Ctx, creds: Credentials, q: String) -> DomainResult<Response> {
     let p = who(&core, creds, false).await?;
+    let pairs = query_pairs(&q);
+    let repair = matches!(query_get(&pairs, "repair"), Some("true" | "1"));
     Ok(reply::json(
         StatusCode::OK,
-        &registry::fsck(&core, p.as_ref()).await?,
+        &crate::domain::fsck::run(&core, p.as_ref(), repair).await?,
     ))
 }
 
@@ -92,6 +94,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(c())
         .and(credentials())
+        .and(raw_query())
         .then(fsck)
         .map(rest_reply);
     packages

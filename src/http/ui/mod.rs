@@ -346,8 +346,11 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(p.clone())
         .and(warp::cookie::optional::<String>(LOGIN_COOKIE))
+        .and(crate::http::peer_addr())
         .and(form_body())
-        .then(|parts, cookie, form| run(parts, move |rq| pages::login(rq, cookie, form)));
+        .then(|parts, cookie, peer, form| {
+            run(parts, move |rq| pages::login(rq, cookie, peer, form))
+        });
     let logout = warp::path!("logout")
         .and(warp::post())
         .and(p.clone())

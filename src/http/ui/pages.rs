@@ -122,9 +122,12 @@ pub async fn login_form(rq: Req) -> DomainResult<Response> {
 }
 
 /// `POST /login`: checks the password, opens a session, goes back where the user came from.
+/// Failed attempts count against the account and the TCP peer's address; during a lockout the
+/// form answers 429 with `Retry-After` and says how long to wait.
 pub async fn login(
     rq: Req,
     login_cookie: Option<String>,
+    peer: Option<std::net::SocketAddr>,
     form: DomainResult<Form>,
 ) -> DomainResult<Response> {
     let form = form?;
@@ -144,7 +147,7 @@ pub async fn login(
         ));
     }
     let password = form.get("password").unwrap_or("");
-    match session::sign_in(&rq.core, &username, password).await {
+    match session::sign_in(&rq.core, &username, password, peer.map(|a| a.ip())).await {
         Ok(id) => {
             let mut resp = redirect(&next);
             set_cookie(
@@ -161,6 +164,17 @@ pub async fn login(
             &username,
             Some(&m),
         )),
+        Err(e @ DomainError::TooManyRequests { .. }) => {
+            let mut resp = login_page(
+                &rq,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                &username,
+                Some(&e.to_string()),
+            );
+            crate::http::error::set_retry_after(&mut resp, &e);
+            Ok(resp)
+        }
         Err(e) => Err(e),
     }
 }

@@ -1,0 +1,389 @@
+//! `pfai fsck`: checks that rows and files agree, beyond the blobs `registry::fsck` re-hashes:
+//! release assets (file missing or SHA-256 changed), files no row owns (under the asset base
+//! and in `uploads/`), and git tags pfai created for a release that was never recorded (a kill
+//! between the tag and the release's commit, told apart from pushed tags by
+//! PENDING_RELEASE_TAGS). `repair` fixes only what is safe: orphan files are removed, an orphan
+//! release tag is deleted only while it still points where pfai put it and no release names it.
+//! Damaged or missing asset files are reported, never "repaired" by dropping data.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use redb::ReadableTable;
+use serde::Serialize;
+
+use super::{registry, Core, DomainError, DomainResult};
+use crate::auth::Principal;
+use crate::ids::{Algorithm, AssetName, GitTagName, RepoPath};
+use crate::storage::blob::Hasher;
+use crate::storage::files::AssetFiles;
+use crate::storage::records::{Asset, Release};
+use crate::storage::{codec, tables};
+
+/// What kind of inconsistency a finding is (snake_case on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An asset row whose file is gone or unreadable.
+    AssetMissing,
+    /// An asset file whose SHA-256 differs from its row.
+    AssetCorrupt,
+    /// A file under the asset base that no asset row points at.
+    OrphanAssetFile,
+    /// A file in `uploads/` without an upload session.
+    OrphanUploadFile,
+    /// A git tag pfai created for a release that was never recorded.
+    OrphanReleaseTag,
+    /// A pending-tag record left over: its tag is gone or was moved by a push since, or its
+    /// release was recorded after all.
+    StalePendingTag,
+}
+
+/// One inconsistency, with what it concerns and what `--repair` did about it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// What is wrong.
+    pub kind: Kind,
+    /// `owner/repo`, when known.
+    pub repository: Option<String>,
+    /// The release (its tag name, or its id for files of unknown releases).
+    pub release: Option<String>,
+    /// The asset name (or the file name of an orphan file).
+    pub asset: Option<String>,
+    /// The git tag.
+    pub tag: Option<String>,
+    /// The file concerned, relative to the asset base or the data dir's `uploads/`.
+    pub path: Option<String>,
+    /// A human sentence.
+    pub detail: String,
+    /// What `--repair` did; absent when nothing was done (not asked, or not safe).
+    pub repaired: Option<String>,
+}
+
+/// The whole fsck report: the blob part (unchanged fields) plus the findings.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FsckReport {
+    /// Blob checks (`checked`, `corrupt`, `missing`, `affectedManifests`).
+    #[serde(flatten)]
+    pub blobs: registry::FsckReport,
+    /// Release assets re-hashed.
+    pub assets_checked: u64,
+    /// Everything else found.
+    pub findings: Vec<Finding>,
+    /// Problems this run leaves behind (damaged blobs plus findings not repaired); the CLI
+    /// exits non-zero when it is not 0.
+    pub problems: usize,
+}
+
+fn finding(kind: Kind, detail: impl Into<String>) -> Finding {
+    Finding {
+        kind,
+        repository: None,
+        release: None,
+        asset: None,
+        tag: None,
+        path: None,
+        detail: detail.into(),
+        repaired: None,
+    }
+}
+
+/// Runs every check (site admins); with `repair`, fixes what is safe.
+pub async fn run(core: &Core, who: Option<&Principal>, repair: bool) -> DomainResult<FsckReport> {
+    // Checks that the caller is a site admin before anything else.
+    let blobs = registry::fsck(core, who).await?;
+    let mut findings = Vec::new();
+    let assets_checked = check_assets(core, &mut findings).await?;
+    {
+        // No write that places a file or tag before its row is in flight while orphans are
+        // judged (and removed).
+        let _gate = core.fsck_gate.write().await;
+        orphan_asset_files(core, repair, &mut findings).await?;
+        orphan_upload_files(core, repair, &mut findings).await?;
+        pending_tags(core, repair, &mut findings).await?;
+    }
+    let problems = blobs.corrupt.len()
+        + blobs.missing.len()
+        + findings.iter().filter(|f| f.repaired.is_none()).count();
+    Ok(FsckReport {
+        blobs,
+        assets_checked,
+        findings,
+        problems,
+    })
+}
+
+fn asset_path(files: &AssetFiles, a: &Asset) -> Option<PathBuf> {
+    let repo = RepoPath::parse_key(&a.repo).ok()?;
+    let name = AssetName::parse(&a.name).ok()?;
+    Some(files.path(&repo, a.release_id, a.id, &name))
+}
+
+fn relative(base: &Path, p: &Path) -> String {
+    p.strip_prefix(base).unwrap_or(p).display().to_string()
+}
+
+/// Every asset row with its release's tag name.
+async fn asset_rows(core: &Core) -> DomainResult<Vec<(Asset, String)>> {
+    core.db
+        .read(|txn| {
+            let releases = txn.open_table(tables::RELEASES)?;
+            let mut tags: HashMap<u64, String> = HashMap::new();
+            let mut out = Vec::new();
+            for row in txn.open_table(tables::ASSETS)?.iter()? {
+                let a: Asset = codec::decode(row?.1.value())?;
+                let tag = match tags.get(&a.release_id) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = match releases.get(a.release_id)? {
+                            Some(v) => codec::decode::<Release>(v.value())?.tag_name,
+                            None => a.release_id.to_string(),
+                        };
+                        tags.insert(a.release_id, t.clone());
+                        t
+                    }
+                };
+                out.push((a, tag));
+            }
+            Ok::<_, DomainError>(out)
+        })
+        .await
+}
+
+async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<u64> {
+    let rows = asset_rows(core).await?;
+    let files = core.assets.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut checked = 0u64;
+        for (a, tag) in rows {
+            let Some(path) = asset_path(&files, &a) else {
+                continue;
+            };
+            checked += 1;
+            let mut f = finding(Kind::AssetMissing, "");
+            f.repository = Some(a.repo.clone());
+            f.release = Some(tag);
+            f.asset = Some(a.name.clone());
+            f.path = Some(relative(files.base(), &path));
+            let hashed = std::fs::File::open(&path).and_then(|mut file| {
+                let mut h = Hasher::new(Algorithm::Sha256);
+                h.feed_file(&mut file, 0)?;
+                Ok(h.digest())
+            });
+            match hashed {
+                Ok(d) if d.hex() == a.sha256 => continue,
+                Ok(d) => {
+                    f.kind = Kind::AssetCorrupt;
+                    f.detail = format!(
+                        "the file's SHA-256 is {}, the row says {}; re-upload the asset",
+                        d.hex(),
+                        a.sha256
+                    );
+                }
+                Err(e) => {
+                    f.detail = format!("the asset's file cannot be read ({e}); re-upload it");
+                }
+            }
+            out.push(f);
+        }
+        (checked, out)
+    })
+    .await
+    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    findings.extend(found.1);
+    Ok(found.0)
+}
+
+async fn orphan_asset_files(
+    core: &Core,
+    repair: bool,
+    findings: &mut Vec<Finding>,
+) -> DomainResult<()> {
+    let rows = asset_rows(core).await?;
+    let files = core.assets.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let known: HashSet<PathBuf> = rows
+            .iter()
+            .filter_map(|(a, _)| asset_path(&files, a))
+            .collect();
+        let mut out = Vec::new();
+        for path in files.list_files() {
+            if known.contains(&path) {
+                continue;
+            }
+            let rel = relative(files.base(), &path);
+            let parts: Vec<&str> = rel.split('/').collect();
+            let mut f = finding(
+                Kind::OrphanAssetFile,
+                "a file under the asset directory that no asset row points at",
+            );
+            if let [owner, repo, release, file] = parts.as_slice() {
+                f.repository = Some(format!("{owner}/{repo}"));
+                f.release = Some((*release).to_owned());
+                f.asset = Some((*file).to_owned());
+            }
+            f.path = Some(rel);
+            if repair {
+                f.repaired = Some(match files.remove(&path) {
+                    Ok(()) => "removed the file".into(),
+                    Err(e) => {
+                        f.detail = format!("{}; removing it failed: {e}", f.detail);
+                        out.push(f);
+                        continue;
+                    }
+                });
+            }
+            out.push(f);
+        }
+        out
+    })
+    .await
+    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    findings.extend(found);
+    Ok(())
+}
+
+async fn orphan_upload_files(
+    core: &Core,
+    repair: bool,
+    findings: &mut Vec<Finding>,
+) -> DomainResult<()> {
+    let known: HashSet<String> = core
+        .db
+        .read(|txn| {
+            let mut v = HashSet::new();
+            for row in txn.open_table(tables::UPLOADS)?.iter()? {
+                v.insert(row?.0.value().to_owned());
+            }
+            Ok::<_, DomainError>(v)
+        })
+        .await?;
+    let Ok(rd) = std::fs::read_dir(core.blobs.uploads_dir()) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Dot files are monolithic uploads in flight (and purged at startup).
+        if name.starts_with('.') || known.contains(&name) || core.uploads.is_live(&name) {
+            continue;
+        }
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(true) {
+            continue;
+        }
+        let mut f = finding(
+            Kind::OrphanUploadFile,
+            "a file in uploads/ without an upload session",
+        );
+        f.path = Some(format!("uploads/{name}"));
+        if repair {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => f.repaired = Some("removed the file".into()),
+                Err(err) => f.detail = format!("{}; removing it failed: {err}", f.detail),
+            }
+        }
+        findings.push(f);
+    }
+    Ok(())
+}
+
+/// A pending-tag record with what the database says about its release.
+struct Pending {
+    repo: String,
+    tag: String,
+    commit: String,
+    released: bool,
+}
+
+async fn forget(core: &Core, repo: &str, tag: &str) -> DomainResult<()> {
+    let (r, t) = (repo.to_owned(), tag.to_owned());
+    core.db
+        .write(move |txn| {
+            txn.open_table(tables::PENDING_RELEASE_TAGS)?
+                .remove((r.as_str(), t.as_str()))?;
+            Ok::<_, DomainError>(())
+        })
+        .await
+}
+
+async fn pending_tags(core: &Core, repair: bool, findings: &mut Vec<Finding>) -> DomainResult<()> {
+    let rows: Vec<Pending> = core
+        .db
+        .read(|txn| {
+            let by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
+            let mut v = Vec::new();
+            for row in txn.open_table(tables::PENDING_RELEASE_TAGS)?.iter()? {
+                let (k, val) = row?;
+                let (repo, tag) = k.value();
+                v.push(Pending {
+                    repo: repo.to_owned(),
+                    tag: tag.to_owned(),
+                    commit: val.value().to_owned(),
+                    released: by_tag.get((repo, tag))?.is_some(),
+                });
+            }
+            Ok::<_, DomainError>(v)
+        })
+        .await?;
+    for p in rows {
+        let mut f = finding(Kind::StalePendingTag, "");
+        f.repository = Some(p.repo.clone());
+        f.tag = Some(p.tag.clone());
+        let parsed = RepoPath::parse_key(&p.repo)
+            .ok()
+            .zip(GitTagName::parse(&p.tag).ok());
+        let current = match (&parsed, p.released) {
+            (Some((repo, tag)), false) => {
+                let (r, t) = (repo.clone(), tag.clone());
+                core.git(move |g| g.find_tag(&r, &t)).await.ok().flatten()
+            }
+            _ => None,
+        };
+        let mut delete_tag = None;
+        match current {
+            _ if p.released => {
+                f.release = Some(p.tag.clone());
+                f.detail = "the release was recorded; the pending-tag record is left over".into();
+            }
+            None => f.detail = "the tag pfai was about to create does not exist".into(),
+            Some(info) if info.ref_target != p.commit => {
+                f.detail = format!(
+                    "a tag created for a release that was never recorded was moved since (now {}, \
+                     was {}); it is left alone",
+                    info.ref_target, p.commit
+                );
+            }
+            Some(info) => {
+                f.kind = Kind::OrphanReleaseTag;
+                f.detail = format!(
+                    "tag created at {} for a release that was never recorded (the server stopped \
+                     in between)",
+                    p.commit
+                );
+                delete_tag = Some(info.ref_target);
+            }
+        }
+        if repair {
+            let mut done = Ok("dropped the pending-tag record".to_owned());
+            if let (Some(expected), Some((repo, tag))) = (delete_tag, parsed) {
+                // The expected old value makes git refuse if a push moved the tag meanwhile.
+                done = core
+                    .git(move |g| g.delete_tag(&repo, &tag, &expected))
+                    .await
+                    .map(|()| "deleted the tag".to_owned())
+                    .map_err(|e| e.to_string());
+            }
+            match done {
+                Ok(what) => match forget(core, &p.repo, &p.tag).await {
+                    Ok(()) => f.repaired = Some(what),
+                    Err(e) => f.detail = format!("{}; repair failed: {e}", f.detail),
+                },
+                Err(e) => f.detail = format!("{}; deleting the tag failed: {e}", f.detail),
+            }
+        }
+        findings.push(f);
+    }
+    Ok(())
+}

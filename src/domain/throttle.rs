@@ -1,0 +1,185 @@
+//! Backoff for password sign-ins (web `/login` and Basic `user:password` when minting tokens),
+//! so that passwords cannot be guessed at argon2 speed. Two counters of consecutive failures:
+//! per account name (as typed, existing or not, so lockouts do not reveal which names exist)
+//! and per client address (the TCP peer). Once a counter reaches its threshold, each further
+//! failure locks that account or address for `base * 2^(failures - threshold)`, capped; while
+//! locked, attempts are refused before argon2 runs. A success clears the account's counter (not
+//! the address's: signing in to one's own account must not reset guesses at others). Counters
+//! idle for longer than the cap are forgotten. In memory, bounded.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Sign-in backoff settings (`pfai serve` flags; defaults in the README's table).
+#[derive(Debug, Clone)]
+pub struct ThrottleSettings {
+    /// Consecutive failures of one account name before it is locked out.
+    pub account_threshold: u32,
+    /// Consecutive failures from one client address before it is locked out.
+    pub address_threshold: u32,
+    /// The first lockout; each further failure doubles it.
+    pub base: Duration,
+    /// The longest lockout.
+    pub max: Duration,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings {
+            account_threshold: 5,
+            address_threshold: 20,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Most accounts (and, separately, addresses) tracked at once; past it, idle entries are
+/// dropped first, then those whose lockout ends soonest.
+pub const MAX_TRACKED: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    last_failure: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// The two counters. One per server (`Core::sign_in`).
+#[derive(Default)]
+pub struct Throttle {
+    settings: ThrottleSettings,
+    state: Mutex<(HashMap<String, Entry>, HashMap<IpAddr, Entry>)>,
+}
+
+fn remaining(e: Option<&Entry>, now: Instant) -> Option<Duration> {
+    e.and_then(|e| e.locked_until)
+        .filter(|&until| until > now)
+        .map(|until| until - now)
+}
+
+fn fail<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, Entry>,
+    key: &K,
+    threshold: u32,
+    s: &ThrottleSettings,
+    now: Instant,
+) {
+    if !map.contains_key(key) && map.len() >= MAX_TRACKED {
+        map.retain(|_, e| remaining(Some(&*e), now).is_some() || now - e.last_failure < s.max);
+        if map.len() >= MAX_TRACKED {
+            if let Some(k) = map
+                .iter()
+                .min_by_key(|(_, e)| (e.locked_until, e.last_failure))
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&k);
+            }
+        }
+    }
+    let e = map.entry(key.clone()).or_insert(Entry {
+        failures: 0,
+        last_failure: now,
+        locked_until: None,
+    });
+    if now - e.last_failure >= s.max {
+        e.failures = 0;
+    }
+    e.failures = e.failures.saturating_add(1);
+    e.last_failure = now;
+    if e.failures >= threshold.max(1) {
+        let doublings = (e.failures - threshold.max(1)).min(30);
+        let lock = s.base.saturating_mul(1u32 << doublings).min(s.max);
+        e.locked_until = Some(now + lock);
+    }
+}
+
+impl Throttle {
+    /// A throttle with these settings.
+    pub fn new(settings: ThrottleSettings) -> Self {
+        Throttle {
+            settings,
+            state: Mutex::default(),
+        }
+    }
+
+    fn key(account: &str) -> String {
+        account.trim().to_lowercase()
+    }
+
+    /// `Err(wait)` while the account or the address is locked out: the attempt must be refused
+    /// without checking the password.
+    pub fn check(&self, account: &str, addr: Option<IpAddr>) -> Result<(), Duration> {
+        let now = Instant::now();
+        let Ok(st) = self.state.lock() else {
+            return Ok(());
+        };
+        let by_account = remaining(st.0.get(&Self::key(account)), now);
+        let by_addr = addr.and_then(|a| remaining(st.1.get(&a), now));
+        match by_account.max(by_addr) {
+            Some(wait) => Err(wait),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a wrong password (or unknown account).
+    pub fn failure(&self, account: &str, addr: Option<IpAddr>) {
+        let now = Instant::now();
+        let s = &self.settings;
+        if let Ok(mut st) = self.state.lock() {
+            let (accounts, addrs) = &mut *st;
+            fail(accounts, &Self::key(account), s.account_threshold, s, now);
+            if let Some(a) = addr {
+                fail(addrs, &a, s.address_threshold, s, now);
+            }
+        }
+    }
+
+    /// Records a successful sign-in: the account's counter starts over.
+    pub fn success(&self, account: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.0.remove(&Self::key(account));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lockouts_double_and_are_capped() {
+        let t = Throttle::new(ThrottleSettings {
+            account_threshold: 3,
+            address_threshold: 100,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(35),
+        });
+        for _ in 0..2 {
+            t.failure("Alice", None);
+            assert!(t.check("alice", None).is_ok());
+        }
+        t.failure("alice", None);
+        let w = t.check("alice", None).unwrap_err();
+        assert!(w <= Duration::from_secs(10) && w > Duration::from_secs(8));
+        t.failure("alice", None);
+        assert!(t.check("alice", None).unwrap_err() > Duration::from_secs(18));
+        t.failure("alice", None);
+        t.failure("alice", None);
+        assert!(t.check("alice", None).unwrap_err() <= Duration::from_secs(35));
+        assert!(t.check("bob", None).is_ok());
+        t.success("alice");
+        assert!(t.check("alice", None).is_ok());
+    }
+
+    #[test]
+    fn the_tracked_set_stays_bounded() {
+        let t = Throttle::new(ThrottleSettings::default());
+        for i in 0..(MAX_TRACKED + 50) {
+            t.failure(&format!("user{i}"), None);
+        }
+        assert!(t.state.lock().unwrap().0.len() <= MAX_TRACKED);
+    }
+}
