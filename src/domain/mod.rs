@@ -72,6 +72,12 @@ pub struct Core {
     pub pending_downloads: Mutex<HashMap<u64, u64>>,
     /// OCI upload sessions in progress (locks and running hashes).
     pub uploads: registry::upload::Sessions,
+    /// Orders blob publishing against GC's removals: a blob upload holds it shared from
+    /// publishing its file until its link is committed, GC holds it exclusively from its
+    /// transaction until the files of the blobs it dropped are unlinked. Without it a re-push
+    /// that found the file still there (and kept it) could link the blob just before GC
+    /// unlinked that file, leaving a row without its file.
+    pub blob_gc: tokio::sync::RwLock<()>,
 }
 
 impl Core {
@@ -94,6 +100,7 @@ impl Core {
             limits,
             pending_downloads: Mutex::new(HashMap::new()),
             uploads: registry::upload::Sessions::default(),
+            blob_gc: tokio::sync::RwLock::new(()),
         }))
     }
 
