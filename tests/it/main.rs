@@ -5,6 +5,7 @@ mod accounts;
 mod binary;
 mod browser;
 mod cli;
+mod crash;
 mod git_hosting;
 mod harness;
 mod protection;
