@@ -83,6 +83,12 @@ pub struct Core {
     pub fsck_gate: tokio::sync::RwLock<()>,
     /// Failed password sign-ins per account and per client address (backoff).
     pub sign_in: throttle::Throttle,
+    /// Orders blob publishing against GC's removals: a blob upload holds it shared from
+    /// publishing its file until its link is committed, GC holds it exclusively from its
+    /// transaction until the files of the blobs it dropped are unlinked. Without it a re-push
+    /// that found the file still there (and kept it) could link the blob just before GC
+    /// unlinked that file, leaving a row without its file.
+    pub blob_gc: tokio::sync::RwLock<()>,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -141,6 +147,7 @@ impl Core {
             uploads: registry::upload::Sessions::default(),
             fsck_gate: tokio::sync::RwLock::new(()),
             sign_in,
+            blob_gc: tokio::sync::RwLock::new(()),
         }))
     }
 

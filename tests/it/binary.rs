@@ -8,22 +8,29 @@ use std::time::{Duration, Instant};
 
 use crate::harness::require_tool;
 
-struct Running {
-    child: Child,
-    url: String,
-    log: std::sync::mpsc::Receiver<String>,
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) log: std::sync::mpsc::Receiver<String>,
 }
 
 /// Starts `pfai serve` in `cwd` with only `PFAI_LISTEN` set (port 0), so every other setting is
 /// the embedded default (`./data`), and waits for the "listening" log line.
+pub(crate) fn start(cwd: &Path) -> Running {
+    start_with_env(cwd, &[])
+}
+
+/// `start` with extra environment settings (e.g. `PFAI_GC_GRACE_SECONDS`).
 #[allow(clippy::zombie_processes)] // the caller waits for the child
-fn start(cwd: &Path) -> Running {
+pub(crate) fn start_with_env(cwd: &Path, env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pfai"))
         .arg("serve")
         .current_dir(cwd)
         .env("PFAI_LISTEN", "127.0.0.1:0")
         .env_remove("DATA_DIR")
         .env_remove("ASSET_STORAGE_PATH")
+        .env_remove("PFAI_GC_GRACE_SECONDS")
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -57,7 +64,7 @@ fn start(cwd: &Path) -> Running {
 }
 
 /// Creates org `acme` and public repository `acme/app` as the admin.
-async fn create_acme_app(http: &reqwest::Client, url: &str, token: &str) {
+pub(crate) async fn create_acme_app(http: &reqwest::Client, url: &str, token: &str) {
     for (p, b) in [
         ("/api/v1/orgs", serde_json::json!({"name":"acme"})),
         (
@@ -76,7 +83,7 @@ async fn create_acme_app(http: &reqwest::Client, url: &str, token: &str) {
     }
 }
 
-fn signal(child: &Child, sig: &str) {
+pub(crate) fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(child.id().to_string())

@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod cli;
 mod conformance;
+mod crash;
 mod disk;
 mod git_hosting;
 mod harness;

@@ -720,7 +720,8 @@ pub struct GcReport {
 /// linked) within `grace_secs`, measured by our own timestamps. The check and the removal of the
 /// rows happen in one write transaction, serialized with manifest pushes, so a push that
 /// references a blob either commits first (the blob is kept) or sees it gone (and answers
-/// `MANIFEST_BLOB_UNKNOWN`); files are unlinked only after the commit.
+/// `MANIFEST_BLOB_UNKNOWN`); files are unlinked only after the commit, and uploads cannot
+/// publish or link a blob from the transaction until the unlinks are done (`Core::blob_gc`).
 pub async fn gc(
     core: &Core,
     who: Option<&Principal>,
@@ -731,6 +732,13 @@ pub async fn gc(
     if !p.admin {
         return Err(DomainError::Forbidden("only site admins can run GC".into()));
     }
+    // Held until the files are unlinked: an upload that found a victim's file still in place
+    // must not link it in between (it would be a row without its file).
+    let removing = if dry_run {
+        None
+    } else {
+        Some(core.blob_gc.write().await)
+    };
     let now = now_unix();
     let report = core
         .db
@@ -793,6 +801,7 @@ pub async fn gc(
             }
         }
     }
+    drop(removing);
     let ttl = core.limits.upload_ttl_secs;
     report.uploads = upload::purge_stale(core, ttl, ttl.min(3600), dry_run).await?;
     Ok(report)

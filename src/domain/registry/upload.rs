@@ -235,6 +235,9 @@ async fn publish_and_link(
     guard: TempGuard,
     size: u64,
 ) -> DomainResult<()> {
+    // Shared with other uploads, exclusive with GC: between finding the file in place (or
+    // putting it there) and committing the link, GC must not unlink it (see `Core::blob_gc`).
+    let _publishing = core.blob_gc.read().await;
     let blobs = core.blobs.clone();
     let d = digest.clone();
     tokio::task::spawn_blocking(move || {
