@@ -859,6 +859,24 @@ pub async fn fsck(core: &Core, who: Option<&Principal>) -> DomainResult<FsckRepo
     })
     .await
     .map_err(|e| DomainError::Internal(e.to_string()))?;
+    // GC may have removed a blob (row, then file) while it was being checked: a file missing
+    // is damage only if its row is still there.
+    if !report.missing.is_empty() {
+        let missing = std::mem::take(&mut report.missing);
+        report.missing = core
+            .db
+            .read(move |txn| {
+                let rows = txn.open_table(tables::BLOBS)?;
+                let mut still = Vec::new();
+                for d in missing {
+                    if rows.get(d.as_str())?.is_some() {
+                        still.push(d);
+                    }
+                }
+                Ok::<_, DomainError>(still)
+            })
+            .await?;
+    }
     let bad: BTreeSet<String> = report
         .corrupt
         .iter()
