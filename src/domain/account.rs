@@ -50,12 +50,7 @@ pub async fn authenticate_from(
                     .check(&user, client)
                     .map_err(DomainError::locked_out)?;
                 let found = find_user(core, &user).await?;
-                // argon2 is deliberately slow: keep it off the async workers.
-                let verified = tokio::task::spawn_blocking(move || {
-                    found.filter(|u| auth::verify_password(&u.password_hash, &password))
-                })
-                .await
-                .map_err(|e| DomainError::Internal(e.to_string()))?;
+                let verified = password_matches(found, password).await?;
                 if verified.is_none() {
                     core.sign_in.failure(&user, client);
                 }
@@ -70,6 +65,23 @@ pub async fn authenticate_from(
             Err(bad())
         }
     }
+}
+
+/// The user if `password` is theirs. Unknown users and users without a password (the
+/// bootstrap admin) cost the same argon2 time, so timing does not reveal which names exist.
+/// argon2 is deliberately slow: it runs on the blocking pool.
+pub async fn password_matches(user: Option<User>, password: String) -> DomainResult<Option<User>> {
+    tokio::task::spawn_blocking(move || match user {
+        Some(u) if !u.password_hash.is_empty() => {
+            auth::verify_password(&u.password_hash, &password).then_some(u)
+        }
+        _ => {
+            let _ = auth::verify_password(auth::dummy_password_hash(), &password);
+            None
+        }
+    })
+    .await
+    .map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 /// A user's row, if the user exists (for password checks).

@@ -5,7 +5,7 @@
 use subtle::ConstantTimeEq;
 
 use super::{Core, DomainError, DomainResult};
-use crate::auth::{self, Principal};
+use crate::auth::Principal;
 use crate::storage::records::{Session, User};
 use crate::storage::{codec, tables};
 use crate::util::{fill_random, now_unix, sha256_hex};
@@ -52,20 +52,9 @@ pub async fn sign_in(
         .check(&name, client)
         .map_err(DomainError::locked_out)?;
     let user = super::account::find_user(core, &name).await?;
-    let password = password.to_owned();
-    let ok = tokio::task::spawn_blocking(move || match user {
-        // Users without a password (the bootstrap admin) cannot sign in with one.
-        Some(u) if !u.password_hash.is_empty() => {
-            auth::verify_password(&u.password_hash, &password)
-        }
-        _ => {
-            // Spend the same time on unknown users so that timing does not reveal names.
-            let _ = auth::verify_password(auth::dummy_password_hash(), &password);
-            false
-        }
-    })
-    .await
-    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let ok = super::account::password_matches(user, password.to_owned())
+        .await?
+        .is_some();
     if !ok {
         core.sign_in.failure(&name, client);
         return Err(DomainError::Unauthenticated(
