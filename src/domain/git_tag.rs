@@ -204,8 +204,11 @@ pub fn judge_push(
         let Some(tag) = u.name.strip_prefix("refs/tags/") else {
             continue;
         };
-        if is_zero(&u.old) {
-            continue; // creation
+        // Only a real creation (no old value, a new one) is free. A zero new value deletes
+        // whatever `old` claims: git deletes a ref whose claimed old value is the null id
+        // without comparing ("allowing deletion of corrupt ref").
+        if is_zero(&u.old) && !is_zero(&u.new) {
+            continue;
         }
         if let Some(p) = rules.protecting(tag) {
             let what = if is_zero(&u.new) { "delete" } else { "move" };
@@ -285,6 +288,9 @@ mod tests {
         assert!(pre_receive(&input("write", &moved)).is_err());
         assert!(pre_receive(&input("write", &create)).is_ok());
         assert!(pre_receive(&input("admin", &delete)).is_ok());
+        // A delete that claims the tag did not exist is still a delete.
+        let null_delete = format!("{z} {z} refs/tags/v1\n");
+        assert!(pre_receive(&input("write", &null_delete)).is_err());
         // A refusal names the rule.
         let msg = pre_receive(&input("write", &moved)).unwrap_err();
         assert!(msg.contains("v1") && msg.contains("\"v*\""), "{msg}");

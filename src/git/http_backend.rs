@@ -34,7 +34,14 @@ impl RefUpdate {
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         let name_ok = !name.is_empty() && !name.bytes().any(|b| b.is_ascii_control());
-        if parts.next().is_some() || !is_oid(old) || !is_oid(new) || !name_ok {
+        let null = |s: &str| s.bytes().all(|b| b == b'0');
+        // null -> null changes nothing git admits to, yet git deletes the ref: not an update.
+        if parts.next().is_some()
+            || !is_oid(old)
+            || !is_oid(new)
+            || !name_ok
+            || (null(old) && null(new))
+        {
             return None;
         }
         Some(RefUpdate {
@@ -343,6 +350,7 @@ mod tests {
             format!("{a} {z} refs/tags/v1\n{a} {z} refs/tags/v2\n"),
             format!("{a} {z} refs/tags/v1 extra\n"),
             format!("{} {z} refs/tags/v1\n", &a[..39]),
+            format!("{z} {z} refs/tags/v1\n"),
             "certificate version 0.1\n".to_owned(),
         ] {
             let body = format!("{}0000", pkt(&line));

@@ -293,6 +293,11 @@ async fn protected_tag_cannot_be_changed_by_any_push_encoding() {
             true,
         ),
         (
+            "a delete claiming the tag has the null id (git deletes without comparing)",
+            pkt(&format!("{zero} {zero} refs/tags/v1{caps}")) + "0000",
+            false,
+        ),
+        (
             "two commands in one pkt-line after the capabilities",
             pkt(&format!("{c1} {c2} refs/heads/other{caps}"))
                 + &pkt(&format!(
