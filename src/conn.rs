@@ -1,7 +1,7 @@
 //! Serving connections, so that slow and idle clients cannot hold the server. warp 0.4's
 //! `serve` exposes neither timeouts nor a connection cap, so this is our own accept loop in front
 //! of the same warp filter tree, serving each connection with hyper-util's auto builder (HTTP/1.1
-//! with `Expect: 100-continue`, chunked bodies and upgrades; h2c with prior knowledge, as warp did)
+//! with `Expect: 100-continue`, chunked bodies and upgrades; HTTP/1 only: no h2c)
 //! and watching it:
 //!
 //! - **header timeout**: a request's headers must be complete this long after the connection was
@@ -54,6 +54,8 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 const MAX_CAP: usize = 1_000_000;
 /// At least this long for the error response to a cut request to be delivered.
 const AFTER_CUT_MIN: Duration = Duration::from_secs(30);
+/// How long a graceful shutdown waits for in-flight requests before closing their connections.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 /// First and largest pause after an accept error that is not about one connection.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -142,7 +144,10 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(cap));
     let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: every client of a registry, forge or git over plain HTTP speaks it, and h2c's
+    // flow control would let one connection hold hundreds of streams (files, git processes)
+    // that no socket-level timeout sees.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     // Our watchdog enforces the header timeout (hyper's would also count idle keep-alive time).
     builder
         .http1()
@@ -207,8 +212,17 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    // Every connection task holds one slot until it ends.
-    let _ = slots.acquire_many(cap as u32).await;
+    // Every connection task holds one slot until it ends; a client that keeps a request going
+    // past the drain deadline (a very slow download) does not hold the shutdown.
+    if tokio::time::timeout(SHUTDOWN_DRAIN, slots.acquire_many(cap as u32))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = SHUTDOWN_DRAIN.as_secs(),
+            "connections still busy after the shutdown drain deadline; closing them"
+        );
+    }
 }
 
 /// Errors `accept` reports about one connection (already gone); the next accept may succeed.
@@ -403,11 +417,19 @@ impl Watch {
     }
 
     fn request_finished(&self) {
-        let mut s = self.lock();
-        s.in_flight = s.in_flight.saturating_sub(1);
-        if s.in_flight == 0 {
-            s.idle_since = Instant::now();
-            s.head_started = None;
+        let idle = {
+            let mut s = self.lock();
+            s.in_flight = s.in_flight.saturating_sub(1);
+            if s.in_flight == 0 {
+                s.idle_since = Instant::now();
+                s.head_started = None;
+            }
+            s.in_flight == 0
+        };
+        // The watchdog may be waiting with no deadline (a request was in flight): arm the idle
+        // timeout now, or a connection idle after a long request would never be closed.
+        if idle {
+            self.wake.notify_one();
         }
     }
 

@@ -250,6 +250,12 @@ async fn a_slow_but_steady_upload_outlives_the_idle_and_body_timeouts() {
     let (status, head) = read_response(&mut sock).await;
     assert_eq!(status, 202, "{head}");
     assert!(head.contains("range: 0-19999"), "{head}");
+    // Idle after a request longer than the header timeout: the idle timeout still closes it
+    // (it was never armed once the watchdog had seen the header deadline pass mid-request).
+    assert!(
+        closed_by_server(&mut sock).await.is_some(),
+        "a connection idle after a long request was still open after {CUT_WITHIN:?}"
+    );
 }
 
 #[tokio::test]
