@@ -46,16 +46,7 @@ pub async fn authenticate_from(
                 return Ok(Some(p));
             }
             if let (true, Credentials::Basic { user, password }) = (allow_password, creds) {
-                core.sign_in
-                    .check(&user, client)
-                    .map_err(DomainError::locked_out)?;
-                let found = find_user(core, &user).await?;
-                let verified = password_matches(found, password).await?;
-                if verified.is_none() {
-                    core.sign_in.failure(&user, client);
-                }
-                if let Some(u) = verified {
-                    core.sign_in.success(&user);
+                if let Some(u) = check_password(core, &user, password, client).await? {
                     return Ok(Some(Principal {
                         username: u.username,
                         admin: u.admin,
@@ -67,10 +58,44 @@ pub async fn authenticate_from(
     }
 }
 
+/// Argon2 verifications running at once (each takes ~19 MiB and a core for a moment): a flood
+/// of sign-ins queues here instead of exhausting memory and the blocking pool.
+fn argon2_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores * 2)
+    })
+}
+
+/// The one password check (web sign-in and Basic credentials): the sign-in backoff first
+/// (`TooManyRequests` while locked out, before argon2 runs), then the password. The user if
+/// `password` is theirs.
+pub async fn check_password(
+    core: &Core,
+    username: &str,
+    password: String,
+    client: Option<std::net::IpAddr>,
+) -> DomainResult<Option<User>> {
+    core.sign_in
+        .attempt(username, client)
+        .map_err(DomainError::locked_out)?;
+    let found = find_user(core, username).await?;
+    let verified = password_matches(found, password).await?;
+    if verified.is_some() {
+        core.sign_in.success(username, client);
+    }
+    Ok(verified)
+}
+
 /// The user if `password` is theirs. Unknown users and users without a password (the
 /// bootstrap admin) cost the same argon2 time, so timing does not reveal which names exist.
-/// argon2 is deliberately slow: it runs on the blocking pool.
-pub async fn password_matches(user: Option<User>, password: String) -> DomainResult<Option<User>> {
+/// argon2 is deliberately slow: it runs on the blocking pool, a few at a time.
+async fn password_matches(user: Option<User>, password: String) -> DomainResult<Option<User>> {
+    let _slot = argon2_slots()
+        .acquire()
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || match user {
         Some(u) if !u.password_hash.is_empty() => {
             auth::verify_password(&u.password_hash, &password).then_some(u)

@@ -48,20 +48,12 @@ pub async fn sign_in(
     client: Option<std::net::IpAddr>,
 ) -> DomainResult<String> {
     let name = username.trim().to_owned();
-    core.sign_in
-        .check(&name, client)
-        .map_err(DomainError::locked_out)?;
-    let user = super::account::find_user(core, &name).await?;
-    let ok = super::account::password_matches(user, password.to_owned())
-        .await?
-        .is_some();
-    if !ok {
-        core.sign_in.failure(&name, client);
+    let user = super::account::check_password(core, &name, password.to_owned(), client).await?;
+    if user.is_none() {
         return Err(DomainError::Unauthenticated(
             "incorrect username or password".into(),
         ));
     }
-    core.sign_in.success(&name);
     let secret = new_secret();
     let hash = sha256_hex(secret.as_bytes());
     let now = now_unix();

@@ -91,7 +91,12 @@ fn fail<K: std::hash::Hash + Eq + Clone>(
     e.last_failure = now;
     if e.failures >= threshold.max(1) {
         let doublings = (e.failures - threshold.max(1)).min(30);
-        let lock = s.base.saturating_mul(1u32 << doublings).min(s.max);
+        // At most a year, so that `now + lock` cannot overflow whatever the settings say.
+        let lock = s
+            .base
+            .saturating_mul(1u32 << doublings)
+            .min(s.max)
+            .min(Duration::from_secs(365 * 86_400));
         e.locked_until = Some(now + lock);
     }
 }
@@ -109,39 +114,68 @@ impl Throttle {
         account.trim().to_lowercase()
     }
 
-    /// `Err(wait)` while the account or the address is locked out: the attempt must be refused
-    /// without checking the password.
-    pub fn check(&self, account: &str, addr: Option<IpAddr>) -> Result<(), Duration> {
-        let now = Instant::now();
-        let Ok(st) = self.state.lock() else {
-            return Ok(());
-        };
-        let by_account = remaining(st.0.get(&Self::key(account)), now);
-        let by_addr = addr.and_then(|a| remaining(st.1.get(&a), now));
-        match by_account.max(by_addr) {
-            Some(wait) => Err(wait),
-            None => Ok(()),
-        }
+    fn state(&self) -> std::sync::MutexGuard<'_, (HashMap<String, Entry>, HashMap<IpAddr, Entry>)> {
+        // A panic elsewhere must not switch the throttle off: keep using the counters.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records a wrong password (or unknown account).
-    pub fn failure(&self, account: &str, addr: Option<IpAddr>) {
+    /// Starts a password attempt: `Err(wait)` while the account or the address is locked out
+    /// (the attempt must be refused without checking the password). Otherwise the attempt is
+    /// counted as a failure at once, until `success` says otherwise, so parallel guesses cannot
+    /// all pass this check before any of them is recorded.
+    pub fn attempt(&self, account: &str, addr: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
         let s = &self.settings;
-        if let Ok(mut st) = self.state.lock() {
-            let (accounts, addrs) = &mut *st;
-            fail(accounts, &Self::key(account), s.account_threshold, s, now);
-            if let Some(a) = addr {
-                fail(addrs, &a, s.address_threshold, s, now);
+        let mut st = self.state();
+        let (accounts, addrs) = &mut *st;
+        let key = Self::key(account);
+        let by_account = remaining(accounts.get(&key), now);
+        let by_addr = addr.and_then(|a| remaining(addrs.get(&a), now));
+        if let Some(wait) = by_account.max(by_addr) {
+            return Err(wait);
+        }
+        fail(accounts, &key, s.account_threshold, s, now);
+        if let Some(a) = addr {
+            fail(addrs, &a, s.address_threshold, s, now);
+        }
+        Ok(())
+    }
+
+    /// Records that the attempt's password was right: the account's counter starts over, and
+    /// the address gets back the failure `attempt` counted in advance.
+    pub fn success(&self, account: &str, addr: Option<IpAddr>) {
+        let threshold = self.settings.address_threshold.max(1);
+        let mut st = self.state();
+        st.0.remove(&Self::key(account));
+        if let Some(e) = addr.and_then(|a| st.1.get_mut(&a)) {
+            e.failures = e.failures.saturating_sub(1);
+            if e.failures < threshold {
+                e.locked_until = None;
             }
         }
     }
 
-    /// Records a successful sign-in: the account's counter starts over.
-    pub fn success(&self, account: &str) {
-        if let Ok(mut st) = self.state.lock() {
-            st.0.remove(&Self::key(account));
+    #[cfg(test)]
+    fn failure(&self, account: &str, addr: Option<IpAddr>) {
+        let now = Instant::now();
+        let s = &self.settings;
+        let mut st = self.state();
+        let (accounts, addrs) = &mut *st;
+        fail(accounts, &Self::key(account), s.account_threshold, s, now);
+        if let Some(a) = addr {
+            fail(addrs, &a, s.address_threshold, s, now);
         }
+    }
+
+    #[cfg(test)]
+    fn check(&self, account: &str, addr: Option<IpAddr>) -> Result<(), Duration> {
+        let now = Instant::now();
+        let st = self.state();
+        let by_account = remaining(st.0.get(&Self::key(account)), now);
+        let by_addr = addr.and_then(|a| remaining(st.1.get(&a), now));
+        by_account.max(by_addr).map_or(Ok(()), Err)
     }
 }
 
@@ -170,8 +204,28 @@ mod tests {
         t.failure("alice", None);
         assert!(t.check("alice", None).unwrap_err() <= Duration::from_secs(35));
         assert!(t.check("bob", None).is_ok());
-        t.success("alice");
+        t.success("alice", None);
         assert!(t.check("alice", None).is_ok());
+    }
+
+    #[test]
+    fn parallel_guesses_are_counted_before_any_password_is_checked() {
+        let t = Throttle::new(ThrottleSettings {
+            account_threshold: 3,
+            address_threshold: 100,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        });
+        let addr: IpAddr = [127, 0, 0, 1].into();
+        // Three attempts start before any result is known: the fourth is refused.
+        for _ in 0..3 {
+            assert!(t.attempt("alice", Some(addr)).is_ok());
+        }
+        assert!(t.attempt("alice", Some(addr)).is_err());
+        // A right password gives the address its count back and unlocks the account.
+        t.success("alice", Some(addr));
+        assert!(t.attempt("alice", Some(addr)).is_ok());
+        assert_eq!(t.state().1[&addr].failures, 3);
     }
 
     #[test]
