@@ -30,6 +30,17 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The asset directory would hold the data directory (or be it): fsck's orphan sweep of
+    /// the asset directory must never reach the database, blobs or repositories.
+    #[error(
+        "the asset storage path {assets} must not be the data directory or contain it ({data})"
+    )]
+    AssetBaseOverlaps {
+        /// The asset base.
+        assets: std::path::PathBuf,
+        /// The data directory.
+        data: std::path::PathBuf,
+    },
     /// The system `git` is needed for the pack protocol.
     #[error("the `git` command is required but was not found on PATH")]
     NoGit,
@@ -65,6 +76,20 @@ impl Server {
     }
 }
 
+/// Refuses an asset base that is the data directory or one of its ancestors (a subdirectory of
+/// the data directory, like the default `$DATA_DIR/assets`, is fine).
+fn check_asset_base(config: &Config) -> Result<(), StartError> {
+    let (data, assets) = (config.data_dir.clone(), config.asset_base());
+    for d in [&data, &assets] {
+        std::fs::create_dir_all(d).map_err(crate::storage::StorageError::from)?;
+    }
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    if canon(&data).starts_with(canon(&assets)) {
+        return Err(StartError::AssetBaseOverlaps { assets, data });
+    }
+    Ok(())
+}
+
 /// Opens everything and starts serving on `config.listen`.
 pub async fn spawn(config: Config) -> Result<Server, StartError> {
     if std::process::Command::new("git")
@@ -74,6 +99,7 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     {
         return Err(StartError::NoGit);
     }
+    check_asset_base(&config)?;
     let core = Core::open_with(
         &config.data_dir,
         &config.asset_base(),

@@ -107,22 +107,41 @@ impl AssetFiles {
     /// Every file under the base (at most four levels deep: `<owner>/<repo>/<release>/<file>`)
     /// except in-flight temp files, for fsck to match against the rows.
     pub fn list_files(&self) -> Vec<PathBuf> {
-        fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+        // Only paths of the asset layout: `<owner>/<repo>/<release-id>/<asset-id>[-<name>]`
+        // with valid names and numeric ids. Anything else under the base (an operator's file,
+        // `lost+found`, another program's data) is not ours to judge or remove.
+        fn ours(rel: &[String]) -> bool {
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            match rel {
+                [owner, repo, release, file] => {
+                    let id = file.split_once('-').map_or(file.as_str(), |(id, _)| id);
+                    crate::ids::Slug::parse(owner).is_ok()
+                        && crate::ids::Slug::parse(repo).is_ok()
+                        && digits(release)
+                        && digits(id)
+                }
+                _ => false,
+            }
+        }
+        fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Vec<PathBuf>) {
             let Ok(rd) = fs::read_dir(dir) else { return };
             for e in rd.flatten() {
                 let p = e.path();
                 let Ok(t) = e.file_type() else { continue };
+                let name = e.file_name().to_string_lossy().into_owned();
+                rel.push(name);
                 if t.is_dir() {
-                    if depth < 3 {
-                        walk(&p, depth + 1, out);
+                    if rel.len() < 4 {
+                        walk(&p, rel, out);
                     }
-                } else if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+                } else if t.is_file() && !rel[rel.len() - 1].starts_with(".tmp-") && ours(rel) {
                     out.push(p);
                 }
+                rel.pop();
             }
         }
         let mut out = Vec::new();
-        walk(&self.base, 0, &mut out);
+        walk(&self.base, &mut Vec::new(), &mut out);
         out
     }
 

@@ -730,6 +730,15 @@ async fn fsck_reports_and_repairs_asset_upload_and_release_tag_damage() {
     std::fs::write(rel_dir.join("999-stray.bin"), b"stray").unwrap();
     std::fs::create_dir_all(data.join("assets/acme/app/42")).unwrap();
     std::fs::write(data.join("assets/acme/app/42/7-old.tar.gz"), b"old").unwrap();
+    // Files outside the asset layout are not ours: never reported, never removed.
+    let foreign = [
+        data.join("assets/NOTES.txt"),
+        data.join("assets/acme/app/notes.txt"),
+        data.join(format!("assets/acme/app/{rid}/checksums-by-hand.txt")),
+    ];
+    for f in &foreign {
+        std::fs::write(f, b"operator's").unwrap();
+    }
     // What a kill between the tag and the release's commit leaves: the tag and its record
     // (v9); a record whose tag was moved by a push since (v8); one whose tag was never made (v7).
     let bare = data.join("repos/acme/app.git");
@@ -811,6 +820,9 @@ async fn fsck_reports_and_repairs_asset_upload_and_release_tag_damage() {
         .join("assets/acme/app/42/7-old.tar.gz")
         .exists());
     assert!(!s.data_dir().join("uploads/0123abcd").exists());
+    for f in &foreign {
+        assert!(f.exists(), "{} was removed", f.display());
+    }
     let refs = git_ok(&bare_of(&s), &["show-ref", "--tags"]);
     assert!(!refs.contains("refs/tags/v9"), "{refs}");
     assert!(

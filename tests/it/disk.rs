@@ -241,3 +241,28 @@ async fn a_full_disk_does_not_block_writes_after_space_is_freed() {
     drop(mount);
     drop(dir);
 }
+
+/// fsck's orphan sweep walks the asset directory: an asset directory that is the data
+/// directory (or holds it) would put the database, blobs and repositories in its reach.
+#[tokio::test]
+async fn an_asset_directory_holding_the_data_directory_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for assets in [data.clone(), dir.path().to_owned()] {
+        let mut cfg = pfai::config::Config::new(data.clone(), "127.0.0.1:0".parse().unwrap());
+        cfg.asset_storage_path = Some(assets.clone());
+        let err = match pfai::app::spawn(cfg).await {
+            Ok(_) => panic!("started with assets at {}", assets.display()),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("must not be the data directory"), "{err}");
+    }
+    assert!(!data.join("pfai.redb").exists(), "nothing was opened");
+    // A directory beside the data directory is fine.
+    let s = TestServer::start_in(dir, |c| {
+        c.asset_storage_path = Some(c.data_dir.with_file_name("assets"));
+    })
+    .await;
+    assert_eq!(health(&s).await.0, StatusCode::OK);
+    s.stop().await;
+}
