@@ -97,7 +97,8 @@ pub enum DomainError {
 impl From<StorageError> for DomainError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::Io(io) if io.raw_os_error() == Some(28) => {
+            // ENOSPC, and EDQUOT (a quota is a full disk for this process).
+            StorageError::Io(io) if matches!(io.raw_os_error(), Some(28 | 122)) => {
                 DomainError::InsufficientStorage(io.to_string())
             }
             StorageError::Unavailable(why) => DomainError::Unavailable(why),

@@ -99,16 +99,17 @@ impl Core {
     /// Why writes of files cannot succeed now (a filesystem of blobs or assets with less than
     /// `LOW_SPACE_BYTES` free), for the health endpoint; `None` when there is room.
     pub fn low_space(&self) -> Option<String> {
-        for dir in [self.blobs.dir(), self.assets.base()] {
+        // The reason is public (health needs no sign-in): it names the store, not its path.
+        for (what, dir) in [("blobs", self.blobs.dir()), ("assets", self.assets.base())] {
             match crate::storage::free_bytes(dir) {
                 Ok(free) if free < LOW_SPACE_BYTES => {
-                    return Some(format!(
-                        "only {free} bytes free on the filesystem of {}",
-                        dir.display()
-                    ))
+                    return Some(format!("only {free} bytes free for {what}"))
                 }
                 Ok(_) => {}
-                Err(e) => return Some(format!("cannot read free space of {}: {e}", dir.display())),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read free space");
+                    return Some(format!("cannot read the free space for {what}"));
+                }
             }
         }
         None
