@@ -514,11 +514,12 @@ pub async fn create(
             "a release for tag {tag} already exists"
         )));
     }
+    // Held from looking at the tag to the release's commit (see `Core::fsck_gate`): fsck must
+    // not judge the tag an orphan (and delete it) while this release is taking it up.
+    let gate = core.fsck_gate.read().await;
     let (r, t) = (repo.clone(), tag.clone());
     let existing = core.git(move |g| g.find_tag(&r, &t)).await?;
     let mut created_tag = false;
-    // Held from the pending-tag record to the release's commit (see `Core::fsck_gate`).
-    let mut gate = None;
     let (commit, target) = match existing {
         Some(info) => (
             info.commit_sha,
@@ -532,7 +533,6 @@ pub async fn create(
             })?;
             let commit = git_tag::resolve_target(core, repo, &target).await?;
             if !input.draft {
-                gate = Some(core.fsck_gate.read().await);
                 create_release_tag(core, who, repo, &tag, &commit).await?;
                 created_tag = true;
             }
@@ -664,12 +664,16 @@ pub async fn update(
     )?;
     let publishing = current.draft && patch.draft == Some(false);
     let mut created_tag = false;
-    let mut gate = None;
+    // Held from looking at the tag to the commit, as in `create`.
+    let gate = if publishing {
+        Some(core.fsck_gate.read().await)
+    } else {
+        None
+    };
     if publishing {
         let name = GitTagName::parse(&current.tag_name)?;
         let (r, n) = (repo.clone(), name.clone());
         if core.git(move |g| g.find_tag(&r, &n)).await?.is_none() {
-            gate = Some(core.fsck_gate.read().await);
             create_release_tag(core, who, repo, &name, &current.commit_sha).await?;
             created_tag = true;
         }
