@@ -80,7 +80,7 @@ pub struct Core {
     /// Held shared by every write that puts a file or a git tag in place before the row that
     /// owns it commits (asset publish, upload session start, a release's tag); held exclusively
     /// by `fsck` while it judges orphans, so an in-flight write is never taken for one.
-    pub fsck_gate: tokio::sync::RwLock<()>,
+    pub fsck_gate: Arc<tokio::sync::RwLock<()>>,
     /// Failed password sign-ins per account and per client address (backoff).
     pub sign_in: throttle::Throttle,
     /// Orders blob publishing against GC's removals: a blob upload holds it shared from
@@ -88,7 +88,7 @@ pub struct Core {
     /// transaction until the files of the blobs it dropped are unlinked. Without it a re-push
     /// that found the file still there (and kept it) could link the blob just before GC
     /// unlinked that file, leaving a row without its file.
-    pub blob_gc: tokio::sync::RwLock<()>,
+    pub blob_gc: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -146,9 +146,9 @@ impl Core {
             limits,
             pending_downloads: Mutex::new(HashMap::new()),
             uploads: registry::upload::Sessions::default(),
-            fsck_gate: tokio::sync::RwLock::new(()),
+            fsck_gate: Arc::default(),
             sign_in,
-            blob_gc: tokio::sync::RwLock::new(()),
+            blob_gc: Arc::default(),
         }))
     }
 

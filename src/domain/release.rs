@@ -516,7 +516,7 @@ pub async fn create(
     }
     // Held from looking at the tag to the release's commit (see `Core::fsck_gate`): fsck must
     // not judge the tag an orphan (and delete it) while this release is taking it up.
-    let gate = core.fsck_gate.read().await;
+    let gate = core.fsck_gate.clone().read_owned().await;
     let (r, t) = (repo.clone(), tag.clone());
     let existing = core.git(move |g| g.find_tag(&r, &t)).await?;
     let mut created_tag = false;
@@ -546,7 +546,7 @@ pub async fn create(
     let (k3, t3) = (key.clone(), tag.to_string());
     let result = core
         .db
-        .write(move |txn| {
+        .write_holding(gate, move |txn| {
             let mut by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
             if by_tag.get((k3.as_str(), t3.as_str()))?.is_some() {
                 return Err(DomainError::Conflict(format!(
@@ -579,10 +579,7 @@ pub async fn create(
         })
         .await;
     match result {
-        Ok(_) => {
-            drop(gate);
-            get(core, who, repo, Which::Tag(tag.to_string()), base_url).await
-        }
+        Ok(_) => get(core, who, repo, Which::Tag(tag.to_string()), base_url).await,
         Err(e) => {
             if created_tag {
                 // Compensate: the tag we made for this release must not outlive its failure.
@@ -666,7 +663,7 @@ pub async fn update(
     let mut created_tag = false;
     // Held from looking at the tag to the commit, as in `create`.
     let gate = if publishing {
-        Some(core.fsck_gate.read().await)
+        Some(core.fsck_gate.clone().read_owned().await)
     } else {
         None
     };
@@ -681,7 +678,7 @@ pub async fn update(
     let id = current.id;
     let (k, t) = (repo.key(), current.tag_name.clone());
     core.db
-        .write(move |txn| {
+        .write_holding(gate, move |txn| {
             if created_tag {
                 txn.open_table(tables::PENDING_RELEASE_TAGS)?
                     .remove((k.as_str(), t.as_str()))?;
@@ -713,7 +710,6 @@ pub async fn update(
             Ok(())
         })
         .await?;
-    drop(gate);
     get(core, who, repo, Which::Tag(tag.to_owned()), base_url).await
 }
 
@@ -858,7 +854,7 @@ where
     let sha256 = written.hasher.digest().hex().to_owned();
     let dst = core.assets.path(repo, release.id, asset_id, &name);
     // From the rename to the row's commit the file has no row: fsck must not judge it then.
-    let gate = core.fsck_gate.read().await;
+    let gate = core.fsck_gate.clone().read_owned().await;
     core.assets.publish(guard, &dst)?;
     let asset = Asset {
         id: asset_id,
@@ -876,7 +872,7 @@ where
     let a2 = asset.clone();
     let committed = core
         .db
-        .write(move |txn| {
+        .write_holding(gate, move |txn| {
             if txn
                 .open_table(tables::RELEASES)?
                 .get(a2.release_id)?
@@ -903,7 +899,6 @@ where
         let _ = core.assets.remove(&dst);
         return Err(e);
     }
-    drop(gate);
     let tags = HashMap::new();
     let pending = HashMap::new();
     Ok(Render {

@@ -349,6 +349,22 @@ impl Db {
         .map_err(|e| E::from(StorageError::Task(e.to_string())))?
     }
 
+    /// `write`, keeping `guard` alive until the transaction has committed or aborted, even if
+    /// the caller's future is dropped meanwhile (a client that disconnects): the commit runs on
+    /// to the end on its thread, and a lock that orders it against another task (fsck, GC) must
+    /// be held as long.
+    pub async fn write_holding<G, T, E, F>(&self, guard: G, f: F) -> Result<T, E>
+    where
+        G: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+    {
+        self.write(move |txn| f(txn).map(|v| (v, guard)))
+            .await
+            .map(|(v, _released)| v)
+    }
+
     /// Runs `f` in a write transaction on the blocking pool and commits if it returns `Ok`.
     /// Dropping the transaction on `Err` aborts it, so a failed logical change writes nothing.
     /// A failure of the file itself is reported as `StorageError::Io` (ENOSPC becomes 507),
@@ -469,6 +485,42 @@ mod tests {
     fn put(txn: &WriteTransaction, k: &str) -> Result<(), StorageError> {
         txn.open_table(tables::META)?.insert(k, b"v".as_slice())?;
         Ok(())
+    }
+
+    /// A caller that gives up on a write (its client disconnected) must not release the lock
+    /// that orders the write against fsck or GC before the commit has happened: the commit
+    /// goes on without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_write_keeps_its_lock_until_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("x.redb")).unwrap();
+        let lock = Arc::new(tokio::sync::RwLock::new(()));
+        let guard = lock.clone().read_owned().await;
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let write = db.write_holding(guard, move |txn| {
+            let _ = started_tx.send(());
+            let _ = go_rx.recv();
+            put(txn, "late")
+        });
+        // Start it, then drop the caller's future while the closure is still running.
+        let mut write = Box::pin(write);
+        assert!(tokio::time::timeout(Duration::from_millis(50), &mut write)
+            .await
+            .is_err());
+        started_rx.recv().unwrap();
+        drop(write);
+        assert!(lock.try_write().is_err(), "released before the commit");
+        go_tx.send(()).unwrap();
+        let exclusive = tokio::time::timeout(Duration::from_secs(10), lock.write())
+            .await
+            .expect("the lock is released once the commit is done");
+        drop(exclusive);
+        let committed = db
+            .read(|txn| Ok::<_, StorageError>(txn.open_table(tables::META)?.get("late")?.is_some()))
+            .await
+            .unwrap();
+        assert!(committed);
     }
 
     /// The reopen after a failed commit must wait for a transaction that still holds the old

@@ -237,7 +237,7 @@ async fn publish_and_link(
 ) -> DomainResult<()> {
     // Shared with other uploads, exclusive with GC: between finding the file in place (or
     // putting it there) and committing the link, GC must not unlink it (see `Core::blob_gc`).
-    let _publishing = core.blob_gc.read().await;
+    let publishing = core.blob_gc.clone().read_owned().await;
     let blobs = core.blobs.clone();
     let d = digest.clone();
     tokio::task::spawn_blocking(move || {
@@ -251,7 +251,7 @@ async fn publish_and_link(
     .map_err(|e| DomainError::Internal(e.to_string()))??;
     let (n, d) = (name.to_string(), digest.clone());
     core.db
-        .write(move |txn| link_blob_txn(txn, &n, &d, size))
+        .write_holding(publishing, move |txn| link_blob_txn(txn, &n, &d, size))
         .await
 }
 
