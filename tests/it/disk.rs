@@ -29,16 +29,7 @@ async fn with_release(s: &TestServer) {
 }
 
 async fn upload(s: &TestServer, name: &str, data: Vec<u8>) -> (StatusCode, Value) {
-    let part = reqwest::multipart::Part::bytes(data).file_name(name.to_owned());
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let r = s
-        .req(Method::POST, &format!("{BASE}/v1/assets"), Some(&s.admin))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
+    s.upload_asset("acme/app", "v1", name, data, &s.admin).await
 }
 
 async fn health(s: &TestServer) -> (StatusCode, Value) {

@@ -108,6 +108,31 @@ impl TestServer {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
+    /// Uploads a release asset (multipart field `file`); the status and the JSON answer.
+    pub async fn upload_asset(
+        &self,
+        repo: &str,
+        tag: &str,
+        name: &str,
+        data: Vec<u8>,
+        token: &str,
+    ) -> (StatusCode, Value) {
+        let part = reqwest::multipart::Part::bytes(data).file_name(name.to_owned());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let r = self
+            .req(
+                Method::POST,
+                &format!("/api/v1/forge/{repo}/releases/{tag}/assets"),
+                Some(token),
+            )
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let st = r.status();
+        (st, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Creates a user and returns a token for it.
     pub async fn user(&self, name: &str) -> String {
         let (s, v) = self

@@ -49,6 +49,23 @@ async fn closed_by_server(sock: &mut TcpStream) -> Option<String> {
     .ok()
 }
 
+/// Waits until a new connection is served again (200), failing with `why` after `CUT_WITHIN`.
+async fn served_again(s: &TestServer, why: &str) {
+    let start = Instant::now();
+    loop {
+        let mut sock = connect(s).await;
+        let _ = sock
+            .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let answer = closed_by_server(&mut sock).await.unwrap_or_default();
+        if answer.starts_with("HTTP/1.1 200 ") {
+            return;
+        }
+        assert!(start.elapsed() < CUT_WITHIN, "{why}: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads one response (status line, headers, `Content-Length` body) off a kept-alive connection.
 async fn read_response(sock: &mut TcpStream) -> (u16, String) {
     let mut got = Vec::new();
@@ -280,22 +297,7 @@ async fn connections_past_the_cap_get_503_and_service_resumes_when_they_close() 
     assert!(answer.contains("too_many_connections"), "{answer}");
 
     drop(held);
-    let start = Instant::now();
-    loop {
-        let mut sock = connect(&s).await;
-        let _ = sock
-            .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await;
-        let answer = closed_by_server(&mut sock).await.unwrap_or_default();
-        if answer.starts_with("HTTP/1.1 200 ") {
-            break;
-        }
-        assert!(
-            start.elapsed() < CUT_WITHIN,
-            "still refused after the held connections closed: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    served_again(&s, "still refused after the held connections closed").await;
 }
 
 /// The soft `Max open files` of this process, from `/proc/self/limits`.
@@ -384,22 +386,7 @@ async fn a_client_that_stops_reading_a_download_is_cut() {
     );
     stalled.write_all(get.as_bytes()).await.unwrap();
     // While the reader holds the last slot, newcomers get 503; once it is cut, they are served.
-    let start = Instant::now();
-    loop {
-        let mut sock = connect(&s).await;
-        let _ = sock
-            .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await;
-        let answer = closed_by_server(&mut sock).await.unwrap_or_default();
-        if answer.starts_with("HTTP/1.1 200 ") {
-            break;
-        }
-        assert!(
-            start.elapsed() < CUT_WITHIN,
-            "a client not reading its download still held a slot: {answer}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    served_again(&s, "a client not reading its download still held a slot").await;
     let mut got = 0usize;
     let mut buf = vec![0u8; 1 << 16];
     while let Ok(Ok(n)) = tokio::time::timeout(CUT_WITHIN, stalled.read(&mut buf)).await {

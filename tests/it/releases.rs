@@ -21,20 +21,7 @@ async fn upload(
     data: Vec<u8>,
     token: &str,
 ) -> (StatusCode, Value) {
-    let part = reqwest::multipart::Part::bytes(data).file_name(name.to_owned());
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let r = s
-        .req(
-            Method::POST,
-            &format!("/api/v1/forge/acme/app/releases/{tag}/assets"),
-            Some(token),
-        )
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
+    s.upload_asset("acme/app", tag, name, data, token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
