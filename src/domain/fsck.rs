@@ -1,6 +1,6 @@
 //! `pfai fsck`: checks that rows and files agree, beyond the blobs `registry::fsck` re-hashes:
 //! release assets (file missing or SHA-256 changed), files no row owns (under the asset base
-//! and in `uploads/`), and git tags pfai created for a release that was never recorded (a kill
+//! and in `uploads/`, blob files without a row), and git tags pfai created for a release that was never recorded (a kill
 //! between the tag and the release's commit, told apart from pushed tags by
 //! PENDING_RELEASE_TAGS). `repair` fixes only what is safe: orphan files are removed, an orphan
 //! release tag is deleted only while it still points where pfai put it and no release names it.
@@ -32,6 +32,8 @@ pub enum Kind {
     OrphanAssetFile,
     /// A file in `uploads/` without an upload session.
     OrphanUploadFile,
+    /// A blob file without a blob row (GC was killed between its commit and the unlink).
+    OrphanBlobFile,
     /// A git tag pfai created for a release that was never recorded.
     OrphanReleaseTag,
     /// A pending-tag record left over: its tag is gone or was moved by a push since, or its
@@ -104,6 +106,7 @@ pub async fn run(core: &Core, who: Option<&Principal>, repair: bool) -> DomainRe
         orphan_upload_files(core, repair, &mut findings).await?;
         pending_tags(core, repair, &mut findings).await?;
     }
+    orphan_blob_files(core, repair, &mut findings).await?;
     let problems = blobs.corrupt.len()
         + blobs.missing.len()
         + findings.iter().filter(|f| f.repaired.is_none()).count();
@@ -280,6 +283,48 @@ async fn orphan_upload_files(
         f.path = Some(format!("uploads/{name}"));
         if repair {
             match std::fs::remove_file(e.path()) {
+                Ok(()) => f.repaired = Some("removed the file".into()),
+                Err(err) => f.detail = format!("{}; removing it failed: {err}", f.detail),
+            }
+        }
+        findings.push(f);
+    }
+    Ok(())
+}
+
+/// Blob files no row owns. Judged under `Core::blob_gc` held exclusively, like GC itself: an
+/// upload between publishing its file and committing its link holds it shared.
+async fn orphan_blob_files(
+    core: &Core,
+    repair: bool,
+    findings: &mut Vec<Finding>,
+) -> DomainResult<()> {
+    let _no_publishing = core.blob_gc.write().await;
+    let known: HashSet<String> = core
+        .db
+        .read(|txn| {
+            let mut v = HashSet::new();
+            for row in txn.open_table(tables::BLOBS)?.iter()? {
+                v.insert(row?.0.value().to_owned());
+            }
+            Ok::<_, DomainError>(v)
+        })
+        .await?;
+    let blobs = core.blobs.clone();
+    let on_disk = tokio::task::spawn_blocking(move || blobs.list())
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    for d in on_disk {
+        if known.contains(&d.to_string()) {
+            continue;
+        }
+        let mut f = finding(Kind::OrphanBlobFile, "a blob file without a blob row");
+        f.path = Some(format!(
+            "blobs/{}",
+            relative(core.blobs.dir(), &core.blobs.path(&d))
+        ));
+        if repair {
+            match core.blobs.remove(&d) {
                 Ok(()) => f.repaired = Some("removed the file".into()),
                 Err(err) => f.detail = format!("{}; removing it failed: {err}", f.detail),
             }

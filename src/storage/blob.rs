@@ -343,6 +343,35 @@ impl BlobStore {
         fs::metadata(self.path(d)).ok().map(|m| m.len())
     }
 
+    /// The digests of every blob file on disk (`blobs/<alg>/<2 hex>/<hex>` with a valid
+    /// digest; anything else there is ignored), for fsck to find files no row owns.
+    pub fn list(&self) -> Vec<Digest> {
+        let mut out = Vec::new();
+        let Ok(algs) = fs::read_dir(&self.blobs) else {
+            return out;
+        };
+        for alg in algs.flatten() {
+            let alg_name = alg.file_name().to_string_lossy().into_owned();
+            let Ok(prefixes) = fs::read_dir(alg.path()) else {
+                continue;
+            };
+            for prefix in prefixes.flatten() {
+                let Ok(files) = fs::read_dir(prefix.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let hex = f.file_name().to_string_lossy().into_owned();
+                    if let Ok(d) = Digest::parse(&format!("{alg_name}:{hex}")) {
+                        if self.path(&d) == f.path() {
+                            out.push(d);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Unlinks a blob file (readers holding a map keep their pages).
     pub fn remove(&self, d: &Digest) -> io::Result<()> {
         self.forget_map(d);

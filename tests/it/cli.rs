@@ -730,6 +730,11 @@ async fn fsck_reports_and_repairs_asset_upload_and_release_tag_damage() {
     std::fs::write(rel_dir.join("999-stray.bin"), b"stray").unwrap();
     std::fs::create_dir_all(data.join("assets/acme/app/42")).unwrap();
     std::fs::write(data.join("assets/acme/app/42/7-old.tar.gz"), b"old").unwrap();
+    // What a GC killed between its commit and its unlinks leaves: a blob file without a row.
+    let stray_hex = "ab".repeat(32);
+    let stray_blob = data.join(format!("blobs/sha256/ab/{stray_hex}"));
+    std::fs::create_dir_all(stray_blob.parent().unwrap()).unwrap();
+    std::fs::write(&stray_blob, b"collected").unwrap();
     // Files outside the asset layout are not ours: never reported, never removed.
     let foreign = [
         data.join("assets/NOTES.txt"),
@@ -769,6 +774,7 @@ async fn fsck_reports_and_repairs_asset_upload_and_release_tag_damage() {
             ("asset_missing", format!("acme/app/{rid}/{gone}-gone.bin")),
             ("orphan_asset_file", format!("acme/app/{rid}/999-stray.bin")),
             ("orphan_asset_file", "acme/app/42/7-old.tar.gz".into()),
+            ("orphan_blob_file", format!("blobs/sha256/ab/{stray_hex}")),
             ("orphan_release_tag", "v9".into()),
             ("orphan_upload_file", "uploads/0123abcd".into()),
             ("stale_pending_tag", "v7".into()),
@@ -784,7 +790,7 @@ async fn fsck_reports_and_repairs_asset_upload_and_release_tag_damage() {
     assert_eq!(out.status.code(), Some(1));
     let (v, found) = findings(&out);
     assert_eq!(found, expected, "{v:#}");
-    assert_eq!(v["problems"], 8);
+    assert_eq!(v["problems"], 9);
     let corrupt = v["findings"]
         .as_array()
         .unwrap()
@@ -823,6 +829,7 @@ async fn fsck_reports_and_repairs_asset_upload_and_release_tag_damage() {
     for f in &foreign {
         assert!(f.exists(), "{} was removed", f.display());
     }
+    assert!(!stray_blob.exists());
     let refs = git_ok(&bare_of(&s), &["show-ref", "--tags"]);
     assert!(!refs.contains("refs/tags/v9"), "{refs}");
     assert!(

@@ -102,7 +102,8 @@ fn pfai_cli(url: &str, token: &str, args: &[&str]) -> std::process::Output {
 /// What a kill may legitimately leave behind: files and tags of writes that were never
 /// acknowledged (nothing visible refers to them). `pfai fsck` reports them and `--repair`
 /// removes them; anything else (a row without its file, a damaged file) is a failure.
-const LEFTOVERS: [&str; 4] = [
+const LEFTOVERS: [&str; 5] = [
+    "orphan_blob_file",
     "orphan_asset_file",
     "orphan_upload_file",
     "orphan_release_tag",
