@@ -363,3 +363,36 @@ async fn protected_tag_cannot_be_changed_by_any_push_encoding() {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(tag_commit(&s, "v2").await, None, "{body}");
 }
+
+/// The rules travel to the pre-receive hook in one environment variable: the per-repository
+/// cap keeps them within what the kernel allows, and the last of 100 long rules still protects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hundredth_rule_still_reaches_the_hook_and_a_hundred_and_first_is_refused() {
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let writer = s.user("writer").await;
+    s.collaborator("acme/app", "writer", "write").await;
+    let rules = "/api/v1/forge/acme/app/tag-protections";
+    let long = "x".repeat(240);
+    for i in 0..100 {
+        let (st, v) = s
+            .post(
+                rules,
+                Some(&s.admin),
+                json!({"pattern": format!("r{i:03}-{long}*")}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "rule {i}: {v}");
+    }
+    let (st, v) = s
+        .post(rules, Some(&s.admin), json!({"pattern": "one-more-*"}))
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let wc = s.checkout("acme/app", &writer);
+    let tag = format!("r099-{long}-1");
+    git_ok(&wc, &["tag", &tag]);
+    git_ok(&wc, &["push", "-q", "origin", "main", &tag]);
+    let err = git_err(&wc, &["push", "origin", "--delete", &tag]);
+    assert!(err.contains("is protected by rule"), "{err}");
+    assert!(git_ok(&wc, &["ls-remote", "origin"]).contains(&tag));
+}
