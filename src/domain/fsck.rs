@@ -254,16 +254,7 @@ async fn orphan_upload_files(
     repair: bool,
     findings: &mut Vec<Finding>,
 ) -> DomainResult<()> {
-    let known: HashSet<String> = core
-        .db
-        .read(|txn| {
-            let mut v = HashSet::new();
-            for row in txn.open_table(tables::UPLOADS)?.iter()? {
-                v.insert(row?.0.value().to_owned());
-            }
-            Ok::<_, DomainError>(v)
-        })
-        .await?;
+    let known = keys_of(core, tables::UPLOADS).await?;
     let Ok(rd) = std::fs::read_dir(core.blobs.uploads_dir()) else {
         return Ok(());
     };
@@ -292,6 +283,25 @@ async fn orphan_upload_files(
     Ok(())
 }
 
+/// Every key of a table keyed by text (upload ids, blob digests), to find files no row owns.
+async fn keys_of<V>(
+    core: &Core,
+    table: redb::TableDefinition<'static, &'static str, V>,
+) -> DomainResult<HashSet<String>>
+where
+    V: redb::Value + Send + 'static,
+{
+    core.db
+        .read(move |txn| {
+            let mut keys = HashSet::new();
+            for row in txn.open_table(table)?.iter()? {
+                keys.insert(row?.0.value().to_owned());
+            }
+            Ok::<_, DomainError>(keys)
+        })
+        .await
+}
+
 /// Blob files no row owns. Judged under `Core::blob_gc` held exclusively, like GC itself: an
 /// upload between publishing its file and committing its link holds it shared.
 async fn orphan_blob_files(
@@ -300,16 +310,7 @@ async fn orphan_blob_files(
     findings: &mut Vec<Finding>,
 ) -> DomainResult<()> {
     let _no_publishing = core.blob_gc.write().await;
-    let known: HashSet<String> = core
-        .db
-        .read(|txn| {
-            let mut v = HashSet::new();
-            for row in txn.open_table(tables::BLOBS)?.iter()? {
-                v.insert(row?.0.value().to_owned());
-            }
-            Ok::<_, DomainError>(v)
-        })
-        .await?;
+    let known = keys_of(core, tables::BLOBS).await?;
     let blobs = core.blobs.clone();
     let on_disk = tokio::task::spawn_blocking(move || blobs.list())
         .await
