@@ -36,6 +36,22 @@ impl Default for ThrottleSettings {
     }
 }
 
+/// The key of a client address: IPv4 as is, IPv6 by its /64 (one host is usually given a
+/// whole /64, so counting single IPv6 addresses would let it rotate past the limit).
+fn client_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(seg.into())
+            }
+        },
+    }
+}
+
 /// Most accounts (and, separately, addresses) tracked at once; past it, idle entries are
 /// dropped first, then those whose lockout ends soonest.
 pub const MAX_TRACKED: usize = 10_000;
@@ -126,6 +142,7 @@ impl Throttle {
     /// counted as a failure at once, until `success` says otherwise, so parallel guesses cannot
     /// all pass this check before any of them is recorded.
     pub fn attempt(&self, account: &str, addr: Option<IpAddr>) -> Result<(), Duration> {
+        let addr = addr.map(client_key);
         let now = Instant::now();
         let s = &self.settings;
         let mut st = self.state();
@@ -146,6 +163,7 @@ impl Throttle {
     /// Records that the attempt's password was right: the account's counter starts over, and
     /// the address gets back the failure `attempt` counted in advance.
     pub fn success(&self, account: &str, addr: Option<IpAddr>) {
+        let addr = addr.map(client_key);
         let threshold = self.settings.address_threshold.max(1);
         let mut st = self.state();
         st.0.remove(&Self::key(account));
@@ -159,6 +177,7 @@ impl Throttle {
 
     #[cfg(test)]
     fn failure(&self, account: &str, addr: Option<IpAddr>) {
+        let addr = addr.map(client_key);
         let now = Instant::now();
         let s = &self.settings;
         let mut st = self.state();
@@ -171,6 +190,7 @@ impl Throttle {
 
     #[cfg(test)]
     fn check(&self, account: &str, addr: Option<IpAddr>) -> Result<(), Duration> {
+        let addr = addr.map(client_key);
         let now = Instant::now();
         let st = self.state();
         let by_account = remaining(st.0.get(&Self::key(account)), now);
@@ -206,6 +226,25 @@ mod tests {
         assert!(t.check("bob", None).is_ok());
         t.success("alice", None);
         assert!(t.check("alice", None).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_64_share_a_counter() {
+        let t = Throttle::new(ThrottleSettings {
+            account_threshold: 100,
+            address_threshold: 2,
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(60),
+        });
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(t.attempt("x", Some(a)).is_ok());
+        assert!(t.attempt("y", Some(b)).is_ok());
+        assert!(t.attempt("z", Some(a)).is_err(), "the /64 is locked");
+        assert!(t.attempt("z", Some(other)).is_ok());
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
