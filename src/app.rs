@@ -162,9 +162,13 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
         })
     };
     let core2 = core.clone();
+    let core3 = core.clone();
     let join = tokio::spawn(async move {
         crate::conn::serve(listener, routes, conn_limits, async move {
             let _ = rx.await;
+            core3
+                .shutting_down
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         })
         .await;
         flusher.abort();

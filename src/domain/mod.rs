@@ -83,6 +83,8 @@ pub struct Core {
     pub fsck_gate: Arc<tokio::sync::RwLock<()>>,
     /// Failed password sign-ins per account and per client address (backoff).
     pub sign_in: throttle::Throttle,
+    /// Set when a graceful shutdown begins: readiness turns 503 so a balancer stops sending.
+    pub shutting_down: std::sync::atomic::AtomicBool,
     /// Orders blob publishing against GC's removals: a blob upload holds it shared from
     /// publishing its file until its link is committed, GC holds it exclusively from its
     /// transaction until the files of the blobs it dropped are unlinked. Without it a re-push
@@ -96,6 +98,22 @@ pub struct Core {
 pub const LOW_SPACE_BYTES: u64 = 1 << 20;
 
 impl Core {
+    /// What keeps the server from taking writes now, each named (empty: ready): a graceful
+    /// shutdown under way, database writes failing, the blob or asset filesystem nearly full.
+    pub async fn readiness_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            problems.push("shutting down".to_owned());
+        }
+        if let Some(r) = self.db.recheck().await {
+            problems.push(format!("database: {r}"));
+        }
+        if let Some(r) = self.low_space() {
+            problems.push(format!("disk: {r}"));
+        }
+        problems
+    }
+
     /// Why writes of files cannot succeed now (a filesystem of blobs or assets with less than
     /// `LOW_SPACE_BYTES` free), for the health endpoint; `None` when there is room.
     pub fn low_space(&self) -> Option<String> {
@@ -148,6 +166,7 @@ impl Core {
             uploads: registry::upload::Sessions::default(),
             fsck_gate: Arc::default(),
             sign_in,
+            shutting_down: Default::default(),
             blob_gc: Arc::default(),
         }))
     }

@@ -247,6 +247,27 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
                 ),
             }
         });
+    // Kubernetes-style probes: `/healthz` says the process answers; `/readyz` whether it can
+    // take writes now (not shutting down, database writable, disk not full), naming each
+    // problem.
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_core(core.clone()))
+        .then(|core: Ctx| async move {
+            let problems = core.readiness_problems().await;
+            if problems.is_empty() {
+                reply::json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+            } else {
+                reply::json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "unready", "problems": problems}),
+                )
+            }
+        });
+    let health = health.or(healthz).unify().or(readyz).unify();
     let all = health
         .or(rest::routes(core.clone()))
         .unify()

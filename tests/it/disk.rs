@@ -257,3 +257,55 @@ async fn an_asset_directory_holding_the_data_directory_is_refused_at_start() {
     assert_eq!(health(&s).await.0, StatusCode::OK);
     s.stop().await;
 }
+
+/// `/healthz` answers while the process runs; `/readyz` turns 503 and names the problem while
+/// writes cannot succeed or a shutdown has begun, so a balancer stops sending work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_names_what_keeps_the_server_from_taking_writes() {
+    let faults = FaultSwitch::default();
+    let switch = faults.clone();
+    let s = TestServer::start_with(move |c| c.db_faults = Some(switch)).await;
+    assert_eq!(s.get("/healthz", None).await.0, StatusCode::OK);
+    let (st, v) = s.get("/readyz", None).await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("ready")),
+        "{v}"
+    );
+
+    faults.arm();
+    let (st, _) = create_org(&s, "while-broken").await;
+    assert_eq!(st, StatusCode::INSUFFICIENT_STORAGE);
+    let (st, v) = s.get("/readyz", None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(
+        v["problems"][0].as_str().unwrap().starts_with("database: "),
+        "{v}"
+    );
+    assert_eq!(
+        s.get("/healthz", None).await.0,
+        StatusCode::OK,
+        "the process is up"
+    );
+    faults.disarm();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while s.get("/readyz", None).await.0 != StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    s.core()
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (st, v) = s.get("/readyz", None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["problems"], json!(["shutting down"]), "{v}");
+    // An owner cannot take the probes' names.
+    s.core()
+        .shutting_down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        create_org(&s, "readyz").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
