@@ -114,6 +114,15 @@ impl Core {
         problems
     }
 
+    /// Why writes cannot succeed now, for `/api/v1/health` (`degraded`): failing database
+    /// writes first, else a nearly full disk.
+    pub async fn write_problem(&self) -> Option<String> {
+        match self.db.recheck().await {
+            Some(reason) => Some(reason),
+            None => self.low_space(),
+        }
+    }
+
     /// Why writes of files cannot succeed now (a filesystem of blobs or assets with less than
     /// `LOW_SPACE_BYTES` free), for the health endpoint; `None` when there is room.
     pub fn low_space(&self) -> Option<String> {

@@ -235,11 +235,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_core(core.clone()))
         .then(|core: Ctx| async move {
-            let degraded = match core.db.recheck().await {
-                Some(reason) => Some(reason),
-                None => core.low_space(),
-            };
-            match degraded {
+            match core.write_problem().await {
                 None => reply::json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
                 Some(reason) => reply::json(
                     StatusCode::SERVICE_UNAVAILABLE,
