@@ -8,6 +8,7 @@ pub mod files;
 pub mod mmap;
 pub mod records;
 pub mod tables;
+pub mod txn;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 pub use backend::FaultSwitch;
 use backend::{IoLog, WatchedBackend};
+pub use txn::Reads;
 
 /// The schema version of the redb file. A file with a newer version is refused at open.
 pub const SCHEMA_VERSION: u32 = 1;
