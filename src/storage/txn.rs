@@ -23,8 +23,8 @@ pub trait Reads {
 impl Reads for ReadTransaction {
     type Table<'a, K: Key + 'static, V: Value + 'static> = ReadOnlyTable<K, V>;
 
-    fn table<'a, K: Key + 'static, V: Value + 'static>(
-        &'a self,
+    fn table<K: Key + 'static, V: Value + 'static>(
+        &self,
         def: TableDefinition<K, V>,
     ) -> Result<ReadOnlyTable<K, V>, StorageError> {
         Ok(self.open_table(def)?)
@@ -55,7 +55,7 @@ mod tests {
     async fn one_lookup_serves_read_and_write_transactions() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("pfai.redb")).unwrap();
-        assert!(db.read(|t| schema_version(t)).await.unwrap());
-        assert!(db.write(|t| schema_version(t)).await.unwrap());
+        assert!(db.read(schema_version).await.unwrap());
+        assert!(db.write(schema_version).await.unwrap());
     }
 }
