@@ -22,10 +22,12 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod domain;
+/// Compiled for its replay tests and for the fuzz package (feature `fuzzing`), never into the
+/// server binary.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod git;
 pub mod http;
 pub mod ids;
-#[allow(unsafe_code)]
 pub mod storage;
 pub mod util;

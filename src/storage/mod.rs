@@ -5,6 +5,7 @@ pub mod backend;
 pub mod blob;
 pub mod codec;
 pub mod files;
+#[allow(unsafe_code)]
 pub mod mmap;
 pub mod records;
 pub mod tables;
