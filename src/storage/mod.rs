@@ -1,12 +1,15 @@
 //! Storage: the redb database (all metadata) and the files on disk (blobs, assets, uploads).
 //! Knows nothing of HTTP, OCI rules or git; `domain` gives it meaning.
 
+pub mod assets;
 pub mod backend;
 pub mod blob;
 pub mod codec;
 pub mod files;
 pub mod mmap;
 pub mod records;
+pub mod releases;
+pub mod rules;
 pub mod tables;
 pub mod txn;
 
