@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use pfai::domain::registry::{self, manifest};
 use pfai::domain::{release, Core, Limits, Page};
+use pfai::http::render;
 use pfai::ids::{OciName, OciTag, Reference, RepoPath};
 use pfai::storage::records::{ManifestMeta, Release, Repo};
 use pfai::storage::{codec, tables};
@@ -119,15 +120,15 @@ fn lookups(c: &mut Criterion) {
     g.bench_function("release_list_page_1_of_10k", |b| {
         let p = Page::new(Some(1), Some(30)).unwrap();
         b.iter(|| {
-            rt.block_on(release::list(&core, None, &repo, p, "http://x"))
-                .unwrap()
+            let list = rt.block_on(release::list(&core, None, &repo, p)).unwrap();
+            render::releases("http://x", &repo, &list)
         })
     });
     g.bench_function("release_list_page_100_of_10k", |b| {
         let p = Page::new(Some(100), Some(30)).unwrap();
         b.iter(|| {
-            rt.block_on(release::list(&core, None, &repo, p, "http://x"))
-                .unwrap()
+            let list = rt.block_on(release::list(&core, None, &repo, p)).unwrap();
+            render::releases("http://x", &repo, &list)
         })
     });
     g.finish();

@@ -653,6 +653,7 @@ pub async fn delete_repo(
 ) -> DomainResult<()> {
     core.repo_access(who, path, Role::Admin).await?;
     let key = path.key();
+    let p = path.clone();
     let release_ids = core
         .db
         .write(move |txn| {
@@ -673,7 +674,7 @@ pub async fn delete_repo(
             }
             txn.open_table(tables::PROTECTIONS_BY_REPO)?
                 .retain(|(repo, _), _| repo != key.as_str())?;
-            super::release::remove_all_releases_txn(txn, &key)
+            Ok::<_, DomainError>(crate::storage::releases::remove_all_of_repo(txn, &p)?)
         })
         .await?;
     for id in release_ids {

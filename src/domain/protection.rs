@@ -7,14 +7,13 @@
 //! match `version2`.
 
 use globset::{Glob, GlobMatcher};
-use redb::{ReadTransaction, ReadableTable};
 use serde::Serialize;
 
 use super::{Core, DomainError, DomainResult};
 use crate::auth::Principal;
 use crate::ids::{RepoPath, Role};
 use crate::storage::records::ProtectionRule;
-use crate::storage::{codec, next_id, tables};
+use crate::storage::rules as store;
 use crate::util::{now_unix, rfc3339};
 
 /// Compiles a pattern, refusing empty or oversized ones.
@@ -69,27 +68,16 @@ impl RuleSet {
     }
 }
 
-/// Loads a repository's rules inside a read transaction.
-pub fn rules_txn(txn: &ReadTransaction, repo_key: &str) -> DomainResult<RuleSet> {
-    let idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
-    let rules_t = txn.open_table(tables::TAG_PROTECTIONS)?;
-    let mut rules = Vec::new();
-    for row in idx.range((repo_key, 0)..=(repo_key, u64::MAX))? {
-        let id = row?.0.value().1;
-        if let Some(v) = rules_t.get(id)? {
-            let r: ProtectionRule = codec::decode(v.value())?;
-            if let Ok(m) = compile(&r.pattern) {
-                rules.push((r.pattern, m));
-            }
-        }
-    }
-    Ok(RuleSet { rules })
-}
-
-/// Loads a repository's rules.
+/// Loads a repository's rules. A stored pattern that no longer compiles protects nothing
+/// (patterns are checked when a rule is created).
 pub async fn rules(core: &Core, repo: &RepoPath) -> DomainResult<RuleSet> {
-    let key = repo.key();
-    core.db.read(move |txn| rules_txn(txn, &key)).await
+    let repo = repo.clone();
+    let stored = core.db.read(move |txn| store::of_repo(txn, &repo)).await?;
+    let rules = stored
+        .into_iter()
+        .filter_map(|r| compile(&r.pattern).ok().map(|m| (r.pattern, m)))
+        .collect();
+    Ok(RuleSet { rules })
 }
 
 /// A rule as the API shows it.
@@ -124,21 +112,9 @@ pub async fn list(
     repo: &RepoPath,
 ) -> DomainResult<Vec<RuleView>> {
     core.repo_access(who, repo, Role::Read).await?;
-    let key = repo.key();
-    core.db
-        .read(move |txn| {
-            let idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
-            let rules = txn.open_table(tables::TAG_PROTECTIONS)?;
-            let mut out = Vec::new();
-            for row in idx.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
-                let id = row?.0.value().1;
-                if let Some(v) = rules.get(id)? {
-                    out.push(RuleView::from(codec::decode::<ProtectionRule>(v.value())?));
-                }
-            }
-            Ok(out)
-        })
-        .await
+    let repo = repo.clone();
+    let rules = core.db.read(move |txn| store::of_repo(txn, &repo)).await?;
+    Ok(rules.into_iter().map(RuleView::from).collect())
 }
 
 /// Adds a rule (admin). A duplicate pattern is a conflict.
@@ -150,40 +126,30 @@ pub async fn create(
 ) -> DomainResult<RuleView> {
     core.repo_access(who, repo, Role::Admin).await?;
     compile(pattern)?;
-    let key = repo.key();
+    let repo = repo.clone();
     let pattern = pattern.to_owned();
     let by = who.map(|p| p.username.clone()).unwrap_or_default();
     core.db
         .write(move |txn| {
-            let mut idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
-            let mut rules = txn.open_table(tables::TAG_PROTECTIONS)?;
-            let mut ids = Vec::new();
-            for row in idx.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
-                ids.push(row?.0.value().1);
-            }
-            if ids.len() >= MAX_RULES_PER_REPO {
+            let existing = store::of_repo(txn, &repo)?;
+            if existing.len() >= MAX_RULES_PER_REPO {
                 return Err(DomainError::Invalid(format!(
                     "a repository can have at most {MAX_RULES_PER_REPO} tag-protection rules"
                 )));
             }
-            for id in ids {
-                if let Some(v) = rules.get(id)? {
-                    if codec::decode::<ProtectionRule>(v.value())?.pattern == pattern {
-                        return Err(DomainError::Conflict(format!(
-                            "rule {pattern:?} already exists"
-                        )));
-                    }
-                }
+            if existing.iter().any(|r| r.pattern == pattern) {
+                return Err(DomainError::Conflict(format!(
+                    "rule {pattern:?} already exists"
+                )));
             }
             let rule = ProtectionRule {
-                id: next_id(txn, "protection")?,
-                repo: key.clone(),
+                id: store::next_id(txn)?,
+                repo: repo.key(),
                 pattern,
                 created_by: by,
                 created_at: now_unix(),
             };
-            rules.insert(rule.id, codec::encode(&rule)?.as_slice())?;
-            idx.insert((key.as_str(), rule.id), ())?;
+            store::insert(txn, &rule)?;
             Ok(RuleView::from(rule))
         })
         .await
@@ -197,15 +163,14 @@ pub async fn delete(
     id: u64,
 ) -> DomainResult<()> {
     core.repo_access(who, repo, Role::Admin).await?;
-    let key = repo.key();
+    let repo = repo.clone();
     core.db
         .write(move |txn| {
-            let mut idx = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
-            if idx.remove((key.as_str(), id))?.is_none() {
-                return Err(DomainError::NotFound(format!("rule {id} not found")));
+            if store::remove(txn, &repo, id)? {
+                Ok(())
+            } else {
+                Err(DomainError::NotFound(format!("rule {id} not found")))
             }
-            txn.open_table(tables::TAG_PROTECTIONS)?.remove(id)?;
-            Ok(())
         })
         .await
 }

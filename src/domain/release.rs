@@ -4,20 +4,21 @@
 //! visible only to `write` and above, on every route.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedRwLockReadGuard;
 
 use super::{git_tag, Core, DomainError, DomainResult, Page, Paged};
 use crate::auth::Principal;
 use crate::ids::{AssetName, GitTagName, RepoPath, Role};
-use crate::storage::blob::{Hasher, Sink};
+use crate::storage::blob::{Hasher, Sink, TempGuard};
 use crate::storage::mmap::Mapped;
 use crate::storage::records::{Asset, Release};
-use crate::storage::{codec, next_id, tables};
-use crate::util::{now_unix, rfc3339};
+use crate::storage::{assets, releases, Reads};
+use crate::util::now_unix;
 
 /// The author of a release (the seed's ForgeUser).
 #[derive(Debug, Clone, Serialize)]
@@ -127,12 +128,31 @@ pub struct UpdateRelease {
 
 const MAX_BODY: usize = 1 << 20;
 const MAX_TITLE: usize = 1024;
+const MAX_LABEL: usize = 255;
 
-fn order_key(r: &Release) -> u64 {
-    match r.published_at {
-        None => 0,
-        Some(t) => u64::MAX - (t.max(0) as u64),
-    }
+/// A release with everything its views show, as the domain knows it: no URLs (the HTTP layer
+/// builds them from ids and the tag).
+#[derive(Debug, Clone)]
+pub struct ReleaseDetail {
+    /// The stored release.
+    pub release: Release,
+    /// Its assets, by name; each `download_count` already includes the downloads counted since
+    /// the last flush.
+    pub assets: Vec<Asset>,
+    /// Whether it is the release marked Latest in its repository.
+    pub latest: bool,
+    /// The commit its tag points at now, `None` once the tag was deleted.
+    pub tag_commit: Option<String>,
+}
+
+/// An asset with the tag of its release (its download URL names both).
+#[derive(Debug, Clone)]
+pub struct AssetDetail {
+    /// The tag of the release the asset belongs to.
+    pub tag_name: String,
+    /// The stored asset; `download_count` already includes the downloads counted since the last
+    /// flush.
+    pub asset: Asset,
 }
 
 fn is_latest_candidate(r: &Release) -> bool {
@@ -143,106 +163,10 @@ fn visible(r: &Release, role: Role) -> bool {
     !r.draft || role >= Role::Write
 }
 
-/// The id of the release marked Latest in a repository.
-fn latest_id_txn(txn: &ReadTransaction, repo_key: &str) -> DomainResult<Option<u64>> {
-    let order = txn.open_table(tables::RELEASE_ORDER)?;
-    let releases = txn.open_table(tables::RELEASES)?;
-    for row in order.range((repo_key, 1u64, 0u64)..=(repo_key, u64::MAX, u64::MAX))? {
-        let id = u64::MAX - row?.0.value().2;
-        if let Some(v) = releases.get(id)? {
-            let r: Release = codec::decode(v.value())?;
-            if is_latest_candidate(&r) {
-                return Ok(Some(id));
-            }
-        }
-    }
-    Ok(None)
-}
-
-fn assets_of_txn(txn: &ReadTransaction, release_id: u64) -> DomainResult<Vec<Asset>> {
-    let idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
-    let assets = txn.open_table(tables::ASSETS)?;
-    let mut out = Vec::new();
-    for row in idx.range((release_id, "")..)? {
-        let (k, v) = row?;
-        if k.value().0 != release_id {
-            break;
-        }
-        if let Some(a) = assets.get(v.value())? {
-            out.push(codec::decode::<Asset>(a.value())?);
-        }
-    }
-    Ok(out)
-}
-
-fn release_by_tag_txn(
-    txn: &ReadTransaction,
-    repo_key: &str,
-    tag: &str,
-) -> DomainResult<Option<Release>> {
-    let by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
-    let Some(id) = by_tag.get((repo_key, tag))? else {
-        return Ok(None);
-    };
-    let id = id.value();
-    let releases = txn.open_table(tables::RELEASES)?;
-    match releases.get(id)? {
-        Some(v) => Ok(Some(codec::decode(v.value())?)),
-        None => Ok(None),
-    }
-}
-
-/// Context to render views: where the API lives, which tags exist, and unflushed counts.
-struct Render<'a> {
-    base_url: &'a str,
-    repo: &'a RepoPath,
-    tags: &'a HashMap<String, String>,
-    pending: &'a HashMap<u64, u64>,
-}
-
-impl Render<'_> {
-    fn asset(&self, r: &Release, a: &Asset) -> AssetView {
-        AssetView {
-            id: a.id,
-            name: a.name.clone(),
-            label: a.label.clone(),
-            content_type: a.content_type.clone(),
-            size: a.size,
-            download_url: format!(
-                "{}/api/v1/forge/{}/{}/releases/{}/assets/{}",
-                self.base_url,
-                self.repo.owner,
-                self.repo.name,
-                url_segment(&r.tag_name),
-                a.id
-            ),
-            download_count: a.download_count + self.pending.get(&a.id).copied().unwrap_or(0),
-            sha256: a.sha256.clone(),
-            created_at: rfc3339(a.created_at),
-        }
-    }
-
-    fn release(&self, r: &Release, assets: &[Asset], latest: Option<u64>) -> ReleaseView {
-        let tag_commit = self.tags.get(&r.tag_name).cloned();
-        ReleaseView {
-            id: r.id,
-            tag_name: r.tag_name.clone(),
-            name: r.name.clone(),
-            body: r.body.clone(),
-            draft: r.draft,
-            prerelease: r.prerelease,
-            author: ForgeUser {
-                username: r.author.clone(),
-            },
-            target_commit: r.commit_sha.clone(),
-            published_at: r.published_at.map(rfc3339),
-            created_at: rfc3339(r.created_at),
-            latest: latest == Some(r.id),
-            tag_exists: tag_commit.is_some(),
-            tag_commit,
-            assets: assets.iter().map(|a| self.asset(r, a)).collect(),
-        }
-    }
+/// The release marked Latest: the newest published one that is neither a draft nor a
+/// pre-release.
+fn latest_txn<R: Reads>(txn: &R, repo: &RepoPath) -> DomainResult<Option<Release>> {
+    Ok(releases::newest_published(txn, repo, is_latest_candidate)?)
 }
 
 /// Percent-encodes a tag for use as one URL path segment (tags may contain `/`).
@@ -270,11 +194,46 @@ async fn tag_map(
         .collect())
 }
 
+/// Download counts not yet flushed to the database.
 fn pending(core: &Core) -> HashMap<u64, u64> {
     core.pending_downloads
         .lock()
         .map(|m| m.clone())
         .unwrap_or_default()
+}
+
+/// Adds the unflushed downloads to the stored counts.
+fn with_pending(mut assets: Vec<Asset>, pending: &HashMap<u64, u64>) -> Vec<Asset> {
+    for a in &mut assets {
+        a.download_count += pending.get(&a.id).copied().unwrap_or(0);
+    }
+    assets
+}
+
+/// Completes loaded releases with what is not in their rows: whether each is Latest, where its
+/// tag points now (one git lookup for all), and the unflushed download counts.
+async fn details(
+    core: &Core,
+    repo: &RepoPath,
+    rows: Vec<(Release, Vec<Asset>)>,
+    latest: Option<u64>,
+) -> DomainResult<Vec<ReleaseDetail>> {
+    let tags = tag_map(
+        core,
+        repo,
+        rows.iter().map(|(r, _)| r.tag_name.clone()).collect(),
+    )
+    .await?;
+    let pending = pending(core);
+    Ok(rows
+        .into_iter()
+        .map(|(release, assets)| ReleaseDetail {
+            latest: latest == Some(release.id),
+            tag_commit: tags.get(&release.tag_name).cloned(),
+            assets: with_pending(assets, &pending),
+            release,
+        })
+        .collect())
 }
 
 /// Lists releases: unpublished drafts first, then by `publishedAt` descending.
@@ -283,59 +242,41 @@ pub async fn list(
     who: Option<&Principal>,
     repo: &RepoPath,
     page: Page,
-    base_url: &str,
-) -> DomainResult<Paged<ReleaseView>> {
+) -> DomainResult<Paged<ReleaseDetail>> {
     let (_, role) = core.repo_access(who, repo, Role::Read).await?;
-    let key = repo.key();
+    let r = repo.clone();
     let (rows, has_next, latest) = core
         .db
         .read(move |txn| {
-            let order = txn.open_table(tables::RELEASE_ORDER)?;
-            let releases = txn.open_table(tables::RELEASES)?;
             let mut skipped = 0u64;
-            let mut rows = Vec::new();
+            let mut shown = Vec::new();
             let mut has_next = false;
-            for row in
-                order.range((key.as_str(), 0u64, 0u64)..=(key.as_str(), u64::MAX, u64::MAX))?
-            {
-                let id = u64::MAX - row?.0.value().2;
-                let Some(v) = releases.get(id)? else { continue };
-                let r: Release = codec::decode(v.value())?;
-                if !visible(&r, role) {
-                    continue;
+            releases::scan(txn, &r, |rel| {
+                if !visible(&rel, role) {
+                    return ControlFlow::Continue(());
                 }
                 if skipped < page.offset() {
                     skipped += 1;
-                    continue;
+                    return ControlFlow::Continue(());
                 }
-                if rows.len() as u64 == page.limit {
+                if shown.len() as u64 == page.limit {
                     has_next = true;
-                    break;
+                    return ControlFlow::Break(());
                 }
-                let assets = assets_of_txn(txn, r.id)?;
-                rows.push((r, assets));
+                shown.push(rel);
+                ControlFlow::Continue(())
+            })?;
+            let mut rows = Vec::with_capacity(shown.len());
+            for rel in shown {
+                let a = assets::of_release(txn, rel.id)?;
+                rows.push((rel, a));
             }
-            Ok::<_, DomainError>((rows, has_next, latest_id_txn(txn, &key)?))
+            let latest = latest_txn(txn, &r)?.map(|l| l.id);
+            Ok::<_, DomainError>((rows, has_next, latest))
         })
         .await?;
-    let tags = tag_map(
-        core,
-        repo,
-        rows.iter().map(|(r, _)| r.tag_name.clone()).collect(),
-    )
-    .await?;
-    let pending = pending(core);
-    let render = Render {
-        base_url,
-        repo,
-        tags: &tags,
-        pending: &pending,
-    };
     Ok(Paged {
-        items: rows
-            .iter()
-            .map(|(r, a)| render.release(r, a, latest))
-            .collect(),
+        items: details(core, repo, rows, latest).await?,
         page,
         has_next,
     })
@@ -358,12 +299,12 @@ pub async fn anchored_on(
     tags: Vec<String>,
 ) -> DomainResult<HashMap<String, AnchoredRelease>> {
     let (_, role) = core.repo_access(who, repo, Role::Read).await?;
-    let key = repo.key();
+    let repo = repo.clone();
     core.db
         .read(move |txn| {
             let mut out = HashMap::new();
             for t in tags {
-                if let Some(r) = release_by_tag_txn(txn, &key, &t)? {
+                if let Some(r) = releases::by_tag(txn, &repo, &t)? {
                     if visible(&r, role) {
                         out.insert(
                             t,
@@ -389,45 +330,53 @@ pub enum Which {
     Latest,
 }
 
+/// A release as loaded for one request: its row, its assets (stored counts), and the id of the
+/// repository's Latest release.
+struct Loaded {
+    release: Release,
+    assets: Vec<Asset>,
+    latest: Option<u64>,
+}
+
+/// Loads the release `which` names after checking that the caller has `need` on the
+/// repository and may see it (a draft is "not found" below `write`).
 async fn load(
     core: &Core,
     who: Option<&Principal>,
     repo: &RepoPath,
     which: Which,
     need: Role,
-) -> DomainResult<(Release, Vec<Asset>, Option<u64>, Role)> {
+) -> DomainResult<Loaded> {
     let (_, role) = core.repo_access(who, repo, need).await?;
-    let key = repo.key();
     let label = match &which {
         Which::Tag(t) => t.clone(),
         Which::Latest => "latest".into(),
     };
+    let r = repo.clone();
     let found = core
         .db
         .read(move |txn| {
-            let latest = latest_id_txn(txn, &key)?;
-            let r = match which {
-                Which::Tag(t) => release_by_tag_txn(txn, &key, &t)?,
-                Which::Latest => match latest {
-                    Some(id) => txn
-                        .open_table(tables::RELEASES)?
-                        .get(id)?
-                        .map(|v| codec::decode::<Release>(v.value()))
-                        .transpose()?,
-                    None => None,
-                },
+            let latest = latest_txn(txn, &r)?;
+            let latest_id = latest.as_ref().map(|l| l.id);
+            let release = match which {
+                Which::Tag(t) => releases::by_tag(txn, &r, &t)?,
+                Which::Latest => latest,
             };
-            match r {
-                Some(r) => {
-                    let assets = assets_of_txn(txn, r.id)?;
-                    Ok::<_, DomainError>(Some((r, assets, latest)))
+            match release {
+                Some(release) => {
+                    let assets = assets::of_release(txn, release.id)?;
+                    Ok::<_, DomainError>(Some(Loaded {
+                        release,
+                        assets,
+                        latest: latest_id,
+                    }))
                 }
                 None => Ok(None),
             }
         })
         .await?;
     match found {
-        Some((r, a, l)) if visible(&r, role) => Ok((r, a, l, role)),
+        Some(l) if visible(&l.release, role) => Ok(l),
         _ => Err(DomainError::NotFound(format!(
             "release {label} not found in {repo}"
         ))),
@@ -440,18 +389,11 @@ pub async fn get(
     who: Option<&Principal>,
     repo: &RepoPath,
     which: Which,
-    base_url: &str,
-) -> DomainResult<ReleaseView> {
-    let (r, assets, latest, _) = load(core, who, repo, which, Role::Read).await?;
-    let tags = tag_map(core, repo, vec![r.tag_name.clone()]).await?;
-    let pending = pending(core);
-    Ok(Render {
-        base_url,
-        repo,
-        tags: &tags,
-        pending: &pending,
-    }
-    .release(&r, &assets, latest))
+) -> DomainResult<ReleaseDetail> {
+    let l = load(core, who, repo, which, Role::Read).await?;
+    let mut one = details(core, repo, vec![(l.release, l.assets)], l.latest).await?;
+    one.pop()
+        .ok_or_else(|| DomainError::Internal("a loaded release vanished".into()))
 }
 
 fn check_text(name: &str, body: &str) -> DomainResult<()> {
@@ -468,30 +410,17 @@ fn check_text(name: &str, body: &str) -> DomainResult<()> {
     Ok(())
 }
 
-fn insert_order(txn: &WriteTransaction, r: &Release) -> DomainResult<()> {
-    txn.open_table(tables::RELEASE_ORDER)?
-        .insert((r.repo.as_str(), order_key(r), u64::MAX - r.id), ())?;
-    Ok(())
+/// A new release's fields once checked: the tag, the title (the tag when none is given) and
+/// the notes.
+struct Checked {
+    tag: GitTagName,
+    name: String,
+    body: String,
 }
 
-fn remove_order(txn: &WriteTransaction, r: &Release) -> DomainResult<()> {
-    txn.open_table(tables::RELEASE_ORDER)?.remove((
-        r.repo.as_str(),
-        order_key(r),
-        u64::MAX - r.id,
-    ))?;
-    Ok(())
-}
-
-/// Creates a release (write). See the module doc for how the tag is found or made.
-pub async fn create(
-    core: &Core,
-    who: Option<&Principal>,
-    repo: &RepoPath,
-    input: CreateRelease,
-    base_url: &str,
-) -> DomainResult<ReleaseView> {
-    core.repo_access(who, repo, Role::Write).await?;
+/// Checks what `create` was given: a valid tag name that is not the reserved `latest`, and a
+/// title and notes within their limits.
+fn check_new(input: &CreateRelease) -> DomainResult<Checked> {
     let tag = GitTagName::parse(&input.tag_name)?;
     let name = input.name.clone().unwrap_or_else(|| tag.to_string());
     let body = input.body.clone().unwrap_or_default();
@@ -501,103 +430,153 @@ pub async fn create(
             "\"latest\" is reserved for the latest-release link; pick another tag name".into(),
         ));
     }
-    // Fail fast on a duplicate before touching git.
-    let key = repo.key();
-    let (k2, t2) = (key.clone(), tag.to_string());
-    if core
+    Ok(Checked { tag, name, body })
+}
+
+/// The conflict of a second release on one tag.
+fn tag_taken(tag: &str) -> DomainError {
+    DomainError::Conflict(format!("a release for tag {tag} already exists"))
+}
+
+/// Fails fast, before git is touched, when a release is already anchored on `tag`.
+async fn refuse_taken_tag(core: &Core, repo: &RepoPath, tag: &GitTagName) -> DomainResult<()> {
+    let (r, t) = (repo.clone(), tag.to_string());
+    let existing = core
         .db
-        .read(move |txn| release_by_tag_txn(txn, &k2, &t2))
-        .await?
-        .is_some()
-    {
-        return Err(DomainError::Conflict(format!(
-            "a release for tag {tag} already exists"
-        )));
+        .read(move |txn| releases::by_tag(txn, &r, &t))
+        .await?;
+    match existing {
+        Some(_) => Err(tag_taken(tag.as_str())),
+        None => Ok(()),
     }
+}
+
+/// Where a new release is anchored: the commit and the `targetCommit` it records, and whether
+/// its tag exists already.
+struct Anchor {
+    commit: String,
+    target: String,
+    tag_exists: bool,
+}
+
+/// Finds the commit of a new release: the existing tag's commit, or else `targetCommit` (a
+/// branch or SHA, then required) resolved to a commit.
+async fn resolve_anchor(
+    core: &Core,
+    repo: &RepoPath,
+    tag: &GitTagName,
+    target_commit: Option<&str>,
+) -> DomainResult<Anchor> {
+    let (r, t) = (repo.clone(), tag.clone());
+    if let Some(info) = core.git(move |g| g.find_tag(&r, &t)).await? {
+        return Ok(Anchor {
+            commit: info.commit_sha,
+            target: target_commit.unwrap_or_default().to_owned(),
+            tag_exists: true,
+        });
+    }
+    let target = target_commit
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| {
+            DomainError::Invalid(format!(
+                "tag {tag} does not exist; pass targetCommit (a branch or commit SHA) to create it"
+            ))
+        })?;
+    Ok(Anchor {
+        commit: git_tag::resolve_target(core, repo, target).await?,
+        target: target.to_owned(),
+        tag_exists: false,
+    })
+}
+
+/// Records a new release in one transaction: refused if a release took the tag meanwhile;
+/// withdraws the pending record of a tag made for it (`made_tag`). The fsck gate is released
+/// after the commit.
+async fn insert_release(
+    core: &Core,
+    gate: OwnedRwLockReadGuard<()>,
+    repo: &RepoPath,
+    release: Release,
+    made_tag: bool,
+) -> DomainResult<()> {
+    let repo = repo.clone();
+    core.db
+        .write_holding(gate, move |txn| {
+            if releases::by_tag(txn, &repo, &release.tag_name)?.is_some() {
+                return Err(tag_taken(&release.tag_name));
+            }
+            let release = Release {
+                id: releases::next_id(txn)?,
+                ..release
+            };
+            releases::insert(txn, &release)?;
+            if made_tag {
+                releases::clear_pending_tag(txn, &repo, &release.tag_name)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Deletes the tag made for a release that could not be recorded, and then its pending record
+/// (which stays, for fsck, if the tag cannot be deleted). Best effort: the caller reports the
+/// original failure.
+async fn roll_back_release_tag(core: &Core, repo: &RepoPath, tag: &GitTagName) {
+    let (r, t) = (repo.clone(), tag.clone());
+    if let Ok(Some(info)) = core.git(move |g| g.find_tag(&r, &t)).await {
+        let (r, t) = (repo.clone(), tag.clone());
+        if core
+            .git(move |g| g.delete_tag(&r, &t, &info.ref_target))
+            .await
+            .is_ok()
+        {
+            let _ = forget_pending_tag(core, repo, tag).await;
+        }
+    }
+}
+
+/// Creates a release (write). See the module doc for how the tag is found or made.
+pub async fn create(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    input: CreateRelease,
+) -> DomainResult<ReleaseDetail> {
+    core.repo_access(who, repo, Role::Write).await?;
+    let Checked { tag, name, body } = check_new(&input)?;
+    refuse_taken_tag(core, repo, &tag).await?;
     // Held from looking at the tag to the release's commit (see `Core::fsck_gate`): fsck must
     // not judge the tag an orphan (and delete it) while this release is taking it up.
     let gate = core.fsck_gate.clone().read_owned().await;
-    let (r, t) = (repo.clone(), tag.clone());
-    let existing = core.git(move |g| g.find_tag(&r, &t)).await?;
-    let mut created_tag = false;
-    let (commit, target) = match existing {
-        Some(info) => (
-            info.commit_sha,
-            input.target_commit.clone().unwrap_or_default(),
-        ),
-        None => {
-            let target = input.target_commit.clone().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-                DomainError::Invalid(format!(
-                    "tag {tag} does not exist; pass targetCommit (a branch or commit SHA) to create it"
-                ))
-            })?;
-            let commit = git_tag::resolve_target(core, repo, &target).await?;
-            if !input.draft {
-                create_release_tag(core, who, repo, &tag, &commit).await?;
-                created_tag = true;
-            }
-            (commit, target)
-        }
-    };
-    let now = now_unix();
-    let author = who.map(|p| p.username.clone()).unwrap_or_default();
-    let draft = input.draft;
-    let prerelease = input.prerelease;
-    let (k3, t3) = (key.clone(), tag.to_string());
-    let result = core
-        .db
-        .write_holding(gate, move |txn| {
-            let mut by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
-            if by_tag.get((k3.as_str(), t3.as_str()))?.is_some() {
-                return Err(DomainError::Conflict(format!(
-                    "a release for tag {t3} already exists"
-                )));
-            }
-            let r = Release {
-                id: next_id(txn, "release")?,
-                repo: k3.clone(),
-                tag_name: t3.clone(),
-                name,
-                body,
-                draft,
-                prerelease,
-                author,
-                target_commit: target,
-                commit_sha: commit,
-                created_at: now,
-                published_at: if draft { None } else { Some(now) },
-            };
-            by_tag.insert((k3.as_str(), t3.as_str()), r.id)?;
-            txn.open_table(tables::RELEASES)?
-                .insert(r.id, codec::encode(&r)?.as_slice())?;
-            insert_order(txn, &r)?;
-            if created_tag {
-                txn.open_table(tables::PENDING_RELEASE_TAGS)?
-                    .remove((k3.as_str(), t3.as_str()))?;
-            }
-            Ok(r)
-        })
-        .await;
-    match result {
-        Ok(_) => get(core, who, repo, Which::Tag(tag.to_string()), base_url).await,
-        Err(e) => {
-            if created_tag {
-                // Compensate: the tag we made for this release must not outlive its failure.
-                let (r, t) = (repo.clone(), tag.clone());
-                if let Ok(Some(info)) = core.git(move |g| g.find_tag(&r, &t)).await {
-                    let (r, t) = (repo.clone(), tag.clone());
-                    if core
-                        .git(move |g| g.delete_tag(&r, &t, &info.ref_target))
-                        .await
-                        .is_ok()
-                    {
-                        let _ = forget_pending_tag(core, repo, &tag).await;
-                    }
-                }
-            }
-            Err(e)
-        }
+    let anchor = resolve_anchor(core, repo, &tag, input.target_commit.as_deref()).await?;
+    // A draft's tag is made only when it is published.
+    let make_tag = !anchor.tag_exists && !input.draft;
+    if make_tag {
+        create_release_tag(core, who, repo, &tag, &anchor.commit).await?;
     }
+    let now = now_unix();
+    let release = Release {
+        id: 0, // given by `insert_release`
+        repo: repo.key(),
+        tag_name: tag.to_string(),
+        name,
+        body,
+        draft: input.draft,
+        prerelease: input.prerelease,
+        author: who.map(|p| p.username.clone()).unwrap_or_default(),
+        target_commit: anchor.target,
+        commit_sha: anchor.commit,
+        created_at: now,
+        published_at: if input.draft { None } else { Some(now) },
+    };
+    if let Err(e) = insert_release(core, gate, repo, release, make_tag).await {
+        if make_tag {
+            // The tag made for this release must not outlive its failure.
+            roll_back_release_tag(core, repo, &tag).await;
+        }
+        return Err(e);
+    }
+    get(core, who, repo, Which::Tag(tag.to_string())).await
 }
 
 /// Creates the lightweight tag of a release at `commit`, first recording it in
@@ -611,22 +590,15 @@ async fn create_release_tag(
     tag: &GitTagName,
     commit: &str,
 ) -> DomainResult<()> {
-    let (k, t, c) = (repo.key(), tag.to_string(), commit.to_owned());
+    let (r, t, c) = (repo.clone(), tag.to_string(), commit.to_owned());
     // A record already there belongs to a concurrent create of the same tag (or a crash): it is
     // left as it is, and only a record this call wrote is withdrawn if the tag cannot be made.
-    let inserted = core
+    let marked = core
         .db
-        .write(move |txn| {
-            let mut t2 = txn.open_table(tables::PENDING_RELEASE_TAGS)?;
-            if t2.get((k.as_str(), t.as_str()))?.is_some() {
-                return Ok::<_, DomainError>(false);
-            }
-            t2.insert((k.as_str(), t.as_str()), c.as_str())?;
-            Ok(true)
-        })
+        .write(move |txn| releases::mark_pending_tag(txn, &r, &t, &c))
         .await?;
     let created = git_tag::create_at(core, who, repo, tag, commit, None).await;
-    if created.is_err() && inserted {
+    if created.is_err() && marked {
         // No tag was made (or it already existed and is someone else's): not ours to track.
         let _ = forget_pending_tag(core, repo, tag).await;
     }
@@ -635,14 +607,30 @@ async fn create_release_tag(
 
 /// Removes a pending-tag record (after the tag was rolled back).
 async fn forget_pending_tag(core: &Core, repo: &RepoPath, tag: &GitTagName) -> DomainResult<()> {
-    let (k, t) = (repo.key(), tag.to_string());
-    core.db
-        .write(move |txn| {
-            txn.open_table(tables::PENDING_RELEASE_TAGS)?
-                .remove((k.as_str(), t.as_str()))?;
-            Ok::<_, DomainError>(())
-        })
-        .await
+    let (r, t) = (repo.clone(), tag.to_string());
+    Ok(core
+        .db
+        .write(move |txn| releases::clear_pending_tag(txn, &r, &t))
+        .await?)
+}
+
+/// Applies a patch to a release; publishing a draft stamps `publishedAt` once.
+fn apply_patch(r: &mut Release, patch: UpdateRelease) {
+    if let Some(n) = patch.name {
+        r.name = n;
+    }
+    if let Some(b) = patch.body {
+        r.body = b;
+    }
+    if let Some(p) = patch.prerelease {
+        r.prerelease = p;
+    }
+    if let Some(d) = patch.draft {
+        if r.draft && !d && r.published_at.is_none() {
+            r.published_at = Some(now_unix());
+        }
+        r.draft = d;
+    }
 }
 
 /// Updates the fields given (write). Publishing a draft sets `publishedAt` and creates its tag.
@@ -652,15 +640,16 @@ pub async fn update(
     repo: &RepoPath,
     tag: &str,
     patch: UpdateRelease,
-    base_url: &str,
-) -> DomainResult<ReleaseView> {
-    let (current, _, _, _) = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
+) -> DomainResult<ReleaseDetail> {
+    let current = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write)
+        .await?
+        .release;
     check_text(
         patch.name.as_deref().unwrap_or(""),
         patch.body.as_deref().unwrap_or(""),
     )?;
     let publishing = current.draft && patch.draft == Some(false);
-    let mut created_tag = false;
+    let mut made_tag = false;
     // Held from looking at the tag to the commit, as in `create`.
     let gate = if publishing {
         Some(core.fsck_gate.clone().read_owned().await)
@@ -672,70 +661,22 @@ pub async fn update(
         let (r, n) = (repo.clone(), name.clone());
         if core.git(move |g| g.find_tag(&r, &n)).await?.is_none() {
             create_release_tag(core, who, repo, &name, &current.commit_sha).await?;
-            created_tag = true;
+            made_tag = true;
         }
     }
-    let id = current.id;
-    let (k, t) = (repo.key(), current.tag_name.clone());
+    let (r, t) = (repo.clone(), current.tag_name.clone());
     core.db
         .write_holding(gate, move |txn| {
-            if created_tag {
-                txn.open_table(tables::PENDING_RELEASE_TAGS)?
-                    .remove((k.as_str(), t.as_str()))?;
+            if made_tag {
+                releases::clear_pending_tag(txn, &r, &t)?;
             }
-            let mut releases = txn.open_table(tables::RELEASES)?;
-            let Some(v) = releases.get(id)?.map(|v| v.value().to_vec()) else {
-                return Err(DomainError::NotFound("release was deleted".into()));
-            };
-            let old: Release = codec::decode(&v)?;
-            let mut r = old.clone();
-            if let Some(n) = patch.name {
-                r.name = n;
+            match releases::update(txn, current.id, |rel| apply_patch(rel, patch))? {
+                Some(_) => Ok(()),
+                None => Err(DomainError::NotFound("release was deleted".into())),
             }
-            if let Some(b) = patch.body {
-                r.body = b;
-            }
-            if let Some(p) = patch.prerelease {
-                r.prerelease = p;
-            }
-            if let Some(d) = patch.draft {
-                if r.draft && !d && r.published_at.is_none() {
-                    r.published_at = Some(now_unix());
-                }
-                r.draft = d;
-            }
-            remove_order(txn, &old)?;
-            insert_order(txn, &r)?;
-            releases.insert(id, codec::encode(&r)?.as_slice())?;
-            Ok(())
         })
         .await?;
-    get(core, who, repo, Which::Tag(tag.to_owned()), base_url).await
-}
-
-fn remove_release_txn(txn: &WriteTransaction, r: &Release) -> DomainResult<()> {
-    let asset_ids: Vec<(String, u64)> = {
-        let idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
-        let mut v = Vec::new();
-        for row in idx.range((r.id, "")..)? {
-            let (k, val) = row?;
-            if k.value().0 != r.id {
-                break;
-            }
-            v.push((k.value().1.to_owned(), val.value()));
-        }
-        v
-    };
-    let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
-    let mut assets = txn.open_table(tables::ASSETS)?;
-    for (name, id) in asset_ids {
-        idx.remove((r.id, name.as_str()))?;
-        assets.remove(id)?;
-    }
-    txn.open_table(tables::RELEASES_BY_TAG)?
-        .remove((r.repo.as_str(), r.tag_name.as_str()))?;
-    txn.open_table(tables::RELEASES)?.remove(r.id)?;
-    remove_order(txn, r)
+    get(core, who, repo, Which::Tag(tag.to_owned())).await
 }
 
 /// Deletes a release and its asset files (write). The git tag stays.
@@ -745,37 +686,13 @@ pub async fn delete(
     repo: &RepoPath,
     tag: &str,
 ) -> DomainResult<()> {
-    let (r, _, _, _) = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
-    let r2 = r.clone();
-    core.db
-        .write(move |txn| remove_release_txn(txn, &r2))
-        .await?;
-    core.assets.remove_release(repo, r.id)?;
+    let id = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write)
+        .await?
+        .release
+        .id;
+    core.db.write(move |txn| releases::remove(txn, id)).await?;
+    core.assets.remove_release(repo, id)?;
     Ok(())
-}
-
-/// Removes every release row of a repository; returns their ids (to delete the files after
-/// commit). Used when the repository itself is deleted.
-pub fn remove_all_releases_txn(txn: &WriteTransaction, repo_key: &str) -> DomainResult<Vec<u64>> {
-    let ids: Vec<u64> = {
-        let t = txn.open_table(tables::RELEASE_ORDER)?;
-        let mut v = Vec::new();
-        for row in t.range((repo_key, 0u64, 0u64)..=(repo_key, u64::MAX, u64::MAX))? {
-            v.push(u64::MAX - row?.0.value().2);
-        }
-        v
-    };
-    for id in &ids {
-        let rel = txn
-            .open_table(tables::RELEASES)?
-            .get(*id)?
-            .map(|v| codec::decode::<Release>(v.value()))
-            .transpose()?;
-        if let Some(r) = rel {
-            remove_release_txn(txn, &r)?;
-        }
-    }
-    Ok(ids)
 }
 
 /// What the uploader says about the file.
@@ -789,51 +706,67 @@ pub struct UploadMeta {
     pub content_type: Option<String>,
 }
 
-/// Streams an asset to disk and records it (write). A cut or failed upload leaves no row and no
-/// file; a duplicate name in the release is a conflict (checked before and again at commit).
-pub async fn upload_asset<S, E>(
-    core: &Core,
-    who: Option<&Principal>,
-    repo: &RepoPath,
-    tag: &str,
-    meta: UploadMeta,
-    mut body: S,
-    base_url: &str,
-) -> DomainResult<AssetView>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let (release, assets, _, _) =
-        load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
-    let raw_name = meta.name.clone().ok_or_else(|| {
+/// The asset's name: `?name=` or the part's file name, required and valid.
+fn asset_name(meta: &UploadMeta) -> DomainResult<AssetName> {
+    let raw = meta.name.as_deref().ok_or_else(|| {
         DomainError::Invalid("the file part has no file name; pass ?name=".into())
     })?;
-    let name = AssetName::parse(&raw_name)?;
+    Ok(AssetName::parse(raw)?)
+}
+
+/// The label: optional, at most `MAX_LABEL` bytes, no control characters.
+fn asset_label(meta: &UploadMeta) -> DomainResult<String> {
     let label = meta.label.clone().unwrap_or_default();
-    if label.len() > 255 || label.chars().any(char::is_control) {
+    if label.len() > MAX_LABEL || label.chars().any(char::is_control) {
         return Err(DomainError::Invalid(
             "label must be at most 255 printable bytes".into(),
         ));
     }
+    Ok(label)
+}
+
+/// Refuses a name the release already uses (checked again when the asset is recorded).
+fn refuse_duplicate_name(assets: &[Asset], tag: &str, name: &AssetName) -> DomainResult<()> {
     if assets.iter().any(|a| a.name == name.as_str()) {
         return Err(DomainError::Conflict(format!(
             "release {tag} already has an asset named {name}"
         )));
     }
-    let content_type = match meta.content_type.as_deref() {
+    Ok(())
+}
+
+/// The uploader's content type when it says something, else a guess from the file name.
+fn content_type_of(meta: &UploadMeta, name: &AssetName) -> String {
+    match meta.content_type.as_deref() {
         Some(ct) if !ct.is_empty() && ct != "application/octet-stream" && ct.len() < 200 => {
             ct.to_owned()
         }
         _ => mime_guess::from_path(name.as_str())
             .first_or_octet_stream()
             .to_string(),
-    };
-    let asset_id = core
-        .db
-        .write(|txn| next_id(txn, "asset").map_err(DomainError::from))
-        .await?;
-    let (file, guard) = core.assets.create_temp(repo, release.id)?;
+    }
+}
+
+/// A fully received, fsynced upload in its temp file (removed if dropped unpublished).
+struct Received {
+    guard: TempGuard,
+    bytes: u64,
+    sha256: String,
+}
+
+/// Streams the body into a temp file of the release's directory, hashing it, and refuses it
+/// past the asset size limit. A cut stream is a bad request; its temp file is removed.
+async fn stream_to_temp<S, E>(
+    core: &Core,
+    repo: &RepoPath,
+    release_id: u64,
+    mut body: S,
+) -> DomainResult<Received>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (file, guard) = core.assets.create_temp(repo, release_id)?;
     let mut sink = Sink::start(file, Hasher::new(crate::ids::Algorithm::Sha256));
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
@@ -851,11 +784,69 @@ where
         }
     }
     let written = sink.finish(true).await?;
-    let sha256 = written.hasher.digest().hex().to_owned();
+    Ok(Received {
+        guard,
+        bytes: written.bytes,
+        sha256: written.hasher.digest().hex().to_owned(),
+    })
+}
+
+/// Records an asset whose file is in place: refused if its release was deleted or its name
+/// taken meanwhile. The fsck gate is released after the commit.
+async fn record_asset(
+    core: &Core,
+    gate: OwnedRwLockReadGuard<()>,
+    asset: Asset,
+) -> DomainResult<()> {
+    core.db
+        .write_holding(gate, move |txn| {
+            if releases::get(txn, asset.release_id)?.is_none() {
+                return Err(DomainError::NotFound(
+                    "the release was deleted during the upload".into(),
+                ));
+            }
+            if assets::name_taken(txn, asset.release_id, &asset.name)? {
+                return Err(DomainError::Conflict(format!(
+                    "the release already has an asset named {}",
+                    asset.name
+                )));
+            }
+            assets::insert(txn, &asset)?;
+            Ok(())
+        })
+        .await
+}
+
+/// Streams an asset to disk and records it (write). A cut or failed upload leaves no row and no
+/// file; a duplicate name in the release is a conflict (checked before and again at commit).
+pub async fn upload_asset<S, E>(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    tag: &str,
+    meta: UploadMeta,
+    body: S,
+) -> DomainResult<AssetDetail>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let Loaded {
+        release, assets, ..
+    } = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
+    let name = asset_name(&meta)?;
+    let label = asset_label(&meta)?;
+    refuse_duplicate_name(&assets, tag, &name)?;
+    let content_type = content_type_of(&meta, &name);
+    let asset_id = core
+        .db
+        .write(|txn| assets::next_id(txn).map_err(DomainError::from))
+        .await?;
+    let received = stream_to_temp(core, repo, release.id, body).await?;
     let dst = core.assets.path(repo, release.id, asset_id, &name);
     // From the rename to the row's commit the file has no row: fsck must not judge it then.
     let gate = core.fsck_gate.clone().read_owned().await;
-    core.assets.publish(guard, &dst)?;
+    core.assets.publish(received.guard, &dst)?;
     let asset = Asset {
         id: asset_id,
         release_id: release.id,
@@ -863,51 +854,20 @@ where
         name: name.to_string(),
         label,
         content_type,
-        size: written.bytes,
-        sha256,
+        size: received.bytes,
+        sha256: received.sha256,
         uploader: who.map(|p| p.username.clone()).unwrap_or_default(),
         created_at: now_unix(),
         download_count: 0,
     };
-    let a2 = asset.clone();
-    let committed = core
-        .db
-        .write_holding(gate, move |txn| {
-            if txn
-                .open_table(tables::RELEASES)?
-                .get(a2.release_id)?
-                .is_none()
-            {
-                return Err(DomainError::NotFound(
-                    "the release was deleted during the upload".into(),
-                ));
-            }
-            let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
-            if idx.get((a2.release_id, a2.name.as_str()))?.is_some() {
-                return Err(DomainError::Conflict(format!(
-                    "the release already has an asset named {}",
-                    a2.name
-                )));
-            }
-            idx.insert((a2.release_id, a2.name.as_str()), a2.id)?;
-            txn.open_table(tables::ASSETS)?
-                .insert(a2.id, codec::encode(&a2)?.as_slice())?;
-            Ok(())
-        })
-        .await;
-    if let Err(e) = committed {
+    if let Err(e) = record_asset(core, gate, asset.clone()).await {
         let _ = core.assets.remove(&dst);
         return Err(e);
     }
-    let tags = HashMap::new();
-    let pending = HashMap::new();
-    Ok(Render {
-        base_url,
-        repo,
-        tags: &tags,
-        pending: &pending,
-    }
-    .asset(&release, &asset))
+    Ok(AssetDetail {
+        tag_name: release.tag_name,
+        asset,
+    })
 }
 
 /// Which asset a download path names.
@@ -935,7 +895,9 @@ pub async fn open_asset(
     which: Which,
     asset: AssetRef,
 ) -> DomainResult<AssetFile> {
-    let (release, assets, _, _) = load(core, who, repo, which, Role::Read).await?;
+    let Loaded {
+        release, assets, ..
+    } = load(core, who, repo, which, Role::Read).await?;
     let found = assets.into_iter().find(|a| match &asset {
         AssetRef::Id(id) => a.id == *id,
         AssetRef::Name(n) => &a.name == n,
@@ -950,30 +912,28 @@ pub async fn open_asset(
     Ok(AssetFile { asset: a, data })
 }
 
-/// Asset metadata (JSON) by id.
-pub async fn asset_view(
+/// One asset's metadata by id, with its unflushed downloads counted.
+pub async fn asset(
     core: &Core,
     who: Option<&Principal>,
     repo: &RepoPath,
     tag: &str,
     id: u64,
-    base_url: &str,
-) -> DomainResult<AssetView> {
-    let (release, assets, _, _) =
-        load(core, who, repo, Which::Tag(tag.to_owned()), Role::Read).await?;
+) -> DomainResult<AssetDetail> {
+    let Loaded {
+        release, assets, ..
+    } = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Read).await?;
     let a = assets
         .into_iter()
         .find(|a| a.id == id)
         .ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
-    let tags = HashMap::new();
-    let pending = pending(core);
-    Ok(Render {
-        base_url,
-        repo,
-        tags: &tags,
-        pending: &pending,
-    }
-    .asset(&release, &a))
+    let asset = with_pending(vec![a], &pending(core))
+        .pop()
+        .ok_or_else(|| DomainError::Internal("a loaded asset vanished".into()))?;
+    Ok(AssetDetail {
+        tag_name: release.tag_name,
+        asset,
+    })
 }
 
 /// Counts one full download (batched; see `flush_downloads`).
@@ -995,19 +955,9 @@ pub async fn flush_downloads(core: &Core) -> DomainResult<()> {
     let b2 = batch.clone();
     let res = core
         .db
-        .write(move |txn| {
-            let mut assets = txn.open_table(tables::ASSETS)?;
-            for (id, n) in b2 {
-                let Some(v) = assets.get(id)?.map(|v| v.value().to_vec()) else {
-                    continue;
-                };
-                let mut a: Asset = codec::decode(&v)?;
-                a.download_count += n;
-                assets.insert(id, codec::encode(&a)?.as_slice())?;
-            }
-            Ok::<_, DomainError>(())
-        })
-        .await;
+        .write(move |txn| assets::add_downloads(txn, &b2))
+        .await
+        .map_err(DomainError::from);
     if res.is_err() {
         // Put the counts back so a transient failure loses nothing.
         if let Ok(mut m) = core.pending_downloads.lock() {
@@ -1027,21 +977,14 @@ pub async fn delete_asset(
     tag: &str,
     id: u64,
 ) -> DomainResult<()> {
-    let (release, assets, _, _) =
-        load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
+    let Loaded {
+        release, assets, ..
+    } = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
     let a = assets
         .into_iter()
         .find(|a| a.id == id)
         .ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
-    let a2 = a.clone();
-    core.db
-        .write(move |txn| {
-            txn.open_table(tables::ASSETS_BY_RELEASE)?
-                .remove((a2.release_id, a2.name.as_str()))?;
-            txn.open_table(tables::ASSETS)?.remove(a2.id)?;
-            Ok::<_, DomainError>(())
-        })
-        .await?;
+    core.db.write(move |txn| assets::remove(txn, id)).await?;
     let name = AssetName::parse(&a.name)?;
     core.assets
         .remove(&core.assets.path(repo, release.id, a.id, &name))?;

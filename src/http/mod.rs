@@ -7,6 +7,7 @@
 pub mod error;
 pub mod git;
 pub mod oci;
+pub mod render;
 pub mod reply;
 pub mod rest;
 pub mod ui;

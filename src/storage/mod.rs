@@ -1,6 +1,7 @@
 //! Storage: the redb database (all metadata) and the files on disk (blobs, assets, uploads).
 //! Knows nothing of HTTP, OCI rules or git; `domain` gives it meaning.
 
+pub mod assets;
 pub mod backend;
 pub mod blob;
 pub mod codec;
@@ -8,6 +9,8 @@ pub mod files;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub mod records;
+pub mod releases;
+pub mod rules;
 pub mod tables;
 pub mod txn;
 

@@ -33,33 +33,35 @@ pub const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
 /// `("owner/repo", username) -> role byte`. Writer: `domain::account`.
 pub const COLLABORATORS: TableDefinition<(&str, &str), u8> = TableDefinition::new("collaborators");
 
-/// `release id -> Release`. Writer: `domain::release`.
+/// `release id -> Release`. Writer: `storage::releases`.
 pub const RELEASES: TableDefinition<u64, &[u8]> = TableDefinition::new("releases");
 
 /// `("owner/repo", tag name) -> release id`. Invariant: at most one release per tag; exactly the
-/// releases in RELEASES. Writer: `domain::release`.
+/// releases in RELEASES. Writer: `storage::releases`.
 pub const RELEASES_BY_TAG: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("releases_by_tag");
 
 /// `("owner/repo", order, u64::MAX - id) -> ()`: list order. `order` is 0 for unpublished drafts
 /// and `u64::MAX - publishedAt` otherwise, so a forward range scan is the API's sort.
 /// Invariant: one entry per release, rewritten whenever `publishedAt` changes.
-/// Writer: `domain::release`.
+/// Writer: `storage::releases`.
 pub const RELEASE_ORDER: TableDefinition<(&str, u64, u64), ()> =
     TableDefinition::new("release_order");
 
 /// `asset id -> Asset`. Invariant: the file exists (fsynced) before the row is committed.
-/// Writer: `domain::release`.
+/// Writer: `storage::assets` (rows, download counts), `storage::releases` (removal with the
+/// release).
 pub const ASSETS: TableDefinition<u64, &[u8]> = TableDefinition::new("assets");
 
-/// `(release id, asset name) -> asset id`: names unique per release. Writer: `domain::release`.
+/// `(release id, asset name) -> asset id`: names unique per release. Writer: `storage::assets`.
 pub const ASSETS_BY_RELEASE: TableDefinition<(u64, &str), u64> =
     TableDefinition::new("assets_by_release");
 
-/// `rule id -> ProtectionRule`. Writer: `domain::protection`.
+/// `rule id -> ProtectionRule`. Writer: `storage::rules` (`domain::account` still clears the
+/// rules of a deleted repository itself; `rules::remove_all_of_repo` is there to replace it).
 pub const TAG_PROTECTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("tag_protections");
 
-/// `("owner/repo", rule id) -> ()`. Writer: `domain::protection`.
+/// `("owner/repo", rule id) -> ()`. Writer: `storage::rules` (and `domain::account`, as above).
 pub const PROTECTIONS_BY_REPO: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("protections_by_repo");
 
@@ -99,7 +101,7 @@ pub const MANIFEST_REFS: TableDefinition<(&str, &str), u64> = TableDefinition::n
 /// tag is created, removed in the transaction that records the release (or when the tag is
 /// rolled back). A record that outlives its request marks a tag made for a release that was
 /// never recorded (a kill between the two stores), so `fsck` can tell it from a tag a user
-/// pushed. Writers: `domain::release` (insert, remove), `domain::fsck` (remove on repair).
+/// pushed. Writers: `storage::releases` (insert, remove), `domain::fsck` (remove on repair).
 pub const PENDING_RELEASE_TAGS: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("pending_release_tags");
 

@@ -11,6 +11,7 @@ use crate::auth::Credentials;
 use crate::domain::release::{self, AssetRef, CreateRelease, UpdateRelease, UploadMeta, Which};
 use crate::domain::{DomainError, DomainResult};
 use crate::http::error::rest_reply;
+use crate::http::render;
 use crate::http::{
     base_url, body_stream, credentials, decode_component, page_query, part_file_name, part_stream,
     query_get, query_pairs, raw_query, read_json, reply, who, with_core, BodyStream, Ctx,
@@ -27,9 +28,9 @@ async fn list(
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let page = page_query(&q)?;
-    let list = release::list(&core, p.as_ref(), &repo, page, &base).await?;
+    let list = release::list(&core, p.as_ref(), &repo, page).await?;
     Ok(reply::paged(
-        &list,
+        &render::releases(&base, &repo, &list),
         &format!("{base}/api/v1/forge/{repo}/releases"),
     ))
 }
@@ -45,8 +46,11 @@ async fn create(
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let input: CreateRelease = read_json(&core, body).await?;
-    let v = release::create(&core, p.as_ref(), &repo, input, &base).await?;
-    Ok(reply::json(StatusCode::CREATED, &v))
+    let v = release::create(&core, p.as_ref(), &repo, input).await?;
+    Ok(reply::json(
+        StatusCode::CREATED,
+        &render::release(&base, &repo, &v),
+    ))
 }
 
 async fn get(
@@ -64,9 +68,10 @@ async fn get(
     } else {
         Which::Tag(decode_component(&tag))
     };
+    let v = release::get(&core, p.as_ref(), &repo, which).await?;
     Ok(reply::json(
         StatusCode::OK,
-        &release::get(&core, p.as_ref(), &repo, which, &base).await?,
+        &render::release(&base, &repo, &v),
     ))
 }
 
@@ -82,16 +87,11 @@ async fn update(
     let p = who(&core, creds, false).await?;
     let repo = repo_path(&o, &r)?;
     let patch: UpdateRelease = read_json(&core, body).await?;
-    let v = release::update(
-        &core,
-        p.as_ref(),
-        &repo,
-        &decode_component(&tag),
-        patch,
-        &base,
-    )
-    .await?;
-    Ok(reply::json(StatusCode::OK, &v))
+    let v = release::update(&core, p.as_ref(), &repo, &decode_component(&tag), patch).await?;
+    Ok(reply::json(
+        StatusCode::OK,
+        &render::release(&base, &repo, &v),
+    ))
 }
 
 async fn delete(
@@ -144,10 +144,12 @@ async fn upload(
             &decode_component(&tag),
             meta,
             stream,
-            &base,
         )
         .await?;
-        return Ok(reply::json(StatusCode::CREATED, &v));
+        return Ok(reply::json(
+            StatusCode::CREATED,
+            &render::asset(&base, &repo, &v),
+        ));
     }
     Err(DomainError::BadRequest(
         "the multipart form has no part named \"file\"".into(),
@@ -187,10 +189,11 @@ async fn download(
             .as_deref()
             .is_some_and(|a| a.contains("application/json"))
         {
-            let v =
-                release::asset_view(&core, p.as_ref(), &repo, &decode_component(&tag), id, &base)
-                    .await?;
-            return Ok(reply::json(StatusCode::OK, &v));
+            let v = release::asset(&core, p.as_ref(), &repo, &decode_component(&tag), id).await?;
+            return Ok(reply::json(
+                StatusCode::OK,
+                &render::asset(&base, &repo, &v),
+            ));
         }
         AssetRef::Id(id)
     };

@@ -21,7 +21,7 @@ use crate::domain::release::{
     self, AssetRef, CreateRelease, ReleaseView, UpdateRelease, UploadMeta, Which,
 };
 use crate::domain::{git_tag, DomainError, DomainResult, Page};
-use crate::http::{decode_component, page_query, part_file_name, part_stream, BodyStream};
+use crate::http::{decode_component, page_query, part_file_name, part_stream, render, BodyStream};
 use crate::ids::{RepoPath, Role};
 
 /// Largest text field of a release form (the notes limit plus room).
@@ -111,7 +111,11 @@ async fn list(rq: Req, o: String, r: String) -> DomainResult<Response> {
     let path = repo_path(&o, &r)?;
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     let p = page_query(&rq.query)?;
-    let list = release::list(&rq.core, rq.who(), &path, p, &rq.base).await?;
+    let list = render::releases(
+        &rq.base,
+        &path,
+        &release::list(&rq.core, rq.who(), &path, p).await?,
+    );
     let b = repo_base(&repo);
     let body = html! {
         (repo_header(&repo, Tab::Releases))
@@ -133,7 +137,8 @@ async fn show(rq: Req, o: String, r: String, tag: String) -> DomainResult<Respon
     let path = repo_path(&o, &r)?;
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     let tag = decode_component(&tag);
-    let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
+    let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag)).await?;
+    let rel = render::release(&rq.base, &path, &rel);
     let body = html! {
         (repo_header(&repo, Tab::Releases))
         p.crumbs { a href={ (repo_base(&repo)) "/releases" } { "Releases" } " / " (rel.tag_name) }
@@ -291,16 +296,7 @@ async fn store_file(
         label: None,
         content_type: part.content_type().map(str::to_owned),
     };
-    release::upload_asset(
-        &rq.core,
-        rq.who(),
-        path,
-        tag,
-        meta,
-        part_stream(part),
-        &rq.base,
-    )
-    .await?;
+    release::upload_asset(&rq.core, rq.who(), path, tag, meta, part_stream(part)).await?;
     Ok(())
 }
 
@@ -361,7 +357,7 @@ async fn create_from_form(
                 draft: Some(false),
                 ..UpdateRelease::default()
             };
-            release::update(&rq.core, rq.who(), path, &tag, patch, &rq.base).await?;
+            release::update(&rq.core, rq.who(), path, &tag, patch).await?;
         }
         Some(_) => {}
     }
@@ -387,8 +383,8 @@ async fn create_release(
         draft,
         prerelease: v.prerelease,
     };
-    let created = release::create(&rq.core, rq.who(), path, input, &rq.base).await?;
-    Ok(created.tag_name)
+    let created = release::create(&rq.core, rq.who(), path, input).await?;
+    Ok(created.release.tag_name)
 }
 
 /// Whether an error is about what the user typed or sent (show the form again with it).
@@ -413,7 +409,8 @@ async fn create(rq: Req, o: String, r: String, mut form: FormData) -> DomainResu
         (Ok(()), None) => Err(DomainError::Internal("release form ended unhandled".into())),
         // The release exists but a file was refused: continue on its edit page.
         (Err(e), Some(tag)) if is_form_error(&e) => {
-            let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
+            let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag)).await?;
+            let rel = render::release(&rq.base, &path, &rel);
             edit_page(&rq, &repo, &rel, super::status_of(&e), Some(&e.to_string()))
         }
         (Err(e), None) if is_form_error(&e) => {
@@ -498,9 +495,9 @@ async fn edit_form(rq: Req, o: String, r: String, tag: String) -> DomainResult<R
         rq.who(),
         &path,
         Which::Tag(decode_component(&tag)),
-        &rq.base,
     )
     .await?;
+    let rel = render::release(&rq.base, &path, &rel);
     edit_page(&rq, &repo, &rel, StatusCode::OK, None)
 }
 
@@ -526,7 +523,7 @@ async fn update_from_form(
         prerelease: Some(fields.checked("prerelease")),
         draft: (fields.get("action") == Some("publish")).then_some(false),
     };
-    release::update(&rq.core, rq.who(), path, tag, patch, &rq.base).await?;
+    release::update(&rq.core, rq.who(), path, tag, patch).await?;
     Ok(())
 }
 
@@ -545,7 +542,8 @@ async fn update(
     match outcome {
         Ok(()) => Ok(redirect(&release_url(&repo, &tag))),
         Err(e) if is_form_error(&e) => {
-            let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag), &rq.base).await?;
+            let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag)).await?;
+            let rel = render::release(&rq.base, &path, &rel);
             edit_page(&rq, &repo, &rel, super::status_of(&e), Some(&e.to_string()))
         }
         Err(e) => Err(e),

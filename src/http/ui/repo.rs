@@ -29,8 +29,8 @@ fn titled(rq: &Req, status: StatusCode, title: &str, repo: &RepoView, body: Mark
 async fn overview(rq: Req, o: String, r: String) -> DomainResult<Response> {
     let path = repo_path(&o, &r)?;
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
-    let latest = match release::get(&rq.core, rq.who(), &path, Which::Latest, &rq.base).await {
-        Ok(v) => Some(v),
+    let latest = match release::get(&rq.core, rq.who(), &path, Which::Latest).await {
+        Ok(v) => Some(crate::http::render::release(&rq.base, &path, &v)),
         Err(DomainError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
