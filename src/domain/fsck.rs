@@ -7,16 +7,15 @@
 //! Damaged or missing asset files are reported, never "repaired" by dropping data.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
 
 use redb::ReadableTable;
 use serde::Serialize;
 
 use super::{registry, Core, DomainError, DomainResult};
 use crate::auth::Principal;
-use crate::ids::{Algorithm, AssetName, GitTagName, RepoPath};
-use crate::storage::blob::Hasher;
-use crate::storage::files::AssetFiles;
+use crate::ids::{AssetName, GitTagName, RepoPath};
+use crate::storage::blob::BlobStore;
+use crate::storage::files::{AssetFiles, AssetKey};
 use crate::storage::records::{Asset, Release};
 use crate::storage::{codec, tables};
 
@@ -118,14 +117,14 @@ pub async fn run(core: &Core, who: Option<&Principal>, repair: bool) -> DomainRe
     })
 }
 
-fn asset_path(files: &AssetFiles, a: &Asset) -> Option<PathBuf> {
-    let repo = RepoPath::parse_key(&a.repo).ok()?;
-    let name = AssetName::parse(&a.name).ok()?;
-    Some(files.path(&repo, a.release_id, a.id, &name))
-}
-
-fn relative(base: &Path, p: &Path) -> String {
-    p.strip_prefix(base).unwrap_or(p).display().to_string()
+/// Where a row's asset is stored (`None` for a row whose names no longer parse).
+fn asset_key(a: &Asset) -> Option<AssetKey> {
+    Some(AssetKey {
+        repo: RepoPath::parse_key(&a.repo).ok()?,
+        release: a.release_id,
+        asset: a.id,
+        name: AssetName::parse(&a.name).ok()?,
+    })
 }
 
 /// Every asset row with its release's tag name.
@@ -162,7 +161,7 @@ async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<
         let mut out = Vec::new();
         let mut checked = 0u64;
         for (a, tag) in rows {
-            let Some(path) = asset_path(&files, &a) else {
+            let Some(key) = asset_key(&a) else {
                 continue;
             };
             checked += 1;
@@ -170,13 +169,8 @@ async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<
             f.repository = Some(a.repo.clone());
             f.release = Some(tag);
             f.asset = Some(a.name.clone());
-            f.path = Some(relative(files.base(), &path));
-            let hashed = std::fs::File::open(&path).and_then(|mut file| {
-                let mut h = Hasher::new(Algorithm::Sha256);
-                h.feed_file(&mut file, 0)?;
-                Ok(h.digest())
-            });
-            match hashed {
+            f.path = Some(AssetFiles::name(&key));
+            match files.sha256(&key) {
                 Ok(d) if d.hex() == a.sha256 => continue,
                 Ok(d) => {
                     f.kind = Kind::AssetCorrupt;
@@ -208,16 +202,16 @@ async fn orphan_asset_files(
     let rows = asset_rows(core).await?;
     let files = core.assets.clone();
     let found = tokio::task::spawn_blocking(move || {
-        let known: HashSet<PathBuf> = rows
+        let known: HashSet<String> = rows
             .iter()
-            .filter_map(|(a, _)| asset_path(&files, a))
+            .filter_map(|(a, _)| asset_key(a))
+            .map(|k| AssetFiles::name(&k))
             .collect();
         let mut out = Vec::new();
-        for path in files.list_files() {
-            if known.contains(&path) {
+        for rel in files.list() {
+            if known.contains(&rel) {
                 continue;
             }
-            let rel = relative(files.base(), &path);
             let parts: Vec<&str> = rel.split('/').collect();
             let mut f = finding(
                 Kind::OrphanAssetFile,
@@ -228,9 +222,9 @@ async fn orphan_asset_files(
                 f.release = Some((*release).to_owned());
                 f.asset = Some((*file).to_owned());
             }
-            f.path = Some(rel);
+            f.path = Some(rel.clone());
             if repair {
-                f.repaired = Some(match files.remove(&path) {
+                f.repaired = Some(match files.remove_named(&rel) {
                     Ok(()) => "removed the file".into(),
                     Err(e) => {
                         f.detail = format!("{}; removing it failed: {e}", f.detail);
@@ -320,10 +314,7 @@ async fn orphan_blob_files(
             continue;
         }
         let mut f = finding(Kind::OrphanBlobFile, "a blob file without a blob row");
-        f.path = Some(format!(
-            "blobs/{}",
-            relative(core.blobs.dir(), &core.blobs.path(&d))
-        ));
+        f.path = Some(format!("blobs/{}", BlobStore::name(&d)));
         if repair {
             match core.blobs.remove(&d) {
                 Ok(()) => f.repaired = Some("removed the file".into()),

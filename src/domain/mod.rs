@@ -127,14 +127,18 @@ impl Core {
     /// `LOW_SPACE_BYTES` free), for the health endpoint; `None` when there is room.
     pub fn low_space(&self) -> Option<String> {
         // The reason is public (health needs no sign-in): it names the store, not its path.
-        for (what, dir) in [("blobs", self.blobs.dir()), ("assets", self.assets.base())] {
-            match crate::storage::free_bytes(dir) {
+        let free = [
+            ("blobs", self.blobs.free_bytes()),
+            ("assets", self.assets.free_bytes()),
+        ];
+        for (what, free) in free {
+            match free {
                 Ok(free) if free < LOW_SPACE_BYTES => {
                     return Some(format!("only {free} bytes free for {what}"))
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot read free space");
+                    tracing::warn!(store = what, error = %e, "cannot read free space");
                     return Some(format!("cannot read the free space for {what}"));
                 }
             }

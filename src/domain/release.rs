@@ -15,6 +15,7 @@ use super::{git_tag, Core, DomainError, DomainResult, Page, Paged};
 use crate::auth::Principal;
 use crate::ids::{AssetName, GitTagName, RepoPath, Role};
 use crate::storage::blob::{Hasher, Sink, TempGuard};
+use crate::storage::files::AssetKey;
 use crate::storage::mmap::Mapped;
 use crate::storage::records::{Asset, Release};
 use crate::storage::{assets, releases, Reads};
@@ -754,19 +755,14 @@ struct Received {
     sha256: String,
 }
 
-/// Streams the body into a temp file of the release's directory, hashing it, and refuses it
-/// past the asset size limit. A cut stream is a bad request; its temp file is removed.
-async fn stream_to_temp<S, E>(
-    core: &Core,
-    repo: &RepoPath,
-    release_id: u64,
-    mut body: S,
-) -> DomainResult<Received>
+/// Streams the body into a scratch file for the asset, hashing it, and refuses it past the
+/// asset size limit. A cut stream is a bad request; its scratch file is removed.
+async fn stream_to_temp<S, E>(core: &Core, key: &AssetKey, mut body: S) -> DomainResult<Received>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (file, guard) = core.assets.create_temp(repo, release_id)?;
+    let (file, guard) = core.assets.stage(key)?;
     let mut sink = Sink::start(file, Hasher::new(crate::ids::Algorithm::Sha256));
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
@@ -780,6 +776,9 @@ where
             )));
         }
         if sink.push(chunk).await.is_err() {
+            // The write failed (a full disk): read on a little, so the client is still
+            // listening when the error comes instead of finding the connection reset.
+            drain_after_failure(&mut body).await;
             break;
         }
     }
@@ -789,6 +788,22 @@ where
         bytes: written.bytes,
         sha256: written.hasher.digest().hex().to_owned(),
     })
+}
+
+/// How much of a body is still read after its write failed, before the error is answered.
+const DRAIN_AFTER_FAILURE: u64 = 16 << 20;
+
+async fn drain_after_failure<S, E>(body: &mut S)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut drained = 0u64;
+    while drained < DRAIN_AFTER_FAILURE {
+        match body.next().await {
+            Some(Ok(chunk)) => drained += chunk.len() as u64,
+            _ => return,
+        }
+    }
 }
 
 /// Records an asset whose file is in place: refused if its release was deleted or its name
@@ -842,11 +857,16 @@ where
         .db
         .write(|txn| assets::next_id(txn).map_err(DomainError::from))
         .await?;
-    let received = stream_to_temp(core, repo, release.id, body).await?;
-    let dst = core.assets.path(repo, release.id, asset_id, &name);
-    // From the rename to the row's commit the file has no row: fsck must not judge it then.
+    let key = AssetKey {
+        repo: repo.clone(),
+        release: release.id,
+        asset: asset_id,
+        name: name.clone(),
+    };
+    let received = stream_to_temp(core, &key, body).await?;
+    // From the publish to the row's commit the file has no row: fsck must not judge it then.
     let gate = core.fsck_gate.clone().read_owned().await;
-    core.assets.publish(received.guard, &dst)?;
+    core.assets.publish(received.guard, &key)?;
     let asset = Asset {
         id: asset_id,
         release_id: release.id,
@@ -861,7 +881,7 @@ where
         download_count: 0,
     };
     if let Err(e) = record_asset(core, gate, asset.clone()).await {
-        let _ = core.assets.remove(&dst);
+        let _ = core.assets.remove(&key);
         return Err(e);
     }
     Ok(AssetDetail {
@@ -903,9 +923,14 @@ pub async fn open_asset(
         AssetRef::Name(n) => &a.name == n,
     });
     let a = found.ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
-    let name = AssetName::parse(&a.name)?;
-    let path = core.assets.path(repo, release.id, a.id, &name);
-    let data = tokio::task::spawn_blocking(move || Mapped::open(&path))
+    let key = AssetKey {
+        repo: repo.clone(),
+        release: release.id,
+        asset: a.id,
+        name: AssetName::parse(&a.name)?,
+    };
+    let files = core.assets.clone();
+    let data = tokio::task::spawn_blocking(move || files.open_asset(&key))
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?
         .map_err(|e| DomainError::Internal(format!("asset file unreadable: {e}")))?;
@@ -985,8 +1010,11 @@ pub async fn delete_asset(
         .find(|a| a.id == id)
         .ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
     core.db.write(move |txn| assets::remove(txn, id)).await?;
-    let name = AssetName::parse(&a.name)?;
-    core.assets
-        .remove(&core.assets.path(repo, release.id, a.id, &name))?;
+    core.assets.remove(&AssetKey {
+        repo: repo.clone(),
+        release: release.id,
+        asset: a.id,
+        name: AssetName::parse(&a.name)?,
+    })?;
     Ok(())
 }

@@ -6,13 +6,16 @@
 //! after that may a database row point at the file. A published file is never rewritten or
 //! truncated, so a memory map of it stays valid even while GC unlinks it.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::bytes::{ByteStore, LocalFs};
 use super::fsync_dir;
 use super::mmap::Mapped;
 use crate::ids::{Algorithm, Digest, UploadId};
@@ -51,6 +54,17 @@ impl Hasher {
         match self {
             Hasher::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.clone().finalize()),
             Hasher::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.clone().finalize()),
+        }
+    }
+
+    /// Hashes a stored object's bytes, 1 MiB at a time so a large map is read sequentially.
+    pub fn feed_mapped(&mut self, data: &Mapped) {
+        let len = data.len();
+        let mut at = 0;
+        while at < len {
+            let end = (at + (1 << 20)).min(len);
+            self.update(&data.slice(at, end));
+            at = end;
         }
     }
 
@@ -235,34 +249,37 @@ impl Sink {
 /// then share one mapping whose pages are already in place.
 const MAP_CACHE: usize = 32;
 
-/// The on-disk blob store under `$DATA_DIR/blobs`, with upload sessions under `$DATA_DIR/uploads`.
+/// The blob store: content-addressed objects named `<alg>/<2 hex>/<hex>` in a `ByteStore`
+/// (`$DATA_DIR/blobs` for the local backend), and the upload sessions, which are local scratch
+/// files under `$DATA_DIR/uploads` whatever the backend.
 #[derive(Clone)]
 pub struct BlobStore {
-    blobs: PathBuf,
+    objects: Arc<dyn ByteStore>,
     uploads: PathBuf,
-    maps: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(Digest, Mapped)>>>,
+    maps: Arc<Mutex<VecDeque<(Digest, Mapped)>>>,
 }
 
 impl BlobStore {
-    /// Opens the store, creating its directories.
+    /// Opens the local store under `data_dir`, creating its directories.
     pub fn open(data_dir: &Path) -> io::Result<Self> {
-        let blobs = data_dir.join("blobs");
+        let objects = LocalFs::open(&data_dir.join("blobs"), 0)?;
+        Self::with_objects(Arc::new(objects), data_dir)
+    }
+
+    /// A store whose blobs live in `objects`, with upload sessions under `data_dir/uploads`.
+    pub fn with_objects(objects: Arc<dyn ByteStore>, data_dir: &Path) -> io::Result<Self> {
         let uploads = data_dir.join("uploads");
-        fs::create_dir_all(&blobs)?;
         fs::create_dir_all(&uploads)?;
         Ok(BlobStore {
-            blobs,
+            objects,
             uploads,
             maps: Default::default(),
         })
     }
 
-    /// `blobs/<alg>/<2 hex>/<hex>`: only a validated digest reaches here.
-    pub fn path(&self, d: &Digest) -> PathBuf {
-        self.blobs
-            .join(d.algorithm().name())
-            .join(&d.hex()[..2])
-            .join(d.hex())
+    /// The object name of a blob: `<alg>/<2 hex>/<hex>` (only a validated digest reaches here).
+    pub fn name(d: &Digest) -> String {
+        format!("{}/{}/{}", d.algorithm().name(), &d.hex()[..2], d.hex())
     }
 
     /// The data file of an upload session.
@@ -286,34 +303,27 @@ impl BlobStore {
         OpenOptions::new().append(true).open(self.upload_path(id))
     }
 
-    /// The blobs directory (health checks the free space of its filesystem).
-    pub fn dir(&self) -> &Path {
-        &self.blobs
+    /// Bytes still free for blobs (health turns degraded when low).
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        self.objects.free_bytes()
     }
 
-    /// Publishes a finished, fsynced file under its digest. If the blob already exists the
-    /// new copy is dropped (content addressing makes them equal), unless the existing file is
-    /// damaged (wrong size or content), in which case the verified new one replaces it.
+    /// Publishes a finished, fsynced local file whose contents hash to `d` (the caller hashed
+    /// it on the way in: that is the verification). If the blob already exists the new copy is
+    /// dropped (content addressing makes them equal), unless the stored one is damaged (wrong
+    /// size or content), in which case the verified new one replaces it.
     pub fn publish(&self, src: &Path, d: &Digest, size: u64) -> io::Result<()> {
-        let dst = self.path(d);
-        let dir = dst.parent().map(Path::to_path_buf).unwrap_or_default();
-        fs::create_dir_all(&dir)?;
-        if let Ok(m) = fs::metadata(&dst) {
-            // Already there: keep the existing file unless it is damaged (a re-push repairs it).
-            if m.len() == size && self.verify(d)? == Some(true) {
-                fs::remove_file(src)?;
-                return Ok(());
-            }
+        let name = Self::name(d);
+        if self.objects.len(&name).ok().flatten() == Some(size) && self.verify(d)? == Some(true) {
+            fs::remove_file(src)?;
+            return Ok(());
         }
-        let mut perm = fs::metadata(src)?.permissions();
-        perm.set_readonly(true);
-        fs::set_permissions(src, perm)?;
-        fs::rename(src, &dst)?;
+        self.objects.put(src, &name)?;
         self.forget_map(d);
-        fsync_dir(&dir)
+        Ok(())
     }
 
-    /// Maps a published blob for reading (reusing a cached map when there is one).
+    /// A published blob for reading (reusing a cached map when there is one).
     pub fn map(&self, d: &Digest) -> io::Result<Mapped> {
         if let Ok(mut cache) = self.maps.lock() {
             if let Some(i) = cache.iter().position(|(k, _)| k == d) {
@@ -324,7 +334,7 @@ impl BlobStore {
                 }
             }
         }
-        let m = Mapped::open_with(&self.path(d), true)?;
+        let m = self.objects.open(&Self::name(d), true)?;
         if let Ok(mut cache) = self.maps.lock() {
             cache.push_front((d.clone(), m.clone()));
             cache.truncate(MAP_CACHE);
@@ -338,58 +348,45 @@ impl BlobStore {
         }
     }
 
-    /// Size of the file on disk, if present.
+    /// Size of the stored blob, if present.
     pub fn file_len(&self, d: &Digest) -> Option<u64> {
-        fs::metadata(self.path(d)).ok().map(|m| m.len())
+        self.objects.len(&Self::name(d)).ok().flatten()
     }
 
-    /// The digests of every blob file on disk (`blobs/<alg>/<2 hex>/<hex>` with a valid
-    /// digest; anything else there is ignored), for fsck to find files no row owns.
+    /// The digests of every stored blob (objects named like a valid digest; anything else
+    /// is ignored), for fsck to find blobs no row owns.
     pub fn list(&self) -> Vec<Digest> {
-        let mut out = Vec::new();
-        let Ok(algs) = fs::read_dir(&self.blobs) else {
-            return out;
+        let named = |rel: &[String]| match rel {
+            [alg, prefix, hex] => Digest::parse(&format!("{alg}:{hex}"))
+                .is_ok_and(|d| d.hex().get(..2) == Some(prefix.as_str())),
+            _ => false,
         };
-        for alg in algs.flatten() {
-            let alg_name = alg.file_name().to_string_lossy().into_owned();
-            let Ok(prefixes) = fs::read_dir(alg.path()) else {
-                continue;
-            };
-            for prefix in prefixes.flatten() {
-                let Ok(files) = fs::read_dir(prefix.path()) else {
-                    continue;
-                };
-                for f in files.flatten() {
-                    let hex = f.file_name().to_string_lossy().into_owned();
-                    if let Ok(d) = Digest::parse(&format!("{alg_name}:{hex}")) {
-                        if self.path(&d) == f.path() {
-                            out.push(d);
-                        }
-                    }
-                }
-            }
-        }
-        out
+        self.objects
+            .scan(3, &named)
+            .into_iter()
+            .filter_map(|name| {
+                let (alg, rest) = name.split_once('/')?;
+                let hex = rest.rsplit('/').next()?;
+                Digest::parse(&format!("{alg}:{hex}")).ok()
+            })
+            .collect()
     }
 
-    /// Unlinks a blob file (readers holding a map keep their pages).
+    /// Removes a blob (readers holding a map keep their pages).
     pub fn remove(&self, d: &Digest) -> io::Result<()> {
         self.forget_map(d);
-        match fs::remove_file(self.path(d)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        self.objects.delete(&Self::name(d))
     }
 
     /// Re-hashes a stored blob: `Some(true)` intact, `Some(false)` damaged, `None` missing.
     pub fn verify(&self, d: &Digest) -> io::Result<Option<bool>> {
-        let mut f = match File::open(self.path(d)) {
-            Ok(f) => f,
+        let data = match self.objects.open(&Self::name(d), false) {
+            Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let mut h = Hasher::new(d.algorithm());
-        h.feed_file(&mut f, 0)?;
+        h.feed_mapped(&data);
         Ok(Some(&h.digest() == d))
     }
 }

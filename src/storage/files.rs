@@ -1,14 +1,16 @@
-//! Release asset files at the seed's layout,
-//! `<base>/<owner>/<repo>/<release-id>/<asset-id>-<filename>`, with the same atomic write
-//! discipline as blobs: a temp file beside the final place, fsync, rename, fsync dir.
+//! Release assets at the seed's layout, `<base>/<owner>/<repo>/<release-id>/<asset-id>-<filename>`,
+//! as objects of a `ByteStore` (written with the same discipline as blobs: a scratch file beside
+//! the final place, fsync, publish).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use super::blob::TempGuard;
-use super::fsync_dir;
-use crate::ids::{AssetName, RepoPath};
+use super::blob::{Hasher, TempGuard};
+use super::bytes::{ByteStore, LocalFs};
+use super::mmap::Mapped;
+use crate::ids::{Algorithm, AssetName, Digest, RepoPath};
 
 /// Longest file name the file systems we run on accept (`NAME_MAX`).
 pub const MAX_FILE_NAME: usize = 255;
@@ -27,89 +29,103 @@ pub fn file_name(asset_id: u64, name: &str) -> String {
     format!("{prefix}{}", &name[..end])
 }
 
-/// The asset store rooted at `ASSET_STORAGE_PATH` (or `$DATA_DIR/assets`).
+/// Where one asset's bytes live: the release it belongs to, its id and its (validated) name.
+#[derive(Debug, Clone)]
+pub struct AssetKey {
+    /// The repository of the release.
+    pub repo: RepoPath,
+    /// The release id.
+    pub release: u64,
+    /// The asset id (unique, so the name is only for people browsing the directory).
+    pub asset: u64,
+    /// The asset's file name.
+    pub name: AssetName,
+}
+
+/// The asset store: objects named `<owner>/<repo>/<release-id>/<asset-id>-<filename>` in a
+/// `ByteStore` (the local backend roots them at `ASSET_STORAGE_PATH` or `$DATA_DIR/assets`).
 #[derive(Clone)]
 pub struct AssetFiles {
-    base: PathBuf,
+    objects: Arc<dyn ByteStore>,
 }
 
 impl AssetFiles {
-    /// Opens the store, creating its base directory and removing temp files left by a crash.
+    /// Opens the local store at `base`, creating it and removing scratch files left by a crash.
     pub fn open(base: &Path) -> io::Result<Self> {
-        fs::create_dir_all(base)?;
-        let this = AssetFiles {
-            base: base.to_path_buf(),
-        };
-        this.purge_temp(base, 0);
-        Ok(this)
+        Ok(Self::with_objects(Arc::new(LocalFs::open(base, 3)?)))
     }
 
-    fn purge_temp(&self, dir: &Path, depth: u32) {
-        let Ok(rd) = fs::read_dir(dir) else { return };
-        for e in rd.flatten() {
-            let p = e.path();
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                if depth < 3 {
-                    self.purge_temp(&p, depth + 1);
-                }
-            } else if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                let _ = fs::remove_file(p);
-            }
-        }
+    /// A store whose assets live in `objects`.
+    pub fn with_objects(objects: Arc<dyn ByteStore>) -> Self {
+        AssetFiles { objects }
     }
 
-    /// The directory of one release's assets. Both path components are validated names and
-    /// the release id is a number, so the result is always under `base`.
-    pub fn release_dir(&self, repo: &RepoPath, release_id: u64) -> PathBuf {
-        self.base
-            .join(repo.owner.as_str())
-            .join(repo.name.as_str())
-            .join(release_id.to_string())
+    /// The object-name prefix of one release's assets. Both path components are validated
+    /// names and the release id is a number.
+    fn release_prefix(repo: &RepoPath, release_id: u64) -> String {
+        format!(
+            "{}/{}/{release_id}",
+            repo.owner.as_str(),
+            repo.name.as_str()
+        )
     }
 
-    /// The final path of an asset: the one function every reader, writer, deleter and fsck
-    /// uses to find an asset's file, deterministic from (release, asset id, name).
-    pub fn path(
-        &self,
-        repo: &RepoPath,
-        release_id: u64,
-        asset_id: u64,
-        name: &AssetName,
-    ) -> PathBuf {
-        self.release_dir(repo, release_id)
-            .join(file_name(asset_id, name.as_str()))
+    /// The object name of an asset: the one function every reader, writer, deleter and fsck
+    /// uses to find an asset's bytes, deterministic from (release, asset id, name).
+    pub fn name(key: &AssetKey) -> String {
+        format!(
+            "{}/{}",
+            Self::release_prefix(&key.repo, key.release),
+            file_name(key.asset, key.name.as_str())
+        )
     }
 
-    /// Creates a temp file in the release directory, removed on drop unless published.
-    pub fn create_temp(&self, repo: &RepoPath, release_id: u64) -> io::Result<(File, TempGuard)> {
-        let dir = self.release_dir(repo, release_id);
-        fs::create_dir_all(&dir)?;
-        let mut rnd = [0u8; 12];
-        crate::util::fill_random(&mut rnd);
-        let path = dir.join(format!(".tmp-{}", hex::encode(rnd)));
-        let file = File::create_new(&path)?;
-        Ok((file, TempGuard::new(path)))
+    /// A scratch file to stream the asset into, removed on drop unless published.
+    pub fn stage(&self, key: &AssetKey) -> io::Result<(File, TempGuard)> {
+        self.objects.stage(&Self::name(key))
     }
 
-    /// Renames a fsynced temp file to its final place, read-only, and fsyncs the directory.
-    pub fn publish(&self, temp: TempGuard, dst: &Path) -> io::Result<()> {
-        let mut perm = fs::metadata(temp.path())?.permissions();
-        perm.set_readonly(true);
-        fs::set_permissions(temp.path(), perm)?;
-        fs::rename(temp.path(), dst)?;
+    /// Publishes a fsynced scratch file as the asset, read-only and durable.
+    pub fn publish(&self, temp: TempGuard, key: &AssetKey) -> io::Result<()> {
+        self.objects.put(temp.path(), &Self::name(key))?;
         temp.keep();
-        if let Some(dir) = dst.parent() {
-            fsync_dir(dir)?;
-        }
         Ok(())
     }
 
-    /// Every file under the base (at most four levels deep: `<owner>/<repo>/<release>/<file>`)
-    /// except in-flight temp files, for fsck to match against the rows.
-    pub fn list_files(&self) -> Vec<PathBuf> {
-        // Only paths of the asset layout: `<owner>/<repo>/<release-id>/<asset-id>[-<name>]`
-        // with valid names and numeric ids. Anything else under the base (an operator's file,
-        // `lost+found`, another program's data) is not ours to judge or remove.
+    /// The asset's bytes, for serving whole or by range.
+    pub fn open_asset(&self, key: &AssetKey) -> io::Result<Mapped> {
+        self.objects.open(&Self::name(key), false)
+    }
+
+    /// The SHA-256 of the stored asset's bytes (fsck compares it with the row).
+    pub fn sha256(&self, key: &AssetKey) -> io::Result<Digest> {
+        let data = self.objects.open(&Self::name(key), false)?;
+        let mut h = Hasher::new(Algorithm::Sha256);
+        h.feed_mapped(&data);
+        Ok(h.digest())
+    }
+
+    /// Removes one asset (missing is fine: the row is what counts).
+    pub fn remove(&self, key: &AssetKey) -> io::Result<()> {
+        self.objects.delete(&Self::name(key))
+    }
+
+    /// Removes an object by the name `list` gave (fsck's orphans).
+    pub fn remove_named(&self, name: &str) -> io::Result<()> {
+        self.objects.delete(name)
+    }
+
+    /// Removes all of a release's assets.
+    pub fn remove_release(&self, repo: &RepoPath, release_id: u64) -> io::Result<()> {
+        self.objects
+            .delete_prefix(&Self::release_prefix(repo, release_id))
+    }
+
+    /// The names of every stored asset, for fsck to match against the rows. Only names of the
+    /// asset layout (`<owner>/<repo>/<release-id>/<asset-id>[-<name>]`, valid names, numeric
+    /// ids): anything else under the base (an operator's file, `lost+found`, another program's
+    /// data) is not ours to judge or remove.
+    pub fn list(&self) -> Vec<String> {
         fn ours(rel: &[String]) -> bool {
             let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
             match rel {
@@ -123,47 +139,12 @@ impl AssetFiles {
                 _ => false,
             }
         }
-        fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Vec<PathBuf>) {
-            let Ok(rd) = fs::read_dir(dir) else { return };
-            for e in rd.flatten() {
-                let p = e.path();
-                let Ok(t) = e.file_type() else { continue };
-                let name = e.file_name().to_string_lossy().into_owned();
-                rel.push(name);
-                if t.is_dir() {
-                    if rel.len() < 4 {
-                        walk(&p, rel, out);
-                    }
-                } else if t.is_file() && !rel[rel.len() - 1].starts_with(".tmp-") && ours(rel) {
-                    out.push(p);
-                }
-                rel.pop();
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.base, &mut Vec::new(), &mut out);
-        out
+        self.objects.scan(4, &ours)
     }
 
-    /// The base directory (fsck reports paths relative to it; health checks its free space).
-    pub fn base(&self) -> &Path {
-        &self.base
-    }
-
-    /// Removes one asset file (missing is fine: the row is what counts).
-    pub fn remove(&self, path: &Path) -> io::Result<()> {
-        match fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// Removes a release's directory and everything in it.
-    pub fn remove_release(&self, repo: &RepoPath, release_id: u64) -> io::Result<()> {
-        match fs::remove_dir_all(self.release_dir(repo, release_id)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+    /// Bytes still free for assets (health turns degraded when low).
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        self.objects.free_bytes()
     }
 }
 

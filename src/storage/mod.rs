@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod backend;
 pub mod blob;
+pub mod bytes;
 pub mod codec;
 pub mod files;
 #[allow(unsafe_code)]
