@@ -9,6 +9,7 @@
 //! - [`auth`]: credentials to principals, principals to roles.
 //! - [`domain`]: the rules: accounts, releases, tags, protection.
 //! - [`http`]: warp filters and the single error-to-wire mapping.
+//! - [`api`]: the REST wire model: every request and response body, shared by `http` and `cli`.
 //! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
 //! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, graceful shutdown.
 //! - [`fuzzing`]: fuzz bodies, replayed by `cargo test`.
@@ -16,6 +17,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;

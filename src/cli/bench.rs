@@ -3,6 +3,7 @@
 //! 1 GiB blob never sits in memory; monolithic pushes hash it in a first pass (untimed) because
 //! the digest goes in the URL.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,60 +21,67 @@ pub enum BenchCmd {
     /// Push (monolithic, or chunked with --chunk) then pull random blobs, verifying digests.
     ///
     /// Example: pfai bench blobs --url http://127.0.0.1:3000 --token "$T" --size 1GiB --count 1
-    Blobs {
-        /// Registry to load.
-        #[command(flatten)]
-        target: Target,
-        /// Size of each blob (e.g. 64MiB, 1GiB).
-        #[arg(long, default_value = "64MiB", value_parser = parse_size)]
-        size: u64,
-        /// Blobs to push and pull.
-        #[arg(long, default_value_t = 4)]
-        count: usize,
-        /// Parallel transfers.
-        #[arg(long, default_value_t = 1)]
-        concurrency: usize,
-        /// Push in PATCH chunks of this size instead of one monolithic POST.
-        #[arg(long, value_parser = parse_size)]
-        chunk: Option<u64>,
-        /// Pulls per pushed blob (0: push only).
-        #[arg(long, default_value_t = 1)]
-        pulls: usize,
-        /// Skip hashing pulled data (measures the server, not the client's SHA-256).
-        #[arg(long)]
-        no_verify: bool,
-        /// Do not push: pull blobs an earlier run with the same --seed/--size/--count pushed.
-        #[arg(long)]
-        pull_only: bool,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Blobs(BlobsArgs),
     /// GET (or HEAD) one manifest by tag as fast as possible.
     ///
     /// Example: pfai bench manifests --url http://127.0.0.1:3000 --token "$T" --duration 20s --concurrency 64
-    Manifests {
-        /// Registry to load.
-        #[command(flatten)]
-        target: Target,
-        /// How long.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        duration: Duration,
-        /// Parallel connections.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Use HEAD instead of GET.
-        #[arg(long)]
-        head: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Manifests(ManifestsArgs),
 }
 
+/// The arguments of `pfai bench blobs`.
+#[derive(Debug, clap::Args)]
+pub struct BlobsArgs {
+    /// Registry to load.
+    #[command(flatten)]
+    pub target: Target,
+    /// Size of each blob (e.g. 64MiB, 1GiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub size: u64,
+    /// Blobs to push and pull.
+    #[arg(long, default_value_t = 4)]
+    pub count: usize,
+    /// Parallel transfers.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Push in PATCH chunks of this size instead of one monolithic POST.
+    #[arg(long, value_parser = parse_size)]
+    pub chunk: Option<u64>,
+    /// Pulls per pushed blob (0: push only).
+    #[arg(long, default_value_t = 1)]
+    pub pulls: usize,
+    /// Skip hashing pulled data (measures the server, not the client's SHA-256).
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Do not push: pull blobs an earlier run with the same --seed/--size/--count pushed.
+    #[arg(long)]
+    pub pull_only: bool,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `pfai bench manifests`.
+#[derive(Debug, clap::Args)]
+pub struct ManifestsArgs {
+    /// Registry to load.
+    #[command(flatten)]
+    pub target: Target,
+    /// How long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Parallel connections.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Use HEAD instead of GET.
+    #[arg(long)]
+    pub head: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 /// Which registry and repository to load.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
@@ -502,201 +510,228 @@ fn print_phases(phases: &[Phase]) {
 /// Runs a benchmark.
 pub async fn run(cmd: BenchCmd) -> CliResult<()> {
     match cmd {
-        BenchCmd::Blobs {
-            target,
-            size,
-            count,
-            concurrency,
-            chunk,
-            pulls,
-            no_verify,
-            pull_only,
-            seed,
-            json,
-        } => {
-            let reg = std::sync::Arc::new(Reg::new(target, concurrency));
-            let seeds: Vec<u64> = (0..count as u64)
-                .map(|i| seed.wrapping_mul(1_000_003).wrapping_add(i))
-                .collect();
-            // Untimed: the digests of the monolithic blobs.
-            let digests: Vec<Digest> = if chunk.is_none() || pull_only {
-                let s2 = seeds.clone();
-                tokio::task::spawn_blocking(move || {
-                    s2.iter().map(|s| digest_of(*s, size)).collect()
-                })
-                .await
-                .map_err(|e| CliError::Msg(e.to_string()))?
-            } else {
-                Vec::new()
-            };
-            let pushed = std::sync::Arc::new(std::sync::Mutex::new(vec![None::<Digest>; count]));
-            let mut phases = Vec::new();
-            if pull_only {
-                if let Ok(mut p) = pushed.lock() {
-                    *p = digests.iter().cloned().map(Some).collect();
-                }
-            } else {
-                let (r2, p2, s2, d2) =
-                    (reg.clone(), pushed.clone(), seeds.clone(), digests.clone());
-                let push = run_phase(
-                    if chunk.is_some() {
-                        "push (chunked)"
-                    } else {
-                        "push"
-                    },
-                    (0..count).collect(),
-                    concurrency,
-                    move |i| {
-                        let (reg, pushed, seeds, digests) =
-                            (r2.clone(), p2.clone(), s2.clone(), d2.clone());
-                        async move {
-                            let d = match chunk {
-                                Some(c) => reg.push_chunked(seeds[i], size, c.max(1)).await?,
-                                None => {
-                                    reg.push_monolithic(seeds[i], size, &digests[i]).await?;
-                                    digests[i].clone()
-                                }
-                            };
-                            if let Ok(mut p) = pushed.lock() {
-                                p[i] = Some(d);
-                            }
-                            Ok(size)
-                        }
-                    },
-                )
-                .await;
-                phases.push(push);
-            }
-            let ok: Vec<Digest> = pushed
-                .lock()
-                .map(|p| p.iter().flatten().cloned().collect())
-                .unwrap_or_default();
-            if pulls > 0 && !ok.is_empty() {
-                // Random order (seeded), `pulls` per blob.
-                let mut order: Vec<usize> = (0..ok.len() * pulls).map(|i| i % ok.len()).collect();
-                let mut x = seed | 1;
-                for i in (1..order.len()).rev() {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    order.swap(i, (x % (i as u64 + 1)) as usize);
-                }
-                let (r3, ok3) = (reg.clone(), std::sync::Arc::new(ok));
-                let pull = run_phase("pull", order, concurrency, move |i| {
-                    let (reg, ok) = (r3.clone(), ok3.clone());
-                    async move { reg.pull(&ok[i], !no_verify).await }
-                })
-                .await;
-                phases.push(pull);
-            }
-            if json {
-                super::print_json(&serde_json::to_value(&phases).unwrap_or_default());
-            } else {
-                print_phases(&phases);
-            }
-            if phases.iter().any(|p| p.errors > 0) {
-                return Err(CliError::Msg("some transfers failed (see above)".into()));
-            }
-            Ok(())
-        }
-        BenchCmd::Manifests {
-            target,
-            duration,
-            concurrency,
-            head,
-            json,
-        } => {
-            let reg = std::sync::Arc::new(Reg::new(target, concurrency));
-            // Set up a small image tagged `bench`.
-            let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-            let layer = Gen::new(7).chunk(4096);
-            let mut descs = Vec::new();
-            for (data, mt) in [
-                (
-                    Bytes::from_static(config),
-                    "application/vnd.oci.image.config.v1+json",
-                ),
-                (layer, "application/vnd.oci.image.layer.v1.tar+gzip"),
-            ] {
-                let d = Digest::sha256_of(&data);
-                reg.put_blob(data.clone().into(), data.len() as u64, &d)
-                    .await?;
-                descs.push(serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": data.len()}));
-            }
-            let manifest = serde_json::to_vec(&serde_json::json!({
-                "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": descs[0], "layers": [descs[1]]
-            }))
-            .map_err(|e| CliError::Msg(e.to_string()))?;
-            let r = reg
-                .req(Method::PUT, &format!("/v2/{}/manifests/bench", reg.t.repo))
-                .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-                .body(manifest);
-            reg.expect(r, StatusCode::CREATED, "push manifest").await?;
-            let deadline = Instant::now() + duration;
-            let start = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..concurrency.max(1) {
-                let reg = reg.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut lat = Vec::new();
-                    let mut errors = 0u64;
-                    let mut bytes = 0u64;
-                    let path = format!("/v2/{}/manifests/bench", reg.t.repo);
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        let m = if head { Method::HEAD } else { Method::GET };
-                        let r = reg
-                            .req(m, &path)
-                            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                            .send()
-                            .await;
-                        match r {
-                            Ok(resp) if resp.status() == StatusCode::OK => match resp.bytes().await
-                            {
-                                Ok(b) => {
-                                    bytes += b.len() as u64;
-                                    lat.push(t.elapsed().as_micros() as u64);
-                                }
-                                Err(_) => errors += 1,
-                            },
-                            _ => errors += 1,
-                        }
+        BenchCmd::Blobs(a) => blobs(a).await,
+        BenchCmd::Manifests(a) => manifests(a).await,
+    }
+}
+
+/// `pfai bench blobs`: push phase (unless `--pull-only`), then pull phase, then the report;
+/// fails when any transfer failed.
+async fn blobs(a: BlobsArgs) -> CliResult<()> {
+    let reg = Arc::new(Reg::new(a.target.clone(), a.concurrency));
+    let seeds: Vec<u64> = (0..a.count as u64)
+        .map(|i| a.seed.wrapping_mul(1_000_003).wrapping_add(i))
+        .collect();
+    // Untimed: the digests of the monolithic blobs.
+    let digests: Vec<Digest> = if a.chunk.is_none() || a.pull_only {
+        let (s2, size) = (seeds.clone(), a.size);
+        tokio::task::spawn_blocking(move || s2.iter().map(|s| digest_of(*s, size)).collect())
+            .await
+            .map_err(|e| CliError::Msg(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    let mut phases = Vec::new();
+    let pushed = if a.pull_only {
+        digests
+    } else {
+        let (phase, pushed) = push_phase(&a, &reg, seeds, digests).await;
+        phases.push(phase);
+        pushed
+    };
+    if a.pulls > 0 && !pushed.is_empty() {
+        phases.push(pull_phase(&a, &reg, pushed).await);
+    }
+    if a.json {
+        super::print_json(&serde_json::to_value(&phases).unwrap_or_default());
+    } else {
+        print_phases(&phases);
+    }
+    if phases.iter().any(|p| p.errors > 0) {
+        return Err(CliError::Msg("some transfers failed (see above)".into()));
+    }
+    Ok(())
+}
+
+/// Pushes `count` blobs (monolithic, or chunked with `--chunk`); returns the phase and the
+/// digests of the blobs that made it, in seed order.
+async fn push_phase(
+    a: &BlobsArgs,
+    reg: &Arc<Reg>,
+    seeds: Vec<u64>,
+    digests: Vec<Digest>,
+) -> (Phase, Vec<Digest>) {
+    let (size, chunk) = (a.size, a.chunk);
+    let pushed = Arc::new(Mutex::new(vec![None::<Digest>; a.count]));
+    let (r2, p2, s2, d2) = (
+        reg.clone(),
+        pushed.clone(),
+        Arc::new(seeds),
+        Arc::new(digests),
+    );
+    let phase = run_phase(
+        if chunk.is_some() {
+            "push (chunked)"
+        } else {
+            "push"
+        },
+        (0..a.count).collect(),
+        a.concurrency,
+        move |i| {
+            let (reg, pushed, seeds, digests) = (r2.clone(), p2.clone(), s2.clone(), d2.clone());
+            async move {
+                let d = match chunk {
+                    Some(c) => reg.push_chunked(seeds[i], size, c.max(1)).await?,
+                    None => {
+                        reg.push_monolithic(seeds[i], size, &digests[i]).await?;
+                        digests[i].clone()
                     }
-                    (lat, errors, bytes)
-                }));
+                };
+                if let Ok(mut p) = pushed.lock() {
+                    p[i] = Some(d);
+                }
+                Ok(size)
             }
+        },
+    )
+    .await;
+    let ok = pushed
+        .lock()
+        .map(|p| p.iter().flatten().cloned().collect())
+        .unwrap_or_default();
+    (phase, ok)
+}
+
+/// Pulls every pushed blob `--pulls` times, in a seeded random order.
+async fn pull_phase(a: &BlobsArgs, reg: &Arc<Reg>, pushed: Vec<Digest>) -> Phase {
+    let mut order: Vec<usize> = (0..pushed.len() * a.pulls)
+        .map(|i| i % pushed.len())
+        .collect();
+    let mut x = a.seed | 1;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let verify = !a.no_verify;
+    let (r3, ok3) = (reg.clone(), Arc::new(pushed));
+    run_phase("pull", order, a.concurrency, move |i| {
+        let (reg, ok) = (r3.clone(), ok3.clone());
+        async move { reg.pull(&ok[i], verify).await }
+    })
+    .await
+}
+
+/// `pfai bench manifests`: pushes a small image tagged `bench`, then GETs (or HEADs) it from
+/// `--concurrency` loops until `--duration` is up.
+async fn manifests(a: ManifestsArgs) -> CliResult<()> {
+    let reg = Arc::new(Reg::new(a.target.clone(), a.concurrency));
+    push_bench_image(&reg).await?;
+    let phase = hammer_manifest(&reg, a.duration, a.concurrency, a.head).await;
+    if a.json {
+        super::print_json(&serde_json::to_value([&phase]).unwrap_or_default());
+    } else {
+        print_phases(std::slice::from_ref(&phase));
+    }
+    Ok(())
+}
+
+/// Sets up a small image (config and one layer) tagged `bench`.
+async fn push_bench_image(reg: &Reg) -> CliResult<()> {
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = Gen::new(7).chunk(4096);
+    let mut descs = Vec::new();
+    for (data, mt) in [
+        (
+            Bytes::from_static(config),
+            "application/vnd.oci.image.config.v1+json",
+        ),
+        (layer, "application/vnd.oci.image.layer.v1.tar+gzip"),
+    ] {
+        let d = Digest::sha256_of(&data);
+        reg.put_blob(data.clone().into(), data.len() as u64, &d)
+            .await?;
+        descs.push(
+            serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": data.len()}),
+        );
+    }
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": descs[0], "layers": [descs[1]]
+    }))
+    .map_err(|e| CliError::Msg(e.to_string()))?;
+    let r = reg
+        .req(Method::PUT, &format!("/v2/{}/manifests/bench", reg.t.repo))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest);
+    reg.expect(r, StatusCode::CREATED, "push manifest").await?;
+    Ok(())
+}
+
+/// Fetches the `bench` manifest from `concurrency` loops until `duration` is up.
+async fn hammer_manifest(
+    reg: &Arc<Reg>,
+    duration: Duration,
+    concurrency: usize,
+    head: bool,
+) -> Phase {
+    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut errors = 0;
-            let mut bytes = 0;
-            for t in tasks {
-                if let Ok((l, e, b)) = t.await {
-                    lat.extend(l);
-                    errors += e;
-                    bytes += b;
+            let mut errors = 0u64;
+            let mut bytes = 0u64;
+            let path = format!("/v2/{}/manifests/bench", reg.t.repo);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let m = if head { Method::HEAD } else { Method::GET };
+                let r = reg
+                    .req(m, &path)
+                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                    .send()
+                    .await;
+                match r {
+                    Ok(resp) if resp.status() == StatusCode::OK => match resp.bytes().await {
+                        Ok(b) => {
+                            bytes += b.len() as u64;
+                            lat.push(t.elapsed().as_micros() as u64);
+                        }
+                        Err(_) => errors += 1,
+                    },
+                    _ => errors += 1,
                 }
             }
-            let seconds = start.elapsed().as_secs_f64();
-            let phase = Phase {
-                phase: if head {
-                    "manifest HEAD".into()
-                } else {
-                    "manifest GET".into()
-                },
-                bytes,
-                seconds,
-                mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
-                requests_per_s: lat.len() as f64 / seconds,
-                latency: latency(lat),
-                errors,
-            };
-            if json {
-                super::print_json(&serde_json::to_value([&phase]).unwrap_or_default());
-            } else {
-                print_phases(std::slice::from_ref(&phase));
-            }
-            Ok(())
+            (lat, errors, bytes)
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let mut bytes = 0;
+    for t in tasks {
+        if let Ok((l, e, b)) = t.await {
+            lat.extend(l);
+            errors += e;
+            bytes += b;
         }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Phase {
+        phase: if head {
+            "manifest HEAD".into()
+        } else {
+            "manifest GET".into()
+        },
+        bytes,
+        seconds,
+        mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
+        requests_per_s: lat.len() as f64 / seconds,
+        latency: latency(lat),
+        errors,
     }
 }
 

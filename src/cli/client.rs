@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::api::{ErrorBody, OciErrorBody};
 
 /// A client-side failure, printed as `error: <message>` with exit code 1.
 #[derive(Debug, thiserror::Error)]
@@ -152,12 +155,13 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let message = body["error"]["message"]
-            .as_str()
-            .or_else(|| body["errors"][0]["message"].as_str())
-            .unwrap_or_else(|| status.canonical_reason().unwrap_or("request failed"))
-            .to_owned();
+        let body = resp.text().await.unwrap_or_default();
+        let message = server_message(&body).unwrap_or_else(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("request failed")
+                .to_owned()
+        });
         let message = match status {
             StatusCode::UNAUTHORIZED if self.token.is_none() => {
                 "no token: run `pfai login` or set PFAI_TOKEN".to_owned()
@@ -173,12 +177,33 @@ impl Client {
         })
     }
 
-    /// A JSON call.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> CliResult<Value> {
-        let mut req = self.request(method, path);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
+    /// A call without a body; the reply's JSON as sent (`null` when empty), for `--json`
+    /// pass-through. Read fields through [`decode`], never by indexing.
+    pub async fn call(&self, method: Method, path: &str) -> CliResult<Value> {
+        self.reply(self.request(method, path)).await
+    }
+
+    /// A call with a JSON body (one of the [`crate::api`] request types).
+    pub async fn call_with<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> CliResult<Value> {
+        self.reply(self.request(method, path).json(body)).await
+    }
+
+    /// [`Client::call_with`], the reply read as `T`.
+    pub async fn call_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> CliResult<T> {
+        decode(self.call_with(method, path, body).await?)
+    }
+
+    async fn reply(&self, req: reqwest::RequestBuilder) -> CliResult<Value> {
         let resp = self.send(req).await?;
         let text = resp.text().await.map_err(|source| CliError::Connect {
             url: self.url.clone(),
@@ -193,7 +218,7 @@ impl Client {
 
     /// GET that rephrases a 404 with `what`.
     pub async fn get_or(&self, path: &str, what: impl FnOnce() -> String) -> CliResult<Value> {
-        match self.call(Method::GET, path, None).await {
+        match self.call(Method::GET, path).await {
             Err(CliError::Api { status: 404, .. }) => Err(CliError::Msg(what())),
             other => other,
         }
@@ -206,11 +231,7 @@ impl Client {
         loop {
             let sep = if path.contains('?') { '&' } else { '?' };
             let v = self
-                .call(
-                    Method::GET,
-                    &format!("{path}{sep}page={page}&limit=100"),
-                    None,
-                )
+                .call(Method::GET, &format!("{path}{sep}page={page}&limit=100"))
                 .await?;
             let items = v.as_array().cloned().unwrap_or_default();
             let n = items.len();
@@ -221,5 +242,43 @@ impl Client {
             }
             page += 1;
         }
+    }
+}
+
+/// Reads a reply as its [`crate::api`] type: a field renamed on the server breaks the build
+/// (both sides share the type), and a reply of the wrong shape is an error, not blank output.
+pub fn decode<T: DeserializeOwned>(v: Value) -> CliResult<T> {
+    serde_json::from_value(v)
+        .map_err(|e| CliError::Msg(format!("the server sent an unexpected reply: {e}")))
+}
+
+/// The message of an error body: REST (`{"error":{…}}`), else the first OCI error.
+fn server_message(body: &str) -> Option<String> {
+    if let Ok(b) = serde_json::from_str::<ErrorBody>(body) {
+        return Some(b.error.message);
+    }
+    serde_json::from_str::<OciErrorBody>(body)
+        .ok()
+        .and_then(|b| b.errors.into_iter().next())
+        .map(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_come_from_either_error_body() {
+        assert_eq!(
+            server_message(r#"{"error":{"code":"not_found","message":"no such tag"}}"#).as_deref(),
+            Some("no such tag")
+        );
+        assert_eq!(
+            server_message(r#"{"errors":[{"code":"DENIED","message":"nope","detail":null}]}"#)
+                .as_deref(),
+            Some("nope")
+        );
+        assert_eq!(server_message("<html>"), None);
+        assert_eq!(server_message(r#"{"errors":[]}"#), None);
     }
 }

@@ -3,10 +3,14 @@
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::client::{self, CliError, CliResult, Client, Saved};
-use super::{print_json, print_rows, print_table, repo};
+use super::client::{self, decode, CliError, CliResult, Client, Saved};
+use super::{print_json, print_rows, repo};
+use crate::api::{
+    FsckReport, GcReport, NewName, NewRepo, NewRule, NewTag, NewToken, PackageTagView, PackageView,
+    RepoView, RuleView, TagView, UserView,
+};
 use crate::domain::release::url_segment as seg;
 
 /// Tag subcommands.
@@ -199,7 +203,7 @@ pub async fn login(url: Option<String>, token_stdin: bool) -> CliResult<()> {
         ));
     }
     let c = Client::new(&url, Some(token.clone()));
-    let me = c.call(Method::GET, "/api/v1/user", None).await?;
+    let me: UserView = decode(c.call(Method::GET, "/api/v1/user").await?)?;
     let path = client::save(&Saved {
         url: Some(c.url.clone()),
         token: Some(token),
@@ -207,7 +211,7 @@ pub async fn login(url: Option<String>, token_stdin: bool) -> CliResult<()> {
     eprintln!(
         "logged in to {} as {} (saved in {})",
         c.url,
-        me["username"].as_str().unwrap_or("?"),
+        me.username,
         path.display()
     );
     Ok(())
@@ -229,89 +233,73 @@ pub fn logout() -> CliResult<()> {
 pub async fn tag(cmd: TagCmd) -> CliResult<()> {
     let c = Client::from_env();
     match cmd {
-        TagCmd::List { json, repo } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            let tags = c
-                .list_all(&format!("/api/v1/forge/{repo}/tags"), usize::MAX)
-                .await?;
-            if json {
-                print_json(&Value::Array(tags));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = tags
-                .iter()
-                .map(|t| {
-                    vec![
-                        t["name"].as_str().unwrap_or("").to_owned(),
-                        t["commit"]
-                            .as_str()
-                            .unwrap_or("")
-                            .chars()
-                            .take(12)
-                            .collect(),
-                        if t["protected"] == true {
-                            "protected"
-                        } else {
-                            ""
-                        }
-                        .to_owned(),
-                        t["message"]
-                            .as_str()
-                            .unwrap_or("")
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                            .to_owned(),
-                    ]
-                })
-                .collect();
-            print_table(&["TAG", "COMMIT", "", "MESSAGE"], &rows);
-            Ok(())
-        }
+        TagCmd::List { json, repo } => tag_list(&c, repo, json).await,
         TagCmd::Create {
             name,
             target,
             message,
             repo,
         } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            let mut body = json!({"tagName": name, "target": target});
-            if let Some(m) = message {
-                body["message"] = json!(m);
-            }
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/forge/{repo}/tags"),
-                    Some(&body),
-                )
-                .await?;
-            eprintln!(
-                "created tag {} at {}",
-                name,
-                v["commit"].as_str().unwrap_or("")
-            );
-            Ok(())
+            let body = NewTag {
+                tag_name: name,
+                target,
+                message,
+            };
+            tag_create(&c, repo, body).await
         }
-        TagCmd::Delete { name, repo } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            match c
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/forge/{repo}/tags/{}", seg(&name)),
-                    None,
-                )
-                .await
-            {
-                Err(CliError::Api { status: 404, .. }) => {
-                    Err(CliError::Msg(format!("tag {name} not found in {repo}")))
-                }
-                Err(e) => Err(e),
-                Ok(_) => {
-                    eprintln!("deleted tag {name}");
-                    Ok(())
-                }
-            }
+        TagCmd::Delete { name, repo } => tag_delete(&c, repo, name).await,
+    }
+}
+
+/// `pfai tag list`: name, short commit, protection, first line of the message.
+async fn tag_list(c: &Client, repo: Option<String>, json: bool) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    let tags = c
+        .list_all(&format!("/api/v1/forge/{repo}/tags"), usize::MAX)
+        .await?;
+    if json {
+        print_json(&Value::Array(tags));
+        return Ok(());
+    }
+    let tags: Vec<TagView> = decode(Value::Array(tags))?;
+    print_rows(&["TAG", "COMMIT", "", "MESSAGE"], &tags, |t| {
+        vec![
+            t.name.clone(),
+            t.commit.chars().take(12).collect(),
+            if t.protected { "protected" } else { "" }.to_owned(),
+            t.message.lines().next().unwrap_or("").to_owned(),
+        ]
+    });
+    Ok(())
+}
+
+/// `pfai tag create`.
+async fn tag_create(c: &Client, repo: Option<String>, body: NewTag) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    let v: TagView = c
+        .call_as(Method::POST, &format!("/api/v1/forge/{repo}/tags"), &body)
+        .await?;
+    eprintln!("created tag {} at {}", body.tag_name, v.commit);
+    Ok(())
+}
+
+/// `pfai tag delete`.
+async fn tag_delete(c: &Client, repo: Option<String>, name: String) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    match c
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/forge/{repo}/tags/{}", seg(&name)),
+        )
+        .await
+    {
+        Err(CliError::Api { status: 404, .. }) => {
+            Err(CliError::Msg(format!("tag {name} not found in {repo}")))
+        }
+        Err(e) => Err(e),
+        Ok(_) => {
+            eprintln!("deleted tag {name}");
+            Ok(())
         }
     }
 }
@@ -320,69 +308,69 @@ pub async fn tag(cmd: TagCmd) -> CliResult<()> {
 pub async fn protected_tag(cmd: ProtectedTagCmd) -> CliResult<()> {
     let c = Client::from_env();
     match cmd {
-        ProtectedTagCmd::List { json, repo } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            let v = c
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/forge/{repo}/tag-protections"),
-                    None,
-                )
-                .await?;
-            if json {
-                print_json(&v);
-                return Ok(());
-            }
-            print_rows(&["ID", "PATTERN", "CREATED BY"], &v, |r| {
-                vec![
-                    r["id"].to_string(),
-                    r["pattern"].as_str().unwrap_or("").to_owned(),
-                    r["createdBy"].as_str().unwrap_or("").to_owned(),
-                ]
-            });
-            Ok(())
-        }
-        ProtectedTagCmd::Create { pattern, repo } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/forge/{repo}/tag-protections"),
-                    Some(&json!({"pattern": pattern})),
-                )
-                .await?;
-            eprintln!("protected {pattern} (rule {})", v["id"]);
-            Ok(())
-        }
-        ProtectedTagCmd::Delete { rule, repo } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            let rules = c
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/forge/{repo}/tag-protections"),
-                    None,
-                )
-                .await?;
-            let found = rules.as_array().and_then(|rs| {
-                rs.iter()
-                    .find(|r| {
-                        r["id"].as_u64().is_some_and(|i| i.to_string() == rule)
-                            || r["pattern"] == rule.as_str()
-                    })
-                    .cloned()
-            });
-            let r = found
-                .ok_or_else(|| CliError::Msg(format!("no protection rule {rule:?} in {repo}")))?;
-            c.call(
-                Method::DELETE,
-                &format!("/api/v1/forge/{repo}/tag-protections/{}", r["id"]),
-                None,
-            )
-            .await?;
-            eprintln!("removed rule {}", r["pattern"].as_str().unwrap_or(""));
-            Ok(())
-        }
+        ProtectedTagCmd::List { json, repo } => rule_list(&c, repo, json).await,
+        ProtectedTagCmd::Create { pattern, repo } => rule_create(&c, repo, pattern).await,
+        ProtectedTagCmd::Delete { rule, repo } => rule_delete(&c, repo, rule).await,
     }
+}
+
+/// `pfai protected-tag list`.
+async fn rule_list(c: &Client, repo: Option<String>, json: bool) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    let v = c
+        .call(
+            Method::GET,
+            &format!("/api/v1/forge/{repo}/tag-protections"),
+        )
+        .await?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let rules: Vec<RuleView> = decode(v)?;
+    print_rows(&["ID", "PATTERN", "CREATED BY"], &rules, |r| {
+        vec![r.id.to_string(), r.pattern.clone(), r.created_by.clone()]
+    });
+    Ok(())
+}
+
+/// `pfai protected-tag create`.
+async fn rule_create(c: &Client, repo: Option<String>, pattern: String) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    let v: RuleView = c
+        .call_as(
+            Method::POST,
+            &format!("/api/v1/forge/{repo}/tag-protections"),
+            &NewRule {
+                pattern: pattern.clone(),
+            },
+        )
+        .await?;
+    eprintln!("protected {pattern} (rule {})", v.id);
+    Ok(())
+}
+
+/// `pfai protected-tag delete`: by id or by pattern.
+async fn rule_delete(c: &Client, repo: Option<String>, rule: String) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    let rules: Vec<RuleView> = decode(
+        c.call(
+            Method::GET,
+            &format!("/api/v1/forge/{repo}/tag-protections"),
+        )
+        .await?,
+    )?;
+    let r = rules
+        .into_iter()
+        .find(|r| r.id.to_string() == rule || r.pattern == rule)
+        .ok_or_else(|| CliError::Msg(format!("no protection rule {rule:?} in {repo}")))?;
+    c.call(
+        Method::DELETE,
+        &format!("/api/v1/forge/{repo}/tag-protections/{}", r.id),
+    )
+    .await?;
+    eprintln!("removed rule {}", r.pattern);
+    Ok(())
 }
 
 /// `pfai repo ...`.
@@ -393,62 +381,74 @@ pub async fn repo(cmd: RepoCmd) -> CliResult<()> {
             name,
             private,
             description,
-        } => {
-            let path = repo::resolve(Some(&name))?;
-            let (owner, n) = path.split_once('/').unwrap_or_default();
-            c.call(
-                Method::POST,
-                "/api/v1/forge/repos",
-                Some(&json!({"owner": owner, "name": n, "private": private, "description": description})),
-            )
-            .await?;
-            println!("{}/{path}.git", c.url);
-            Ok(())
-        }
-        RepoCmd::View { name, json } => {
-            let path = repo::resolve(name.as_deref())?;
-            let v = c
-                .get_or(&format!("/api/v1/forge/{path}"), || {
-                    format!("repository {path} not found (or not visible to you)")
-                })
-                .await?;
-            if json {
-                print_json(&v);
-            } else {
-                println!(
-                    "{}{}",
-                    v["fullName"].as_str().unwrap_or(""),
-                    if v["private"] == true {
-                        "  (private)"
-                    } else {
-                        ""
-                    }
-                );
-                if let Some(d) = v["description"].as_str().filter(|d| !d.is_empty()) {
-                    println!("{d}");
-                }
-                println!("clone:      {}/{path}.git", c.url);
-                println!("permission: {}", v["permission"].as_str().unwrap_or("-"));
-            }
-            Ok(())
-        }
-        RepoCmd::Delete { name, yes } => {
-            let path = repo::resolve(Some(&name))?;
-            if !yes
-                && !super::release::confirm(&format!(
-                    "delete repository {path} with its releases?"
-                ))?
-            {
-                return Err(CliError::Msg(
-                    "not deleted (pass --yes to skip the question)".into(),
-                ));
-            }
-            c.call(Method::DELETE, &format!("/api/v1/forge/{path}"), None)
-                .await?;
-            eprintln!("deleted {path}");
-            Ok(())
-        }
+        } => repo_create(&c, name, private, description).await,
+        RepoCmd::View { name, json } => repo_view(&c, name, json).await,
+        RepoCmd::Delete { name, yes } => repo_delete(&c, name, yes).await,
     }
+}
+
+/// `pfai repo create`: prints the clone URL.
+async fn repo_create(
+    c: &Client,
+    name: String,
+    private: bool,
+    description: String,
+) -> CliResult<()> {
+    let path = repo::resolve(Some(&name))?;
+    let (owner, n) = path.split_once('/').unwrap_or_default();
+    let body = NewRepo {
+        owner: owner.to_owned(),
+        name: n.to_owned(),
+        private,
+        description,
+    };
+    c.call_with(Method::POST, "/api/v1/forge/repos", &body)
+        .await?;
+    println!("{}/{path}.git", c.url);
+    Ok(())
+}
+
+/// `pfai repo view`.
+async fn repo_view(c: &Client, name: Option<String>, json: bool) -> CliResult<()> {
+    let path = repo::resolve(name.as_deref())?;
+    let v = c
+        .get_or(&format!("/api/v1/forge/{path}"), || {
+            format!("repository {path} not found (or not visible to you)")
+        })
+        .await?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let v: RepoView = decode(v)?;
+    println!(
+        "{}{}",
+        v.full_name,
+        if v.private { "  (private)" } else { "" }
+    );
+    if !v.description.is_empty() {
+        println!("{}", v.description);
+    }
+    println!("clone:      {}/{path}.git", c.url);
+    println!(
+        "permission: {}",
+        v.permission.map(|r| r.as_str()).unwrap_or("-")
+    );
+    Ok(())
+}
+
+/// `pfai repo delete`: asks first unless `--yes`.
+async fn repo_delete(c: &Client, name: String, yes: bool) -> CliResult<()> {
+    let path = repo::resolve(Some(&name))?;
+    if !yes && !super::release::confirm(&format!("delete repository {path} with its releases?"))? {
+        return Err(CliError::Msg(
+            "not deleted (pass --yes to skip the question)".into(),
+        ));
+    }
+    c.call(Method::DELETE, &format!("/api/v1/forge/{path}"))
+        .await?;
+    eprintln!("deleted {path}");
+    Ok(())
 }
 
 /// `pfai org ...`.
@@ -456,8 +456,12 @@ pub async fn org(cmd: OrgCmd) -> CliResult<()> {
     let c = Client::from_env();
     match cmd {
         OrgCmd::Create { name } => {
-            c.call(Method::POST, "/api/v1/orgs", Some(&json!({"name": name})))
-                .await?;
+            c.call_with(
+                Method::POST,
+                "/api/v1/orgs",
+                &NewName { name: name.clone() },
+            )
+            .await?;
             eprintln!("created organization {name}");
             Ok(())
         }
@@ -471,17 +475,18 @@ pub async fn token(cmd: TokenCmd) -> CliResult<()> {
         TokenCmd::Create { name, json } => {
             c.token()?;
             let v = c
-                .call(
+                .call_with(
                     Method::POST,
                     "/api/v1/user/tokens",
-                    Some(&json!({"name": name})),
+                    &NewName { name: name.clone() },
                 )
                 .await?;
             if json {
                 print_json(&v);
             } else {
-                println!("{}", v["token"].as_str().unwrap_or(""));
-                eprintln!("token {} ({name}) created; it is shown only once", v["id"]);
+                let t: NewToken = decode(v)?;
+                println!("{}", t.token);
+                eprintln!("token {} ({name}) created; it is shown only once", t.id);
             }
             Ok(())
         }
@@ -492,57 +497,66 @@ pub async fn token(cmd: TokenCmd) -> CliResult<()> {
 pub async fn packages(cmd: PackagesCmd) -> CliResult<()> {
     let c = Client::from_env();
     match cmd {
-        PackagesCmd::List { json, repo } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            let v = c
-                .call(Method::GET, &format!("/api/v1/forge/{repo}/packages"), None)
-                .await?;
-            if json {
-                print_json(&v);
-                return Ok(());
-            }
-            print_rows(&["IMAGE", "TAGS", "SIZE", "LAST PUSH"], &v, |p| {
-                vec![
-                    p["name"].as_str().unwrap_or("").to_owned(),
-                    p["tagCount"].to_string(),
-                    p["totalSize"].to_string(),
-                    p["lastPush"].as_str().unwrap_or("-").to_owned(),
-                ]
-            });
-            Ok(())
-        }
-        PackagesCmd::Tags { image, json, repo } => {
-            let repo = repo::resolve(repo.as_deref())?;
-            let v = c
-                .get_or(
-                    &format!("/api/v1/forge/{repo}/packages/{}/tags", seg(&image)),
-                    || format!("image {image} not found in {repo}"),
-                )
-                .await?;
-            if json {
-                print_json(&v);
-                return Ok(());
-            }
-            print_rows(&["TAG", "DIGEST", "SIZE", "PLATFORMS", "PUSHED"], &v, |t| {
-                vec![
-                    t["tag"].as_str().unwrap_or("").to_owned(),
-                    t["digest"].as_str().unwrap_or("").to_owned(),
-                    t["size"].to_string(),
-                    t["platforms"]
-                        .as_array()
-                        .map(|p| {
-                            p.iter()
-                                .filter_map(|x| x.as_str())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default(),
-                    t["pushedAt"].as_str().unwrap_or("").to_owned(),
-                ]
-            });
-            Ok(())
-        }
+        PackagesCmd::List { json, repo } => packages_list(&c, repo, json).await,
+        PackagesCmd::Tags { image, json, repo } => packages_tags(&c, repo, image, json).await,
     }
+}
+
+/// `pfai packages list`.
+async fn packages_list(c: &Client, repo: Option<String>, json: bool) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    let v = c
+        .call(Method::GET, &format!("/api/v1/forge/{repo}/packages"))
+        .await?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let images: Vec<PackageView> = decode(v)?;
+    print_rows(&["IMAGE", "TAGS", "SIZE", "LAST PUSH"], &images, |p| {
+        vec![
+            p.name.clone(),
+            p.tag_count.to_string(),
+            p.total_size.to_string(),
+            p.last_push.clone().unwrap_or_else(|| "-".into()),
+        ]
+    });
+    Ok(())
+}
+
+/// `pfai packages tags`.
+async fn packages_tags(
+    c: &Client,
+    repo: Option<String>,
+    image: String,
+    json: bool,
+) -> CliResult<()> {
+    let repo = repo::resolve(repo.as_deref())?;
+    let v = c
+        .get_or(
+            &format!("/api/v1/forge/{repo}/packages/{}/tags", seg(&image)),
+            || format!("image {image} not found in {repo}"),
+        )
+        .await?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let tags: Vec<PackageTagView> = decode(v)?;
+    print_rows(
+        &["TAG", "DIGEST", "SIZE", "PLATFORMS", "PUSHED"],
+        &tags,
+        |t| {
+            vec![
+                t.tag.clone(),
+                t.digest.clone(),
+                t.size.to_string(),
+                t.platforms.join(","),
+                t.pushed_at.clone(),
+            ]
+        },
+    );
+    Ok(())
 }
 
 /// `pfai gc`.
@@ -554,17 +568,18 @@ pub async fn gc(dry_run: bool, grace: Option<u64>, json: bool) -> CliResult<()> 
         q.push_str(&format!("&graceSeconds={g}"));
     }
     let v = c
-        .call(Method::POST, &format!("/api/v1/admin/gc{q}"), None)
+        .call(Method::POST, &format!("/api/v1/admin/gc{q}"))
         .await?;
     if json {
         print_json(&v);
     } else {
-        let n = v["blobs"].as_array().map(|a| a.len()).unwrap_or(0);
+        let r: GcReport = decode(v)?;
         let verb = if dry_run { "would remove" } else { "removed" };
         println!(
-            "{verb} {n} blob(s), {} bytes; {} upload session(s) purged",
-            v["bytes"],
-            v["uploads"].as_array().map(|a| a.len()).unwrap_or(0)
+            "{verb} {} blob(s), {} bytes; {} upload session(s) purged",
+            r.blobs.len(),
+            r.bytes,
+            r.uploads.len()
         );
     }
     Ok(())
@@ -580,53 +595,17 @@ pub async fn fsck(repair: bool, json: bool) -> CliResult<()> {
     } else {
         "/api/v1/admin/fsck"
     };
-    let v = c.call(Method::POST, path, None).await?;
-    if json {
+    let v = c.call(Method::POST, path).await?;
+    let problems = if json {
+        // The count is read through the type even when the report is passed through.
+        let problems = decode::<FsckReport>(v.clone())?.problems;
         print_json(&v);
+        problems
     } else {
-        println!(
-            "checked {} blob(s), {} asset(s)",
-            v["checked"], v["assetsChecked"]
-        );
-        for d in v["corrupt"].as_array().cloned().unwrap_or_default() {
-            println!("corrupt blob: {}", d.as_str().unwrap_or(""));
-        }
-        for d in v["missing"].as_array().cloned().unwrap_or_default() {
-            println!("missing blob: {}", d.as_str().unwrap_or(""));
-        }
-        for m in v["affectedManifests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            println!("affected: {}", m.as_str().unwrap_or(""));
-        }
-        for f in v["findings"].as_array().cloned().unwrap_or_default() {
-            let mut what = Vec::new();
-            for (key, label) in [
-                ("repository", "repository"),
-                ("release", "release"),
-                ("asset", "asset"),
-                ("tag", "tag"),
-                ("path", "file"),
-            ] {
-                if let Some(s) = f[key].as_str() {
-                    what.push(format!("{label} {s}"));
-                }
-            }
-            let done = match f["repaired"].as_str() {
-                Some(r) => format!(" [repaired: {r}]"),
-                None => String::new(),
-            };
-            println!(
-                "{}: {}: {}{done}",
-                f["kind"].as_str().unwrap_or("?"),
-                what.join(", "),
-                f["detail"].as_str().unwrap_or("")
-            );
-        }
-    }
-    let problems = v["problems"].as_u64().unwrap_or(0);
+        let r: FsckReport = decode(v)?;
+        print_fsck(&r);
+        r.problems
+    };
     if problems > 0 {
         return Err(CliError::Msg(format!(
             "fsck: {problems} problem(s) remain (listed above){}",
@@ -638,4 +617,42 @@ pub async fn fsck(repair: bool, json: bool) -> CliResult<()> {
         )));
     }
     Ok(())
+}
+
+fn print_fsck(r: &FsckReport) {
+    println!(
+        "checked {} blob(s), {} asset(s)",
+        r.blobs.checked, r.assets_checked
+    );
+    for d in &r.blobs.corrupt {
+        println!("corrupt blob: {d}");
+    }
+    for d in &r.blobs.missing {
+        println!("missing blob: {d}");
+    }
+    for m in &r.blobs.affected_manifests {
+        println!("affected: {m}");
+    }
+    for f in &r.findings {
+        let what: Vec<String> = [
+            (&f.repository, "repository"),
+            (&f.release, "release"),
+            (&f.asset, "asset"),
+            (&f.tag, "tag"),
+            (&f.path, "file"),
+        ]
+        .into_iter()
+        .filter_map(|(v, label)| v.as_ref().map(|s| format!("{label} {s}")))
+        .collect();
+        let done = match &f.repaired {
+            Some(r) => format!(" [repaired: {r}]"),
+            None => String::new(),
+        };
+        println!(
+            "{}: {}: {}{done}",
+            f.kind.as_str(),
+            what.join(", "),
+            f.detail
+        );
+    }
 }

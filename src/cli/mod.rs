@@ -279,16 +279,9 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// Prints a JSON array as a table, one row per element.
-pub fn print_rows(
-    header: &[&str],
-    list: &serde_json::Value,
-    row: impl Fn(&serde_json::Value) -> Vec<String>,
-) {
-    let rows: Vec<Vec<String>> = list
-        .as_array()
-        .map(|a| a.iter().map(row).collect())
-        .unwrap_or_default();
+/// Prints typed items as a table, one row per item.
+pub fn print_rows<T>(header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
     print_table(header, &rows);
 }
 

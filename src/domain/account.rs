@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+pub use crate::api::{CollaboratorView, NewToken, RepoView, UserView};
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
-use serde::Serialize;
 
 use super::{repo_access_txn, Core, DomainError, DomainResult};
 use crate::auth::{self, Credentials, Principal};
@@ -227,20 +227,6 @@ fn insert_token(
     Ok(token)
 }
 
-/// A user as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserView {
-    /// Numeric-free identity: the username.
-    pub username: String,
-    /// Email.
-    pub email: String,
-    /// Site admin.
-    pub admin: bool,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
 /// Creates a user (site admins only).
 pub async fn create_user(
     core: &Core,
@@ -302,20 +288,6 @@ pub async fn whoami(core: &Core, who: Option<&Principal>) -> DomainResult<UserVi
             })
         })
         .await
-}
-
-/// A freshly minted token: the only time the secret is shown.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewToken {
-    /// Id (for revoking).
-    pub id: u64,
-    /// Label.
-    pub name: String,
-    /// The secret.
-    pub token: String,
-    /// RFC 3339.
-    pub created_at: String,
 }
 
 /// Mints a token for the caller.
@@ -440,28 +412,6 @@ pub async fn set_org_member(
             Ok(())
         })
         .await
-}
-
-/// A repository as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RepoView {
-    /// Id.
-    pub id: u64,
-    /// Owner.
-    pub owner: String,
-    /// Name.
-    pub name: String,
-    /// `owner/name`.
-    pub full_name: String,
-    /// Private.
-    pub private: bool,
-    /// Description.
-    pub description: String,
-    /// The caller's role.
-    pub permission: Option<Role>,
-    /// RFC 3339.
-    pub created_at: String,
 }
 
 impl RepoView {
@@ -604,15 +554,6 @@ pub async fn owner_exists(core: &Core, owner: &str) -> DomainResult<bool> {
                 || txn.open_table(tables::ORGS)?.get(owner.as_str())?.is_some())
         })
         .await
-}
-
-/// A collaborator of a repository and their role.
-#[derive(Debug, Clone, Serialize)]
-pub struct CollaboratorView {
-    /// Username.
-    pub username: String,
-    /// Role on the repository (org roles are not listed here).
-    pub role: Role,
 }
 
 /// Lists a repository's collaborators (repo admin), sorted by username.

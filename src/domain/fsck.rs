@@ -8,8 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+pub use crate::api::{Finding, FindingKind as Kind, FsckReport};
 use redb::ReadableTable;
-use serde::Serialize;
 
 use super::{registry, Core, DomainError, DomainResult};
 use crate::auth::Principal;
@@ -18,65 +18,6 @@ use crate::storage::blob::BlobStore;
 use crate::storage::files::{AssetFiles, AssetKey};
 use crate::storage::records::{Asset, Release};
 use crate::storage::{codec, tables};
-
-/// What kind of inconsistency a finding is (snake_case on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// An asset row whose file is gone or unreadable.
-    AssetMissing,
-    /// An asset file whose SHA-256 differs from its row.
-    AssetCorrupt,
-    /// A file under the asset base that no asset row points at.
-    OrphanAssetFile,
-    /// A file in `uploads/` without an upload session.
-    OrphanUploadFile,
-    /// A blob file without a blob row (GC was killed between its commit and the unlink).
-    OrphanBlobFile,
-    /// A git tag pfai created for a release that was never recorded.
-    OrphanReleaseTag,
-    /// A pending-tag record left over: its tag is gone or was moved by a push since, or its
-    /// release was recorded after all.
-    StalePendingTag,
-}
-
-/// One inconsistency, with what it concerns and what `--repair` did about it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Finding {
-    /// What is wrong.
-    pub kind: Kind,
-    /// `owner/repo`, when known.
-    pub repository: Option<String>,
-    /// The release (its tag name, or its id for files of unknown releases).
-    pub release: Option<String>,
-    /// The asset name (or the file name of an orphan file).
-    pub asset: Option<String>,
-    /// The git tag.
-    pub tag: Option<String>,
-    /// The file concerned, relative to the asset base or the data dir's `uploads/`.
-    pub path: Option<String>,
-    /// A human sentence.
-    pub detail: String,
-    /// What `--repair` did; absent when nothing was done (not asked, or not safe).
-    pub repaired: Option<String>,
-}
-
-/// The whole fsck report: the blob part (unchanged fields) plus the findings.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FsckReport {
-    /// Blob checks (`checked`, `corrupt`, `missing`, `affectedManifests`).
-    #[serde(flatten)]
-    pub blobs: registry::FsckReport,
-    /// Release assets re-hashed.
-    pub assets_checked: u64,
-    /// Everything else found.
-    pub findings: Vec<Finding>,
-    /// Problems this run leaves behind (damaged blobs plus findings not repaired); the CLI
-    /// exits non-zero when it is not 0.
-    pub problems: usize,
-}
 
 fn finding(kind: Kind, detail: impl Into<String>) -> Finding {
     Finding {

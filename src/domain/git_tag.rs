@@ -1,7 +1,7 @@
 //! Git tags through the API: listing, creating (lightweight or annotated) and deleting, the last
 //! gated by tag protection. Also the decision about pushes that touch protected tags.
 
-use serde::Serialize;
+pub use crate::api::{TagView, TaggerView};
 
 use super::{protection, Core, DomainError, DomainResult, Page, Paged};
 use crate::auth::Principal;
@@ -9,35 +9,6 @@ use crate::git::http_backend::RefUpdate;
 use crate::git::TagInfo;
 use crate::ids::{GitTagName, RepoPath, Role};
 use crate::util::rfc3339;
-
-/// A tag as the API shows it (lightweight tags: empty message, no tagger).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TagView {
-    /// Short name.
-    pub name: String,
-    /// The commit it peels to.
-    pub commit: String,
-    /// The tag object id for annotated tags, else the commit.
-    pub id: String,
-    /// Annotated message, or empty.
-    pub message: String,
-    /// Annotated tagger, or null.
-    pub tagger: Option<TaggerView>,
-    /// Whether a protection rule matches it.
-    pub protected: bool,
-}
-
-/// Tagger of an annotated tag.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaggerView {
-    /// Name.
-    pub name: String,
-    /// Email.
-    pub email: String,
-    /// RFC 3339.
-    pub date: String,
-}
 
 fn view(t: TagInfo, rules: &protection::RuleSet) -> TagView {
     TagView {

@@ -6,8 +6,8 @@
 //! anchored at both ends. So `v*` matches `v1`, `v1.2.3` and also `version2`; `v[0-9]*` does not
 //! match `version2`.
 
+pub use crate::api::RuleView;
 use globset::{Glob, GlobMatcher};
-use serde::Serialize;
 
 use super::{Core, DomainError, DomainResult};
 use crate::auth::Principal;
@@ -78,20 +78,6 @@ pub async fn rules(core: &Core, repo: &RepoPath) -> DomainResult<RuleSet> {
         .filter_map(|r| compile(&r.pattern).ok().map(|m| (r.pattern, m)))
         .collect();
     Ok(RuleSet { rules })
-}
-
-/// A rule as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RuleView {
-    /// Id.
-    pub id: u64,
-    /// Glob.
-    pub pattern: String,
-    /// Creator.
-    pub created_by: String,
-    /// RFC 3339.
-    pub created_at: String,
 }
 
 impl From<ProtectionRule> for RuleView {

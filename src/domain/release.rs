@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
+pub use crate::api::{AssetView, CreateRelease, ForgeUser, ReleaseView, UpdateRelease};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedRwLockReadGuard;
 
 use super::{git_tag, Core, DomainError, DomainResult, Page, Paged};
@@ -20,112 +20,6 @@ use crate::storage::mmap::Mapped;
 use crate::storage::records::{Asset, Release};
 use crate::storage::{assets, releases, Reads};
 use crate::util::now_unix;
-
-/// The author of a release (the seed's ForgeUser).
-#[derive(Debug, Clone, Serialize)]
-pub struct ForgeUser {
-    /// Username.
-    pub username: String,
-}
-
-/// An asset as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AssetView {
-    /// Id.
-    pub id: u64,
-    /// File name.
-    pub name: String,
-    /// Label.
-    pub label: String,
-    /// MIME type.
-    pub content_type: String,
-    /// Bytes.
-    pub size: u64,
-    /// The canonical download link.
-    pub download_url: String,
-    /// Full downloads.
-    pub download_count: u64,
-    /// Hex SHA-256.
-    pub sha256: String,
-    /// RFC 3339.
-    pub created_at: String,
-}
-
-/// A release as the API shows it: the seed's schema plus `createdAt`, `latest`, `tagExists`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReleaseView {
-    /// Id.
-    pub id: u64,
-    /// Tag.
-    pub tag_name: String,
-    /// Title.
-    pub name: String,
-    /// Markdown notes.
-    pub body: String,
-    /// Draft.
-    pub draft: bool,
-    /// Pre-release.
-    pub prerelease: bool,
-    /// Creator.
-    pub author: ForgeUser,
-    /// The commit SHA the release was anchored at.
-    pub target_commit: String,
-    /// RFC 3339 or null.
-    pub published_at: Option<String>,
-    /// RFC 3339.
-    pub created_at: String,
-    /// The release the UI marks Latest.
-    pub latest: bool,
-    /// False once the tag was deleted (the release is unanchored).
-    pub tag_exists: bool,
-    /// The commit the tag points at now, when it differs from `targetCommit` the tag was moved.
-    pub tag_commit: Option<String>,
-    /// Assets, by name.
-    pub assets: Vec<AssetView>,
-}
-
-/// The JSON body of `POST /releases`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateRelease {
-    /// Tag to anchor on.
-    pub tag_name: String,
-    /// Branch or SHA, needed when the tag does not exist.
-    #[serde(default)]
-    pub target_commit: Option<String>,
-    /// Title (defaults to the tag).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Notes.
-    #[serde(default)]
-    pub body: Option<String>,
-    /// Draft.
-    #[serde(default)]
-    pub draft: bool,
-    /// Pre-release.
-    #[serde(default)]
-    pub prerelease: bool,
-}
-
-/// The JSON body of `PATCH /releases/{tag}`: absent or null fields are unchanged.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateRelease {
-    /// Title.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Notes.
-    #[serde(default)]
-    pub body: Option<String>,
-    /// Draft.
-    #[serde(default)]
-    pub draft: Option<bool>,
-    /// Pre-release.
-    #[serde(default)]
-    pub prerelease: Option<bool>,
-}
 
 const MAX_BODY: usize = 1 << 20;
 const MAX_TITLE: usize = 1024;

@@ -5,6 +5,7 @@
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
 
+use crate::api::{ErrorBody, ErrorDetail};
 use crate::domain::DomainError;
 
 /// Status and REST code for a domain outcome. Exhaustive on purpose: a new outcome must be
@@ -84,7 +85,13 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 /// A REST error response.
 pub fn rest(e: DomainError) -> Response {
     let (status, code) = rest_parts(&e);
-    let body = serde_json::json!({"error": {"code": code, "message": public_message(&e)}});
+    let body = serde_json::to_value(ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: public_message(&e),
+        },
+    })
+    .unwrap_or_default();
     let mut resp = json_response(status, &body);
     set_retry_after(&mut resp, &e);
     if status == StatusCode::UNAUTHORIZED {

@@ -7,6 +7,7 @@ pub mod upload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub use crate::api::{BlobFsckReport as FsckReport, GcReport, PackageTagView, PackageView};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::Serialize;
 
@@ -566,40 +567,6 @@ pub async fn referrers(
         .await
 }
 
-/// An image of a repository, for the Packages tab.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PackageView {
-    /// Full OCI name (`owner/repo[/path]`).
-    pub name: String,
-    /// Number of tags.
-    pub tag_count: u64,
-    /// Sum of the declared sizes of the tagged images' layers and configs.
-    pub total_size: u64,
-    /// RFC 3339 of the newest manifest push.
-    pub last_push: Option<String>,
-    /// `docker pull` line for the newest tag (host left to the client).
-    pub pull: String,
-}
-
-/// A tag of an image, for the Packages tab.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PackageTagView {
-    /// Tag.
-    pub tag: String,
-    /// Manifest digest.
-    pub digest: String,
-    /// Manifest media type.
-    pub media_type: String,
-    /// Declared size of config and layers (images) or of the children (indexes).
-    pub size: u64,
-    /// `os/arch` of each child, for indexes.
-    pub platforms: Vec<String>,
-    /// RFC 3339.
-    pub pushed_at: String,
-}
-
 fn names_of_repo_txn(txn: &ReadTransaction, repo: &RepoPath) -> DomainResult<BTreeSet<String>> {
     let key = repo.key();
     let prefix = format!("{key}/");
@@ -702,20 +669,6 @@ pub async fn package_tags(
     Ok(tags)
 }
 
-/// What a GC run found or removed.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GcReport {
-    /// Whether anything was removed.
-    pub dry_run: bool,
-    /// Blobs no manifest references, older than the grace period.
-    pub blobs: Vec<String>,
-    /// Their total size.
-    pub bytes: u64,
-    /// Upload sessions purged as stale.
-    pub uploads: Vec<String>,
-}
-
 /// Removes blobs that no manifest references and that were not touched (uploaded, mounted,
 /// linked) within `grace_secs`, measured by our own timestamps. The check and the removal of the
 /// rows happen in one write transaction, serialized with manifest pushes, so a push that
@@ -805,20 +758,6 @@ pub async fn gc(
     let ttl = core.limits.upload_ttl_secs;
     report.uploads = upload::purge_stale(core, ttl, ttl.min(3600), dry_run).await?;
     Ok(report)
-}
-
-/// What fsck found.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FsckReport {
-    /// Blobs checked.
-    pub checked: u64,
-    /// Blobs whose content no longer matches their digest.
-    pub corrupt: Vec<String>,
-    /// Blob rows without a file.
-    pub missing: Vec<String>,
-    /// Images (`name@digest`) whose manifests reference a damaged or missing blob.
-    pub affected_manifests: Vec<String>,
 }
 
 /// Re-hashes every stored blob and reports damage (site admins).

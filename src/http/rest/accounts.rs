@@ -1,51 +1,17 @@
 //! Users, organizations, tokens, repositories and collaborators.
 
-use serde::Deserialize;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
 use super::repo_path;
+use crate::api::{NewName, NewRepo, NewUser, RoleBody};
 use crate::auth::Credentials;
 use crate::domain::{account, DomainError, DomainResult};
 use crate::http::error::rest_reply;
 use crate::http::{body_stream, credentials, read_json, reply, who, with_core, BodyStream, Ctx};
 use crate::ids::Role;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUser {
-    username: String,
-    password: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    admin: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewName {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRepo {
-    owner: String,
-    name: String,
-    #[serde(default)]
-    private: bool,
-    #[serde(default)]
-    description: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RoleBody {
-    role: String,
-}
 
 fn parse_role(s: &str) -> DomainResult<Role> {
     Role::parse(s).map_err(DomainError::from)

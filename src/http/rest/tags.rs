@@ -1,12 +1,12 @@
 //! Git tags and tag-protection rules.
 
-use serde::Deserialize;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
 use super::repo_path;
+use crate::api::{NewRule, NewTag};
 use crate::auth::Credentials;
 use crate::domain::{git_tag, protection, DomainResult};
 use crate::http::error::rest_reply;
@@ -14,21 +14,6 @@ use crate::http::{
     base_url, body_stream, credentials, decode_component, page_query, raw_query, read_json, reply,
     who, with_core, BodyStream, Ctx,
 };
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct NewTag {
-    tag_name: String,
-    target: String,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRule {
-    pattern: String,
-}
 
 async fn list(
     core: Ctx,

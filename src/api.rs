@@ -1,0 +1,563 @@
+//! The REST wire model: every JSON body `/api/v1/` accepts or returns, in one place, deriving
+//! both `Serialize` and `Deserialize` so the server (which builds and reads them) and the CLI
+//! (which sends and reads them) share one definition — renaming a field breaks the build, not a
+//! user.
+//!
+//! Conventions: request bodies are `deny_unknown_fields` (a typo in a client is a 400, not a
+//! silently ignored field) and skip absent optional fields when serialized; response bodies
+//! tolerate unknown fields, so an older CLI keeps working against a newer server. Field order is
+//! the wire order.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Role;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// The REST error body, `{"error":{"code","message"}}`, for every failure outside `/v2/`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The failure.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for machines (`code`) and people (`message`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (`not_found`, `forbidden`, …).
+    pub code: String,
+    /// A sentence for the user.
+    pub message: String,
+}
+
+/// The OCI error body under `/v2/` (`{"errors":[{"code","message","detail"}]}`), as far as a
+/// client reads it: the CLI falls back to its first message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OciErrorBody {
+    /// The errors, most relevant first.
+    pub errors: Vec<OciErrorDetail>,
+}
+
+/// One OCI error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OciErrorDetail {
+    /// Upper-case OCI code (`BLOB_UNKNOWN`, …).
+    pub code: String,
+    /// A sentence for the user.
+    pub message: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases and assets
+// ---------------------------------------------------------------------------------------------
+
+/// The author of a release (the seed's ForgeUser).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForgeUser {
+    /// Username.
+    pub username: String,
+}
+
+/// An asset as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssetView {
+    /// Id.
+    pub id: u64,
+    /// File name.
+    pub name: String,
+    /// Label.
+    pub label: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Bytes.
+    pub size: u64,
+    /// The canonical download link.
+    pub download_url: String,
+    /// Full downloads.
+    pub download_count: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A release as the API shows it: the seed's schema plus `createdAt`, `latest`, `tagExists`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseView {
+    /// Id.
+    pub id: u64,
+    /// Tag.
+    pub tag_name: String,
+    /// Title.
+    pub name: String,
+    /// Markdown notes.
+    pub body: String,
+    /// Draft.
+    pub draft: bool,
+    /// Pre-release.
+    pub prerelease: bool,
+    /// Creator.
+    pub author: ForgeUser,
+    /// The commit SHA the release was anchored at.
+    pub target_commit: String,
+    /// RFC 3339 or null.
+    pub published_at: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The release the UI marks Latest.
+    pub latest: bool,
+    /// False once the tag was deleted (the release is unanchored).
+    pub tag_exists: bool,
+    /// The commit the tag points at now, when it differs from `targetCommit` the tag was moved.
+    pub tag_commit: Option<String>,
+    /// Assets, by name.
+    pub assets: Vec<AssetView>,
+}
+
+/// The JSON body of `POST /releases`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRelease {
+    /// Tag to anchor on.
+    pub tag_name: String,
+    /// Branch or SHA, needed when the tag does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_commit: Option<String>,
+    /// Title (defaults to the tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Draft.
+    #[serde(default)]
+    pub draft: bool,
+    /// Pre-release.
+    #[serde(default)]
+    pub prerelease: bool,
+}
+
+/// The JSON body of `PATCH /releases/{tag}`: absent or null fields are unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateRelease {
+    /// Title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Draft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<bool>,
+    /// Pre-release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prerelease: Option<bool>,
+}
+
+impl UpdateRelease {
+    /// True when the patch changes nothing (the CLI refuses to send it).
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.body.is_none()
+            && self.draft.is_none()
+            && self.prerelease.is_none()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Git tags and protection rules
+// ---------------------------------------------------------------------------------------------
+
+/// A tag as the API shows it (lightweight tags: empty message, no tagger).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagView {
+    /// Short name.
+    pub name: String,
+    /// The commit it peels to.
+    pub commit: String,
+    /// The tag object id for annotated tags, else the commit.
+    pub id: String,
+    /// Annotated message, or empty.
+    pub message: String,
+    /// Annotated tagger, or null.
+    pub tagger: Option<TaggerView>,
+    /// Whether a protection rule matches it.
+    pub protected: bool,
+}
+
+/// Tagger of an annotated tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaggerView {
+    /// Name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// RFC 3339.
+    pub date: String,
+}
+
+/// The JSON body of `POST /tags`: annotated when `message` is given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewTag {
+    /// Tag name.
+    pub tag_name: String,
+    /// Branch, tag or commit SHA to tag.
+    pub target: String,
+    /// Message (makes an annotated tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A rule as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleView {
+    /// Id.
+    pub id: u64,
+    /// Glob.
+    pub pattern: String,
+    /// Creator.
+    pub created_by: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The JSON body of `POST /tag-protections`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRule {
+    /// Glob over tag names.
+    pub pattern: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts: users, orgs, tokens, repositories, collaborators
+// ---------------------------------------------------------------------------------------------
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// Numeric-free identity: the username.
+    pub username: String,
+    /// Email.
+    pub email: String,
+    /// Site admin.
+    pub admin: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The JSON body of `POST /users` (site admins).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Username.
+    pub username: String,
+    /// Password (8 characters or more).
+    pub password: String,
+    /// Email.
+    #[serde(default)]
+    pub email: String,
+    /// Site admin.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// The JSON body of `POST /orgs` and `POST /user/tokens`: just a name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewName {
+    /// The organization's name, or the token's label.
+    pub name: String,
+}
+
+/// The JSON body of the membership and collaborator `PUT`s.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleBody {
+    /// `read`, `write` or `admin` (parsed by the handler, so a bad value is a 422 with a
+    /// message rather than a serde error).
+    pub role: String,
+}
+
+/// A freshly minted token: the only time the secret is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewToken {
+    /// Id (for revoking).
+    pub id: u64,
+    /// Label.
+    pub name: String,
+    /// The secret.
+    pub token: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A repository as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoView {
+    /// Id.
+    pub id: u64,
+    /// Owner.
+    pub owner: String,
+    /// Name.
+    pub name: String,
+    /// `owner/name`.
+    pub full_name: String,
+    /// Private.
+    pub private: bool,
+    /// Description.
+    pub description: String,
+    /// The caller's role.
+    pub permission: Option<Role>,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// The JSON body of `POST /forge/repos`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRepo {
+    /// User or organization.
+    pub owner: String,
+    /// Repository name.
+    pub name: String,
+    /// Private (invisible to non-members).
+    #[serde(default)]
+    pub private: bool,
+    /// Description.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A collaborator of a repository and their role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CollaboratorView {
+    /// Username.
+    pub username: String,
+    /// Role on the repository (org roles are not listed here).
+    pub role: Role,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry: the Packages tab, GC, fsck
+// ---------------------------------------------------------------------------------------------
+
+/// An image of a repository, for the Packages tab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageView {
+    /// Full OCI name (`owner/repo[/path]`).
+    pub name: String,
+    /// Number of tags.
+    pub tag_count: u64,
+    /// Sum of the declared sizes of the tagged images' layers and configs.
+    pub total_size: u64,
+    /// RFC 3339 of the newest manifest push.
+    pub last_push: Option<String>,
+    /// `docker pull` line for the newest tag (host left to the client).
+    pub pull: String,
+}
+
+/// A tag of an image, for the Packages tab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageTagView {
+    /// Tag.
+    pub tag: String,
+    /// Manifest digest.
+    pub digest: String,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Declared size of config and layers (images) or of the children (indexes).
+    pub size: u64,
+    /// `os/arch` of each child, for indexes.
+    pub platforms: Vec<String>,
+    /// RFC 3339.
+    pub pushed_at: String,
+}
+
+/// What a GC run found or removed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GcReport {
+    /// Whether anything was removed.
+    pub dry_run: bool,
+    /// Blobs no manifest references, older than the grace period.
+    pub blobs: Vec<String>,
+    /// Their total size.
+    pub bytes: u64,
+    /// Upload sessions purged as stale.
+    pub uploads: Vec<String>,
+}
+
+/// What the blob part of fsck found (`registry::fsck`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobFsckReport {
+    /// Blobs checked.
+    pub checked: u64,
+    /// Blobs whose content no longer matches their digest.
+    pub corrupt: Vec<String>,
+    /// Blob rows without a file.
+    pub missing: Vec<String>,
+    /// Images (`name@digest`) whose manifests reference a damaged or missing blob.
+    pub affected_manifests: Vec<String>,
+}
+
+/// What kind of inconsistency a finding is (snake_case on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// An asset row whose file is gone or unreadable.
+    AssetMissing,
+    /// An asset file whose SHA-256 differs from its row.
+    AssetCorrupt,
+    /// A file under the asset base that no asset row points at.
+    OrphanAssetFile,
+    /// A file in `uploads/` without an upload session.
+    OrphanUploadFile,
+    /// A blob file without a blob row (GC was killed between its commit and the unlink).
+    OrphanBlobFile,
+    /// A git tag pfai created for a release that was never recorded.
+    OrphanReleaseTag,
+    /// A pending-tag record left over: its tag is gone or was moved by a push since, or its
+    /// release was recorded after all.
+    StalePendingTag,
+}
+
+impl FindingKind {
+    /// The wire name (`asset_missing`, …), for printing.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::AssetMissing => "asset_missing",
+            FindingKind::AssetCorrupt => "asset_corrupt",
+            FindingKind::OrphanAssetFile => "orphan_asset_file",
+            FindingKind::OrphanUploadFile => "orphan_upload_file",
+            FindingKind::OrphanBlobFile => "orphan_blob_file",
+            FindingKind::OrphanReleaseTag => "orphan_release_tag",
+            FindingKind::StalePendingTag => "stale_pending_tag",
+        }
+    }
+}
+
+/// One inconsistency, with what it concerns and what `--repair` did about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// What is wrong.
+    pub kind: FindingKind,
+    /// `owner/repo`, when known.
+    pub repository: Option<String>,
+    /// The release (its tag name, or its id for files of unknown releases).
+    pub release: Option<String>,
+    /// The asset name (or the file name of an orphan file).
+    pub asset: Option<String>,
+    /// The git tag.
+    pub tag: Option<String>,
+    /// The file concerned, relative to the asset base or the data dir's `uploads/`.
+    pub path: Option<String>,
+    /// A human sentence.
+    pub detail: String,
+    /// What `--repair` did; absent when nothing was done (not asked, or not safe).
+    pub repaired: Option<String>,
+}
+
+/// The whole fsck report: the blob part (unchanged fields) plus the findings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FsckReport {
+    /// Blob checks (`checked`, `corrupt`, `missing`, `affectedManifests`).
+    #[serde(flatten)]
+    pub blobs: BlobFsckReport,
+    /// Release assets re-hashed.
+    pub assets_checked: u64,
+    /// Everything else found.
+    pub findings: Vec<Finding>,
+    /// Problems this run leaves behind (damaged blobs plus findings not repaired); the CLI
+    /// exits non-zero when it is not 0.
+    pub problems: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_kind_names_match_serde() {
+        for k in [
+            FindingKind::AssetMissing,
+            FindingKind::AssetCorrupt,
+            FindingKind::OrphanAssetFile,
+            FindingKind::OrphanUploadFile,
+            FindingKind::OrphanBlobFile,
+            FindingKind::OrphanReleaseTag,
+            FindingKind::StalePendingTag,
+        ] {
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::Value::String(k.as_str().into())
+            );
+        }
+    }
+
+    #[test]
+    fn requests_skip_absent_options_and_refuse_unknown_fields() {
+        let c = CreateRelease {
+            tag_name: "v1".into(),
+            target_commit: None,
+            name: None,
+            body: None,
+            draft: false,
+            prerelease: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"tagName":"v1","draft":false,"prerelease":true}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&UpdateRelease::default()).unwrap(),
+            "{}"
+        );
+        assert!(UpdateRelease::default().is_empty());
+        assert!(serde_json::from_str::<NewRule>(r#"{"pattern":"v*","x":1}"#).is_err());
+    }
+
+    #[test]
+    fn responses_tolerate_unknown_fields_and_round_trip() {
+        let v: RuleView = serde_json::from_str(
+            r#"{"id":3,"pattern":"v*","createdBy":"a","createdAt":"t","future":true}"#,
+        )
+        .unwrap();
+        assert_eq!(v.id, 3);
+        let r = FsckReport {
+            blobs: BlobFsckReport {
+                checked: 2,
+                ..BlobFsckReport::default()
+            },
+            assets_checked: 1,
+            findings: vec![],
+            problems: 0,
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"checked":2,"corrupt":[],"missing":[],"affectedManifests":[],"assetsChecked":1,"findings":[],"problems":0}"#
+        );
+        let back: FsckReport = serde_json::from_str(&s).unwrap();
+        assert_eq!(back.blobs.checked, 2);
+        let e: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"not_found","message":"m"}}"#).unwrap();
+        assert_eq!(e.error.code, "not_found");
+    }
+}
