@@ -114,16 +114,16 @@ pub fn token_principal<R: Reads>(
     )))
 }
 
-/// Hashes a password with argon2id and a random salt.
-pub fn hash_password(password: &str) -> Result<String, String> {
+/// Hashes a password with argon2id and a random salt. The error is argon2's own, so a caller
+/// can keep it as the cause of its failure.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
     crate::util::fill_random(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt)?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// A real argon2 hash of a throwaway password, so that checking an unknown user costs as much as

@@ -227,7 +227,7 @@ pub async fn create_user(
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await?
-        .map_err(|e| DomainError::internal(format!("hashing the password: {e}")))?;
+        .map_err(|e| DomainError::internal_from("hashing the password", e))?;
     let email = email.to_owned();
     core.db
         .write(move |txn| {

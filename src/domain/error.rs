@@ -225,6 +225,13 @@ pub type DomainResult<T> = Result<T, DomainError>;
 /// with (a wrapper that prints its cause itself) is not repeated.
 pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
 
+impl<'a> Chain<'a> {
+    /// The chain of any error (a `StorageError` at startup, say), for the same one-line form.
+    pub fn of(e: &'a (dyn std::error::Error + 'static)) -> Self {
+        Chain(e)
+    }
+}
+
 impl std::fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut last = self.0.to_string();

@@ -267,3 +267,73 @@ pub fn set_collaborator(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Db;
+
+    fn path(s: &str) -> RepoPath {
+        RepoPath::parse_key(s).unwrap()
+    }
+
+    /// Deleting `o/r` must not take the collaborators of `o/r2` (a prefix of the key) with it.
+    #[tokio::test]
+    async fn a_deleted_repository_takes_only_its_own_collaborators() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("pfai.redb")).unwrap();
+        db.write(|txn| {
+            for p in ["o/r", "o/r2"] {
+                insert_repo(txn, &path(p), false, String::new(), 0)?;
+                set_collaborator(txn, &path(p), "u", Some(Role::Write))?;
+            }
+            remove_repo(txn, &path("o/r"))
+        })
+        .await
+        .unwrap();
+        let (gone, kept, rows) = db
+            .read(|txn| {
+                Ok::<_, StorageError>((
+                    repo(txn, "o/r")?.is_none(),
+                    collaborators(txn, &path("o/r2"))?,
+                    collaborators(txn, &path("o/r"))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert!(gone);
+        assert_eq!(kept, vec![("u".to_owned(), Role::Write)]);
+        assert!(rows.is_empty());
+    }
+
+    /// A token is found only under its own hash, and revoked only when the rule allows it.
+    #[tokio::test]
+    async fn tokens_are_found_by_hash_and_revoked_only_when_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("pfai.redb")).unwrap();
+        let t = db
+            .write(|txn| insert_token(txn, "aa", "u", "ci", 0))
+            .await
+            .unwrap();
+        let refused = db
+            .write(move |txn| revoke_token(txn, t.id, |_| false))
+            .await
+            .unwrap();
+        assert!(!refused);
+        let (found, other) = db
+            .read(|txn| {
+                Ok::<_, StorageError>((token_by_hash(txn, "aa")?, token_by_hash(txn, "ab")?))
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.map(|f| f.id), Some(t.id));
+        assert!(other.is_none());
+        let revoked = db
+            .write(move |txn| revoke_token(txn, t.id, |tok| tok.username == "u"))
+            .await
+            .unwrap();
+        assert!(revoked);
+        let after = db.read(|txn| token_by_hash(txn, "aa")).await.unwrap();
+        assert!(after.is_none());
+    }
+}

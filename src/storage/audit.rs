@@ -6,14 +6,13 @@ use std::collections::{HashMap, HashSet};
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::records::{Asset, Release};
-use super::{codec, tables, Reads, StorageError};
+use super::records::Asset;
+use super::{codec, releases, tables, Reads, StorageError};
 
 /// Every asset row, with the tag name of its release (`None` when the release row is gone).
 pub fn assets_with_release_tags<R: Reads>(
     txn: &R,
 ) -> Result<Vec<(Asset, Option<String>)>, StorageError> {
-    let releases = txn.table(tables::RELEASES)?;
     let mut tags: HashMap<u64, Option<String>> = HashMap::new();
     let mut out = Vec::new();
     for row in txn.table(tables::ASSETS)?.iter()? {
@@ -21,10 +20,7 @@ pub fn assets_with_release_tags<R: Reads>(
         let tag = match tags.get(&a.release_id) {
             Some(t) => t.clone(),
             None => {
-                let t = match releases.get(a.release_id)? {
-                    Some(v) => Some(codec::decode::<Release>(v.value())?.tag_name),
-                    None => None,
-                };
+                let t = releases::get(txn, a.release_id)?.map(|r| r.tag_name);
                 tags.insert(a.release_id, t.clone());
                 t
             }
@@ -82,8 +78,9 @@ pub fn pending_tags<R: Reads>(txn: &R) -> Result<Vec<PendingTag>, StorageError> 
     Ok(v)
 }
 
-/// Drops a pending-tag record as `pending_tags` gave it (its names may not even parse any
-/// more, so they are taken as recorded).
+/// Drops a pending-tag record as `pending_tags` gave it. Its names may not even parse any more
+/// (so `releases::clear_pending_tag`, which takes a `RepoPath`, cannot reach it): they are
+/// taken as recorded, and no key is encoded here.
 pub fn drop_pending_tag(txn: &WriteTransaction, repo: &str, tag: &str) -> Result<(), StorageError> {
     txn.open_table(tables::PENDING_RELEASE_TAGS)?
         .remove((repo, tag))?;
