@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::domain::error::Chain;
 use crate::domain::registry::upload;
 use crate::domain::{account, release, Core};
 
@@ -17,10 +18,10 @@ use crate::domain::{account, release, Core};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// Opening the data directory failed.
-    #[error("cannot open the data directory: {0}")]
+    #[error("cannot open the data directory: {}", Chain::of(.0))]
     Storage(#[from] crate::storage::StorageError),
     /// Bootstrapping failed.
-    #[error("cannot initialise: {0}")]
+    #[error("cannot initialise: {}", .0.chain())]
     Domain(#[from] crate::domain::DomainError),
     /// Binding the listen address failed.
     #[error("cannot listen on {addr}: {source}")]
@@ -129,7 +130,7 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
             tracing::info!(count = p.len(), "purged stale or orphaned upload data")
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "purging uploads at startup failed"),
+        Err(e) => tracing::warn!(error = %e.chain(), "purging uploads at startup failed"),
     }
     let routes = crate::http::routes(core.clone());
     let (tx, rx) = oneshot::channel::<()>();
@@ -142,7 +143,7 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
                 tick.tick().await;
                 n += 1;
                 if let Err(e) = release::flush_downloads(&core).await {
-                    tracing::warn!(error = %e, "flushing download counts failed; will retry");
+                    tracing::warn!(error = %e.chain(), "flushing download counts failed; will retry");
                 }
                 // After a failed disk write: try a small write, so health recovers (and the
                 // database is reopened) even while no client writes.
@@ -155,7 +156,7 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
                 if n % 120 == 0 {
                     let ttl = core.limits.upload_ttl_secs;
                     if let Err(e) = upload::purge_stale(&core, ttl, ttl.min(3600), false).await {
-                        tracing::warn!(error = %e, "purging stale uploads failed");
+                        tracing::warn!(error = %e.chain(), "purging stale uploads failed");
                     }
                 }
             }
@@ -180,11 +181,11 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
             match release::flush_downloads(&core2).await {
                 Ok(()) => break,
                 Err(e) if attempt < 3 => {
-                    tracing::warn!(error = %e, "flushing download counts at shutdown failed; retrying");
+                    tracing::warn!(error = %e.chain(), "flushing download counts at shutdown failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "flushing download counts at shutdown failed; they are lost")
+                    tracing::error!(error = %e.chain(), "flushing download counts at shutdown failed; they are lost")
                 }
             }
         }

@@ -2,12 +2,10 @@
 //! repository give a role. No HTTP types here; the http layer hands over header strings.
 
 use base64::Engine as _;
-use redb::ReadTransaction;
-use subtle::ConstantTimeEq;
 
 use crate::ids::Role;
-use crate::storage::records::{Repo, Token, User};
-use crate::storage::{codec, tables, StorageError};
+use crate::storage::records::{Repo, Token};
+use crate::storage::{accounts, Reads, StorageError};
 use crate::util::sha256_hex;
 
 /// Credentials as presented.
@@ -94,36 +92,19 @@ pub fn new_token_secret() -> String {
     format!("{TOKEN_PREFIX}{}", hex::encode(b))
 }
 
-/// Looks a token up by the hash of its secret. The lookup is by hash (so timing reveals
-/// nothing about the secret), and the stored key is compared again in constant time.
-pub fn token_principal(
-    txn: &ReadTransaction,
+/// Looks a token up by the hash of its secret (`accounts::token_by_hash` compares the stored
+/// key again in constant time), with the principal it authenticates: none once its user is gone.
+pub fn token_principal<R: Reads>(
+    txn: &R,
     secret: &str,
 ) -> Result<Option<(Principal, Token)>, StorageError> {
     let hash = sha256_hex(secret.as_bytes());
-    let tokens = txn.open_table(tables::TOKENS)?;
-    let Some(entry) = tokens.get(hash.as_str())? else {
+    let Some(token) = accounts::token_by_hash(txn, &hash)? else {
         return Ok(None);
     };
-    let token: Token = codec::decode(entry.value())?;
-    // Re-check the key in constant time (defence in depth against a lookup that matched
-    // a different key, e.g. after a future change of key encoding).
-    let mut found = None;
-    for row in tokens.range(hash.as_str()..=hash.as_str())? {
-        let (k, _) = row?;
-        found = Some(k.value().to_owned());
-    }
-    let ok = found
-        .map(|k| bool::from(k.as_bytes().ct_eq(hash.as_bytes())))
-        .unwrap_or(false);
-    if !ok {
-        return Ok(None);
-    }
-    let users = txn.open_table(tables::USERS)?;
-    let Some(u) = users.get(token.username.as_str())? else {
+    let Some(user) = accounts::user(txn, &token.username)? else {
         return Ok(None);
     };
-    let user: User = codec::decode(u.value())?;
     Ok(Some((
         Principal {
             username: user.username,
@@ -133,16 +114,16 @@ pub fn token_principal(
     )))
 }
 
-/// Hashes a password with argon2id and a random salt.
-pub fn hash_password(password: &str) -> Result<String, String> {
+/// Hashes a password with argon2id and a random salt. The error is argon2's own, so a caller
+/// can keep it as the cause of its failure.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
     crate::util::fill_random(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt)?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// A real argon2 hash of a throwaway password, so that checking an unknown user costs as much as
@@ -168,8 +149,8 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 
 /// The caller's role on a repository: site admins and the owning user are admin; otherwise the
 /// highest of org membership, collaborator role, and `read` for public repositories.
-pub fn role_on(
-    txn: &ReadTransaction,
+pub fn role_on<R: Reads>(
+    txn: &R,
     who: Option<&Principal>,
     repo: &Repo,
 ) -> Result<Option<Role>, StorageError> {
@@ -181,14 +162,8 @@ pub fn role_on(
         return Ok(Some(Role::Admin));
     }
     let key = format!("{}/{}", repo.owner, repo.name);
-    let collab = txn
-        .open_table(tables::COLLABORATORS)?
-        .get((key.as_str(), p.username.as_str()))?
-        .and_then(|v| Role::from_byte(v.value()));
-    let org = txn
-        .open_table(tables::ORG_MEMBERS)?
-        .get((repo.owner.as_str(), p.username.as_str()))?
-        .and_then(|v| Role::from_byte(v.value()));
+    let collab = accounts::collaborator_role(txn, &key, &p.username)?;
+    let org = accounts::org_role(txn, &repo.owner, &p.username)?;
     Ok([public, collab, org].into_iter().flatten().max())
 }
 

@@ -3,13 +3,12 @@
 use std::path::Path;
 
 pub use crate::api::{CollaboratorView, NewToken, RepoView, UserView};
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use super::{repo_access_txn, Core, DomainError, DomainResult};
+use super::{Core, DomainError, DomainResult};
 use crate::auth::{self, Credentials, Principal};
 use crate::ids::{RepoPath, Role, Slug};
 use crate::storage::records::{Org, Repo, Token, User};
-use crate::storage::{codec, next_id, tables};
+use crate::storage::{self, accounts};
 use crate::util::{now_unix, sha256_hex};
 
 /// Resolves credentials to a principal. `allow_password` lets Basic carry a real password
@@ -95,7 +94,7 @@ async fn password_matches(user: Option<User>, password: String) -> DomainResult<
     let _slot = argon2_slots()
         .acquire()
         .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+        .map_err(|e| DomainError::internal_from("argon2 slots", e))?;
     tokio::task::spawn_blocking(move || match user {
         Some(u) if !u.password_hash.is_empty() => {
             auth::verify_password(&u.password_hash, &password).then_some(u)
@@ -106,21 +105,14 @@ async fn password_matches(user: Option<User>, password: String) -> DomainResult<
         }
     })
     .await
-    .map_err(|e| DomainError::Internal(e.to_string()))
+    .map_err(DomainError::from)
 }
 
 /// A user's row, if the user exists (for password checks).
 pub async fn find_user(core: &Core, username: &str) -> DomainResult<Option<User>> {
     let name = username.to_owned();
     core.db
-        .read(move |txn| {
-            let users = txn.open_table(tables::USERS)?;
-            let row = users.get(name.as_str())?;
-            match row {
-                Some(r) => Ok(Some(codec::decode::<User>(r.value())?)),
-                None => Ok(None),
-            }
-        })
+        .read(move |txn| Ok(accounts::user(txn, &name)?))
         .await
 }
 
@@ -140,11 +132,11 @@ pub async fn bootstrap_admin(
     let created = core
         .db
         .write(move |txn| {
-            if !txn.open_table(tables::USERS)?.is_empty()? {
+            if accounts::has_users(txn)? {
                 return Ok::<_, DomainError>(false);
             }
-            insert_user(txn, "admin", "", "", true)?;
-            insert_token(txn, &hash, "admin", "initial admin token")?;
+            accounts::insert_user(txn, &new_user("admin", "", "", true))?;
+            accounts::insert_token(txn, &hash, "admin", "initial admin token", now_unix())?;
             Ok(true)
         })
         .await?;
@@ -186,45 +178,15 @@ fn owner_slug(name: &str) -> DomainResult<Slug> {
     Ok(slug)
 }
 
-fn name_taken(txn: &WriteTransaction, name: &str) -> DomainResult<bool> {
-    Ok(txn.open_table(tables::USERS)?.get(name)?.is_some()
-        || txn.open_table(tables::ORGS)?.get(name)?.is_some())
-}
-
-fn insert_user(
-    txn: &WriteTransaction,
-    username: &str,
-    password_hash: &str,
-    email: &str,
-    admin: bool,
-) -> DomainResult<()> {
-    let user = User {
+/// A new user row (its name checked to be free by the caller).
+fn new_user(username: &str, password_hash: &str, email: &str, admin: bool) -> User {
+    User {
         username: username.to_owned(),
         email: email.to_owned(),
         password_hash: password_hash.to_owned(),
         admin,
         created_at: now_unix(),
-    };
-    txn.open_table(tables::USERS)?
-        .insert(username, codec::encode(&user)?.as_slice())?;
-    Ok(())
-}
-
-fn insert_token(
-    txn: &WriteTransaction,
-    hash: &str,
-    username: &str,
-    name: &str,
-) -> DomainResult<Token> {
-    let token = Token {
-        id: next_id(txn, "token")?,
-        username: username.to_owned(),
-        name: name.to_owned(),
-        created_at: now_unix(),
-    };
-    txn.open_table(tables::TOKENS)?
-        .insert(hash, codec::encode(&token)?.as_slice())?;
-    Ok(token)
+    }
 }
 
 /// Creates a user (site admins only).
@@ -250,16 +212,15 @@ pub async fn create_user(
     }
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?
-        .map_err(DomainError::Internal)?;
+        .await?
+        .map_err(|e| DomainError::internal_from("hashing the password", e))?;
     let email = email.to_owned();
     core.db
         .write(move |txn| {
-            if name_taken(txn, name.as_str())? {
+            if accounts::owner_exists(txn, name.as_str())? {
                 return Err(DomainError::Conflict(format!("the name {name} is taken")));
             }
-            insert_user(txn, name.as_str(), &hash, &email, admin)?;
+            accounts::insert_user(txn, &new_user(name.as_str(), &hash, &email, admin))?;
             Ok(UserView {
                 username: name.to_string(),
                 email,
@@ -275,11 +236,8 @@ pub async fn whoami(core: &Core, who: Option<&Principal>) -> DomainResult<UserVi
     let who = require(who)?.clone();
     core.db
         .read(move |txn| {
-            let users = txn.open_table(tables::USERS)?;
-            let row = users
-                .get(who.username.as_str())?
+            let u = accounts::user(txn, &who.username)?
                 .ok_or_else(|| DomainError::Unauthenticated("user no longer exists".into()))?;
-            let u: User = codec::decode(row.value())?;
             Ok(UserView {
                 username: u.username,
                 email: u.email,
@@ -307,7 +265,16 @@ pub async fn mint_token(
     let hash = sha256_hex(secret.as_bytes());
     let token = core
         .db
-        .write(move |txn| insert_token(txn, &hash, &who.username, &name))
+        .write(move |txn| {
+            let created = now_unix();
+            Ok::<_, DomainError>(accounts::insert_token(
+                txn,
+                &hash,
+                &who.username,
+                &name,
+                created,
+            )?)
+        })
         .await?;
     Ok(NewToken {
         id: token.id,
@@ -322,19 +289,10 @@ pub async fn revoke_token(core: &Core, who: Option<&Principal>, id: u64) -> Doma
     let who = require(who)?.clone();
     core.db
         .write(move |txn| {
-            let mut tokens = txn.open_table(tables::TOKENS)?;
-            let mut victim = None;
-            for row in tokens.iter()? {
-                let (k, v) = row?;
-                let t: Token = codec::decode(v.value())?;
-                if t.id == id && (t.username == who.username || who.admin) {
-                    victim = Some(k.value().to_owned());
-                    break;
-                }
+            let mine = |t: &Token| t.username == who.username || who.admin;
+            if !accounts::revoke_token(txn, id, mine)? {
+                return Err(DomainError::NotFound(format!("token {id} not found")));
             }
-            let key =
-                victim.ok_or_else(|| DomainError::NotFound(format!("token {id} not found")))?;
-            tokens.remove(key.as_str())?;
             Ok(())
         })
         .await
@@ -350,7 +308,7 @@ pub async fn create_org(
     let name = owner_slug(name)?;
     core.db
         .write(move |txn| {
-            if name_taken(txn, name.as_str())? {
+            if accounts::owner_exists(txn, name.as_str())? {
                 return Err(DomainError::Conflict(format!("the name {name} is taken")));
             }
             let org = Org {
@@ -358,12 +316,8 @@ pub async fn create_org(
                 created_by: who.username.clone(),
                 created_at: now_unix(),
             };
-            txn.open_table(tables::ORGS)?
-                .insert(name.as_str(), codec::encode(&org)?.as_slice())?;
-            txn.open_table(tables::ORG_MEMBERS)?.insert(
-                (name.as_str(), who.username.as_str()),
-                Role::Admin.to_byte(),
-            )?;
+            accounts::insert_org(txn, &org)?;
+            accounts::set_org_role(txn, name.as_str(), &who.username, Some(Role::Admin))?;
             Ok(serde_json::json!({
                 "name": org.name,
                 "createdAt": crate::util::rfc3339(org.created_at),
@@ -384,31 +338,21 @@ pub async fn set_org_member(
     let (org, user) = (org.to_owned(), user.to_owned());
     core.db
         .write(move |txn| {
-            if txn.open_table(tables::ORGS)?.get(org.as_str())?.is_none() {
+            if !accounts::org_exists(txn, &org)? {
                 return Err(DomainError::NotFound(format!(
                     "organization {org} not found"
                 )));
             }
-            let mut members = txn.open_table(tables::ORG_MEMBERS)?;
-            let my_role = members
-                .get((org.as_str(), who.username.as_str()))?
-                .and_then(|v| Role::from_byte(v.value()));
+            let my_role = accounts::org_role(txn, &org, &who.username)?;
             if !who.admin && my_role != Some(Role::Admin) {
                 return Err(DomainError::Forbidden(format!(
                     "you are not an admin of {org}"
                 )));
             }
-            if txn.open_table(tables::USERS)?.get(user.as_str())?.is_none() {
+            if !accounts::user_exists(txn, &user)? {
                 return Err(DomainError::Invalid(format!("user {user} does not exist")));
             }
-            match role {
-                Some(r) => {
-                    members.insert((org.as_str(), user.as_str()), r.to_byte())?;
-                }
-                None => {
-                    members.remove((org.as_str(), user.as_str()))?;
-                }
-            }
+            accounts::set_org_role(txn, &org, &user, role)?;
             Ok(())
         })
         .await
@@ -448,13 +392,12 @@ pub async fn create_repo(
         ));
     }
     // Authorize and check for existence before touching the disk.
-    let key = path.key();
     let (p2, w2) = (path.clone(), who.clone());
     core.db
         .read(move |txn| {
             let owner = p2.owner.as_str();
-            let is_user = txn.open_table(tables::USERS)?.get(owner)?.is_some();
-            let is_org = txn.open_table(tables::ORGS)?.get(owner)?.is_some();
+            let is_user = accounts::user_exists(txn, owner)?;
+            let is_org = accounts::org_exists(txn, owner)?;
             if !is_user && !is_org {
                 return Err(DomainError::Invalid(format!(
                     "owner {owner} does not exist"
@@ -463,21 +406,14 @@ pub async fn create_repo(
             let allowed = w2.admin
                 || w2.username == owner
                 || (is_org
-                    && txn
-                        .open_table(tables::ORG_MEMBERS)?
-                        .get((owner, w2.username.as_str()))?
-                        .and_then(|v| Role::from_byte(v.value()))
+                    && accounts::org_role(txn, owner, &w2.username)?
                         .is_some_and(|r| r >= Role::Write));
             if !allowed {
                 return Err(DomainError::Forbidden(format!(
                     "you cannot create repositories in {owner}"
                 )));
             }
-            if txn
-                .open_table(tables::REPOS)?
-                .get(p2.key().as_str())?
-                .is_some()
-            {
+            if accounts::repo_exists(txn, &p2)? {
                 return Err(DomainError::Conflict(format!(
                     "repository {} already exists",
                     p2
@@ -491,21 +427,12 @@ pub async fn create_repo(
     let description = description.to_owned();
     core.db
         .write(move |txn| {
-            let mut repos = txn.open_table(tables::REPOS)?;
-            if repos.get(key.as_str())?.is_some() {
+            if accounts::repo_exists(txn, &path)? {
                 return Err(DomainError::Conflict(format!(
-                    "repository {key} already exists"
+                    "repository {path} already exists"
                 )));
             }
-            let repo = Repo {
-                id: next_id(txn, "repo")?,
-                owner: path.owner.to_string(),
-                name: path.name.to_string(),
-                private,
-                description,
-                created_at: now_unix(),
-            };
-            repos.insert(key.as_str(), codec::encode(&repo)?.as_slice())?;
+            accounts::insert_repo(txn, &path, private, description, now_unix())?;
             Ok::<_, DomainError>(())
         })
         .await?;
@@ -530,10 +457,8 @@ pub async fn list_repos(core: &Core, who: Option<&Principal>) -> DomainResult<Ve
     core.db
         .read(move |txn| {
             let mut out = Vec::new();
-            for row in txn.open_table(tables::REPOS)?.iter()? {
-                let (k, _) = row?;
-                if let Ok((repo, role)) = repo_access_txn(txn, who.as_ref(), k.value(), Role::Read)
-                {
+            for repo in accounts::all_repos(txn)? {
+                if let Ok(Some(role)) = auth::role_on(txn, who.as_ref(), &repo) {
                     out.push(RepoView::new(&repo, Some(role)));
                 }
             }
@@ -546,13 +471,7 @@ pub async fn list_repos(core: &Core, who: Option<&Principal>) -> DomainResult<Ve
 pub async fn owner_exists(core: &Core, owner: &str) -> DomainResult<bool> {
     let owner = owner.to_owned();
     core.db
-        .read(move |txn| {
-            Ok(txn
-                .open_table(tables::USERS)?
-                .get(owner.as_str())?
-                .is_some()
-                || txn.open_table(tables::ORGS)?.get(owner.as_str())?.is_some())
-        })
+        .read(move |txn| Ok(accounts::owner_exists(txn, &owner)?))
         .await
 }
 
@@ -563,27 +482,15 @@ pub async fn list_collaborators(
     path: &RepoPath,
 ) -> DomainResult<Vec<CollaboratorView>> {
     core.repo_access(who, path, Role::Admin).await?;
-    let key = path.key();
-    core.db
-        .read(move |txn| {
-            let t = txn.open_table(tables::COLLABORATORS)?;
-            let mut out = Vec::new();
-            for row in t.range((key.as_str(), "")..)? {
-                let (k, v) = row?;
-                let (repo, user) = k.value();
-                if repo != key {
-                    break;
-                }
-                if let Some(role) = Role::from_byte(v.value()) {
-                    out.push(CollaboratorView {
-                        username: user.to_owned(),
-                        role,
-                    });
-                }
-            }
-            Ok(out)
-        })
-        .await
+    let path = path.clone();
+    let rows = core
+        .db
+        .read(move |txn| Ok::<_, DomainError>(accounts::collaborators(txn, &path)?))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(username, role)| CollaboratorView { username, role })
+        .collect())
 }
 
 /// Deletes a repository with its releases, assets, rules and memberships (admin).
@@ -593,29 +500,13 @@ pub async fn delete_repo(
     path: &RepoPath,
 ) -> DomainResult<()> {
     core.repo_access(who, path, Role::Admin).await?;
-    let key = path.key();
     let p = path.clone();
     let release_ids = core
         .db
         .write(move |txn| {
-            txn.open_table(tables::REPOS)?.remove(key.as_str())?;
-            txn.open_table(tables::COLLABORATORS)?
-                .retain(|(repo, _), _| repo != key.as_str())?;
-            let rules: Vec<u64> = {
-                let t = txn.open_table(tables::PROTECTIONS_BY_REPO)?;
-                let mut v = Vec::new();
-                for row in t.range((key.as_str(), 0)..=(key.as_str(), u64::MAX))? {
-                    v.push(row?.0.value().1);
-                }
-                v
-            };
-            let mut prot = txn.open_table(tables::TAG_PROTECTIONS)?;
-            for id in &rules {
-                prot.remove(*id)?;
-            }
-            txn.open_table(tables::PROTECTIONS_BY_REPO)?
-                .retain(|(repo, _), _| repo != key.as_str())?;
-            Ok::<_, DomainError>(crate::storage::releases::remove_all_of_repo(txn, &p)?)
+            accounts::remove_repo(txn, &p)?;
+            storage::rules::remove_all_of_repo(txn, &p)?;
+            Ok::<_, DomainError>(storage::releases::remove_all_of_repo(txn, &p)?)
         })
         .await?;
     for id in release_ids {
@@ -635,21 +526,13 @@ pub async fn set_collaborator(
     role: Option<Role>,
 ) -> DomainResult<()> {
     core.repo_access(who, path, Role::Admin).await?;
-    let (key, user) = (path.key(), user.to_owned());
+    let (path, user) = (path.clone(), user.to_owned());
     core.db
         .write(move |txn| {
-            if txn.open_table(tables::USERS)?.get(user.as_str())?.is_none() {
+            if !accounts::user_exists(txn, &user)? {
                 return Err(DomainError::NotFound(format!("user {user} not found")));
             }
-            let mut t = txn.open_table(tables::COLLABORATORS)?;
-            match role {
-                Some(r) => {
-                    t.insert((key.as_str(), user.as_str()), r.to_byte())?;
-                }
-                None => {
-                    t.remove((key.as_str(), user.as_str()))?;
-                }
-            }
+            accounts::set_collaborator(txn, &path, &user, role)?;
             Ok(())
         })
         .await

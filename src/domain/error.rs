@@ -30,9 +30,9 @@ pub enum DomainError {
     /// A body or file is over a limit.
     #[error("{0}")]
     TooLarge(String),
-    /// The disk is full.
-    #[error("insufficient storage: {0}")]
-    InsufficientStorage(String),
+    /// The disk is full (ENOSPC, or EDQUOT: a quota is a full disk for this process).
+    #[error("insufficient storage")]
+    InsufficientStorage(#[source] std::io::Error),
     /// OCI: a digest is malformed or does not match the content.
     #[error("{0}")]
     DigestInvalid(String),
@@ -89,30 +89,47 @@ pub enum DomainError {
     /// I/O error); the client may retry.
     #[error("service unavailable: {0}")]
     Unavailable(String),
-    /// Something broke inside; details are logged, not sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// The database or a record failed (other than a full disk or a reopen in progress).
+    /// Like every variant below, the cause is logged, not sent.
+    #[error("storage failed")]
+    Storage(#[source] StorageError),
+    /// A git operation failed (other than a ref that exists or moved meanwhile).
+    #[error("git failed")]
+    Git(#[source] GitError),
+    /// A file operation failed (other than a full disk).
+    #[error("i/o failed")]
+    Io(#[source] std::io::Error),
+    /// Something else broke inside: what was being done, and the cause when there is one.
+    #[error("internal error: {context}")]
+    Internal {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
+
+/// Any error, as the cause of an `Internal` outcome.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl From<StorageError> for DomainError {
     fn from(e: StorageError) -> Self {
         match e {
             // ENOSPC, and EDQUOT (a quota is a full disk for this process).
-            StorageError::Io(io) if matches!(io.raw_os_error(), Some(28 | 122)) => {
-                DomainError::InsufficientStorage(io.to_string())
-            }
+            StorageError::Io(io) if is_disk_full(&io) => DomainError::InsufficientStorage(io),
             StorageError::Unavailable(why) => DomainError::Unavailable(why),
-            other => DomainError::Internal(other.to_string()),
+            other => DomainError::Storage(other),
         }
     }
 }
 
-impl From<redb::Error> for DomainError {
-    fn from(e: redb::Error) -> Self {
-        DomainError::Internal(e.to_string())
-    }
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28 | 122))
 }
 
+// Only `domain::registry` still opens tables itself; once its stores land, these go and
+// `DomainError` converts from `StorageError` alone.
 macro_rules! redb_into_domain {
     ($($t:ty),*) => {$(
         impl From<$t> for DomainError {
@@ -123,6 +140,7 @@ macro_rules! redb_into_domain {
     )*};
 }
 redb_into_domain!(
+    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -131,7 +149,11 @@ redb_into_domain!(
 
 impl From<std::io::Error> for DomainError {
     fn from(e: std::io::Error) -> Self {
-        DomainError::from(StorageError::Io(e))
+        if is_disk_full(&e) {
+            DomainError::InsufficientStorage(e)
+        } else {
+            DomainError::Io(e)
+        }
     }
 }
 
@@ -142,8 +164,15 @@ impl From<GitError> for DomainError {
             GitError::Conflict(r) => {
                 DomainError::Conflict(format!("{r} changed while the request ran; try again"))
             }
-            other => DomainError::Internal(other.to_string()),
+            other => DomainError::Git(other),
         }
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+impl From<tokio::task::JoinError> for DomainError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        DomainError::internal_from("a background task failed", e)
     }
 }
 
@@ -154,6 +183,28 @@ impl From<InvalidId> for DomainError {
 }
 
 impl DomainError {
+    /// An internal failure without an underlying error (a state that should not happen).
+    pub fn internal(context: impl Into<String>) -> Self {
+        DomainError::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An internal failure while doing `context`, caused by `source`.
+    pub fn internal_from(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        DomainError::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The outcome and all its causes on one line (`outcome: cause: cause of the cause`), for
+    /// logs and operator reports; never for clients.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     /// The refusal of a password attempt during a sign-in lockout of `wait`.
     pub fn locked_out(wait: std::time::Duration) -> Self {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -169,3 +220,60 @@ impl DomainError {
 
 /// Result alias of the domain.
 pub type DomainResult<T> = Result<T, DomainError>;
+
+/// An error and its causes, displayed on one line. A cause whose text its wrapper already ends
+/// with (a wrapper that prints its cause itself) is not repeated.
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl<'a> Chain<'a> {
+    /// The chain of any error (a `StorageError` at startup, say), for the same one-line form.
+    pub fn of(e: &'a (dyn std::error::Error + 'static)) -> Self {
+        Chain(e)
+    }
+}
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 500 must log why it happened: the cause chain survives the conversion.
+    #[test]
+    fn the_cause_of_an_internal_failure_survives_to_the_log_line() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied by the disk");
+        let e = DomainError::from(StorageError::Io(io));
+        assert!(matches!(e, DomainError::Storage(_)));
+        let line = e.chain().to_string();
+        assert!(line.contains("denied by the disk"), "{line}");
+        assert_eq!(line.matches("denied by the disk").count(), 1, "{line}");
+
+        let full = std::io::Error::from_raw_os_error(28);
+        assert!(matches!(
+            DomainError::from(StorageError::Io(full)),
+            DomainError::InsufficientStorage(_)
+        ));
+
+        let e = DomainError::internal_from("hashing", std::fmt::Error);
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(e
+            .chain()
+            .to_string()
+            .starts_with("internal error: hashing: "));
+    }
+}

@@ -1,23 +1,23 @@
 //! `pfai fsck`: checks that rows and files agree, beyond the blobs `registry::fsck` re-hashes:
 //! release assets (file missing or SHA-256 changed), files no row owns (under the asset base
-//! and in `uploads/`, blob files without a row), and git tags pfai created for a release that was never recorded (a kill
-//! between the tag and the release's commit, told apart from pushed tags by
-//! PENDING_RELEASE_TAGS). `repair` fixes only what is safe: orphan files are removed, an orphan
+//! and in `uploads/`, blob files without a row), and git tags pfai created for a release that
+//! was never recorded (a kill between the tag and the release's commit, told apart from pushed
+//! tags by PENDING_RELEASE_TAGS). The table sweeps are `storage::audit`'s; this module holds
+//! the rules. `repair` fixes only what is safe: orphan files are removed, an orphan
 //! release tag is deleted only while it still points where pfai put it and no release names it.
 //! Damaged or missing asset files are reported, never "repaired" by dropping data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 pub use crate::api::{Finding, FindingKind as Kind, FsckReport};
-use redb::ReadableTable;
 
 use super::{registry, Core, DomainError, DomainResult};
 use crate::auth::Principal;
 use crate::ids::{AssetName, GitTagName, RepoPath};
+use crate::storage::audit;
 use crate::storage::blob::BlobStore;
 use crate::storage::files::{AssetFiles, AssetKey};
-use crate::storage::records::{Asset, Release};
-use crate::storage::{codec, tables};
+use crate::storage::records::Asset;
 
 fn finding(kind: Kind, detail: impl Into<String>) -> Finding {
     Finding {
@@ -68,31 +68,19 @@ fn asset_key(a: &Asset) -> Option<AssetKey> {
     })
 }
 
-/// Every asset row with its release's tag name.
+/// Every asset row with its release's tag name (its id when the release row is gone).
 async fn asset_rows(core: &Core) -> DomainResult<Vec<(Asset, String)>> {
-    core.db
-        .read(|txn| {
-            let releases = txn.open_table(tables::RELEASES)?;
-            let mut tags: HashMap<u64, String> = HashMap::new();
-            let mut out = Vec::new();
-            for row in txn.open_table(tables::ASSETS)?.iter()? {
-                let a: Asset = codec::decode(row?.1.value())?;
-                let tag = match tags.get(&a.release_id) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t = match releases.get(a.release_id)? {
-                            Some(v) => codec::decode::<Release>(v.value())?.tag_name,
-                            None => a.release_id.to_string(),
-                        };
-                        tags.insert(a.release_id, t.clone());
-                        t
-                    }
-                };
-                out.push((a, tag));
-            }
-            Ok::<_, DomainError>(out)
+    let rows = core
+        .db
+        .read(|txn| Ok::<_, DomainError>(audit::assets_with_release_tags(txn)?))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(a, tag)| {
+            let tag = tag.unwrap_or_else(|| a.release_id.to_string());
+            (a, tag)
         })
-        .await
+        .collect())
 }
 
 async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<u64> {
@@ -129,8 +117,7 @@ async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<
         }
         (checked, out)
     })
-    .await
-    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    .await?;
     findings.extend(found.1);
     Ok(found.0)
 }
@@ -178,8 +165,7 @@ async fn orphan_asset_files(
         }
         out
     })
-    .await
-    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    .await?;
     findings.extend(found);
     Ok(())
 }
@@ -189,7 +175,10 @@ async fn orphan_upload_files(
     repair: bool,
     findings: &mut Vec<Finding>,
 ) -> DomainResult<()> {
-    let known = keys_of(core, tables::UPLOADS).await?;
+    let known = core
+        .db
+        .read(|txn| Ok::<_, DomainError>(audit::upload_ids(txn)?))
+        .await?;
     let Ok(rd) = std::fs::read_dir(core.blobs.uploads_dir()) else {
         return Ok(());
     };
@@ -218,25 +207,6 @@ async fn orphan_upload_files(
     Ok(())
 }
 
-/// Every key of a table keyed by text (upload ids, blob digests), to find files no row owns.
-async fn keys_of<V>(
-    core: &Core,
-    table: redb::TableDefinition<'static, &'static str, V>,
-) -> DomainResult<HashSet<String>>
-where
-    V: redb::Value + Send + 'static,
-{
-    core.db
-        .read(move |txn| {
-            let mut keys = HashSet::new();
-            for row in txn.open_table(table)?.iter()? {
-                keys.insert(row?.0.value().to_owned());
-            }
-            Ok::<_, DomainError>(keys)
-        })
-        .await
-}
-
 /// Blob files no row owns. Judged under `Core::blob_gc` held exclusively, like GC itself: an
 /// upload between publishing its file and committing its link holds it shared.
 async fn orphan_blob_files(
@@ -245,11 +215,12 @@ async fn orphan_blob_files(
     findings: &mut Vec<Finding>,
 ) -> DomainResult<()> {
     let _no_publishing = core.blob_gc.write().await;
-    let known = keys_of(core, tables::BLOBS).await?;
+    let known: HashSet<String> = core
+        .db
+        .read(|txn| Ok::<_, DomainError>(audit::blob_digests(txn)?))
+        .await?;
     let blobs = core.blobs.clone();
-    let on_disk = tokio::task::spawn_blocking(move || blobs.list())
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let on_disk = tokio::task::spawn_blocking(move || blobs.list()).await?;
     for d in on_disk {
         if known.contains(&d.to_string()) {
             continue;
@@ -267,43 +238,17 @@ async fn orphan_blob_files(
     Ok(())
 }
 
-/// A pending-tag record with what the database says about its release.
-struct Pending {
-    repo: String,
-    tag: String,
-    commit: String,
-    released: bool,
-}
-
 async fn forget(core: &Core, repo: &str, tag: &str) -> DomainResult<()> {
     let (r, t) = (repo.to_owned(), tag.to_owned());
     core.db
-        .write(move |txn| {
-            txn.open_table(tables::PENDING_RELEASE_TAGS)?
-                .remove((r.as_str(), t.as_str()))?;
-            Ok::<_, DomainError>(())
-        })
+        .write(move |txn| Ok::<_, DomainError>(audit::drop_pending_tag(txn, &r, &t)?))
         .await
 }
 
 async fn pending_tags(core: &Core, repair: bool, findings: &mut Vec<Finding>) -> DomainResult<()> {
-    let rows: Vec<Pending> = core
+    let rows = core
         .db
-        .read(|txn| {
-            let by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
-            let mut v = Vec::new();
-            for row in txn.open_table(tables::PENDING_RELEASE_TAGS)?.iter()? {
-                let (k, val) = row?;
-                let (repo, tag) = k.value();
-                v.push(Pending {
-                    repo: repo.to_owned(),
-                    tag: tag.to_owned(),
-                    commit: val.value().to_owned(),
-                    released: by_tag.get((repo, tag))?.is_some(),
-                });
-            }
-            Ok::<_, DomainError>(v)
-        })
+        .read(|txn| Ok::<_, DomainError>(audit::pending_tags(txn)?))
         .await?;
     for p in rows {
         let mut f = finding(Kind::StalePendingTag, "");
@@ -351,12 +296,12 @@ async fn pending_tags(core: &Core, repair: bool, findings: &mut Vec<Finding>) ->
                     .git(move |g| g.delete_tag(&repo, &tag, &expected))
                     .await
                     .map(|()| "deleted the tag".to_owned())
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| e.chain().to_string());
             }
             match done {
                 Ok(what) => match forget(core, &p.repo, &p.tag).await {
                     Ok(()) => f.repaired = Some(what),
-                    Err(e) => f.detail = format!("{}; repair failed: {e}", f.detail),
+                    Err(e) => f.detail = format!("{}; repair failed: {}", f.detail, e.chain()),
                 },
                 Err(e) => f.detail = format!("{}; deleting the tag failed: {e}", f.detail),
             }

@@ -16,8 +16,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use redb::ReadTransaction;
-
 pub use error::{DomainError, DomainResult};
 
 use crate::auth::{self, Principal};
@@ -26,7 +24,7 @@ use crate::ids::{RepoPath, Role};
 use crate::storage::blob::BlobStore;
 use crate::storage::files::AssetFiles;
 use crate::storage::records::Repo;
-use crate::storage::{codec, tables, Db, FaultSwitch, StorageError};
+use crate::storage::{accounts, Db, FaultSwitch, Reads, StorageError};
 
 /// Size limits, from the configuration.
 #[derive(Debug, Clone)]
@@ -192,8 +190,7 @@ impl Core {
     {
         let git = self.git.clone();
         tokio::task::spawn_blocking(move || f(&git))
-            .await
-            .map_err(|e| DomainError::Internal(e.to_string()))?
+            .await?
             .map_err(DomainError::from)
     }
 
@@ -215,18 +212,16 @@ impl Core {
 }
 
 /// `Core::repo_access` inside an existing read transaction.
-pub fn repo_access_txn(
-    txn: &ReadTransaction,
+pub fn repo_access_txn<R: Reads>(
+    txn: &R,
     who: Option<&Principal>,
     key: &str,
     need: Role,
 ) -> DomainResult<(Repo, Role)> {
     let not_found = || DomainError::NotFound(format!("repository {key} not found"));
-    let repos = txn.open_table(tables::REPOS)?;
-    let Some(row) = repos.get(key)? else {
+    let Some(repo) = accounts::repo(txn, key)? else {
         return Err(not_found());
     };
-    let repo: Repo = codec::decode(row.value())?;
     let role = auth::role_on(txn, who, &repo)?.ok_or_else(not_found)?;
     if role < need {
         return Err(match who {

@@ -288,7 +288,7 @@ pub async fn get(
     let l = load(core, who, repo, which, Role::Read).await?;
     let mut one = details(core, repo, vec![(l.release, l.assets)], l.latest).await?;
     one.pop()
-        .ok_or_else(|| DomainError::Internal("a loaded release vanished".into()))
+        .ok_or_else(|| DomainError::internal("a loaded release vanished"))
 }
 
 fn check_text(name: &str, body: &str) -> DomainResult<()> {
@@ -826,8 +826,8 @@ pub async fn open_asset(
     let files = core.assets.clone();
     let data = tokio::task::spawn_blocking(move || files.open_asset(&key))
         .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?
-        .map_err(|e| DomainError::Internal(format!("asset file unreadable: {e}")))?;
+        .map_err(DomainError::from)?
+        .map_err(|e| DomainError::internal_from("asset file unreadable", e))?;
     Ok(AssetFile { asset: a, data })
 }
 
@@ -848,7 +848,7 @@ pub async fn asset(
         .ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
     let asset = with_pending(vec![a], &pending(core))
         .pop()
-        .ok_or_else(|| DomainError::Internal("a loaded asset vanished".into()))?;
+        .ok_or_else(|| DomainError::internal("a loaded asset vanished"))?;
     Ok(AssetDetail {
         tag_name: release.tag_name,
         asset,

@@ -6,8 +6,8 @@ use subtle::ConstantTimeEq;
 
 use super::{Core, DomainError, DomainResult};
 use crate::auth::Principal;
-use crate::storage::records::{Session, User};
-use crate::storage::{codec, tables};
+use crate::storage::records::Session;
+use crate::storage::{accounts, sessions};
 use crate::util::{fill_random, now_unix, sha256_hex};
 
 /// How long a sign-in lasts.
@@ -65,14 +65,9 @@ pub async fn sign_in(
     };
     core.db
         .write(move |txn| {
-            let mut t = txn.open_table(tables::SESSIONS)?;
             // Sign-ins are rare: sweeping expired sessions here keeps the table bounded.
-            t.retain(|_, v| {
-                codec::decode::<Session>(v)
-                    .map(|s| s.expires_at > now)
-                    .unwrap_or(false)
-            })?;
-            t.insert(hash.as_str(), codec::encode(&session)?.as_slice())?;
+            sessions::purge_expired(txn, now)?;
+            sessions::insert(txn, &hash, &session)?;
             Ok::<_, DomainError>(())
         })
         .await?;
@@ -87,19 +82,15 @@ pub async fn resolve(core: &Core, secret: &str) -> DomainResult<Option<SignedIn>
     let hash = sha256_hex(secret.as_bytes());
     core.db
         .read(move |txn| {
-            let sessions = txn.open_table(tables::SESSIONS)?;
-            let Some(row) = sessions.get(hash.as_str())? else {
+            let Some(s) = sessions::get(txn, &hash)? else {
                 return Ok(None);
             };
-            let s: Session = codec::decode(row.value())?;
             if s.expires_at <= now_unix() {
                 return Ok(None);
             }
-            let users = txn.open_table(tables::USERS)?;
-            let Some(u) = users.get(s.username.as_str())? else {
+            let Some(u) = accounts::user(txn, &s.username)? else {
                 return Ok(None);
             };
-            let u: User = codec::decode(u.value())?;
             Ok::<_, DomainError>(Some(SignedIn {
                 principal: Principal {
                     username: u.username,
@@ -116,7 +107,7 @@ pub async fn sign_out(core: &Core, secret: &str) -> DomainResult<()> {
     let hash = sha256_hex(secret.as_bytes());
     core.db
         .write(move |txn| {
-            txn.open_table(tables::SESSIONS)?.remove(hash.as_str())?;
+            sessions::remove(txn, &hash)?;
             Ok::<_, DomainError>(())
         })
         .await

@@ -36,21 +36,24 @@ fn rest_parts(e: &DomainError) -> (StatusCode, &'static str) {
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "unsupported"),
         Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
-        Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        Storage(_) | Git(_) | Io(_) | Internal { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
     }
 }
 
 fn public_message(e: &DomainError) -> String {
+    use DomainError::*;
     match e {
-        DomainError::Internal(detail) => {
-            tracing::error!(error = %detail, "internal error");
+        Storage(_) | Git(_) | Io(_) | Internal { .. } => {
+            tracing::error!(error = %e.chain(), "internal error");
             "internal server error; the server log has the details".into()
         }
-        DomainError::InsufficientStorage(detail) => {
-            tracing::error!(error = %detail, "disk full");
+        InsufficientStorage(_) => {
+            tracing::error!(error = %e.chain(), "disk full");
             "the server is out of disk space".into()
         }
-        DomainError::Unavailable(detail) => {
+        Unavailable(detail) => {
             tracing::warn!(error = %detail, "service unavailable");
             "the server cannot store data right now; try again shortly".into()
         }
@@ -135,7 +138,9 @@ fn oci_parts(e: &DomainError) -> (StatusCode, &'static str) {
         Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
         Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
-        Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        Storage(_) | Git(_) | Io(_) | Internal { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN")
+        }
     }
 }
 

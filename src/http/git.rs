@@ -97,7 +97,7 @@ async fn handle(
             hook_exe: core.git.hook_exe().map(Into::into).unwrap_or_default(),
             role,
             rules_json: serde_json::to_string(&patterns)
-                .map_err(|e| DomainError::Internal(format!("encoding rules: {e}")))?,
+                .map_err(|e| DomainError::internal_from("encoding rules", e))?,
         });
     }
 
@@ -121,7 +121,7 @@ async fn handle(
     };
     let cgi = http_backend::run(&core.git, req, prefix, body)
         .await
-        .map_err(|e| DomainError::Internal(format!("git http-backend: {e}")))?;
+        .map_err(|e| DomainError::internal_from("git http-backend", e))?;
     let mut child = cgi.child;
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(cgi.body_start) })
         .chain(ReaderStream::new(cgi.stdout))

@@ -11,7 +11,7 @@ pub const RECORD_VERSION: u8 = 1;
 /// Encodes a record.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
     let mut out = vec![RECORD_VERSION];
-    let body = postcard::to_allocvec(value).map_err(|e| StorageError::Codec(e.to_string()))?;
+    let body = postcard::to_allocvec(value).map_err(StorageError::Codec)?;
     out.extend_from_slice(&body);
     Ok(out)
 }
@@ -19,11 +19,11 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StorageError> {
 /// Decodes a record, refusing unknown versions rather than misreading them.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, body)) => {
-            postcard::from_bytes(body).map_err(|e| StorageError::Codec(e.to_string()))
-        }
-        Some((v, _)) => Err(StorageError::Codec(format!("unknown record version {v}"))),
-        None => Err(StorageError::Codec("empty record".into())),
+        Some((&RECORD_VERSION, body)) => postcard::from_bytes(body).map_err(StorageError::Codec),
+        Some((v, _)) => Err(StorageError::Malformed(format!(
+            "unknown record version {v}"
+        ))),
+        None => Err(StorageError::Malformed("empty record".into())),
     }
 }
 

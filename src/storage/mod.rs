@@ -1,7 +1,9 @@
 //! Storage: the redb database (all metadata) and the files on disk (blobs, assets, uploads).
 //! Knows nothing of HTTP, OCI rules or git; `domain` gives it meaning.
 
+pub mod accounts;
 pub mod assets;
+pub mod audit;
 pub mod backend;
 pub mod blob;
 pub mod bytes;
@@ -12,6 +14,7 @@ pub mod mmap;
 pub mod records;
 pub mod releases;
 pub mod rules;
+pub mod sessions;
 pub mod tables;
 pub mod txn;
 
@@ -29,8 +32,8 @@ pub use txn::Reads;
 /// The schema version of the redb file. A file with a newer version is refused at open.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Errors of the storage layer. Domain code maps them to `DomainError::Internal` (or to a
-/// specific outcome where one is meaningful, like a full disk).
+/// Errors of the storage layer. Domain code maps them to `DomainError::Storage` (or to a
+/// specific outcome where one is meaningful, like a full disk), keeping them as the cause.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -41,8 +44,12 @@ pub enum StorageError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// A record could not be (de)serialized.
-    #[error("record codec: {0}")]
-    Codec(String),
+    #[error("record codec")]
+    Codec(#[source] postcard::Error),
+    /// A stored value has a shape no version of pfai writes (unknown record version, empty
+    /// record, a counter of the wrong width).
+    #[error("malformed record: {0}")]
+    Malformed(String),
     /// The data directory was written by a newer pfai.
     #[error("{0}")]
     Schema(String),
@@ -51,8 +58,8 @@ pub enum StorageError {
     #[error("{0}")]
     Unavailable(String),
     /// A blocking task panicked or was cancelled.
-    #[error("background task failed: {0}")]
-    Task(String),
+    #[error("background task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 macro_rules! from_redb {
@@ -353,7 +360,7 @@ impl Db {
             }
         })
         .await
-        .map_err(|e| E::from(StorageError::Task(e.to_string())))?
+        .map_err(|e| E::from(StorageError::Task(e)))?
     }
 
     /// `write`, keeping `guard` alive until the transaction has committed or aborted, even if
@@ -411,7 +418,7 @@ impl Db {
             }
         })
         .await
-        .map_err(|e| E::from(StorageError::Task(e.to_string())))?
+        .map_err(|e| E::from(StorageError::Task(e)))?
     }
 
     /// Why writes cannot succeed right now (the last one failed on the file, or the database
@@ -450,7 +457,7 @@ impl Db {
 fn read_u32(b: &[u8]) -> Result<u32, StorageError> {
     let arr: [u8; 4] = b
         .try_into()
-        .map_err(|_| StorageError::Codec("bad u32".into()))?;
+        .map_err(|_| StorageError::Malformed("bad u32".into()))?;
     Ok(u32::from_le_bytes(arr))
 }
 
@@ -464,7 +471,7 @@ pub fn next_id(txn: &WriteTransaction, seq: &str) -> Result<u64, StorageError> {
             let arr: [u8; 8] = v
                 .value()
                 .try_into()
-                .map_err(|_| StorageError::Codec("bad sequence".into()))?;
+                .map_err(|_| StorageError::Malformed("bad sequence".into()))?;
             u64::from_le_bytes(arr)
         }
         None => 0,

@@ -9,28 +9,28 @@ use redb::TableDefinition;
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// `username -> User`. Invariant: a name is in at most one of USERS and ORGS.
-/// Writer: `domain::account`.
+/// Writer: `storage::accounts`.
 pub const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
-/// `org name -> Org`. Writer: `domain::account`.
+/// `org name -> Org`. Writer: `storage::accounts`.
 pub const ORGS: TableDefinition<&str, &[u8]> = TableDefinition::new("orgs");
 
 /// `(org, username) -> role byte` (1 read, 2 write, 3 admin): the role applies to every repo
-/// of the org. Writer: `domain::account`.
+/// of the org. Writer: `storage::accounts`.
 pub const ORG_MEMBERS: TableDefinition<(&str, &str), u8> = TableDefinition::new("org_members");
 
-/// `hex(sha256(token)) -> Token`. The secret itself is never stored. Writer: `domain::account`.
+/// `hex(sha256(token)) -> Token`. The secret itself is never stored. Writer: `storage::accounts`.
 pub const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
 /// `hex(sha256(session id)) -> Session`: web UI sign-ins. The id lives only in the browser's
-/// cookie. Writer: `domain::session`.
+/// cookie. Writer: `storage::sessions`.
 pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 /// `"owner/repo" -> Repo`. Invariant: the bare git repository exists on disk before the row.
-/// Writer: `domain::account`.
+/// Writer: `storage::accounts`.
 pub const REPOS: TableDefinition<&str, &[u8]> = TableDefinition::new("repos");
 
-/// `("owner/repo", username) -> role byte`. Writer: `domain::account`.
+/// `("owner/repo", username) -> role byte`. Writer: `storage::accounts`.
 pub const COLLABORATORS: TableDefinition<(&str, &str), u8> = TableDefinition::new("collaborators");
 
 /// `release id -> Release`. Writer: `storage::releases`.
@@ -57,11 +57,10 @@ pub const ASSETS: TableDefinition<u64, &[u8]> = TableDefinition::new("assets");
 pub const ASSETS_BY_RELEASE: TableDefinition<(u64, &str), u64> =
     TableDefinition::new("assets_by_release");
 
-/// `rule id -> ProtectionRule`. Writer: `storage::rules` (`domain::account` still clears the
-/// rules of a deleted repository itself; `rules::remove_all_of_repo` is there to replace it).
+/// `rule id -> ProtectionRule`. Writer: `storage::rules`.
 pub const TAG_PROTECTIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("tag_protections");
 
-/// `("owner/repo", rule id) -> ()`. Writer: `storage::rules` (and `domain::account`, as above).
+/// `("owner/repo", rule id) -> ()`. Writer: `storage::rules`.
 pub const PROTECTIONS_BY_REPO: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("protections_by_repo");
 
@@ -101,7 +100,7 @@ pub const MANIFEST_REFS: TableDefinition<(&str, &str), u64> = TableDefinition::n
 /// tag is created, removed in the transaction that records the release (or when the tag is
 /// rolled back). A record that outlives its request marks a tag made for a release that was
 /// never recorded (a kill between the two stores), so `fsck` can tell it from a tag a user
-/// pushed. Writers: `storage::releases` (insert, remove), `domain::fsck` (remove on repair).
+/// pushed. Writers: `storage::releases` (insert, remove), `storage::audit` (remove on fsck repair).
 pub const PENDING_RELEASE_TAGS: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("pending_release_tags");
 

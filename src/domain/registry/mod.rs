@@ -111,7 +111,7 @@ pub async fn open_blob(
     let dg = digest.clone();
     let data = tokio::task::spawn_blocking(move || blobs.map(&dg))
         .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?
+        .map_err(DomainError::from)?
         .map_err(|_| DomainError::BlobUnknown)?;
     if data.len() != size {
         tracing::error!(digest = %digest, "stored blob has the wrong size; run pfai fsck");
@@ -797,7 +797,7 @@ pub async fn fsck(core: &Core, who: Option<&Principal>) -> DomainResult<FsckRepo
         r
     })
     .await
-    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    .map_err(DomainError::from)?;
     // GC may have removed a blob (row, then file) while it was being checked: a file missing
     // is damage only if its row is still there.
     if !report.missing.is_empty() {

@@ -248,7 +248,7 @@ async fn publish_and_link(
         r
     })
     .await
-    .map_err(|e| DomainError::Internal(e.to_string()))??;
+    .map_err(DomainError::from)??;
     let (n, d) = (name.to_string(), digest.clone());
     core.db
         .write_holding(publishing, move |txn| link_blob_txn(txn, &n, &d, size))
@@ -293,7 +293,7 @@ async fn ensure_state(
             Ok((n, h))
         })
         .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?
+        .map_err(DomainError::from)?
         .map_err(|_| DomainError::BlobUploadUnknown)?;
     *state = Some(SessionState {
         offset,
@@ -392,7 +392,7 @@ where
     let hasher = state
         .hasher
         .take()
-        .ok_or_else(|| DomainError::Internal("session hash missing".into()))?;
+        .ok_or_else(|| DomainError::internal("session hash missing"))?;
     let mut sink = Sink::start(file, hasher);
     let pumped = pump(core, &mut sink, body, state.offset).await;
     match sink.finish(false).await {
@@ -504,7 +504,7 @@ where
                 Ok(h.digest())
             })
             .await
-            .map_err(|e| DomainError::Internal(e.to_string()))??
+            .map_err(DomainError::from)??
         }
     };
     if &actual != digest {
@@ -518,7 +518,7 @@ where
     let p2 = path.clone();
     tokio::task::spawn_blocking(move || std::fs::File::open(p2)?.sync_all())
         .await
-        .map_err(|e| DomainError::Internal(e.to_string()))??;
+        .map_err(DomainError::from)??;
     // Remove the row first (a crash after this leaves only an orphan file for the purge).
     // Until the file is renamed into the CAS it has no row: keep fsck from judging it.
     let _gate = core.fsck_gate.read().await;

@@ -406,7 +406,7 @@ async fn create(rq: Req, o: String, r: String, mut form: FormData) -> DomainResu
     drain_form(&mut form, u64::MAX).await;
     match (outcome, created) {
         (Ok(()), Some(tag)) => Ok(redirect(&release_url(&repo, &tag))),
-        (Ok(()), None) => Err(DomainError::Internal("release form ended unhandled".into())),
+        (Ok(()), None) => Err(DomainError::internal("release form ended unhandled")),
         // The release exists but a file was refused: continue on its edit page.
         (Err(e), Some(tag)) if is_form_error(&e) => {
             let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag)).await?;
