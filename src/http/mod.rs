@@ -4,6 +4,7 @@
 //! `error.rs` (the UI renders them as pages with its status). This layer never opens a
 //! transaction or a file.
 
+pub mod edge;
 pub mod error;
 pub mod git;
 pub mod oci;
