@@ -71,7 +71,12 @@ async fn create_org(c: Caller, body: BodyStream) -> DomainResult<Response> {
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn set_member(c: Caller, org: String, user: String, body: BodyStream) -> DomainResult<Response> {
+async fn set_member(
+    c: Caller,
+    org: String,
+    user: String,
+    body: BodyStream,
+) -> DomainResult<Response> {
     let b: RoleBody = read_json(&c.core, body).await?;
     account::set_org_member(&c.core, c.who(), &org, &user, Some(parse_role(&b.role)?)).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
@@ -223,9 +228,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::path!("collaborators" / String))
         .and(warp::delete())
         .and(e())
-        .then(|repo, user, e: Edge| {
-            e.rest(repo, |c, repo| remove_collaborator(c, repo, user))
-        });
+        .then(|repo, user, e: Edge| e.rest(repo, |c, repo| remove_collaborator(c, repo, user)));
     create_user
         .or(create_org)
         .unify()

@@ -64,9 +64,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::path!("tags"))
         .and(warp::get())
         .and(e())
-        .then(|repo, image, e: Edge| {
-            e.rest(repo, |c, repo| package_tags(c, repo, image))
-        });
+        .then(|repo, image, e: Edge| e.rest(repo, |c, repo| package_tags(c, repo, image)));
     let gc = warp::path!("api" / "v1" / "admin" / "gc")
         .and(warp::post())
         .and(raw_query())

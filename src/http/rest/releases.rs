@@ -162,8 +162,7 @@ async fn download(
         Download::Tagged { tag, id } => {
             // `Accept: application/json` asks for the metadata (GitHub's convention, inverted:
             // bytes are the default because the seed calls this route "Download asset").
-            if h
-                .accept
+            if h.accept
                 .as_deref()
                 .is_some_and(|a| a.contains("application/json"))
             {
@@ -232,9 +231,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(base_url())
         .and(body_stream())
         .and(e())
-        .then(|repo, base, body, e: Edge| {
-            e.rest(repo, |c, repo| create(c, repo, base, body))
-        });
+        .then(|repo, base, body, e: Edge| e.rest(repo, |c, repo| create(c, repo, base, body)));
     let get = forge_repo()
         .and(warp::path("releases"))
         .and(release_segment())
@@ -242,9 +239,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(base_url())
         .and(e())
-        .then(|repo, which, base, e: Edge| {
-            e.rest(repo, |c, repo| get(c, repo, which, base))
-        });
+        .then(|repo, which, base, e: Edge| e.rest(repo, |c, repo| get(c, repo, which, base)));
     let update = forge_repo()
         .and(warp::path("releases"))
         .and(name_segment())

@@ -9,7 +9,9 @@ use warp::Filter;
 use super::forge_repo;
 use crate::domain::{git_tag, protection, DomainResult};
 use crate::http::edge::{edge, name_segment, Caller, Edge};
-use crate::http::{base_url, body_stream, page_query, raw_query, read_json, reply, BodyStream, Ctx};
+use crate::http::{
+    base_url, body_stream, page_query, raw_query, read_json, reply, BodyStream, Ctx,
+};
 use crate::ids::RepoPath;
 
 #[derive(Deserialize)]

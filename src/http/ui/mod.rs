@@ -382,8 +382,7 @@ fn repo_names() -> impl Filter<Extract = (String, String), Error = warp::Rejecti
 }
 
 /// `/<owner>/<repo>` path segments as a repository, before the page's own segments.
-fn repo_segments() -> impl Filter<Extract = (Parsed<RepoPath>,), Error = warp::Rejection> + Clone
-{
+fn repo_segments() -> impl Filter<Extract = (Parsed<RepoPath>,), Error = warp::Rejection> + Clone {
     repo_names().map(|o: String, r: String| repo_path(&o, &r))
 }
 

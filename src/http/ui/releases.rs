@@ -617,7 +617,9 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .and(p.clone())
         .and(form_body())
         .then(|repo, tag, id: u64, parts: Parts, form| {
-            parts.form(form, repo, move |rq, path, _| delete_asset(rq, path, tag, id))
+            parts.form(form, repo, move |rq, path, _| {
+                delete_asset(rq, path, tag, id)
+            })
         });
     let download = repo_segments()
         .and(warp::path("releases"))
@@ -630,7 +632,9 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .and(warp::header::optional::<String>("range"))
         .and(p)
         .then(|repo, tag, name, method, range, parts: Parts| {
-            parts.page(repo, |rq, path| download(rq, path, tag, name, method, range))
+            parts.page(repo, |rq, path| {
+                download(rq, path, tag, name, method, range)
+            })
         });
     list.or(new_form)
         .unify()

@@ -429,7 +429,9 @@ pub fn routes(p: PartsFilter) -> BoxedFilter<(Response,)> {
         .and(p.clone())
         .and(form_body())
         .then(|repo, id, parts: Parts, form| {
-            parts.form(form, repo, move |rq, path, _| protection_delete(rq, path, id))
+            parts.form(form, repo, move |rq, path, _| {
+                protection_delete(rq, path, id)
+            })
         });
     let collaborators_get = repo_segments()
         .and(warp::path!("settings" / "collaborators"))
