@@ -11,9 +11,9 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::error::rest_reply;
-use super::{credentials, decode_component, who, who_with_password, with_core, Ctx};
+use super::{credentials, decode_component, with_core, Ctx};
 use crate::auth::{Credentials, Principal};
-use crate::domain::{DomainError, DomainResult};
+use crate::domain::{account, DomainError, DomainResult};
 use crate::ids::RepoPath;
 
 /// An id parsed from the path, or why it names nothing (reported after authentication).
@@ -96,6 +96,14 @@ impl Caller {
     }
 }
 
+/// The caller, recorded on the request's span (for the request log).
+fn caller(core: Ctx, principal: Option<Principal>) -> Caller {
+    if let Some(p) = &principal {
+        tracing::Span::current().record("user", p.username.as_str());
+    }
+    Caller { core, principal }
+}
+
 /// A request not yet authenticated: the shared state and its `Authorization` header. Extracted
 /// last in a route's filter chain, after the path and method matched, so that only the route
 /// that answers authenticates.
@@ -114,24 +122,20 @@ pub fn edge(core: Ctx) -> impl Filter<Extract = (Edge,), Error = warp::Rejection
 impl Edge {
     /// Authenticates by token (Bearer, or as a Basic password); passwords are refused here.
     pub async fn authenticate(self) -> DomainResult<Caller> {
-        let principal = who(&self.core, self.creds, false).await?;
-        Ok(Caller {
-            core: self.core,
-            principal,
-        })
+        let principal = account::authenticate(&self.core, self.creds, false).await?;
+        Ok(caller(self.core, principal))
     }
 
-    /// Authenticates allowing a Basic account password (minting tokens): the TCP peer's address
-    /// feeds the sign-in backoff.
+    /// Authenticates allowing a Basic account password (the one route that takes one: minting
+    /// tokens). The TCP peer's address feeds the sign-in backoff; `X-Forwarded-For` is not
+    /// trusted (no setting enables it).
     pub async fn authenticate_with_password(
         self,
         peer: Option<std::net::SocketAddr>,
     ) -> DomainResult<Caller> {
-        let principal = who_with_password(&self.core, self.creds, peer).await?;
-        Ok(Caller {
-            core: self.core,
-            principal,
-        })
+        let principal =
+            account::authenticate_from(&self.core, self.creds, true, peer.map(|a| a.ip())).await?;
+        Ok(caller(self.core, principal))
     }
 
     /// Runs a REST endpoint: authenticates, then checks the ids, then calls `f`; any error
