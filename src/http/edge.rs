@@ -104,9 +104,9 @@ fn caller(core: Ctx, principal: Option<Principal>) -> Caller {
     Caller { core, principal }
 }
 
-/// A request not yet authenticated: the shared state and its `Authorization` header. Extracted
-/// last in a route's filter chain, after the path and method matched, so that only the route
-/// that answers authenticates.
+/// A request not yet authenticated: the shared state and its `Authorization` header, extracted
+/// where routes always read the header (after the path and method). Authentication runs when
+/// the handler does (`authenticate`, `rest`), so only the route that answers authenticates.
 pub struct Edge {
     core: Ctx,
     creds: Credentials,

@@ -187,10 +187,10 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let info_refs = repo_segment()
         .and(warp::path!("info" / "refs"))
         .and(warp::get())
+        .and(e())
         .and(raw_query())
         .and(warp::header::headers_cloned())
-        .and(e())
-        .then(|repo, query, headers, e| {
+        .then(|repo, e, query, headers| {
             let call = GitCall {
                 sub: "info/refs",
                 method: "GET",
@@ -204,10 +204,10 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let upload = repo_segment()
         .and(warp::path!("git-upload-pack"))
         .and(warp::post())
+        .and(e())
         .and(warp::header::headers_cloned())
         .and(super::body_stream())
-        .and(e())
-        .then(|repo, headers, body, e| {
+        .then(|repo, e, headers, body| {
             let call = GitCall {
                 sub: "git-upload-pack",
                 method: "POST",
@@ -221,10 +221,10 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let receive = repo_segment()
         .and(warp::path!("git-receive-pack"))
         .and(warp::post())
+        .and(e())
         .and(warp::header::headers_cloned())
         .and(super::body_stream())
-        .and(e())
-        .then(|repo, headers, body, e| {
+        .then(|repo, e, headers, body| {
             let call = GitCall {
                 sub: "git-receive-pack",
                 method: "POST",

@@ -1,6 +1,8 @@
 //! HTTP: one warp filter tree for every surface — REST under `/api/v1`, git smart HTTP at
-//! `/<owner>/<repo>.git`, the OCI registry at `/v2/`, the web UI everywhere else. Handlers are
-//! plain `async fn`s returning `Result<Response, DomainError>`; errors become responses in
+//! `/<owner>/<repo>.git`, the OCI registry at `/v2/`, the web UI everywhere else. `edge.rs` is
+//! the typed request edge (path ids parsed, the caller authenticated in one place; the UI's
+//! session and CSRF opening is `ui::Parts`). Handlers are plain `async fn`s taking a caller and
+//! parsed ids and returning `Result<Response, DomainError>`; errors become responses in
 //! `error.rs` (the UI renders them as pages with its status). This layer never opens a
 //! transaction or a file.
 

@@ -518,11 +518,11 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     warp::path("v2")
         .and(warp::path::tail())
         .and(warp::method())
+        .and(edge(core))
         .and(raw_query())
         .and(warp::header::headers_cloned())
         .and(body_stream())
-        .and(edge(core))
-        .then(|tail: warp::path::Tail, method, query, headers, body, e| {
+        .then(|tail: warp::path::Tail, method, e, query, headers, body| {
             let rq = OciRequest {
                 tail: tail.as_str().to_owned(),
                 method,

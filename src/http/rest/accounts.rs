@@ -166,29 +166,29 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let e = || edge(core.clone());
     let create_user = warp::path!("api" / "v1" / "admin" / "users")
         .and(warp::post())
-        .and(body_stream())
         .and(e())
-        .then(|body, e: Edge| e.rest((), |c, ()| create_user(c, body)));
+        .and(body_stream())
+        .then(|e: Edge, body| e.rest((), |c, ()| create_user(c, body)));
     let create_org = warp::path!("api" / "v1" / "orgs")
         .and(warp::post())
-        .and(body_stream())
         .and(e())
-        .then(|body, e: Edge| e.rest((), |c, ()| create_org(c, body)));
+        .and(body_stream())
+        .then(|e: Edge, body| e.rest((), |c, ()| create_org(c, body)));
     let set_member = warp::path!("api" / "v1" / "orgs" / String / "members" / String)
         .and(warp::put())
-        .and(body_stream())
         .and(e())
-        .then(|org, user, body, e: Edge| e.rest((), |c, ()| set_member(c, org, user, body)));
+        .and(body_stream())
+        .then(|org, user, e: Edge, body| e.rest((), |c, ()| set_member(c, org, user, body)));
     let remove_member = warp::path!("api" / "v1" / "orgs" / String / "members" / String)
         .and(warp::delete())
         .and(e())
         .then(|org, user, e: Edge| e.rest((), |c, ()| remove_member(c, org, user)));
     let mint = warp::path!("api" / "v1" / "user" / "tokens")
         .and(warp::post())
+        .and(e())
         .and(peer_addr())
         .and(body_stream())
-        .and(e())
-        .then(|peer, body, e| async move { rest_reply(mint_token(e, peer, body).await) });
+        .then(|e, peer, body| async move { rest_reply(mint_token(e, peer, body).await) });
     let revoke = warp::path!("api" / "v1" / "user" / "tokens" / u64)
         .and(warp::delete())
         .and(e())
@@ -199,9 +199,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .then(|e: Edge| e.rest((), |c, ()| whoami(c)));
     let create_repo = warp::path!("api" / "v1" / "forge" / "repos")
         .and(warp::post())
-        .and(body_stream())
         .and(e())
-        .then(|body, e: Edge| e.rest((), |c, ()| create_repo(c, body)));
+        .and(body_stream())
+        .then(|e: Edge, body| e.rest((), |c, ()| create_repo(c, body)));
     let list_repos = warp::path!("api" / "v1" / "forge" / "repos")
         .and(warp::get())
         .and(e())
@@ -219,9 +219,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let set_collab = forge_repo()
         .and(warp::path!("collaborators" / String))
         .and(warp::put())
-        .and(body_stream())
         .and(e())
-        .then(|repo, user, body, e: Edge| {
+        .and(body_stream())
+        .then(|repo, user, e: Edge, body| {
             e.rest(repo, |c, repo| set_collaborator(c, repo, user, body))
         });
     let remove_collab = forge_repo()

@@ -67,14 +67,14 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .then(|repo, image, e: Edge| e.rest(repo, |c, repo| package_tags(c, repo, image)));
     let gc = warp::path!("api" / "v1" / "admin" / "gc")
         .and(warp::post())
-        .and(raw_query())
         .and(e())
-        .then(|q, e: Edge| e.rest((), |c, ()| gc(c, q)));
+        .and(raw_query())
+        .then(|e: Edge, q| e.rest((), |c, ()| gc(c, q)));
     let fsck = warp::path!("api" / "v1" / "admin" / "fsck")
         .and(warp::post())
-        .and(raw_query())
         .and(e())
-        .then(|q, e: Edge| e.rest((), |c, ()| fsck(c, q)));
+        .and(raw_query())
+        .then(|e: Edge, q| e.rest((), |c, ()| fsck(c, q)));
     packages
         .or(package_tags)
         .unify()

@@ -1,7 +1,7 @@
 //! The REST API under `/api/v1`: one function per endpoint returning a filter, grouped by
 //! resource. Each route matches its path (ids typed by `http::edge`'s segment filters) and
-//! method, extracts the `Edge` last, and hands the handler to `Edge::rest`, which authenticates,
-//! checks the ids and turns errors into the REST reply.
+//! method, extracts the `Edge`, and hands its handler to `Edge::rest`, which authenticates,
+//! checks the ids and turns errors into the REST reply; handlers take a `Caller` and ids.
 
 pub mod accounts;
 pub mod admin;

@@ -221,34 +221,34 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let list = forge_repo()
         .and(warp::path!("releases"))
         .and(warp::get())
+        .and(e())
         .and(raw_query())
         .and(base_url())
-        .and(e())
-        .then(|repo, q, base, e: Edge| e.rest(repo, |c, repo| list(c, repo, q, base)));
+        .then(|repo, e: Edge, q, base| e.rest(repo, |c, repo| list(c, repo, q, base)));
     let create = forge_repo()
         .and(warp::path!("releases"))
         .and(warp::post())
+        .and(e())
         .and(base_url())
         .and(body_stream())
-        .and(e())
-        .then(|repo, base, body, e: Edge| e.rest(repo, |c, repo| create(c, repo, base, body)));
+        .then(|repo, e: Edge, base, body| e.rest(repo, |c, repo| create(c, repo, base, body)));
     let get = forge_repo()
         .and(warp::path("releases"))
         .and(release_segment())
         .and(warp::path::end())
         .and(warp::get())
-        .and(base_url())
         .and(e())
-        .then(|repo, which, base, e: Edge| e.rest(repo, |c, repo| get(c, repo, which, base)));
+        .and(base_url())
+        .then(|repo, which, e: Edge, base| e.rest(repo, |c, repo| get(c, repo, which, base)));
     let update = forge_repo()
         .and(warp::path("releases"))
         .and(name_segment())
         .and(warp::path::end())
         .and(warp::patch())
+        .and(e())
         .and(base_url())
         .and(body_stream())
-        .and(e())
-        .then(|repo, tag, base, body, e: Edge| {
+        .then(|repo, tag, e: Edge, base, body| {
             e.rest(repo, |c, repo| update(c, repo, tag, base, body))
         });
     let delete = forge_repo()
@@ -263,23 +263,23 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(name_segment())
         .and(warp::path!("assets"))
         .and(warp::post())
+        .and(e())
         .and(raw_query())
         .and(base_url())
         .and(warp::multipart::form().max_length(asset_max.saturating_add(1 << 20)))
-        .and(e())
-        .then(|repo, tag, q, base, form, e: Edge| {
+        .then(|repo, tag, e: Edge, q, base, form| {
             e.rest(repo, |c, repo| upload(c, repo, tag, q, base, form))
         });
     let download = forge_repo()
         .and(warp::path("releases"))
         .and(download_segments())
         .and(warp::get().or(warp::head()).unify())
+        .and(e())
         .and(warp::method())
         .and(warp::header::optional::<String>("accept"))
         .and(warp::header::optional::<String>("range"))
         .and(base_url())
-        .and(e())
-        .then(|repo, target, method, accept, range, base, e: Edge| {
+        .then(|repo, target, e: Edge, method, accept, range, base| {
             let h = DownloadHeaders {
                 method,
                 accept,

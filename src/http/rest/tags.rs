@@ -90,16 +90,16 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let list = forge_repo()
         .and(warp::path!("tags"))
         .and(warp::get())
+        .and(e())
         .and(raw_query())
         .and(base_url())
-        .and(e())
-        .then(|repo, q, base, e: Edge| e.rest(repo, |c, repo| list(c, repo, q, base)));
+        .then(|repo, e: Edge, q, base| e.rest(repo, |c, repo| list(c, repo, q, base)));
     let create = forge_repo()
         .and(warp::path!("tags"))
         .and(warp::post())
-        .and(body_stream())
         .and(e())
-        .then(|repo, body, e: Edge| e.rest(repo, |c, repo| create(c, repo, body)));
+        .and(body_stream())
+        .then(|repo, e: Edge, body| e.rest(repo, |c, repo| create(c, repo, body)));
     let get = forge_repo()
         .and(warp::path("tags"))
         .and(name_segment())
@@ -122,9 +122,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let create_rule = forge_repo()
         .and(warp::path!("tag-protections"))
         .and(warp::post())
-        .and(body_stream())
         .and(e())
-        .then(|repo, body, e: Edge| e.rest(repo, |c, repo| create_rule(c, repo, body)));
+        .and(body_stream())
+        .then(|repo, e: Edge, body| e.rest(repo, |c, repo| create_rule(c, repo, body)));
     let delete_rule = forge_repo()
         .and(warp::path!("tag-protections" / u64))
         .and(warp::delete())
