@@ -13,9 +13,9 @@ use warp::http::{header, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
+use super::edge::{edge, Edge};
 use super::error::rest_reply;
-use super::{credentials, raw_query, reply, who, with_core, BodyStream, Ctx};
-use crate::auth::Credentials;
+use super::{raw_query, reply, BodyStream, Ctx};
 use crate::domain::{protection, DomainError, DomainResult};
 use crate::git::http_backend::{self, CgiRequest, PushParseError, PushPolicy};
 use crate::ids::{RepoPath, Role};
@@ -40,17 +40,24 @@ fn repo_segment() -> impl Filter<Extract = (RepoPath,), Error = warp::Rejection>
         })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn handle(
-    core: Ctx,
-    repo: RepoPath,
+/// One smart-HTTP request, as git's CGI is handed it.
+struct GitCall {
+    /// The path after `<repo>.git/`.
     sub: &'static str,
     method: &'static str,
-    creds: Credentials,
     query: String,
     headers: warp::http::HeaderMap,
     body: Option<BodyStream>,
-) -> DomainResult<Response> {
+}
+
+async fn handle(edge: Edge, repo: RepoPath, call: GitCall) -> DomainResult<Response> {
+    let GitCall {
+        sub,
+        method,
+        query,
+        headers,
+        body,
+    } = call;
     let service = if sub == "git-receive-pack" || query.contains("service=git-receive-pack") {
         Service::ReceivePack
     } else if sub == "git-upload-pack" || query.contains("service=git-upload-pack") {
@@ -60,7 +67,8 @@ async fn handle(
             "only the smart HTTP protocol is served".into(),
         ));
     };
-    let p = who(&core, creds, false).await?;
+    let caller = edge.authenticate().await?;
+    let (core, p) = (caller.core, caller.principal);
     let need = match service {
         Service::UploadPack => Role::Read,
         Service::ReceivePack => Role::Write,
@@ -175,54 +183,56 @@ async fn read_push_commands(body: &mut BodyStream) -> DomainResult<Bytes> {
 
 /// The smart HTTP routes.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
-    let c = || with_core(core.clone());
+    let e = || edge(core.clone());
     let info_refs = repo_segment()
         .and(warp::path!("info" / "refs"))
         .and(warp::get())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(raw_query())
         .and(warp::header::headers_cloned())
-        .then(|repo, core, creds, q, h| handle(core, repo, "info/refs", "GET", creds, q, h, None))
+        .then(|repo, e, query, headers| {
+            let call = GitCall {
+                sub: "info/refs",
+                method: "GET",
+                query,
+                headers,
+                body: None,
+            };
+            handle(e, repo, call)
+        })
         .map(rest_reply);
     let upload = repo_segment()
         .and(warp::path!("git-upload-pack"))
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(warp::header::headers_cloned())
         .and(super::body_stream())
-        .then(|repo, core, creds, h, body| {
-            handle(
-                core,
-                repo,
-                "git-upload-pack",
-                "POST",
-                creds,
-                String::new(),
-                h,
-                Some(body),
-            )
+        .then(|repo, e, headers, body| {
+            let call = GitCall {
+                sub: "git-upload-pack",
+                method: "POST",
+                query: String::new(),
+                headers,
+                body: Some(body),
+            };
+            handle(e, repo, call)
         })
         .map(rest_reply);
     let receive = repo_segment()
         .and(warp::path!("git-receive-pack"))
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(warp::header::headers_cloned())
         .and(super::body_stream())
-        .then(|repo, core, creds, h, body| {
-            handle(
-                core,
-                repo,
-                "git-receive-pack",
-                "POST",
-                creds,
-                String::new(),
-                h,
-                Some(body),
-            )
+        .then(|repo, e, headers, body| {
+            let call = GitCall {
+                sub: "git-receive-pack",
+                method: "POST",
+                query: String::new(),
+                headers,
+                body: Some(body),
+            };
+            handle(e, repo, call)
         })
         .map(rest_reply);
     info_refs.or(upload).unify().or(receive).unify().boxed()

@@ -1,9 +1,12 @@
 //! HTTP: one warp filter tree for every surface — REST under `/api/v1`, git smart HTTP at
-//! `/<owner>/<repo>.git`, the OCI registry at `/v2/`, the web UI everywhere else. Handlers are
-//! plain `async fn`s returning `Result<Response, DomainError>`; errors become responses in
+//! `/<owner>/<repo>.git`, the OCI registry at `/v2/`, the web UI everywhere else. `edge.rs` is
+//! the typed request edge (path ids parsed, the caller authenticated in one place; the UI's
+//! session and CSRF opening is `ui::Parts`). Handlers are plain `async fn`s taking a caller and
+//! parsed ids and returning `Result<Response, DomainError>`; errors become responses in
 //! `error.rs` (the UI renders them as pages with its status). This layer never opens a
 //! transaction or a file.
 
+pub mod edge;
 pub mod error;
 pub mod git;
 pub mod oci;
@@ -23,8 +26,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::auth::{Credentials, Principal};
-use crate::domain::{account, Core, DomainError, DomainResult};
+use crate::auth::Credentials;
+use crate::domain::{Core, DomainError, DomainResult};
 
 /// Shared state handed to handlers.
 pub type Ctx = Arc<Core>;
@@ -185,33 +188,6 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     let bytes = read_limited(&mut body, core.limits.json_body).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| DomainError::BadRequest(format!("invalid JSON body: {e}")))
-}
-
-/// Authenticates and records the user on the request's span (for the request log).
-pub async fn who(
-    core: &Core,
-    creds: Credentials,
-    allow_password: bool,
-) -> DomainResult<Option<Principal>> {
-    let p = account::authenticate(core, creds, allow_password).await?;
-    if let Some(p) = &p {
-        tracing::Span::current().record("user", p.username.as_str());
-    }
-    Ok(p)
-}
-
-/// `who` for the one route that takes a Basic password (minting tokens): the TCP peer's
-/// address feeds the sign-in backoff. `X-Forwarded-For` is not trusted (no setting enables it).
-pub async fn who_with_password(
-    core: &Core,
-    creds: Credentials,
-    peer: Option<std::net::SocketAddr>,
-) -> DomainResult<Option<Principal>> {
-    let p = account::authenticate_from(core, creds, true, peer.map(|a| a.ip())).await?;
-    if let Some(p) = &p {
-        tracing::Span::current().record("user", p.username.as_str());
-    }
-    Ok(p)
 }
 
 async fn recover(err: warp::Rejection) -> Result<Response, Infallible> {

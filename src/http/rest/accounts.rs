@@ -5,24 +5,23 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::repo_path;
+use super::forge_repo;
 use crate::api::{NewName, NewRepo, NewUser, RoleBody};
-use crate::auth::Credentials;
 use crate::domain::{account, DomainError, DomainResult};
+use crate::http::edge::{edge, Caller, Edge};
 use crate::http::error::rest_reply;
-use crate::http::{body_stream, credentials, read_json, reply, who, with_core, BodyStream, Ctx};
-use crate::ids::Role;
+use crate::http::{body_stream, peer_addr, read_json, reply, BodyStream, Ctx};
+use crate::ids::{RepoPath, Role};
 
 fn parse_role(s: &str) -> DomainResult<Role> {
     Role::parse(s).map_err(DomainError::from)
 }
 
-async fn create_user(core: Ctx, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let u: NewUser = read_json(&core, body).await?;
+async fn create_user(c: Caller, body: BodyStream) -> DomainResult<Response> {
+    let u: NewUser = read_json(&c.core, body).await?;
     let v = account::create_user(
-        &core,
-        p.as_ref(),
+        &c.core,
+        c.who(),
         &u.username,
         &u.password,
         &u.email,
@@ -32,69 +31,58 @@ async fn create_user(core: Ctx, creds: Credentials, body: BodyStream) -> DomainR
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn create_org(core: Ctx, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let b: NewName = read_json(&core, body).await?;
-    let v = account::create_org(&core, p.as_ref(), &b.name).await?;
+async fn create_org(c: Caller, body: BodyStream) -> DomainResult<Response> {
+    let b: NewName = read_json(&c.core, body).await?;
+    let v = account::create_org(&c.core, c.who(), &b.name).await?;
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
 async fn set_member(
-    core: Ctx,
+    c: Caller,
     org: String,
     user: String,
-    creds: Credentials,
     body: BodyStream,
 ) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let b: RoleBody = read_json(&core, body).await?;
-    account::set_org_member(&core, p.as_ref(), &org, &user, Some(parse_role(&b.role)?)).await?;
+    let b: RoleBody = read_json(&c.core, body).await?;
+    account::set_org_member(&c.core, c.who(), &org, &user, Some(parse_role(&b.role)?)).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn remove_member(
-    core: Ctx,
-    org: String,
-    user: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    account::set_org_member(&core, p.as_ref(), &org, &user, None).await?;
+async fn remove_member(c: Caller, org: String, user: String) -> DomainResult<Response> {
+    account::set_org_member(&c.core, c.who(), &org, &user, None).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
+/// The one route that takes a Basic account password: the TCP peer's address feeds the sign-in
+/// backoff.
 async fn mint_token(
-    core: Ctx,
-    creds: Credentials,
+    e: Edge,
     peer: Option<std::net::SocketAddr>,
     body: BodyStream,
 ) -> DomainResult<Response> {
-    let p = crate::http::who_with_password(&core, creds, peer).await?;
-    let b: NewName = read_json(&core, body).await?;
-    let v = account::mint_token(&core, p.as_ref(), &b.name).await?;
+    let c = e.authenticate_with_password(peer).await?;
+    let b: NewName = read_json(&c.core, body).await?;
+    let v = account::mint_token(&c.core, c.who(), &b.name).await?;
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn revoke_token(core: Ctx, id: u64, creds: Credentials) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    account::revoke_token(&core, p.as_ref(), id).await?;
+async fn revoke_token(c: Caller, id: u64) -> DomainResult<Response> {
+    account::revoke_token(&c.core, c.who(), id).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn whoami(core: Ctx, creds: Credentials) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
+async fn whoami(c: Caller) -> DomainResult<Response> {
     Ok(reply::json(
         StatusCode::OK,
-        &account::whoami(&core, p.as_ref()).await?,
+        &account::whoami(&c.core, c.who()).await?,
     ))
 }
 
-async fn create_repo(core: Ctx, creds: Credentials, body: BodyStream) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let b: NewRepo = read_json(&core, body).await?;
+async fn create_repo(c: Caller, body: BodyStream) -> DomainResult<Response> {
+    let b: NewRepo = read_json(&c.core, body).await?;
     let v = account::create_repo(
-        &core,
-        p.as_ref(),
+        &c.core,
+        c.who(),
         &b.owner,
         &b.name,
         b.private,
@@ -104,158 +92,109 @@ async fn create_repo(core: Ctx, creds: Credentials, body: BodyStream) -> DomainR
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn list_repos(core: Ctx, creds: Credentials) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
+async fn list_repos(c: Caller) -> DomainResult<Response> {
     Ok(reply::json(
         StatusCode::OK,
-        &account::list_repos(&core, p.as_ref()).await?,
+        &account::list_repos(&c.core, c.who()).await?,
     ))
 }
 
-async fn get_repo(
-    core: Ctx,
-    owner: String,
-    repo: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let path = repo_path(&owner, &repo)?;
+async fn get_repo(c: Caller, repo: RepoPath) -> DomainResult<Response> {
     Ok(reply::json(
         StatusCode::OK,
-        &account::get_repo(&core, p.as_ref(), &path).await?,
+        &account::get_repo(&c.core, c.who(), &repo).await?,
     ))
 }
 
-async fn delete_repo(
-    core: Ctx,
-    owner: String,
-    repo: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let path = repo_path(&owner, &repo)?;
-    account::delete_repo(&core, p.as_ref(), &path).await?;
+async fn delete_repo(c: Caller, repo: RepoPath) -> DomainResult<Response> {
+    account::delete_repo(&c.core, c.who(), &repo).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
 async fn set_collaborator(
-    core: Ctx,
-    owner: String,
-    repo: String,
+    c: Caller,
+    repo: RepoPath,
     user: String,
-    creds: Credentials,
     body: BodyStream,
 ) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let path = repo_path(&owner, &repo)?;
-    let b: RoleBody = read_json(&core, body).await?;
-    account::set_collaborator(&core, p.as_ref(), &path, &user, Some(parse_role(&b.role)?)).await?;
+    let b: RoleBody = read_json(&c.core, body).await?;
+    account::set_collaborator(&c.core, c.who(), &repo, &user, Some(parse_role(&b.role)?)).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn remove_collaborator(
-    core: Ctx,
-    owner: String,
-    repo: String,
-    user: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let path = repo_path(&owner, &repo)?;
-    account::set_collaborator(&core, p.as_ref(), &path, &user, None).await?;
+async fn remove_collaborator(c: Caller, repo: RepoPath, user: String) -> DomainResult<Response> {
+    account::set_collaborator(&c.core, c.who(), &repo, &user, None).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
 /// The account and repository routes.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
-    let c = || with_core(core.clone());
+    let e = || edge(core.clone());
     let create_user = warp::path!("api" / "v1" / "admin" / "users")
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(body_stream())
-        .then(create_user)
-        .map(rest_reply);
+        .then(|e: Edge, body| e.rest((), |c, ()| create_user(c, body)));
     let create_org = warp::path!("api" / "v1" / "orgs")
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(body_stream())
-        .then(create_org)
-        .map(rest_reply);
+        .then(|e: Edge, body| e.rest((), |c, ()| create_org(c, body)));
     let set_member = warp::path!("api" / "v1" / "orgs" / String / "members" / String)
         .and(warp::put())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(body_stream())
-        .then(|org, user, core, creds, body| set_member(core, org, user, creds, body))
-        .map(rest_reply);
+        .then(|org, user, e: Edge, body| e.rest((), |c, ()| set_member(c, org, user, body)));
     let remove_member = warp::path!("api" / "v1" / "orgs" / String / "members" / String)
         .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|org, user, core, creds| remove_member(core, org, user, creds))
-        .map(rest_reply);
+        .and(e())
+        .then(|org, user, e: Edge| e.rest((), |c, ()| remove_member(c, org, user)));
     let mint = warp::path!("api" / "v1" / "user" / "tokens")
         .and(warp::post())
-        .and(c())
-        .and(credentials())
-        .and(crate::http::peer_addr())
+        .and(e())
+        .and(peer_addr())
         .and(body_stream())
-        .then(mint_token)
-        .map(rest_reply);
+        .then(|e, peer, body| async move { rest_reply(mint_token(e, peer, body).await) });
     let revoke = warp::path!("api" / "v1" / "user" / "tokens" / u64)
         .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|id, core, creds| revoke_token(core, id, creds))
-        .map(rest_reply);
+        .and(e())
+        .then(|id, e: Edge| e.rest((), move |c, ()| revoke_token(c, id)));
     let me = warp::path!("api" / "v1" / "user")
         .and(warp::get())
-        .and(c())
-        .and(credentials())
-        .then(whoami)
-        .map(rest_reply);
+        .and(e())
+        .then(|e: Edge| e.rest((), |c, ()| whoami(c)));
     let create_repo = warp::path!("api" / "v1" / "forge" / "repos")
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(body_stream())
-        .then(create_repo)
-        .map(rest_reply);
+        .then(|e: Edge, body| e.rest((), |c, ()| create_repo(c, body)));
     let list_repos = warp::path!("api" / "v1" / "forge" / "repos")
         .and(warp::get())
-        .and(c())
-        .and(credentials())
-        .then(list_repos)
-        .map(rest_reply);
-    let get_repo = warp::path!("api" / "v1" / "forge" / String / String)
+        .and(e())
+        .then(|e: Edge| e.rest((), |c, ()| list_repos(c)));
+    let get_repo = forge_repo()
+        .and(warp::path::end())
         .and(warp::get())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, core, creds| get_repo(core, o, r, creds))
-        .map(rest_reply);
-    let delete_repo = warp::path!("api" / "v1" / "forge" / String / String)
+        .and(e())
+        .then(|repo, e: Edge| e.rest(repo, get_repo));
+    let delete_repo = forge_repo()
+        .and(warp::path::end())
         .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, core, creds| delete_repo(core, o, r, creds))
-        .map(rest_reply);
-    let set_collab =
-        warp::path!("api" / "v1" / "forge" / String / String / "collaborators" / String)
-            .and(warp::put())
-            .and(c())
-            .and(credentials())
-            .and(body_stream())
-            .then(|o, r, u, core, creds, body| set_collaborator(core, o, r, u, creds, body))
-            .map(rest_reply);
-    let remove_collab =
-        warp::path!("api" / "v1" / "forge" / String / String / "collaborators" / String)
-            .and(warp::delete())
-            .and(c())
-            .and(credentials())
-            .then(|o, r, u, core, creds| remove_collaborator(core, o, r, u, creds))
-            .map(rest_reply);
+        .and(e())
+        .then(|repo, e: Edge| e.rest(repo, delete_repo));
+    let set_collab = forge_repo()
+        .and(warp::path!("collaborators" / String))
+        .and(warp::put())
+        .and(e())
+        .and(body_stream())
+        .then(|repo, user, e: Edge, body| {
+            e.rest(repo, |c, repo| set_collaborator(c, repo, user, body))
+        });
+    let remove_collab = forge_repo()
+        .and(warp::path!("collaborators" / String))
+        .and(warp::delete())
+        .and(e())
+        .then(|repo, user, e: Edge| e.rest(repo, |c, repo| remove_collaborator(c, repo, user)));
     create_user
         .or(create_org)
         .unify()

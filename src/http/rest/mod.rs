@@ -1,5 +1,7 @@
 //! The REST API under `/api/v1`: one function per endpoint returning a filter, grouped by
-//! resource, each ending in `.then(handler).map(error::rest_reply)`.
+//! resource. Each route matches its path (ids typed by `http::edge`'s segment filters) and
+//! method, extracts the `Edge`, and hands its handler to `Edge::rest`, which authenticates,
+//! checks the ids and turns errors into the REST reply; handlers take a `Caller` and ids.
 
 pub mod accounts;
 pub mod admin;
@@ -10,14 +12,13 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
+use super::edge::{repo_segments, Parsed};
 use super::Ctx;
-use crate::domain::{DomainError, DomainResult};
 use crate::ids::RepoPath;
 
-/// Parses `{owner}/{repo}` path segments; an invalid name cannot exist, so it is a 404.
-pub fn repo_path(owner: &str, repo: &str) -> DomainResult<RepoPath> {
-    RepoPath::new(owner, repo)
-        .map_err(|_| DomainError::NotFound(format!("repository {owner}/{repo} not found")))
+/// `/api/v1/forge/{owner}/{repo}`, before the endpoint's own segments.
+fn forge_repo() -> impl Filter<Extract = (Parsed<RepoPath>,), Error = warp::Rejection> + Clone {
+    warp::path!("api" / "v1" / "forge" / ..).and(repo_segments())
 }
 
 /// Every REST route.

@@ -6,29 +6,66 @@ use warp::http::{header, Method, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::repo_path;
-use crate::auth::Credentials;
+use super::forge_repo;
 use crate::domain::release::{self, AssetRef, CreateRelease, UpdateRelease, UploadMeta, Which};
 use crate::domain::{DomainError, DomainResult};
-use crate::http::error::rest_reply;
+use crate::http::edge::{asset_id, asset_id_segment, edge, name_segment, Caller, Edge, Parsed};
 use crate::http::render;
 use crate::http::{
-    base_url, body_stream, credentials, decode_component, page_query, part_file_name, part_stream,
-    query_get, query_pairs, raw_query, read_json, reply, who, with_core, BodyStream, Ctx,
+    base_url, body_stream, decode_component, page_query, part_file_name, part_stream, query_get,
+    query_pairs, raw_query, read_json, reply, BodyStream, Ctx,
 };
+use crate::ids::RepoPath;
 
-async fn list(
-    core: Ctx,
-    o: String,
-    r: String,
-    creds: Credentials,
-    q: String,
-    base: String,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
+/// `releases/{tag}` names a release by tag, or the Latest one as `latest`.
+fn release_segment() -> impl Filter<Extract = (Which,), Error = warp::Rejection> + Clone {
+    warp::path::param::<String>().map(|t: String| {
+        if t == "latest" {
+            Which::Latest
+        } else {
+            Which::Tag(decode_component(&t))
+        }
+    })
+}
+
+/// What `releases/{tag}/assets/{asset}` downloads: on `latest`, an asset by name; on a tag, by
+/// numeric id.
+enum Download {
+    Latest { name: String },
+    Tagged { tag: String, id: u64 },
+}
+
+/// `{tag}/assets/{asset}` of a download (an id that is not a number names no asset: 404).
+fn download_segments() -> impl Filter<Extract = (Parsed<Download>,), Error = warp::Rejection> + Clone
+{
+    warp::path::param::<String>()
+        .and(warp::path("assets"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .map(|tag: String, asset: String| {
+            if tag == "latest" {
+                Ok(Download::Latest {
+                    name: decode_component(&asset),
+                })
+            } else {
+                Ok(Download::Tagged {
+                    tag: decode_component(&tag),
+                    id: asset_id(&asset)?,
+                })
+            }
+        })
+}
+
+/// The request headers a download answers to.
+struct DownloadHeaders {
+    method: Method,
+    accept: Option<String>,
+    range: Option<String>,
+}
+
+async fn list(c: Caller, repo: RepoPath, q: String, base: String) -> DomainResult<Response> {
     let page = page_query(&q)?;
-    let list = release::list(&core, p.as_ref(), &repo, page).await?;
+    let list = release::list(&c.core, c.who(), &repo, page).await?;
     Ok(reply::paged(
         &render::releases(&base, &repo, &list),
         &format!("{base}/api/v1/forge/{repo}/releases"),
@@ -36,39 +73,21 @@ async fn list(
 }
 
 async fn create(
-    core: Ctx,
-    o: String,
-    r: String,
-    creds: Credentials,
+    c: Caller,
+    repo: RepoPath,
     base: String,
     body: BodyStream,
 ) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    let input: CreateRelease = read_json(&core, body).await?;
-    let v = release::create(&core, p.as_ref(), &repo, input).await?;
+    let input: CreateRelease = read_json(&c.core, body).await?;
+    let v = release::create(&c.core, c.who(), &repo, input).await?;
     Ok(reply::json(
         StatusCode::CREATED,
         &render::release(&base, &repo, &v),
     ))
 }
 
-async fn get(
-    core: Ctx,
-    o: String,
-    r: String,
-    tag: String,
-    creds: Credentials,
-    base: String,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    let which = if tag == "latest" {
-        Which::Latest
-    } else {
-        Which::Tag(decode_component(&tag))
-    };
-    let v = release::get(&core, p.as_ref(), &repo, which).await?;
+async fn get(c: Caller, repo: RepoPath, which: Which, base: String) -> DomainResult<Response> {
+    let v = release::get(&c.core, c.who(), &repo, which).await?;
     Ok(reply::json(
         StatusCode::OK,
         &render::release(&base, &repo, &v),
@@ -76,50 +95,33 @@ async fn get(
 }
 
 async fn update(
-    core: Ctx,
-    o: String,
-    r: String,
+    c: Caller,
+    repo: RepoPath,
     tag: String,
-    creds: Credentials,
     base: String,
     body: BodyStream,
 ) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    let patch: UpdateRelease = read_json(&core, body).await?;
-    let v = release::update(&core, p.as_ref(), &repo, &decode_component(&tag), patch).await?;
+    let patch: UpdateRelease = read_json(&c.core, body).await?;
+    let v = release::update(&c.core, c.who(), &repo, &tag, patch).await?;
     Ok(reply::json(
         StatusCode::OK,
         &render::release(&base, &repo, &v),
     ))
 }
 
-async fn delete(
-    core: Ctx,
-    o: String,
-    r: String,
-    tag: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    release::delete(&core, p.as_ref(), &repo, &decode_component(&tag)).await?;
+async fn delete(c: Caller, repo: RepoPath, tag: String) -> DomainResult<Response> {
+    release::delete(&c.core, c.who(), &repo, &tag).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn upload(
-    core: Ctx,
-    o: String,
-    r: String,
+    c: Caller,
+    repo: RepoPath,
     tag: String,
-    creds: Credentials,
     q: String,
     base: String,
     form: warp::multipart::FormData,
 ) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
     let pairs = query_pairs(&q);
     let mut form = form;
     // The first part named `file` is the asset; other parts are ignored.
@@ -137,15 +139,7 @@ async fn upload(
             content_type: part.content_type().map(str::to_owned),
         };
         let stream = part_stream(part);
-        let v = release::upload_asset(
-            &core,
-            p.as_ref(),
-            &repo,
-            &decode_component(&tag),
-            meta,
-            stream,
-        )
-        .await?;
+        let v = release::upload_asset(&c.core, c.who(), &repo, &tag, meta, stream).await?;
         return Ok(reply::json(
             StatusCode::CREATED,
             &render::asset(&base, &repo, &v),
@@ -156,53 +150,37 @@ async fn upload(
     ))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn download(
-    core: Ctx,
-    o: String,
-    r: String,
-    tag: String,
-    asset: String,
-    method: Method,
-    creds: Credentials,
-    accept: Option<String>,
-    range: Option<String>,
+    c: Caller,
+    repo: RepoPath,
+    target: Download,
+    h: DownloadHeaders,
     base: String,
 ) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    let latest = tag == "latest";
-    let which = if latest {
-        Which::Latest
-    } else {
-        Which::Tag(decode_component(&tag))
-    };
-    let asset_ref = if latest {
-        AssetRef::Name(decode_component(&asset))
-    } else {
-        let id = asset
-            .parse()
-            .map_err(|_| DomainError::NotFound("asset not found".into()))?;
-        // `Accept: application/json` asks for the metadata (GitHub's convention, inverted:
-        // bytes are the default because the seed calls this route "Download asset").
-        if accept
-            .as_deref()
-            .is_some_and(|a| a.contains("application/json"))
-        {
-            let v = release::asset(&core, p.as_ref(), &repo, &decode_component(&tag), id).await?;
-            return Ok(reply::json(
-                StatusCode::OK,
-                &render::asset(&base, &repo, &v),
-            ));
+    let (which, asset_ref) = match target {
+        Download::Latest { name } => (Which::Latest, AssetRef::Name(name)),
+        Download::Tagged { tag, id } => {
+            // `Accept: application/json` asks for the metadata (GitHub's convention, inverted:
+            // bytes are the default because the seed calls this route "Download asset").
+            if h.accept
+                .as_deref()
+                .is_some_and(|a| a.contains("application/json"))
+            {
+                let v = release::asset(&c.core, c.who(), &repo, &tag, id).await?;
+                return Ok(reply::json(
+                    StatusCode::OK,
+                    &render::asset(&base, &repo, &v),
+                ));
+            }
+            (Which::Tag(tag), AssetRef::Id(id))
         }
-        AssetRef::Id(id)
     };
-    let file = release::open_asset(&core, p.as_ref(), &repo, which, asset_ref).await?;
+    let file = release::open_asset(&c.core, c.who(), &repo, which, asset_ref).await?;
     Ok(asset_response(
-        &core,
+        &c.core,
         &file,
-        method == Method::HEAD,
-        range.as_deref(),
+        h.method == Method::HEAD,
+        h.range.as_deref(),
     ))
 }
 
@@ -231,96 +209,97 @@ pub fn asset_response(
     resp
 }
 
-async fn delete_asset(
-    core: Ctx,
-    o: String,
-    r: String,
-    tag: String,
-    id: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    let id = id
-        .parse()
-        .map_err(|_| DomainError::NotFound("asset not found".into()))?;
-    release::delete_asset(&core, p.as_ref(), &repo, &decode_component(&tag), id).await?;
+async fn delete_asset(c: Caller, repo: RepoPath, tag: String, id: u64) -> DomainResult<Response> {
+    release::delete_asset(&c.core, c.who(), &repo, &tag, id).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
 /// The release routes.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
-    let c = || with_core(core.clone());
+    let e = || edge(core.clone());
     let asset_max = core.limits.asset_max;
-    let list = warp::path!("api" / "v1" / "forge" / String / String / "releases")
+    let list = forge_repo()
+        .and(warp::path!("releases"))
         .and(warp::get())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(raw_query())
         .and(base_url())
-        .then(|o, r, core, creds, q, base| list(core, o, r, creds, q, base))
-        .map(rest_reply);
-    let create = warp::path!("api" / "v1" / "forge" / String / String / "releases")
+        .then(|repo, e: Edge, q, base| e.rest(repo, |c, repo| list(c, repo, q, base)));
+    let create = forge_repo()
+        .and(warp::path!("releases"))
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(base_url())
         .and(body_stream())
-        .then(|o, r, core, creds, base, body| create(core, o, r, creds, base, body))
-        .map(rest_reply);
-    let get = warp::path!("api" / "v1" / "forge" / String / String / "releases" / String)
+        .then(|repo, e: Edge, base, body| e.rest(repo, |c, repo| create(c, repo, base, body)));
+    let get = forge_repo()
+        .and(warp::path("releases"))
+        .and(release_segment())
+        .and(warp::path::end())
         .and(warp::get())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(base_url())
-        .then(|o, r, t, core, creds, base| get(core, o, r, t, creds, base))
-        .map(rest_reply);
-    let update = warp::path!("api" / "v1" / "forge" / String / String / "releases" / String)
+        .then(|repo, which, e: Edge, base| e.rest(repo, |c, repo| get(c, repo, which, base)));
+    let update = forge_repo()
+        .and(warp::path("releases"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::patch())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(base_url())
         .and(body_stream())
-        .then(|o, r, t, core, creds, base, body| update(core, o, r, t, creds, base, body))
-        .map(rest_reply);
-    let delete = warp::path!("api" / "v1" / "forge" / String / String / "releases" / String)
+        .then(|repo, tag, e: Edge, base, body| {
+            e.rest(repo, |c, repo| update(c, repo, tag, base, body))
+        });
+    let delete = forge_repo()
+        .and(warp::path("releases"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, t, core, creds| delete(core, o, r, t, creds))
-        .map(rest_reply);
-    let upload =
-        warp::path!("api" / "v1" / "forge" / String / String / "releases" / String / "assets")
-            .and(warp::post())
-            .and(c())
-            .and(credentials())
-            .and(raw_query())
-            .and(base_url())
-            .and(warp::multipart::form().max_length(asset_max.saturating_add(1 << 20)))
-            .then(|o, r, t, core, creds, q, base, form| upload(core, o, r, t, creds, q, base, form))
-            .map(rest_reply);
-    let download = warp::path!(
-        "api" / "v1" / "forge" / String / String / "releases" / String / "assets" / String
-    )
-    .and(warp::get().or(warp::head()).unify())
-    .and(c())
-    .and(warp::method())
-    .and(credentials())
-    .and(warp::header::optional::<String>("accept"))
-    .and(warp::header::optional::<String>("range"))
-    .and(base_url())
-    .then(|o, r, t, a, core, m, creds, accept, range, base| {
-        download(core, o, r, t, a, m, creds, accept, range, base)
-    })
-    .map(rest_reply);
-    let delete_asset = warp::path!(
-        "api" / "v1" / "forge" / String / String / "releases" / String / "assets" / String
-    )
-    .and(warp::delete())
-    .and(c())
-    .and(credentials())
-    .then(|o, r, t, a, core, creds| delete_asset(core, o, r, t, a, creds))
-    .map(rest_reply);
+        .and(e())
+        .then(|repo, tag, e: Edge| e.rest(repo, |c, repo| delete(c, repo, tag)));
+    let upload = forge_repo()
+        .and(warp::path("releases"))
+        .and(name_segment())
+        .and(warp::path!("assets"))
+        .and(warp::post())
+        .and(e())
+        .and(raw_query())
+        .and(base_url())
+        .and(warp::multipart::form().max_length(asset_max.saturating_add(1 << 20)))
+        .then(|repo, tag, e: Edge, q, base, form| {
+            e.rest(repo, |c, repo| upload(c, repo, tag, q, base, form))
+        });
+    let download = forge_repo()
+        .and(warp::path("releases"))
+        .and(download_segments())
+        .and(warp::get().or(warp::head()).unify())
+        .and(e())
+        .and(warp::method())
+        .and(warp::header::optional::<String>("accept"))
+        .and(warp::header::optional::<String>("range"))
+        .and(base_url())
+        .then(|repo, target, e: Edge, method, accept, range, base| {
+            let h = DownloadHeaders {
+                method,
+                accept,
+                range,
+            };
+            e.rest((repo, target), |c, (repo, target)| {
+                download(c, repo, target, h, base)
+            })
+        });
+    let delete_asset = forge_repo()
+        .and(warp::path("releases"))
+        .and(name_segment())
+        .and(warp::path("assets"))
+        .and(asset_id_segment())
+        .and(warp::path::end())
+        .and(warp::delete())
+        .and(e())
+        .then(|repo, tag, id, e: Edge| {
+            e.rest((repo, id), |c, (repo, id)| delete_asset(c, repo, tag, id))
+        });
     list.or(create)
         .unify()
         .or(get)

@@ -5,62 +5,36 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::repo_path;
+use super::forge_repo;
 use crate::api::{NewRule, NewTag};
-use crate::auth::Credentials;
 use crate::domain::{git_tag, protection, DomainResult};
-use crate::http::error::rest_reply;
+use crate::http::edge::{edge, name_segment, Caller, Edge};
 use crate::http::{
-    base_url, body_stream, credentials, decode_component, page_query, raw_query, read_json, reply,
-    who, with_core, BodyStream, Ctx,
+    base_url, body_stream, page_query, raw_query, read_json, reply, BodyStream, Ctx,
 };
+use crate::ids::RepoPath;
 
-async fn list(
-    core: Ctx,
-    o: String,
-    r: String,
-    creds: Credentials,
-    q: String,
-    base: String,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
+async fn list(c: Caller, repo: RepoPath, q: String, base: String) -> DomainResult<Response> {
     let page = page_query(&q)?;
-    let tags = git_tag::list(&core, p.as_ref(), &repo, page).await?;
+    let tags = git_tag::list(&c.core, c.who(), &repo, page).await?;
     Ok(reply::paged(
         &tags,
         &format!("{base}/api/v1/forge/{repo}/tags"),
     ))
 }
 
-async fn get(
-    core: Ctx,
-    o: String,
-    r: String,
-    tag: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
+async fn get(c: Caller, repo: RepoPath, tag: String) -> DomainResult<Response> {
     Ok(reply::json(
         StatusCode::OK,
-        &git_tag::get(&core, p.as_ref(), &repo, &decode_component(&tag)).await?,
+        &git_tag::get(&c.core, c.who(), &repo, &tag).await?,
     ))
 }
 
-async fn create(
-    core: Ctx,
-    o: String,
-    r: String,
-    creds: Credentials,
-    body: BodyStream,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    let b: NewTag = read_json(&core, body).await?;
+async fn create(c: Caller, repo: RepoPath, body: BodyStream) -> DomainResult<Response> {
+    let b: NewTag = read_json(&c.core, body).await?;
     let v = git_tag::create(
-        &core,
-        p.as_ref(),
+        &c.core,
+        c.who(),
         &repo,
         &b.tag_name,
         &b.target,
@@ -70,107 +44,77 @@ async fn create(
     Ok(reply::json(StatusCode::CREATED, &v))
 }
 
-async fn delete(
-    core: Ctx,
-    o: String,
-    r: String,
-    tag: String,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    git_tag::delete(&core, p.as_ref(), &repo, &decode_component(&tag)).await?;
+async fn delete(c: Caller, repo: RepoPath, tag: String) -> DomainResult<Response> {
+    git_tag::delete(&c.core, c.who(), &repo, &tag).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
-async fn list_rules(core: Ctx, o: String, r: String, creds: Credentials) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
+async fn list_rules(c: Caller, repo: RepoPath) -> DomainResult<Response> {
     Ok(reply::json(
         StatusCode::OK,
-        &protection::list(&core, p.as_ref(), &repo).await?,
+        &protection::list(&c.core, c.who(), &repo).await?,
     ))
 }
 
-async fn create_rule(
-    core: Ctx,
-    o: String,
-    r: String,
-    creds: Credentials,
-    body: BodyStream,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    let b: NewRule = read_json(&core, body).await?;
+async fn create_rule(c: Caller, repo: RepoPath, body: BodyStream) -> DomainResult<Response> {
+    let b: NewRule = read_json(&c.core, body).await?;
     Ok(reply::json(
         StatusCode::CREATED,
-        &protection::create(&core, p.as_ref(), &repo, &b.pattern).await?,
+        &protection::create(&c.core, c.who(), &repo, &b.pattern).await?,
     ))
 }
 
-async fn delete_rule(
-    core: Ctx,
-    o: String,
-    r: String,
-    id: u64,
-    creds: Credentials,
-) -> DomainResult<Response> {
-    let p = who(&core, creds, false).await?;
-    let repo = repo_path(&o, &r)?;
-    protection::delete(&core, p.as_ref(), &repo, id).await?;
+async fn delete_rule(c: Caller, repo: RepoPath, id: u64) -> DomainResult<Response> {
+    protection::delete(&c.core, c.who(), &repo, id).await?;
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
 /// The tag and protection routes.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
-    let c = || with_core(core.clone());
-    let list = warp::path!("api" / "v1" / "forge" / String / String / "tags")
+    let e = || edge(core.clone());
+    let list = forge_repo()
+        .and(warp::path!("tags"))
         .and(warp::get())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(raw_query())
         .and(base_url())
-        .then(|o, r, core, creds, q, base| list(core, o, r, creds, q, base))
-        .map(rest_reply);
-    let create = warp::path!("api" / "v1" / "forge" / String / String / "tags")
+        .then(|repo, e: Edge, q, base| e.rest(repo, |c, repo| list(c, repo, q, base)));
+    let create = forge_repo()
+        .and(warp::path!("tags"))
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(body_stream())
-        .then(|o, r, core, creds, body| create(core, o, r, creds, body))
-        .map(rest_reply);
-    let get = warp::path!("api" / "v1" / "forge" / String / String / "tags" / String)
+        .then(|repo, e: Edge, body| e.rest(repo, |c, repo| create(c, repo, body)));
+    let get = forge_repo()
+        .and(warp::path("tags"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::get())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, t, core, creds| get(core, o, r, t, creds))
-        .map(rest_reply);
-    let delete = warp::path!("api" / "v1" / "forge" / String / String / "tags" / String)
+        .and(e())
+        .then(|repo, tag, e: Edge| e.rest(repo, |c, repo| get(c, repo, tag)));
+    let delete = forge_repo()
+        .and(warp::path("tags"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::delete())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, t, core, creds| delete(core, o, r, t, creds))
-        .map(rest_reply);
-    let list_rules = warp::path!("api" / "v1" / "forge" / String / String / "tag-protections")
+        .and(e())
+        .then(|repo, tag, e: Edge| e.rest(repo, |c, repo| delete(c, repo, tag)));
+    let list_rules = forge_repo()
+        .and(warp::path!("tag-protections"))
         .and(warp::get())
-        .and(c())
-        .and(credentials())
-        .then(|o, r, core, creds| list_rules(core, o, r, creds))
-        .map(rest_reply);
-    let create_rule = warp::path!("api" / "v1" / "forge" / String / String / "tag-protections")
+        .and(e())
+        .then(|repo, e: Edge| e.rest(repo, list_rules));
+    let create_rule = forge_repo()
+        .and(warp::path!("tag-protections"))
         .and(warp::post())
-        .and(c())
-        .and(credentials())
+        .and(e())
         .and(body_stream())
-        .then(|o, r, core, creds, body| create_rule(core, o, r, creds, body))
-        .map(rest_reply);
-    let delete_rule =
-        warp::path!("api" / "v1" / "forge" / String / String / "tag-protections" / u64)
-            .and(warp::delete())
-            .and(c())
-            .and(credentials())
-            .then(|o, r, id, core, creds| delete_rule(core, o, r, id, creds))
-            .map(rest_reply);
+        .then(|repo, e: Edge, body| e.rest(repo, |c, repo| create_rule(c, repo, body)));
+    let delete_rule = forge_repo()
+        .and(warp::path!("tag-protections" / u64))
+        .and(warp::delete())
+        .and(e())
+        .then(|repo, id, e: Edge| e.rest(repo, move |c, repo| delete_rule(c, repo, id)));
     list.or(create)
         .unify()
         .or(get)

@@ -12,16 +12,20 @@ mod repo;
 
 use std::future::Future;
 
+use futures_util::StreamExt;
+use warp::multipart::FormData;
+
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::rest::repo_path;
-use super::{base_url, raw_query, with_core, Ctx};
+use super::edge::{repo_path, Ids, Parsed};
+use super::{base_url, raw_query, with_core, BodyStream, Ctx};
 use crate::auth::Principal;
 use crate::domain::session::{self, SignedIn};
 use crate::domain::{account, DomainError, DomainResult};
+use crate::ids::RepoPath;
 
 pub use markdown::render as render_markdown;
 
@@ -284,6 +288,83 @@ where
     }
 }
 
+/// How much of a multipart form is read past an error from a caller who may not write here:
+/// enough for the error page to arrive, not enough to make refusing expensive.
+const DRAIN_REFUSED: u64 = 16 << 20;
+
+/// Reads the rest of a multipart body we stopped processing (up to `max` bytes), so the
+/// browser, still sending, reads our answer instead of a reset connection.
+async fn drain_form(form: &mut FormData, max: u64) {
+    let mut drained = 0u64;
+    while let Some(Ok(part)) = form.next().await {
+        let mut s: BodyStream = super::part_stream(part);
+        while let Some(Ok(c)) = s.next().await {
+            drained += c.len() as u64;
+            if drained > max {
+                return;
+            }
+        }
+    }
+}
+
+/// The UI's typed edge: every page handler is opened here, with the session resolved and the
+/// path's ids parsed (an id that names nothing is the error page), so handlers take a `Req`
+/// and typed ids.
+impl Parts {
+    /// A page: the session, then the ids, then `f`.
+    async fn page<I, F, Fut>(self, ids: I, f: F) -> Response
+    where
+        I: Ids,
+        F: FnOnce(Req, I::Out) -> Fut,
+        Fut: Future<Output = DomainResult<Response>>,
+    {
+        run(self, |rq| async move {
+            let ids = ids.parsed()?;
+            f(rq, ids).await
+        })
+        .await
+    }
+
+    /// An urlencoded form post: the session, the body (within its limit), a signed-in,
+    /// same-origin caller echoing the CSRF token, then the ids, then `f`.
+    async fn form<I, F, Fut>(self, form: DomainResult<Form>, ids: I, f: F) -> Response
+    where
+        I: Ids,
+        F: FnOnce(Req, I::Out, Form) -> Fut,
+        Fut: Future<Output = DomainResult<Response>>,
+    {
+        run(self, |rq| async move {
+            let form = form?;
+            rq.check_form(&form)?;
+            let ids = ids.parsed()?;
+            f(rq, ids, form).await
+        })
+        .await
+    }
+
+    /// A streamed multipart form (release files): the session, then the ids (a form refused
+    /// here is drained, bounded, first), then `f`, which checks the CSRF token among the
+    /// fields.
+    async fn multipart<I, F, Fut>(self, ids: I, form: FormData, f: F) -> Response
+    where
+        I: Ids,
+        F: FnOnce(Req, I::Out, FormData) -> Fut,
+        Fut: Future<Output = DomainResult<Response>>,
+    {
+        run(self, |rq| async move {
+            let mut form = form;
+            match ids.parsed() {
+                Ok(ids) => f(rq, ids, form).await,
+                Err(e) => {
+                    drain_form(&mut form, DRAIN_REFUSED).await;
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+}
+
 /// An owner path segment that is not one of the server's own top-level routes.
 fn owner_segment() -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
     warp::path::param::<String>().and_then(|o: String| async move {
@@ -295,9 +376,14 @@ fn owner_segment() -> impl Filter<Extract = (String,), Error = warp::Rejection> 
     })
 }
 
-/// `/<owner>/<repo>` path segments, before the page's own segments.
-fn repo_segments() -> impl Filter<Extract = (String, String), Error = warp::Rejection> + Clone {
+/// `/<owner>/<repo>` path segments as written, before the page's own segments.
+fn repo_names() -> impl Filter<Extract = (String, String), Error = warp::Rejection> + Clone {
     owner_segment().and(warp::path::param::<String>())
+}
+
+/// `/<owner>/<repo>` path segments as a repository, before the page's own segments.
+fn repo_segments() -> impl Filter<Extract = (Parsed<RepoPath>,), Error = warp::Rejection> + Clone {
+    repo_names().map(|o: String, r: String| repo_path(&o, &r))
 }
 
 /// The UI path of a repository, `/<owner>/<repo>`, which every repository page link starts with.
@@ -337,11 +423,11 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let home = warp::path::end()
         .and(warp::get())
         .and(p.clone())
-        .then(|parts| run(parts, pages::home));
+        .then(|parts: Parts| parts.page((), |rq, ()| pages::home(rq)));
     let login_form = warp::path!("login")
         .and(warp::get())
         .and(p.clone())
-        .then(|parts| run(parts, pages::login_form));
+        .then(|parts: Parts| parts.page((), |rq, ()| pages::login_form(rq)));
     let login = warp::path!("login")
         .and(warp::post())
         .and(p.clone())
@@ -355,12 +441,12 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(warp::post())
         .and(p.clone())
         .and(form_body())
-        .then(|parts, form| run(parts, move |rq| pages::logout(rq, form)));
+        .then(|parts: Parts, form| parts.form(form, (), |rq, (), _| pages::logout(rq)));
     let owner = owner_segment()
         .and(warp::path::end())
         .and(warp::get())
         .and(p.clone())
-        .then(|o, parts| run(parts, move |rq| pages::owner(rq, o)));
+        .then(|o, parts: Parts| parts.page((), |rq, ()| pages::owner(rq, o)));
     css.or(home)
         .unify()
         .or(login_form)

@@ -180,9 +180,8 @@ pub async fn login(
 }
 
 /// `POST /logout`: ends the session and clears the cookie.
-pub async fn logout(rq: Req, form: DomainResult<Form>) -> DomainResult<Response> {
-    let form = form?;
-    rq.check_form(&form)?;
+/// (`Parts::form` has checked the form's CSRF token.)
+pub async fn logout(rq: Req) -> DomainResult<Response> {
     if let Some(id) = &rq.session_id {
         session::sign_out(&rq.core, id).await?;
     }

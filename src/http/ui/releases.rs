@@ -13,15 +13,16 @@ use warp::Filter;
 
 use super::layout::{self, page, repo_header, Tab};
 use super::{
-    form_body, html, redirect, release_url, repo_base, repo_path, repo_segments, run, seg, Form,
-    PartsFilter, Req,
+    drain_form, form_body, html, redirect, release_url, repo_base, repo_segments, seg, Form, Parts,
+    PartsFilter, Req, DRAIN_REFUSED,
 };
 use crate::domain::account::{self, RepoView};
 use crate::domain::release::{
     self, AssetRef, CreateRelease, ReleaseView, UpdateRelease, UploadMeta, Which,
 };
 use crate::domain::{git_tag, DomainError, DomainResult, Page};
-use crate::http::{decode_component, page_query, part_file_name, part_stream, render, BodyStream};
+use crate::http::edge::name_segment;
+use crate::http::{page_query, part_file_name, part_stream, render};
 use crate::ids::{RepoPath, Role};
 
 /// Largest text field of a release form (the notes limit plus room).
@@ -107,8 +108,7 @@ fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) 
     }
 }
 
-async fn list(rq: Req, o: String, r: String) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
+async fn list(rq: Req, path: RepoPath) -> DomainResult<Response> {
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     let p = page_query(&rq.query)?;
     let list = render::releases(
@@ -133,10 +133,8 @@ async fn list(rq: Req, o: String, r: String) -> DomainResult<Response> {
     ))
 }
 
-async fn show(rq: Req, o: String, r: String, tag: String) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
+async fn show(rq: Req, path: RepoPath, tag: String) -> DomainResult<Response> {
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
-    let tag = decode_component(&tag);
     let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag)).await?;
     let rel = render::release(&rq.base, &path, &rel);
     let body = html! {
@@ -230,8 +228,7 @@ async fn new_form_page(
     ))
 }
 
-async fn new_form(rq: Req, o: String, r: String) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
+async fn new_form(rq: Req, path: RepoPath) -> DomainResult<Response> {
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     require_write(&rq, &repo)?;
     new_form_page(&rq, &path, &repo, &Values::default(), StatusCode::OK, None).await
@@ -244,37 +241,12 @@ async fn read_text(part: warp::multipart::Part) -> DomainResult<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Reads the rest of a multipart body we stopped processing (up to `max` bytes), so the
-/// browser, still sending, reads our answer instead of a reset connection.
-async fn drain_form(form: &mut FormData, max: u64) {
-    let mut drained = 0u64;
-    while let Some(Ok(part)) = form.next().await {
-        let mut s: BodyStream = part_stream(part);
-        while let Some(Ok(c)) = s.next().await {
-            drained += c.len() as u64;
-            if drained > max {
-                return;
-            }
-        }
-    }
-}
-
-/// How much of a form is read past an error from a caller who may not write here: enough for
-/// the error page to arrive, not enough to make refusing expensive.
-const DRAIN_REFUSED: u64 = 16 << 20;
-
 /// The repository of a release form; on refusal the form is drained (bounded) first.
-async fn form_repo(
-    rq: &Req,
-    o: &str,
-    r: &str,
-    form: &mut FormData,
-) -> DomainResult<(RepoPath, RepoView)> {
+async fn form_repo(rq: &Req, path: &RepoPath, form: &mut FormData) -> DomainResult<RepoView> {
     let found = async {
-        let path = repo_path(o, r)?;
-        let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+        let repo = account::get_repo(&rq.core, rq.who(), path).await?;
         require_write(rq, &repo)?;
-        Ok((path, repo))
+        Ok(repo)
     }
     .await;
     if found.is_err() {
@@ -398,8 +370,8 @@ fn is_form_error(e: &DomainError) -> bool {
     )
 }
 
-async fn create(rq: Req, o: String, r: String, mut form: FormData) -> DomainResult<Response> {
-    let (path, repo) = form_repo(&rq, &o, &r, &mut form).await?;
+async fn create(rq: Req, path: RepoPath, mut form: FormData) -> DomainResult<Response> {
+    let repo = form_repo(&rq, &path, &mut form).await?;
     let mut fields = Form::default();
     let mut created = None;
     let outcome = create_from_form(&rq, &path, &mut form, &mut fields, &mut created).await;
@@ -486,17 +458,10 @@ fn edit_page(
     ))
 }
 
-async fn edit_form(rq: Req, o: String, r: String, tag: String) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
+async fn edit_form(rq: Req, path: RepoPath, tag: String) -> DomainResult<Response> {
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     require_write(&rq, &repo)?;
-    let rel = release::get(
-        &rq.core,
-        rq.who(),
-        &path,
-        Which::Tag(decode_component(&tag)),
-    )
-    .await?;
+    let rel = release::get(&rq.core, rq.who(), &path, Which::Tag(tag)).await?;
     let rel = render::release(&rq.base, &path, &rel);
     edit_page(&rq, &repo, &rel, StatusCode::OK, None)
 }
@@ -529,13 +494,11 @@ async fn update_from_form(
 
 async fn update(
     rq: Req,
-    o: String,
-    r: String,
+    path: RepoPath,
     tag: String,
     mut form: FormData,
 ) -> DomainResult<Response> {
-    let (path, repo) = form_repo(&rq, &o, &r, &mut form).await?;
-    let tag = decode_component(&tag);
+    let repo = form_repo(&rq, &path, &mut form).await?;
     let mut fields = Form::default();
     let outcome = update_from_form(&rq, &path, &tag, &mut form, &mut fields).await;
     drain_form(&mut form, u64::MAX).await;
@@ -550,53 +513,30 @@ async fn update(
     }
 }
 
-async fn delete(
-    rq: Req,
-    o: String,
-    r: String,
-    tag: String,
-    form: DomainResult<Form>,
-) -> DomainResult<Response> {
-    let form = form?;
-    rq.check_form(&form)?;
-    let path = repo_path(&o, &r)?;
-    release::delete(&rq.core, rq.who(), &path, &decode_component(&tag)).await?;
+async fn delete(rq: Req, path: RepoPath, tag: String) -> DomainResult<Response> {
+    release::delete(&rq.core, rq.who(), &path, &tag).await?;
     Ok(redirect(&format!("/{path}/releases")))
 }
 
-async fn delete_asset(
-    rq: Req,
-    o: String,
-    r: String,
-    tag: String,
-    id: u64,
-    form: DomainResult<Form>,
-) -> DomainResult<Response> {
-    let form = form?;
-    rq.check_form(&form)?;
-    let path = repo_path(&o, &r)?;
-    let tag = decode_component(&tag);
+async fn delete_asset(rq: Req, path: RepoPath, tag: String, id: u64) -> DomainResult<Response> {
     release::delete_asset(&rq.core, rq.who(), &path, &tag, id).await?;
     Ok(redirect(&format!("/{path}/releases/edit/{}", seg(&tag))))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn download(
     rq: Req,
-    o: String,
-    r: String,
+    path: RepoPath,
     tag: String,
     name: String,
     method: Method,
     range: Option<String>,
 ) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
     let file = release::open_asset(
         &rq.core,
         rq.who(),
         &path,
-        Which::Tag(decode_component(&tag)),
-        AssetRef::Name(decode_component(&name)),
+        Which::Tag(tag),
+        AssetRef::Name(name),
     )
     .await?;
     Ok(crate::http::rest::releases::asset_response(
@@ -617,54 +557,84 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .and(warp::path!("releases"))
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, parts| run(parts, move |rq| list(rq, o, r)));
+        .then(|repo, parts: Parts| parts.page(repo, list));
     let new_form = repo_segments()
         .and(warp::path!("releases" / "new"))
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, parts| run(parts, move |rq| new_form(rq, o, r)));
+        .then(|repo, parts: Parts| parts.page(repo, new_form));
     let create = repo_segments()
         .and(warp::path!("releases" / "new"))
         .and(warp::post())
         .and(p.clone())
         .and(multipart())
-        .then(|o, r, parts, form| run(parts, move |rq| create(rq, o, r, form)));
+        .then(|repo, parts: Parts, form| parts.multipart(repo, form, create));
     let show = repo_segments()
-        .and(warp::path!("releases" / "tag" / String))
+        .and(warp::path("releases"))
+        .and(warp::path("tag"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, t, parts| run(parts, move |rq| show(rq, o, r, t)));
+        .then(|repo, tag, parts: Parts| parts.page(repo, |rq, path| show(rq, path, tag)));
     let edit_form = repo_segments()
-        .and(warp::path!("releases" / "edit" / String))
+        .and(warp::path("releases"))
+        .and(warp::path("edit"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, t, parts| run(parts, move |rq| edit_form(rq, o, r, t)));
+        .then(|repo, tag, parts: Parts| parts.page(repo, |rq, path| edit_form(rq, path, tag)));
     let update = repo_segments()
-        .and(warp::path!("releases" / "edit" / String))
+        .and(warp::path("releases"))
+        .and(warp::path("edit"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::post())
         .and(p.clone())
         .and(multipart())
-        .then(|o, r, t, parts, form| run(parts, move |rq| update(rq, o, r, t, form)));
+        .then(|repo, tag, parts: Parts, form| {
+            parts.multipart(repo, form, |rq, path, form| update(rq, path, tag, form))
+        });
     let delete = repo_segments()
-        .and(warp::path!("releases" / "delete" / String))
+        .and(warp::path("releases"))
+        .and(warp::path("delete"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::post())
         .and(p.clone())
         .and(form_body())
-        .then(|o, r, t, parts, form| run(parts, move |rq| delete(rq, o, r, t, form)));
+        .then(|repo, tag, parts: Parts, form| {
+            parts.form(form, repo, |rq, path, _| delete(rq, path, tag))
+        });
     let delete_asset = repo_segments()
-        .and(warp::path!("releases" / "delete-asset" / String / u64))
+        .and(warp::path("releases"))
+        .and(warp::path("delete-asset"))
+        .and(name_segment())
+        .and(warp::path::param::<u64>())
+        .and(warp::path::end())
         .and(warp::post())
         .and(p.clone())
         .and(form_body())
-        .then(|o, r, t, id, parts, form| run(parts, move |rq| delete_asset(rq, o, r, t, id, form)));
+        .then(|repo, tag, id: u64, parts: Parts, form| {
+            parts.form(form, repo, move |rq, path, _| {
+                delete_asset(rq, path, tag, id)
+            })
+        });
     let download = repo_segments()
-        .and(warp::path!("releases" / "download" / String / String))
+        .and(warp::path("releases"))
+        .and(warp::path("download"))
+        .and(name_segment())
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::get().or(warp::head()).unify())
         .and(warp::method())
         .and(warp::header::optional::<String>("range"))
         .and(p)
-        .then(|o, r, t, n, m, range, parts| {
-            run(parts, move |rq| download(rq, o, r, t, n, m, range))
+        .then(|repo, tag, name, method, range, parts: Parts| {
+            parts.page(repo, |rq, path| {
+                download(rq, path, tag, name, method, range)
+            })
         });
     list.or(new_form)
         .unify()

@@ -9,14 +9,15 @@ use warp::Filter;
 
 use super::layout::{self, page, repo_header, Tab};
 use super::{
-    form_body, html, redirect, release_url, repo_base, repo_path, repo_segments, run, seg, Form,
+    form_body, html, redirect, release_url, repo_base, repo_names, repo_segments, seg, Form, Parts,
     PartsFilter, Req,
 };
 use crate::domain::account::{self, RepoView};
 use crate::domain::release::{self, Which};
 use crate::domain::{git_tag, protection, registry, DomainError, DomainResult};
-use crate::http::{decode_component, page_query};
-use crate::ids::Role;
+use crate::http::edge::name_segment;
+use crate::http::page_query;
+use crate::ids::{RepoPath, Role};
 
 fn titled(rq: &Req, status: StatusCode, title: &str, repo: &RepoView, body: Markup) -> Response {
     html(
@@ -26,8 +27,7 @@ fn titled(rq: &Req, status: StatusCode, title: &str, repo: &RepoView, body: Mark
 }
 
 /// `/<owner>/<repo>`: clone URL, latest release, where to go next.
-async fn overview(rq: Req, o: String, r: String) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
+async fn overview(rq: Req, path: RepoPath) -> DomainResult<Response> {
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     let latest = match release::get(&rq.core, rq.who(), &path, Which::Latest).await {
         Ok(v) => Some(crate::http::render::release(&rq.base, &path, &v)),
@@ -110,18 +110,16 @@ fn tags_page(
     titled(rq, status, "Tags", repo, body)
 }
 
-async fn tags(rq: Req, o: String, r: String) -> DomainResult<Response> {
-    tags_with(rq, o, r, StatusCode::OK, None).await
+async fn tags(rq: Req, path: RepoPath) -> DomainResult<Response> {
+    tags_with(rq, path, StatusCode::OK, None).await
 }
 
 async fn tags_with(
     rq: Req,
-    o: String,
-    r: String,
+    path: RepoPath,
     status: StatusCode,
     error: Option<String>,
 ) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     let list = git_tag::list(&rq.core, rq.who(), &path, page_query(&rq.query)?).await?;
     let names = list.items.iter().map(|t| t.name.clone()).collect();
@@ -136,23 +134,14 @@ async fn tags_with(
     ))
 }
 
-async fn delete_tag(
-    rq: Req,
-    o: String,
-    r: String,
-    tag: String,
-    form: DomainResult<Form>,
-) -> DomainResult<Response> {
-    let form = form?;
-    rq.check_form(&form)?;
-    let path = repo_path(&o, &r)?;
-    match git_tag::delete(&rq.core, rq.who(), &path, &decode_component(&tag)).await {
+async fn delete_tag(rq: Req, path: RepoPath, tag: String) -> DomainResult<Response> {
+    match git_tag::delete(&rq.core, rq.who(), &path, &tag).await {
         Ok(()) => Ok(redirect(&format!("/{path}/tags"))),
         // Refused (protected) or already gone: show the list again with the reason.
         // (An invisible repository fails again in `tags_with`, with the same 404.)
         Err(e @ (DomainError::Forbidden(_) | DomainError::NotFound(_))) => {
             let status = super::status_of(&e);
-            tags_with(rq, o, r, status, Some(e.to_string())).await
+            tags_with(rq, path, status, Some(e.to_string())).await
         }
         Err(e) => Err(e),
     }
@@ -169,9 +158,8 @@ fn settings_nav(repo: &RepoView, active: &str) -> Markup {
 }
 
 /// The repository of a settings page, for its admins only (others: sign in, or 403).
-async fn admin_repo(rq: &Req, o: &str, r: &str) -> DomainResult<(crate::ids::RepoPath, RepoView)> {
-    let path = repo_path(o, r)?;
-    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+async fn admin_repo(rq: &Req, path: &RepoPath) -> DomainResult<RepoView> {
+    let repo = account::get_repo(&rq.core, rq.who(), path).await?;
     if rq.viewer.is_none() {
         return Err(DomainError::Unauthenticated("sign in first".into()));
     }
@@ -181,19 +169,18 @@ async fn admin_repo(rq: &Req, o: &str, r: &str) -> DomainResult<(crate::ids::Rep
             repo.full_name
         )));
     }
-    Ok((path, repo))
+    Ok(repo)
 }
 
 async fn protection_page(
     rq: &Req,
-    o: &str,
-    r: &str,
+    path: &RepoPath,
     pattern: &str,
     status: StatusCode,
     error: Option<&str>,
 ) -> DomainResult<Response> {
-    let (path, repo) = admin_repo(rq, o, r).await?;
-    let rules = protection::list(&rq.core, rq.who(), &path).await?;
+    let repo = admin_repo(rq, path).await?;
+    let rules = protection::list(&rq.core, rq.who(), path).await?;
     let b = repo_base(&repo);
     let body = html! {
         (repo_header(&repo, Tab::Settings))
@@ -230,40 +217,23 @@ async fn protection_page(
     Ok(titled(rq, status, "Tag protection", &repo, body))
 }
 
-async fn protection_get(rq: Req, o: String, r: String) -> DomainResult<Response> {
-    protection_page(&rq, &o, &r, "", StatusCode::OK, None).await
+async fn protection_get(rq: Req, path: RepoPath) -> DomainResult<Response> {
+    protection_page(&rq, &path, "", StatusCode::OK, None).await
 }
 
-async fn protection_add(
-    rq: Req,
-    o: String,
-    r: String,
-    form: DomainResult<Form>,
-) -> DomainResult<Response> {
-    let form = form?;
-    rq.check_form(&form)?;
-    let path = repo_path(&o, &r)?;
+async fn protection_add(rq: Req, path: RepoPath, form: Form) -> DomainResult<Response> {
     let pattern = form.text("pattern");
     match protection::create(&rq.core, rq.who(), &path, &pattern).await {
         Ok(_) => Ok(redirect(&format!("/{path}/settings/tag-protection"))),
         Err(e @ (DomainError::Invalid(_) | DomainError::Conflict(_))) => {
             let status = super::status_of(&e);
-            protection_page(&rq, &o, &r, &pattern, status, Some(&e.to_string())).await
+            protection_page(&rq, &path, &pattern, status, Some(&e.to_string())).await
         }
         Err(e) => Err(e),
     }
 }
 
-async fn protection_delete(
-    rq: Req,
-    o: String,
-    r: String,
-    id: u64,
-    form: DomainResult<Form>,
-) -> DomainResult<Response> {
-    let form = form?;
-    rq.check_form(&form)?;
-    let path = repo_path(&o, &r)?;
+async fn protection_delete(rq: Req, path: RepoPath, id: u64) -> DomainResult<Response> {
     protection::delete(&rq.core, rq.who(), &path, id).await?;
     Ok(redirect(&format!("/{path}/settings/tag-protection")))
 }
@@ -284,13 +254,12 @@ fn role_name(r: Role) -> &'static str {
 
 async fn collaborators_page(
     rq: &Req,
-    o: &str,
-    r: &str,
+    path: &RepoPath,
     status: StatusCode,
     error: Option<&str>,
 ) -> DomainResult<Response> {
-    let (path, repo) = admin_repo(rq, o, r).await?;
-    let people = account::list_collaborators(&rq.core, rq.who(), &path).await?;
+    let repo = admin_repo(rq, path).await?;
+    let people = account::list_collaborators(&rq.core, rq.who(), path).await?;
     let b = repo_base(&repo);
     let body = html! {
         (repo_header(&repo, Tab::Settings))
@@ -339,19 +308,11 @@ async fn collaborators_page(
     Ok(titled(rq, status, "Collaborators", &repo, body))
 }
 
-async fn collaborators_get(rq: Req, o: String, r: String) -> DomainResult<Response> {
-    collaborators_page(&rq, &o, &r, StatusCode::OK, None).await
+async fn collaborators_get(rq: Req, path: RepoPath) -> DomainResult<Response> {
+    collaborators_page(&rq, &path, StatusCode::OK, None).await
 }
 
-async fn collaborators_set(
-    rq: Req,
-    o: String,
-    r: String,
-    form: DomainResult<Form>,
-) -> DomainResult<Response> {
-    let form = form?;
-    rq.check_form(&form)?;
-    let path = repo_path(&o, &r)?;
+async fn collaborators_set(rq: Req, path: RepoPath, form: Form) -> DomainResult<Response> {
     let user = form.text("username");
     let role = match form.text("role").as_str() {
         "none" => None,
@@ -361,15 +322,14 @@ async fn collaborators_set(
         Ok(()) => Ok(redirect(&format!("/{path}/settings/collaborators"))),
         Err(e @ (DomainError::NotFound(_) | DomainError::Invalid(_))) => {
             let status = super::status_of(&e);
-            collaborators_page(&rq, &o, &r, status, Some(&e.to_string())).await
+            collaborators_page(&rq, &path, status, Some(&e.to_string())).await
         }
         Err(e) => Err(e),
     }
 }
 
 /// The Packages tab: every image of the repository with its tags and the lines to pull them.
-async fn packages(rq: Req, o: String, r: String) -> DomainResult<Response> {
-    let path = repo_path(&o, &r)?;
+async fn packages(rq: Req, path: RepoPath) -> DomainResult<Response> {
     let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
     let images = registry::packages(&rq.core, rq.who(), &path).await?;
     let mut sections = Vec::new();
@@ -431,19 +391,24 @@ pub fn routes(p: PartsFilter) -> BoxedFilter<(Response,)> {
         .and(warp::path::end())
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, parts| run(parts, move |rq| overview(rq, o, r)));
+        .then(|repo, parts: Parts| parts.page(repo, overview));
     let tags = repo_segments()
         .and(warp::path!("tags"))
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, parts| run(parts, move |rq| tags(rq, o, r)));
+        .then(|repo, parts: Parts| parts.page(repo, tags));
     let delete_tag = repo_segments()
-        .and(warp::path!("tags" / "delete" / String))
+        .and(warp::path("tags"))
+        .and(warp::path("delete"))
+        .and(name_segment())
+        .and(warp::path::end())
         .and(warp::post())
         .and(p.clone())
         .and(form_body())
-        .then(|o, r, t, parts, form| run(parts, move |rq| delete_tag(rq, o, r, t, form)));
-    let settings = repo_segments()
+        .then(|repo, tag, parts: Parts, form| {
+            parts.form(form, repo, |rq, path, _| delete_tag(rq, path, tag))
+        });
+    let settings = repo_names()
         .and(warp::path!("settings"))
         .and(warp::get())
         .map(|o: String, r: String| redirect(&format!("/{o}/{r}/settings/tag-protection")));
@@ -451,35 +416,39 @@ pub fn routes(p: PartsFilter) -> BoxedFilter<(Response,)> {
         .and(warp::path!("settings" / "tag-protection"))
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, parts| run(parts, move |rq| protection_get(rq, o, r)));
+        .then(|repo, parts: Parts| parts.page(repo, protection_get));
     let protection_add = repo_segments()
         .and(warp::path!("settings" / "tag-protection"))
         .and(warp::post())
         .and(p.clone())
         .and(form_body())
-        .then(|o, r, parts, form| run(parts, move |rq| protection_add(rq, o, r, form)));
+        .then(|repo, parts: Parts, form| parts.form(form, repo, protection_add));
     let protection_delete = repo_segments()
         .and(warp::path!("settings" / "tag-protection" / u64 / "delete"))
         .and(warp::post())
         .and(p.clone())
         .and(form_body())
-        .then(|o, r, id, parts, form| run(parts, move |rq| protection_delete(rq, o, r, id, form)));
+        .then(|repo, id, parts: Parts, form| {
+            parts.form(form, repo, move |rq, path, _| {
+                protection_delete(rq, path, id)
+            })
+        });
     let collaborators_get = repo_segments()
         .and(warp::path!("settings" / "collaborators"))
         .and(warp::get())
         .and(p.clone())
-        .then(|o, r, parts| run(parts, move |rq| collaborators_get(rq, o, r)));
+        .then(|repo, parts: Parts| parts.page(repo, collaborators_get));
     let collaborators_set = repo_segments()
         .and(warp::path!("settings" / "collaborators"))
         .and(warp::post())
         .and(p.clone())
         .and(form_body())
-        .then(|o, r, parts, form| run(parts, move |rq| collaborators_set(rq, o, r, form)));
+        .then(|repo, parts: Parts, form| parts.form(form, repo, collaborators_set));
     let packages = repo_segments()
         .and(warp::path!("packages"))
         .and(warp::get())
         .and(p)
-        .then(|o, r, parts| run(parts, move |rq| packages(rq, o, r)));
+        .then(|repo, parts: Parts| parts.page(repo, packages));
     overview
         .or(tags)
         .unify()
