@@ -670,9 +670,6 @@ where
             )));
         }
         if sink.push(chunk).await.is_err() {
-            // The write failed (a full disk): read on a little, so the client is still
-            // listening when the error comes instead of finding the connection reset.
-            drain_after_failure(&mut body).await;
             break;
         }
     }
@@ -682,22 +679,6 @@ where
         bytes: written.bytes,
         sha256: written.hasher.digest().hex().to_owned(),
     })
-}
-
-/// How much of a body is still read after its write failed, before the error is answered.
-const DRAIN_AFTER_FAILURE: u64 = 16 << 20;
-
-async fn drain_after_failure<S, E>(body: &mut S)
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    let mut drained = 0u64;
-    while drained < DRAIN_AFTER_FAILURE {
-        match body.next().await {
-            Some(Ok(chunk)) => drained += chunk.len() as u64,
-            _ => return,
-        }
-    }
 }
 
 /// Records an asset whose file is in place: refused if its release was deleted or its name

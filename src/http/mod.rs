@@ -167,6 +167,10 @@ pub async fn read_limited(body: &mut BodyStream, limit: u64) -> DomainResult<Byt
     Ok(buf.freeze())
 }
 
+/// Most a failed request's unread body is drained, so that the client (still sending) reads
+/// our error instead of a connection reset.
+pub const DRAIN_ON_ERROR: u64 = 16 << 20;
+
 /// Reads and discards up to `max` more bytes of a body we are refusing, so the client, still
 /// sending, reads our error instead of a connection reset (a lingering close, as nginx does).
 pub async fn drain(body: &mut BodyStream, max: u64) {
@@ -175,6 +179,21 @@ pub async fn drain(body: &mut BodyStream, max: u64) {
         drained += c.len() as u64;
         if drained > max {
             break;
+        }
+    }
+}
+
+/// Reads the rest of a multipart body we stopped processing (up to `max` bytes), so the
+/// client, still sending, reads our answer instead of a reset connection.
+pub async fn drain_form(form: &mut warp::multipart::FormData, max: u64) {
+    let mut drained = 0u64;
+    while let Some(Ok(part)) = form.next().await {
+        let mut s: BodyStream = part_stream(part);
+        while let Some(Ok(c)) = s.next().await {
+            drained += c.len() as u64;
+            if drained > max {
+                return;
+            }
         }
     }
 }

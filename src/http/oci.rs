@@ -6,6 +6,7 @@
 //! (`Docker-Content-Digest`, `ETag`, `Location`, `Docker-Distribution-API-Version`) are written
 //! in one place; errors use the spec's JSON through `error::oci`.
 
+use crate::http::DRAIN_ON_ERROR;
 use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderMap, Method, StatusCode};
@@ -239,10 +240,6 @@ fn list_link(path: &str, n: Option<usize>, items: &[String]) -> Option<String> {
         percent_encoding::utf8_percent_encode(last, percent_encoding::NON_ALPHANUMERIC)
     ))
 }
-
-/// Most a failed request's unread body is drained, so that the client (still sending) reads our
-/// error instead of a connection reset.
-const DRAIN_ON_ERROR: u64 = 16 << 20;
 
 /// A `/v2/` request as its endpoint sees it: the authenticated caller, the method's flavour,
 /// the query and the headers. (Endpoints that read the body take it beside.)

@@ -1,5 +1,6 @@
 //! Releases and assets: the seed's REST table plus `latest` and `latest/assets/{name}`.
 
+use crate::http::{drain_form, DRAIN_ON_ERROR};
 use futures_util::StreamExt;
 use warp::filters::BoxedFilter;
 use warp::http::{header, Method, StatusCode};
@@ -122,9 +123,26 @@ async fn upload(
     base: String,
     form: warp::multipart::FormData,
 ) -> DomainResult<Response> {
-    let pairs = query_pairs(&q);
     let mut form = form;
-    // The first part named `file` is the asset; other parts are ignored.
+    let stored = upload_first_file(&c, &repo, &tag, &q, &mut form).await;
+    if stored.is_err() {
+        drain_form(&mut form, DRAIN_ON_ERROR).await;
+    }
+    Ok(reply::json(
+        StatusCode::CREATED,
+        &render::asset(&base, &repo, &stored?),
+    ))
+}
+
+/// Stores the first part named `file` as the asset; other parts are ignored.
+async fn upload_first_file(
+    c: &Caller,
+    repo: &RepoPath,
+    tag: &str,
+    q: &str,
+    form: &mut warp::multipart::FormData,
+) -> DomainResult<release::AssetDetail> {
+    let pairs = query_pairs(q);
     while let Some(part) = form.next().await {
         let part =
             part.map_err(|e| DomainError::BadRequest(format!("invalid multipart body: {e}")))?;
@@ -138,12 +156,7 @@ async fn upload(
             label: query_get(&pairs, "label").map(str::to_owned),
             content_type: part.content_type().map(str::to_owned),
         };
-        let stream = part_stream(part);
-        let v = release::upload_asset(&c.core, c.who(), &repo, &tag, meta, stream).await?;
-        return Ok(reply::json(
-            StatusCode::CREATED,
-            &render::asset(&base, &repo, &v),
-        ));
+        return release::upload_asset(&c.core, c.who(), repo, tag, meta, part_stream(part)).await;
     }
     Err(DomainError::BadRequest(
         "the multipart form has no part named \"file\"".into(),

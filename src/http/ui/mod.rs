@@ -10,9 +10,9 @@ mod pages;
 mod releases;
 mod repo;
 
+use crate::http::{drain_form, DRAIN_ON_ERROR};
 use std::future::Future;
 
-use futures_util::StreamExt;
 use warp::multipart::FormData;
 
 use warp::filters::BoxedFilter;
@@ -21,7 +21,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::edge::{repo_path, Ids, Parsed};
-use super::{base_url, raw_query, with_core, BodyStream, Ctx};
+use super::{base_url, raw_query, with_core, Ctx};
 use crate::auth::Principal;
 use crate::domain::session::{self, SignedIn};
 use crate::domain::{account, DomainError, DomainResult};
@@ -288,25 +288,6 @@ where
     }
 }
 
-/// How much of a multipart form is read past an error from a caller who may not write here:
-/// enough for the error page to arrive, not enough to make refusing expensive.
-const DRAIN_REFUSED: u64 = 16 << 20;
-
-/// Reads the rest of a multipart body we stopped processing (up to `max` bytes), so the
-/// browser, still sending, reads our answer instead of a reset connection.
-async fn drain_form(form: &mut FormData, max: u64) {
-    let mut drained = 0u64;
-    while let Some(Ok(part)) = form.next().await {
-        let mut s: BodyStream = super::part_stream(part);
-        while let Some(Ok(c)) = s.next().await {
-            drained += c.len() as u64;
-            if drained > max {
-                return;
-            }
-        }
-    }
-}
-
 /// The UI's typed edge: every page handler is opened here, with the session resolved and the
 /// path's ids parsed (an id that names nothing is the error page), so handlers take a `Req`
 /// and typed ids.
@@ -356,7 +337,7 @@ impl Parts {
             match ids.parsed() {
                 Ok(ids) => f(rq, ids, form).await,
                 Err(e) => {
-                    drain_form(&mut form, DRAIN_REFUSED).await;
+                    drain_form(&mut form, DRAIN_ON_ERROR).await;
                     Err(e)
                 }
             }

@@ -13,8 +13,8 @@ use warp::Filter;
 
 use super::layout::{self, page, repo_header, Tab};
 use super::{
-    drain_form, form_body, html, redirect, release_url, repo_base, repo_segments, seg, Form, Parts,
-    PartsFilter, Req, DRAIN_REFUSED,
+    form_body, html, redirect, release_url, repo_base, repo_segments, seg, Form, Parts,
+    PartsFilter, Req,
 };
 use crate::domain::account::{self, RepoView};
 use crate::domain::release::{
@@ -22,6 +22,7 @@ use crate::domain::release::{
 };
 use crate::domain::{git_tag, DomainError, DomainResult, Page};
 use crate::http::edge::name_segment;
+use crate::http::{drain_form, DRAIN_ON_ERROR};
 use crate::http::{page_query, part_file_name, part_stream, render};
 use crate::ids::{RepoPath, Role};
 
@@ -250,7 +251,7 @@ async fn form_repo(rq: &Req, path: &RepoPath, form: &mut FormData) -> DomainResu
     }
     .await;
     if found.is_err() {
-        drain_form(form, DRAIN_REFUSED).await;
+        drain_form(form, DRAIN_ON_ERROR).await;
     }
     found
 }
