@@ -17,18 +17,18 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod api;
+pub(crate) mod api;
 pub mod app;
-pub mod auth;
+pub(crate) mod auth;
 pub mod cli;
 pub mod config;
-pub mod conn;
+pub(crate) mod conn;
 pub mod domain;
 /// Compiled for its replay tests and for the fuzz package (feature `fuzzing`), never into the
 /// server binary.
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
-pub mod git;
+pub(crate) mod git;
 pub mod http;
 pub mod ids;
 pub mod storage;

@@ -1,13 +1,13 @@
 //! Command-line parsing and dispatch: raw arguments become validated settings once, here.
 //! `pfai serve` runs the server; every other subcommand is a client of it over HTTP.
 
-pub mod bench;
-pub mod client;
-pub mod commands;
+pub(crate) mod bench;
+pub(crate) mod client;
+pub(crate) mod commands;
 pub mod hook;
-pub mod release;
-pub mod repo;
-pub mod serve;
+pub(crate) mod release;
+pub(crate) mod repo;
+pub(crate) mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,15 +2,15 @@
 //! function takes the caller (`Option<&Principal>`) and decides visibility itself, so that the
 //! REST API, git, the registry and the UI share one authorization path.
 
-pub mod account;
+pub(crate) mod account;
 pub mod error;
-pub mod fsck;
-pub mod git_tag;
-pub mod protection;
+pub(crate) mod fsck;
+pub(crate) mod git_tag;
+pub(crate) mod protection;
 pub mod registry;
 pub mod release;
-pub mod session;
-pub mod throttle;
+pub(crate) mod session;
+pub(crate) mod throttle;
 
 use std::collections::HashMap;
 use std::path::Path;

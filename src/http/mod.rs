@@ -6,14 +6,14 @@
 //! `error.rs` (the UI renders them as pages with its status). This layer never opens a
 //! transaction or a file.
 
-pub mod edge;
-pub mod error;
-pub mod git;
-pub mod oci;
+pub(crate) mod edge;
+pub(crate) mod error;
+pub(crate) mod git;
+pub(crate) mod oci;
 pub mod render;
-pub mod reply;
-pub mod rest;
-pub mod ui;
+pub(crate) mod reply;
+pub(crate) mod rest;
+pub(crate) mod ui;
 
 use std::convert::Infallible;
 use std::pin::Pin;

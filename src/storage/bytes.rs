@@ -78,11 +78,6 @@ impl LocalFs {
         })
     }
 
-    /// The root directory (for messages and the free-space check).
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The file of an object. Names come from the typed facades, built from validated ids
     /// only, so they never contain `..` or an absolute path.
     pub fn path(&self, name: &str) -> PathBuf {

@@ -1,22 +1,22 @@
 //! Storage: the redb database (all metadata) and the files on disk (blobs, assets, uploads).
 //! Knows nothing of HTTP, OCI rules or git; `domain` gives it meaning.
 
-pub mod accounts;
-pub mod assets;
-pub mod audit;
-pub mod backend;
+pub(crate) mod accounts;
+pub(crate) mod assets;
+pub(crate) mod audit;
+pub(crate) mod backend;
 pub mod blob;
-pub mod bytes;
+pub(crate) mod bytes;
 pub mod codec;
-pub mod files;
+pub(crate) mod files;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub mod records;
-pub mod releases;
-pub mod rules;
-pub mod sessions;
+pub(crate) mod releases;
+pub(crate) mod rules;
+pub(crate) mod sessions;
 pub mod tables;
-pub mod txn;
+pub(crate) mod txn;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
