@@ -4,8 +4,10 @@
 pub mod assets;
 pub mod backend;
 pub mod blob;
+pub mod blob_refs;
 pub mod codec;
 pub mod files;
+pub mod manifests;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub mod records;
@@ -13,6 +15,7 @@ pub mod releases;
 pub mod rules;
 pub mod tables;
 pub mod txn;
+pub mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
