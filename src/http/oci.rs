@@ -105,6 +105,20 @@ fn upload_location(n: &OciName, id: &UploadId) -> String {
     format!("/v2/{n}/blobs/uploads/{id}")
 }
 
+/// Gives an upload's `RangeNotSatisfiable` the session's URL, for its `Location` header.
+fn at_session(e: DomainError, n: &OciName, id: &UploadId) -> DomainError {
+    match e {
+        DomainError::RangeNotSatisfiable {
+            location: None,
+            offset,
+        } => DomainError::RangeNotSatisfiable {
+            location: Some(upload_location(n, id)),
+            offset,
+        },
+        e => e,
+    }
+}
+
 fn range_value(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
 }
@@ -355,16 +369,18 @@ async fn dispatch(
         }
         ("PATCH", OciRoute::Upload(n, id)) => {
             let range = content_range(&headers)?;
-            let loc = upload_location(&n, &id);
-            let offset = upload::patch(&core, p, &n, &id, range, &loc, body).await?;
+            let offset = upload::patch(&core, p, &n, &id, range, body)
+                .await
+                .map_err(|e| at_session(e, &n, &id))?;
             Ok(upload_accepted(StatusCode::ACCEPTED, &n, &id, offset))
         }
         ("PUT", OciRoute::Upload(n, id)) => {
             let d = digest(query_get(&pairs, "digest").unwrap_or(""))?;
             let range = content_range(&headers)?;
-            let loc = upload_location(&n, &id);
-            upload::finish(&core, p, &n, &id, &d, range, &loc, body).await?;
-            Ok(blob_created(&n, &d))
+            let stored = upload::finish(&core, p, &n, &id, &d, range, body)
+                .await
+                .map_err(|e| at_session(e, &n, &id))?;
+            Ok(blob_created(&n, &stored))
         }
         ("DELETE", OciRoute::Upload(n, id)) => {
             upload::cancel(&core, p, &n, &id).await?;

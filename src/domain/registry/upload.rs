@@ -65,7 +65,7 @@ fn username(who: Option<&Principal>) -> String {
     who.map(|p| p.username.clone()).unwrap_or_default()
 }
 
-/// Starts a session (202 + Location).
+/// Starts a session; returns its id (the edge answers 202 with the session's URL).
 pub async fn start(
     core: &Core,
     who: Option<&Principal>,
@@ -175,14 +175,15 @@ where
     Ok(n)
 }
 
-/// `POST ?digest=` with the whole blob: verify, publish, link.
+/// `POST ?digest=` with the whole blob: verify, publish, link. Returns the digest of the blob
+/// now linked in `name`.
 pub async fn monolithic<S, E>(
     core: &Core,
     who: Option<&Principal>,
     name: &OciName,
     digest: &Digest,
     mut body: S,
-) -> DomainResult<()>
+) -> DomainResult<Digest>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -207,7 +208,8 @@ where
             "the content's digest is {actual}, not {digest}"
         )));
     }
-    publish_and_link(core, name, digest, guard, written.bytes).await
+    publish_and_link(core, name, digest, guard, written.bytes).await?;
+    Ok(actual)
 }
 
 async fn publish_and_link(
@@ -345,7 +347,6 @@ async fn append<S, E>(
     id: &UploadId,
     state: &mut SessionState,
     range: Option<ChunkRange>,
-    location: &str,
     body: &mut S,
 ) -> DomainResult<()>
 where
@@ -354,8 +355,9 @@ where
 {
     if let Some(r) = range {
         if r.start != state.offset {
+            // The session's URL is the edge's to add (`Location`).
             return Err(DomainError::RangeNotSatisfiable {
-                location: Some(location.to_owned()),
+                location: None,
                 offset: state.offset,
             });
         }
@@ -397,14 +399,15 @@ async fn touch(core: &Core, id: &UploadId) -> DomainResult<()> {
     Ok(())
 }
 
-/// Appends a chunk (`PATCH`); returns the new offset.
+/// Appends a chunk (`PATCH`); returns the new offset. A chunk that does not start at the
+/// offset is `RangeNotSatisfiable` carrying the offset (and no location: the caller knows the
+/// session's URL).
 pub async fn patch<S, E>(
     core: &Core,
     who: Option<&Principal>,
     name: &OciName,
     id: &UploadId,
     range: Option<ChunkRange>,
-    location: &str,
     mut body: S,
 ) -> DomainResult<u64>
 where
@@ -413,7 +416,7 @@ where
 {
     let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    let res = append(core, id, state, range, location, &mut body).await;
+    let res = append(core, id, state, range, &mut body).await;
     let offset = state.offset;
     let now = now_unix();
     let stale = now - state.touched >= TOUCH_EVERY;
@@ -435,8 +438,9 @@ async fn drop_session(core: &Core, id: &UploadId) -> DomainResult<()> {
     Ok(())
 }
 
-/// Finishes an upload (`PUT ?digest=`, with an optional last chunk).
-#[allow(clippy::too_many_arguments)]
+/// Finishes an upload (`PUT ?digest=`, with an optional last chunk); returns the digest of the
+/// blob now linked in `name`. A last chunk that does not start at the offset is
+/// `RangeNotSatisfiable`, as for `patch`.
 pub async fn finish<S, E>(
     core: &Core,
     who: Option<&Principal>,
@@ -444,16 +448,15 @@ pub async fn finish<S, E>(
     id: &UploadId,
     digest: &Digest,
     range: Option<ChunkRange>,
-    location: &str,
     mut body: S,
-) -> DomainResult<()>
+) -> DomainResult<Digest>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    append(core, id, state, range, location, &mut body).await?;
+    append(core, id, state, range, &mut body).await?;
     let size = state.offset;
     let actual = match &state.hasher {
         Some(h) if h.digest().algorithm() == digest.algorithm() => h.digest(),
@@ -488,7 +491,8 @@ where
     core.db.write(move |txn| uploads::remove(txn, &key)).await?;
     core.uploads.forget(id);
     drop(guard);
-    publish_and_link(core, name, digest, TempGuard::new(path), size).await
+    publish_and_link(core, name, digest, TempGuard::new(path), size).await?;
+    Ok(digest.clone())
 }
 
 /// Cancels an upload (`DELETE`).
