@@ -591,7 +591,7 @@ pub async fn fsck(core: &Core, who: Option<&Principal>) -> DomainResult<FsckRepo
             "only site admins can run fsck".into(),
         ));
     }
-    let digests: Vec<String> = core.db.read(|txn| blob_refs::digests(txn)).await?;
+    let digests: Vec<String> = core.db.read(blob_refs::digests).await?;
     let blobs = core.blobs.clone();
     let mut report = tokio::task::spawn_blocking(move || {
         let mut r = FsckReport::default();

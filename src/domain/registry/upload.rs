@@ -521,7 +521,7 @@ pub async fn purge_stale(
     let now = now_unix();
     let rows: Vec<(String, i64)> = core
         .db
-        .read(|txn| uploads::all(txn))
+        .read(uploads::all)
         .await?
         .into_iter()
         .map(|(id, s)| (id, s.updated_at))
