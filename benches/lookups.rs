@@ -80,7 +80,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, std::sync::Arc<Cor
             order.insert(("bench/app", ord, u64::MAX - id), ())?;
             by_tag.insert(("bench/app", r.tag_name.as_str()), id)?;
         }
-        Ok::<_, pfai::domain::DomainError>(())
+        Ok::<_, pfai::storage::StorageError>(())
     }))
     .unwrap();
     (dir, core)

@@ -128,25 +128,6 @@ fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(28 | 122))
 }
 
-// Only `domain::registry` still opens tables itself; once its stores land, these go and
-// `DomainError` converts from `StorageError` alone.
-macro_rules! redb_into_domain {
-    ($($t:ty),*) => {$(
-        impl From<$t> for DomainError {
-            fn from(e: $t) -> Self {
-                DomainError::from(StorageError::from(e))
-            }
-        }
-    )*};
-}
-redb_into_domain!(
-    redb::Error,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
-
 impl From<std::io::Error> for DomainError {
     fn from(e: std::io::Error) -> Self {
         if is_disk_full(&e) {

@@ -100,6 +100,20 @@ fn upload_location(n: &OciName, id: &UploadId) -> String {
     format!("/v2/{n}/blobs/uploads/{id}")
 }
 
+/// Gives an upload's `RangeNotSatisfiable` the session's URL, for its `Location` header.
+fn at_session(e: DomainError, n: &OciName, id: &UploadId) -> DomainError {
+    match e {
+        DomainError::RangeNotSatisfiable {
+            location: None,
+            offset,
+        } => DomainError::RangeNotSatisfiable {
+            location: Some(upload_location(n, id)),
+            offset,
+        },
+        e => e,
+    }
+}
+
 fn range_value(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
 }
@@ -466,8 +480,9 @@ async fn patch_upload(
     body: &mut BodyStream,
 ) -> DomainResult<Answer> {
     let range = content_range(&c.headers)?;
-    let loc = upload_location(&n, &id);
-    let offset = upload::patch(c.core(), c.who(), &n, &id, range, &loc, body).await?;
+    let offset = upload::patch(c.core(), c.who(), &n, &id, range, body)
+        .await
+        .map_err(|e| at_session(e, &n, &id))?;
     Ok(Answer::upload(StatusCode::ACCEPTED, &n, &id, offset))
 }
 
@@ -479,9 +494,10 @@ async fn finish_upload(
 ) -> DomainResult<Answer> {
     let d = digest(c.param("digest").unwrap_or(""))?;
     let range = content_range(&c.headers)?;
-    let loc = upload_location(&n, &id);
-    upload::finish(c.core(), c.who(), &n, &id, &d, range, &loc, body).await?;
-    Ok(Answer::blob_created(&n, d))
+    let stored = upload::finish(c.core(), c.who(), &n, &id, &d, range, body)
+        .await
+        .map_err(|e| at_session(e, &n, &id))?;
+    Ok(Answer::blob_created(&n, stored))
 }
 
 async fn cancel_upload(c: &OciCall, n: OciName, id: UploadId) -> DomainResult<Answer> {

@@ -6,9 +6,11 @@ pub(crate) mod assets;
 pub(crate) mod audit;
 pub(crate) mod backend;
 pub mod blob;
+pub(crate) mod blob_refs;
 pub(crate) mod bytes;
 pub mod codec;
 pub(crate) mod files;
+pub(crate) mod manifests;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub mod records;
@@ -17,6 +19,7 @@ pub(crate) mod rules;
 pub(crate) mod sessions;
 pub mod tables;
 pub(crate) mod txn;
+pub(crate) mod uploads;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

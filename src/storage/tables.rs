@@ -66,33 +66,34 @@ pub const PROTECTIONS_BY_REPO: TableDefinition<(&str, u64), ()> =
 
 /// `digest -> BlobMeta`: blobs present in the content-addressed store. Invariant: the file at
 /// `blobs/<alg>/<2 hex>/<hex>` is complete and fsynced before the row exists.
-/// Writer: `domain::registry`.
+/// Writer: `storage::blob_refs`.
 pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
 
 /// `(oci name, digest) -> linked at (unix s)`: which repositories may read a blob.
-/// Invariant: the digest is in BLOBS. Writer: `domain::registry`.
+/// Invariant: the digest is in BLOBS. Writer: `storage::blob_refs`.
 pub const REPO_BLOBS: TableDefinition<(&str, &str), i64> = TableDefinition::new("repo_blobs");
 
-/// `(digest, oci name) -> ()`: the reverse of REPO_BLOBS, for GC. Writer: `domain::registry`.
+/// `(digest, oci name) -> ()`: the reverse of REPO_BLOBS, for GC. Writer: `storage::blob_refs`.
 pub const BLOB_LINKS: TableDefinition<(&str, &str), ()> = TableDefinition::new("blob_links");
 
 /// `digest -> count` of stored manifests (in any repository) that reference the blob.
-/// Invariant: updated in the same transaction as the manifest rows. Writer: `domain::registry`.
+/// Invariant: updated in the same transaction as the manifest rows. Writer:
+/// `storage::blob_refs::change_refs` alone (called by `storage::manifests`).
 pub const BLOB_REFS: TableDefinition<&str, u64> = TableDefinition::new("blob_refs");
 
 /// `(oci name, manifest digest) -> ManifestMeta` (the raw bytes included, byte-exact).
-/// Writer: `domain::registry`.
+/// Writer: `storage::manifests`.
 pub const MANIFESTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("manifests");
 
 /// `(oci name, tag) -> manifest digest`. Invariant: the manifest is in MANIFESTS.
-/// Writer: `domain::registry`.
+/// Writer: `storage::manifests`.
 pub const OCI_TAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("oci_tags");
 
-/// `(oci name, subject digest, referrer digest) -> ()`. Writer: `domain::registry`.
+/// `(oci name, subject digest, referrer digest) -> ()`. Writer: `storage::manifests`.
 pub const REFERRERS: TableDefinition<(&str, &str, &str), ()> = TableDefinition::new("referrers");
 
 /// `(oci name, child digest) -> count` of index manifests in that repository that list the
-/// child; a child with a count is not deletable. Writer: `domain::registry`.
+/// child; a child with a count is not deletable. Writer: `storage::manifests`.
 pub const MANIFEST_REFS: TableDefinition<(&str, &str), u64> = TableDefinition::new("manifest_refs");
 
 /// `("owner/repo", tag name) -> commit SHA`: a lightweight git tag that `domain::release` is
@@ -105,5 +106,5 @@ pub const PENDING_RELEASE_TAGS: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("pending_release_tags");
 
 /// `upload id -> UploadSession`. Invariant: the session file exists while the row does
-/// (created first, removed after). Writer: `domain::registry::upload`.
+/// (created first, removed after). Writer: `storage::uploads`.
 pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");

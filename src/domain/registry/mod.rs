@@ -6,17 +6,17 @@ pub mod manifest;
 pub mod upload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::ControlFlow;
 
 pub use crate::api::{BlobFsckReport as FsckReport, GcReport, PackageTagView, PackageView};
-use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::Serialize;
 
 use super::{repo_access_txn, Core, DomainError, DomainResult};
 use crate::auth::Principal;
 use crate::ids::{Digest, OciName, OciTag, Reference, RepoPath, Role};
 use crate::storage::mmap::Mapped;
-use crate::storage::records::{BlobMeta, ManifestMeta};
-use crate::storage::{codec, tables};
+use crate::storage::records::ManifestMeta;
+use crate::storage::{blob_refs, manifests};
 use crate::util::{now_unix, rfc3339};
 
 /// Largest `n` honoured on tag lists and the catalog (no pre-allocation by `n`).
@@ -40,50 +40,6 @@ pub async fn access(
     }
 }
 
-/// Records that `name` holds `digest` (and that the blob exists), refreshing its GC grace.
-pub fn link_blob_txn(
-    txn: &WriteTransaction,
-    name: &str,
-    digest: &Digest,
-    size: u64,
-) -> DomainResult<()> {
-    let d = digest.to_string();
-    let now = now_unix();
-    let mut blobs = txn.open_table(tables::BLOBS)?;
-    let meta = match blobs.get(d.as_str())? {
-        Some(v) => {
-            let mut m: BlobMeta = codec::decode(v.value())?;
-            m.touched_at = now;
-            m
-        }
-        None => BlobMeta {
-            size,
-            created_at: now,
-            touched_at: now,
-        },
-    };
-    blobs.insert(d.as_str(), codec::encode(&meta)?.as_slice())?;
-    txn.open_table(tables::REPO_BLOBS)?
-        .insert((name, d.as_str()), now)?;
-    txn.open_table(tables::BLOB_LINKS)?
-        .insert((d.as_str(), name), ())?;
-    Ok(())
-}
-
-fn linked_size_txn(txn: &ReadTransaction, name: &str, digest: &str) -> DomainResult<Option<u64>> {
-    if txn
-        .open_table(tables::REPO_BLOBS)?
-        .get((name, digest))?
-        .is_none()
-    {
-        return Ok(None);
-    }
-    match txn.open_table(tables::BLOBS)?.get(digest)? {
-        Some(v) => Ok(Some(codec::decode::<BlobMeta>(v.value())?.size)),
-        None => Ok(None),
-    }
-}
-
 /// A blob ready to serve.
 pub struct BlobFile {
     /// Its bytes.
@@ -101,10 +57,10 @@ pub async fn open_blob(
     digest: &Digest,
 ) -> DomainResult<BlobFile> {
     access(core, who, name, Role::Read).await?;
-    let (n, d) = (name.to_string(), digest.to_string());
+    let (n, d) = (name.clone(), digest.to_string());
     let size = core
         .db
-        .read(move |txn| linked_size_txn(txn, &n, &d))
+        .read(move |txn| blob_refs::linked_size(txn, &n, &d))
         .await?
         .ok_or(DomainError::BlobUnknown)?;
     let blobs = core.blobs.clone();
@@ -131,18 +87,12 @@ pub async fn delete_blob(
     digest: &Digest,
 ) -> DomainResult<()> {
     access(core, who, name, Role::Write).await?;
-    let (n, d) = (name.to_string(), digest.to_string());
+    let (n, d) = (name.clone(), digest.to_string());
     core.db
         .write(move |txn| {
-            let removed = txn
-                .open_table(tables::REPO_BLOBS)?
-                .remove((n.as_str(), d.as_str()))?
-                .is_some();
-            if !removed {
+            if !blob_refs::unlink(txn, &n, &d)? {
                 return Err(DomainError::BlobUnknown);
             }
-            txn.open_table(tables::BLOB_LINKS)?
-                .remove((d.as_str(), n.as_str()))?;
             Ok(())
         })
         .await
@@ -158,31 +108,6 @@ pub struct ManifestFile {
     pub bytes: Vec<u8>,
 }
 
-fn resolve_txn(
-    txn: &ReadTransaction,
-    name: &str,
-    reference: &Reference,
-) -> DomainResult<Option<String>> {
-    Ok(match reference {
-        Reference::Digest(d) => Some(d.to_string()),
-        Reference::Tag(t) => txn
-            .open_table(tables::OCI_TAGS)?
-            .get((name, t.as_str()))?
-            .map(|v| v.value().to_owned()),
-    })
-}
-
-fn manifest_txn(
-    txn: &ReadTransaction,
-    name: &str,
-    digest: &str,
-) -> DomainResult<Option<ManifestMeta>> {
-    match txn.open_table(tables::MANIFESTS)?.get((name, digest))? {
-        Some(v) => Ok(Some(codec::decode(v.value())?)),
-        None => Ok(None),
-    }
-}
-
 /// Reads a manifest by tag or digest.
 pub async fn get_manifest(
     core: &Core,
@@ -191,14 +116,18 @@ pub async fn get_manifest(
     reference: &Reference,
 ) -> DomainResult<ManifestFile> {
     access(core, who, name, Role::Read).await?;
-    let (n, r) = (name.to_string(), reference.clone());
+    let (n, r) = (name.clone(), reference.clone());
     let found = core
         .db
         .read(move |txn| {
-            let Some(d) = resolve_txn(txn, &n, &r)? else {
-                return Ok(None);
+            let d = match r {
+                Reference::Digest(d) => d.to_string(),
+                Reference::Tag(t) => match manifests::tagged(txn, &n, t.as_str())? {
+                    Some(d) => d,
+                    None => return Ok(None),
+                },
             };
-            Ok::<_, DomainError>(manifest_txn(txn, &n, &d)?.map(|m| (d, m)))
+            Ok::<_, DomainError>(manifests::get(txn, &n, &d)?.map(|m| (d, m)))
         })
         .await?;
     let (d, m) = found.ok_or(DomainError::ManifestUnknown)?;
@@ -265,52 +194,26 @@ pub async fn put_manifest(
         pushed_at: now_unix(),
         bytes,
     };
-    let n = name.to_string();
+    let n = name.clone();
     let d = digest.to_string();
     core.db
         .write(move |txn| {
             let mut missing = Vec::new();
-            {
-                let links = txn.open_table(tables::REPO_BLOBS)?;
-                for b in &meta.blobs {
-                    if links.get((n.as_str(), b.as_str()))?.is_none() {
-                        missing.push(b.clone());
-                    }
+            for b in &meta.blobs {
+                if !blob_refs::is_linked(txn, &n, b)? {
+                    missing.push(b.clone());
                 }
-                let manifests = txn.open_table(tables::MANIFESTS)?;
-                for c in &meta.children {
-                    if manifests.get((n.as_str(), c.as_str()))?.is_none() {
-                        missing.push(c.clone());
-                    }
+            }
+            for c in &meta.children {
+                if !manifests::exists(txn, &n, c)? {
+                    missing.push(c.clone());
                 }
             }
             if !missing.is_empty() {
                 return Err(DomainError::ManifestBlobUnknown(missing));
             }
-            let mut manifests = txn.open_table(tables::MANIFESTS)?;
-            let existed = manifests.get((n.as_str(), d.as_str()))?.is_some();
-            manifests.insert((n.as_str(), d.as_str()), codec::encode(&meta)?.as_slice())?;
-            if !existed {
-                let mut refs = txn.open_table(tables::BLOB_REFS)?;
-                for b in &meta.blobs {
-                    let c = refs.get(b.as_str())?.map(|v| v.value()).unwrap_or(0);
-                    refs.insert(b.as_str(), c + 1)?;
-                }
-                let mut mrefs = txn.open_table(tables::MANIFEST_REFS)?;
-                for c in &meta.children {
-                    let k = (n.as_str(), c.as_str());
-                    let cur = mrefs.get(k)?.map(|v| v.value()).unwrap_or(0);
-                    mrefs.insert(k, cur + 1)?;
-                }
-                if let Some(s) = &meta.subject {
-                    txn.open_table(tables::REFERRERS)?
-                        .insert((n.as_str(), s.as_str(), d.as_str()), ())?;
-                }
-            }
-            let mut t = txn.open_table(tables::OCI_TAGS)?;
-            for tag in &tags {
-                t.insert((n.as_str(), tag.as_str()), d.as_str())?;
-            }
+            manifests::put(txn, &n, &d, &meta)?;
+            manifests::set_tags(txn, &n, &d, &tags)?;
             Ok(())
         })
         .await?;
@@ -329,70 +232,29 @@ pub async fn delete_manifest(
     reference: &Reference,
 ) -> DomainResult<()> {
     access(core, who, name, Role::Write).await?;
-    let n = name.to_string();
+    let n = name.clone();
     let r = reference.clone();
     core.db
-        .write(move |txn| {
-            match r {
-                Reference::Tag(t) => {
-                    let removed = txn
-                        .open_table(tables::OCI_TAGS)?
-                        .remove((n.as_str(), t.as_str()))?
-                        .is_some();
-                    if !removed {
-                        return Err(DomainError::ManifestUnknown);
-                    }
+        .write(move |txn| match r {
+            Reference::Tag(t) => {
+                if !manifests::remove_tag(txn, &n, t.as_str())? {
+                    return Err(DomainError::ManifestUnknown);
                 }
-                Reference::Digest(d) => {
-                    let d = d.to_string();
-                    let in_use = txn
-                        .open_table(tables::MANIFEST_REFS)?
-                        .get((n.as_str(), d.as_str()))?
-                        .map(|v| v.value())
-                        .unwrap_or(0);
-                    if in_use > 0 {
-                        return Err(DomainError::Conflict(format!(
-                            "{d} is listed by {in_use} index(es) in {n}; delete those first"
-                        )));
-                    }
-                    let meta: ManifestMeta = {
-                        let mut manifests = txn.open_table(tables::MANIFESTS)?;
-                        let Some(v) = manifests.remove((n.as_str(), d.as_str()))? else {
-                            return Err(DomainError::ManifestUnknown);
-                        };
-                        codec::decode(v.value())?
-                    };
-                    let mut refs = txn.open_table(tables::BLOB_REFS)?;
-                    for b in &meta.blobs {
-                        let c = refs.get(b.as_str())?.map(|v| v.value()).unwrap_or(0);
-                        if c <= 1 {
-                            refs.remove(b.as_str())?;
-                        } else {
-                            refs.insert(b.as_str(), c - 1)?;
-                        }
-                    }
-                    let mut mrefs = txn.open_table(tables::MANIFEST_REFS)?;
-                    for c in &meta.children {
-                        let k = (n.as_str(), c.as_str());
-                        let cur = mrefs.get(k)?.map(|v| v.value()).unwrap_or(0);
-                        if cur <= 1 {
-                            mrefs.remove(k)?;
-                        } else {
-                            mrefs.insert(k, cur - 1)?;
-                        }
-                    }
-                    if let Some(s) = &meta.subject {
-                        txn.open_table(tables::REFERRERS)?.remove((
-                            n.as_str(),
-                            s.as_str(),
-                            d.as_str(),
-                        ))?;
-                    }
-                    let mut tags = txn.open_table(tables::OCI_TAGS)?;
-                    tags.retain(|(name, _), digest| !(name == n.as_str() && digest == d.as_str()))?;
+                Ok(())
+            }
+            Reference::Digest(d) => {
+                let d = d.to_string();
+                let in_use = manifests::listed_by_indexes(txn, &n, &d)?;
+                if in_use > 0 {
+                    return Err(DomainError::Conflict(format!(
+                        "{d} is listed by {in_use} index(es) in {n}; delete those first"
+                    )));
+                }
+                match manifests::remove(txn, &n, &d)? {
+                    Some(_) => Ok(()),
+                    None => Err(DomainError::ManifestUnknown),
                 }
             }
-            Ok(())
         })
         .await
 }
@@ -407,49 +269,18 @@ pub async fn list_tags(
 ) -> DomainResult<(Vec<String>, bool)> {
     access(core, who, name, Role::Read).await?;
     let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-    let nm = name.to_string();
+    let nm = name.clone();
     core.db
         .read(move |txn| {
-            let t = txn.open_table(tables::OCI_TAGS)?;
-            let start = last.clone().unwrap_or_default();
-            let mut out = Vec::new();
-            let mut more = false;
-            for row in t.range((nm.as_str(), start.as_str())..)? {
-                let (k, _) = row?;
-                let (name, tag) = k.value();
-                if name != nm {
-                    break;
-                }
-                if last.as_deref() == Some(tag) {
-                    continue;
-                }
-                if out.len() == limit {
-                    more = true;
-                    break;
-                }
-                out.push(tag.to_owned());
-            }
+            let (out, more) = manifests::tags_page(txn, &nm, last.as_deref(), limit)?;
             // An empty page of an image nobody ever pushed to is NAME_UNKNOWN (spec); an image
             // that has manifests or blobs but no tags (all deleted) is an empty list.
-            if out.is_empty() && !more {
-                let has = |first: Option<&str>| first == Some(nm.as_str());
-                let tagged = match t.range((nm.as_str(), "")..)?.next() {
-                    Some(row) => has(Some(row?.0.value().0)),
-                    None => false,
-                };
-                let manifests = txn.open_table(tables::MANIFESTS)?;
-                let with_manifest = match manifests.range((nm.as_str(), "")..)?.next() {
-                    Some(row) => has(Some(row?.0.value().0)),
-                    None => false,
-                };
-                let blobs = txn.open_table(tables::REPO_BLOBS)?;
-                let with_blob = match blobs.range((nm.as_str(), "")..)?.next() {
-                    Some(row) => has(Some(row?.0.value().0)),
-                    None => false,
-                };
-                if !(tagged || with_manifest || with_blob) {
-                    return Err(DomainError::NameUnknown);
-                }
+            if out.is_empty()
+                && !more
+                && !manifests::has_tags_or_manifests(txn, &nm)?
+                && !blob_refs::any_linked(txn, &nm)?
+            {
+                return Err(DomainError::NameUnknown);
             }
             Ok((out, more))
         })
@@ -467,38 +298,27 @@ pub async fn catalog(
     let who = who.cloned();
     core.db
         .read(move |txn| {
-            let manifests = txn.open_table(tables::MANIFESTS)?;
-            let start = last.clone().unwrap_or_default();
             let mut allowed: HashMap<String, bool> = HashMap::new();
             let mut out: Vec<String> = Vec::new();
             let mut more = false;
-            for row in manifests.range((start.as_str(), "")..)? {
-                let (k, _) = row?;
-                let name = k.value().0.to_owned();
-                if last.as_deref() == Some(name.as_str()) || out.last() == Some(&name) {
-                    continue;
-                }
-                let repo = match OciName::parse(&name) {
+            manifests::scan_names(txn, last.as_deref(), |name| {
+                let repo = match OciName::parse(name) {
                     Ok(n) => n.repo().key(),
-                    Err(_) => continue,
+                    Err(_) => return ControlFlow::Continue(()),
                 };
-                let ok = match allowed.get(&repo) {
-                    Some(b) => *b,
-                    None => {
-                        let b = repo_access_txn(txn, who.as_ref(), &repo, Role::Read).is_ok();
-                        allowed.insert(repo, b);
-                        b
-                    }
-                };
+                let ok = *allowed.entry(repo).or_insert_with_key(|repo| {
+                    repo_access_txn(txn, who.as_ref(), repo, Role::Read).is_ok()
+                });
                 if !ok {
-                    continue;
+                    return ControlFlow::Continue(());
                 }
                 if out.len() == limit {
                     more = true;
-                    break;
+                    return ControlFlow::Break(());
                 }
-                out.push(name);
-            }
+                out.push(name.to_owned());
+                ControlFlow::Continue(())
+            })?;
             Ok((out, more))
         })
         .await
@@ -531,88 +351,61 @@ pub async fn referrers(
     artifact_type: Option<String>,
 ) -> DomainResult<Vec<ReferrerDescriptor>> {
     access(core, who, name, Role::Read).await?;
-    let (n, d) = (name.to_string(), digest.to_string());
-    core.db
-        .read(move |txn| {
-            let refs = txn.open_table(tables::REFERRERS)?;
-            let mut out = Vec::new();
-            for row in refs.range((n.as_str(), d.as_str(), "")..)? {
-                let (k, _) = row?;
-                let (name, subject, referrer) = k.value();
-                if name != n || subject != d {
-                    break;
-                }
-                let Some(m) = manifest_txn(txn, &n, referrer)? else {
-                    continue;
-                };
-                // The spec's artifactType of a referrer: its own, else its config's media type
-                // (also for a plain image config, which `ManifestMeta` does not record).
-                let effective = m
-                    .artifact_type
-                    .clone()
-                    .or_else(|| manifest::config_media_type(&m.bytes));
-                if artifact_type.is_some() && effective != artifact_type {
-                    continue;
-                }
-                out.push(ReferrerDescriptor {
-                    media_type: m.media_type.clone(),
-                    digest: referrer.to_owned(),
-                    size: m.bytes.len() as u64,
-                    artifact_type: effective,
-                    annotations: serde_json::from_str(&m.annotations_json).ok().flatten(),
-                });
-            }
-            Ok(out)
-        })
-        .await
-}
-
-fn names_of_repo_txn(txn: &ReadTransaction, repo: &RepoPath) -> DomainResult<BTreeSet<String>> {
-    let key = repo.key();
-    let prefix = format!("{key}/");
-    let mut names = BTreeSet::new();
-    for row in txn
-        .open_table(tables::MANIFESTS)?
-        .range((key.as_str(), "")..)?
-    {
-        let (k, _) = row?;
-        let name = k.value().0;
-        if name != key && !name.starts_with(&prefix) {
-            break;
-        }
-        names.insert(name.to_owned());
-    }
-    Ok(names)
-}
-
-fn tags_of_txn(txn: &ReadTransaction, name: &str) -> DomainResult<Vec<PackageTagView>> {
+    let (n, d) = (name.clone(), digest.to_string());
+    let found = core
+        .db
+        .read(move |txn| manifests::referrers_of(txn, &n, &d))
+        .await?;
     let mut out = Vec::new();
-    for row in txn.open_table(tables::OCI_TAGS)?.range((name, "")..)? {
-        let (k, v) = row?;
-        let (n, tag) = k.value();
-        if n != name {
-            break;
+    for (referrer, m) in found {
+        // The spec's artifactType of a referrer: its own, else its config's media type (also
+        // for a plain image config, which `ManifestMeta` does not record).
+        let effective = m
+            .artifact_type
+            .clone()
+            .or_else(|| manifest::config_media_type(&m.bytes));
+        if artifact_type.is_some() && effective != artifact_type {
+            continue;
         }
-        let digest = v.value().to_owned();
-        if let Some(m) = manifest_txn(txn, name, &digest)? {
-            let size = if manifest::is_index(&m.media_type) {
-                m.children
-                    .iter()
-                    .filter_map(|c| manifest_txn(txn, name, c).ok().flatten())
-                    .map(|c| c.total_size)
-                    .sum()
-            } else {
-                m.total_size
-            };
-            out.push(PackageTagView {
-                tag: tag.to_owned(),
-                digest,
-                media_type: m.media_type,
-                size,
-                platforms: m.platforms,
-                pushed_at: rfc3339(m.pushed_at),
-            });
-        }
+        out.push(ReferrerDescriptor {
+            media_type: m.media_type.clone(),
+            digest: referrer,
+            size: m.bytes.len() as u64,
+            artifact_type: effective,
+            annotations: serde_json::from_str(&m.annotations_json).ok().flatten(),
+        });
+    }
+    Ok(out)
+}
+
+/// The Packages-tab size of a manifest: its declared size, or for an index the sum over the
+/// children stored in `name`.
+fn package_size<R: crate::storage::Reads>(txn: &R, name: &OciName, m: &ManifestMeta) -> u64 {
+    if manifest::is_index(&m.media_type) {
+        m.children
+            .iter()
+            .filter_map(|c| manifests::get(txn, name, c).ok().flatten())
+            .map(|c| c.total_size)
+            .sum()
+    } else {
+        m.total_size
+    }
+}
+
+fn tags_of_txn<R: crate::storage::Reads>(
+    txn: &R,
+    name: &OciName,
+) -> DomainResult<Vec<PackageTagView>> {
+    let mut out = Vec::new();
+    for (tag, digest, m) in manifests::tags_with_manifests(txn, name)? {
+        out.push(PackageTagView {
+            tag,
+            digest,
+            size: package_size(txn, name, &m),
+            media_type: m.media_type,
+            platforms: m.platforms,
+            pushed_at: rfc3339(m.pushed_at),
+        });
     }
     Ok(out)
 }
@@ -628,8 +421,11 @@ pub async fn packages(
     core.db
         .read(move |txn| {
             let mut out = Vec::new();
-            for name in names_of_repo_txn(txn, &repo)? {
-                let tags = tags_of_txn(txn, &name)?;
+            for name in manifests::names_of_repo(txn, &repo)? {
+                let tags = match OciName::parse(&name) {
+                    Ok(n) => tags_of_txn(txn, &n)?,
+                    Err(_) => Vec::new(),
+                };
                 let newest = tags.iter().max_by(|a, b| a.pushed_at.cmp(&b.pushed_at));
                 out.push(PackageView {
                     pull: newest
@@ -661,8 +457,7 @@ pub async fn package_tags(
     };
     let name = OciName::parse(&name)
         .map_err(|_| DomainError::NotFound(format!("image {image} not found")))?;
-    let n = name.to_string();
-    let tags = core.db.read(move |txn| tags_of_txn(txn, &n)).await?;
+    let tags = core.db.read(move |txn| tags_of_txn(txn, &name)).await?;
     if tags.is_empty() {
         return Err(DomainError::NotFound(format!("image {image} not found")));
     }
@@ -700,48 +495,15 @@ pub async fn gc(
                 dry_run,
                 ..GcReport::default()
             };
-            let victims: Vec<(String, u64)> = {
-                let blobs = txn.open_table(tables::BLOBS)?;
-                let refs = txn.open_table(tables::BLOB_REFS)?;
-                let mut v = Vec::new();
-                for row in blobs.iter()? {
-                    let (k, val) = row?;
-                    let meta: BlobMeta = codec::decode(val.value())?;
-                    if now - meta.touched_at < grace_secs {
-                        continue;
-                    }
-                    if refs.get(k.value())?.is_some_and(|c| c.value() > 0) {
-                        continue;
-                    }
-                    v.push((k.value().to_owned(), meta.size));
-                }
-                v
-            };
-            for (d, size) in &victims {
-                report.blobs.push(d.clone());
-                report.bytes += size;
-                if dry_run {
+            for (d, meta) in blob_refs::unreferenced(txn)? {
+                if now - meta.touched_at < grace_secs {
                     continue;
                 }
-                txn.open_table(tables::BLOBS)?.remove(d.as_str())?;
-                let names: Vec<String> = {
-                    let links = txn.open_table(tables::BLOB_LINKS)?;
-                    let mut names = Vec::new();
-                    for row in links.range((d.as_str(), "")..)? {
-                        let (k, _) = row?;
-                        if k.value().0 != d {
-                            break;
-                        }
-                        names.push(k.value().1.to_owned());
-                    }
-                    names
-                };
-                let mut links = txn.open_table(tables::BLOB_LINKS)?;
-                let mut repo_blobs = txn.open_table(tables::REPO_BLOBS)?;
-                for n in names {
-                    links.remove((d.as_str(), n.as_str()))?;
-                    repo_blobs.remove((n.as_str(), d.as_str()))?;
+                if !dry_run {
+                    blob_refs::remove(txn, &d)?;
                 }
+                report.blobs.push(d);
+                report.bytes += meta.size;
             }
             Ok::<_, DomainError>(report)
         })
@@ -768,16 +530,7 @@ pub async fn fsck(core: &Core, who: Option<&Principal>) -> DomainResult<FsckRepo
             "only site admins can run fsck".into(),
         ));
     }
-    let digests: Vec<String> = core
-        .db
-        .read(|txn| {
-            let mut v = Vec::new();
-            for row in txn.open_table(tables::BLOBS)?.iter()? {
-                v.push(row?.0.value().to_owned());
-            }
-            Ok::<_, DomainError>(v)
-        })
-        .await?;
+    let digests: Vec<String> = core.db.read(blob_refs::digests).await?;
     let blobs = core.blobs.clone();
     let mut report = tokio::task::spawn_blocking(move || {
         let mut r = FsckReport::default();
@@ -805,10 +558,9 @@ pub async fn fsck(core: &Core, who: Option<&Principal>) -> DomainResult<FsckRepo
         report.missing = core
             .db
             .read(move |txn| {
-                let rows = txn.open_table(tables::BLOBS)?;
                 let mut still = Vec::new();
                 for d in missing {
-                    if rows.get(d.as_str())?.is_some() {
+                    if blob_refs::get(txn, &d)?.is_some() {
                         still.push(d);
                     }
                 }
@@ -825,17 +577,7 @@ pub async fn fsck(core: &Core, who: Option<&Principal>) -> DomainResult<FsckRepo
     if !bad.is_empty() {
         report.affected_manifests = core
             .db
-            .read(move |txn| {
-                let mut out = Vec::new();
-                for row in txn.open_table(tables::MANIFESTS)?.iter()? {
-                    let (k, v) = row?;
-                    let m: ManifestMeta = codec::decode(v.value())?;
-                    if m.blobs.iter().any(|b| bad.contains(b)) {
-                        out.push(format!("{}@{}", k.value().0, k.value().1));
-                    }
-                }
-                Ok::<_, DomainError>(out)
-            })
+            .read(move |txn| manifests::listing_blobs(txn, |b| bad.contains(b)))
             .await?;
     }
     Ok(report)

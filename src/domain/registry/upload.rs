@@ -12,15 +12,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use redb::ReadableTable;
 
-use super::{access, link_blob_txn};
+use super::access;
 use crate::auth::Principal;
 use crate::domain::{Core, DomainError, DomainResult};
 use crate::ids::{Algorithm, Digest, OciName, Role, UploadId};
 use crate::storage::blob::{Hasher, Sink, TempGuard};
 use crate::storage::records::UploadSession;
-use crate::storage::{codec, tables};
+use crate::storage::{blob_refs, uploads};
 use crate::util::now_unix;
 
 /// Open sessions a user may have at once.
@@ -66,7 +65,7 @@ fn username(who: Option<&Principal>) -> String {
     who.map(|p| p.username.clone()).unwrap_or_default()
 }
 
-/// Starts a session (202 + Location).
+/// Starts a session; returns its id (the edge answers 202 with the session's URL).
 pub async fn start(
     core: &Core,
     who: Option<&Principal>,
@@ -86,24 +85,16 @@ pub async fn start(
         created_at: now,
         updated_at: now,
     };
-    let key = id.to_string();
+    let key = id.clone();
     // Count and insert in one write transaction: write transactions are serialized, so no
     // number of parallel POSTs can open more than the cap.
     let inserted = core
         .db
         .write(move |txn| {
-            let mut t = txn.open_table(tables::UPLOADS)?;
-            let mut open = 0usize;
-            for row in t.iter()? {
-                let (_, v) = row?;
-                if codec::decode::<UploadSession>(v.value())?.username == session.username {
-                    open += 1;
-                }
-            }
-            if open >= MAX_SESSIONS_PER_USER {
+            if uploads::open_by(txn, &session.username)? >= MAX_SESSIONS_PER_USER {
                 return Ok::<_, DomainError>(false);
             }
-            t.insert(key.as_str(), codec::encode(&session)?.as_slice())?;
+            uploads::insert(txn, &key, &session)?;
             Ok(true)
         })
         .await;
@@ -137,22 +128,13 @@ pub async fn mount(
     if access(core, who, from, Role::Read).await.is_err() {
         return Ok(false);
     }
-    let (n, f, d) = (name.to_string(), from.to_string(), digest.clone());
+    let (n, f, d) = (name.clone(), from.clone(), digest.to_string());
     core.db
         .write(move |txn| {
-            let ds = d.to_string();
-            if txn
-                .open_table(tables::REPO_BLOBS)?
-                .get((f.as_str(), ds.as_str()))?
-                .is_none()
-            {
+            let Some(size) = blob_refs::linked_size(txn, &f, &d)? else {
                 return Ok(false);
-            }
-            let size = match txn.open_table(tables::BLOBS)?.get(ds.as_str())? {
-                Some(v) => codec::decode::<crate::storage::records::BlobMeta>(v.value())?.size,
-                None => return Ok(false),
             };
-            link_blob_txn(txn, &n, &d, size)?;
+            blob_refs::link(txn, &n, &d, size, now_unix())?;
             Ok::<_, DomainError>(true)
         })
         .await
@@ -193,14 +175,15 @@ where
     Ok(n)
 }
 
-/// `POST ?digest=` with the whole blob: verify, publish, link.
+/// `POST ?digest=` with the whole blob: verify, publish, link. Returns the digest of the blob
+/// now linked in `name`.
 pub async fn monolithic<S, E>(
     core: &Core,
     who: Option<&Principal>,
     name: &OciName,
     digest: &Digest,
     mut body: S,
-) -> DomainResult<()>
+) -> DomainResult<Digest>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -225,7 +208,8 @@ where
             "the content's digest is {actual}, not {digest}"
         )));
     }
-    publish_and_link(core, name, digest, guard, written.bytes).await
+    publish_and_link(core, name, digest, guard, written.bytes).await?;
+    Ok(actual)
 }
 
 async fn publish_and_link(
@@ -249,25 +233,18 @@ async fn publish_and_link(
     })
     .await
     .map_err(DomainError::from)??;
-    let (n, d) = (name.to_string(), digest.clone());
+    let (n, d) = (name.clone(), digest.to_string());
     core.db
-        .write_holding(publishing, move |txn| link_blob_txn(txn, &n, &d, size))
+        .write_holding(publishing, move |txn| {
+            blob_refs::link(txn, &n, &d, size, now_unix())?;
+            Ok(())
+        })
         .await
 }
 
 async fn load_session(core: &Core, name: &OciName, id: &UploadId) -> DomainResult<UploadSession> {
-    let key = id.to_string();
-    let row = core
-        .db
-        .read(move |txn| {
-            let t = txn.open_table(tables::UPLOADS)?;
-            let v = t.get(key.as_str())?;
-            match v {
-                Some(v) => Ok::<_, DomainError>(Some(codec::decode::<UploadSession>(v.value())?)),
-                None => Ok(None),
-            }
-        })
-        .await?;
+    let key = id.clone();
+    let row = core.db.read(move |txn| uploads::get(txn, &key)).await?;
     match row {
         Some(s) if s.name == name.as_str() => Ok(s),
         _ => Err(DomainError::BlobUploadUnknown),
@@ -370,7 +347,6 @@ async fn append<S, E>(
     id: &UploadId,
     state: &mut SessionState,
     range: Option<ChunkRange>,
-    location: &str,
     body: &mut S,
 ) -> DomainResult<()>
 where
@@ -379,8 +355,9 @@ where
 {
     if let Some(r) = range {
         if r.start != state.offset {
+            // The session's URL is the edge's to add (`Location`).
             return Err(DomainError::RangeNotSatisfiable {
-                location: Some(location.to_owned()),
+                location: None,
                 offset: state.offset,
             });
         }
@@ -415,29 +392,22 @@ where
 }
 
 async fn touch(core: &Core, id: &UploadId) -> DomainResult<()> {
-    let key = id.to_string();
+    let key = id.clone();
     core.db
-        .write(move |txn| {
-            let mut t = txn.open_table(tables::UPLOADS)?;
-            let current = t.get(key.as_str())?.map(|v| v.value().to_vec());
-            if let Some(v) = current {
-                let mut s: UploadSession = codec::decode(&v)?;
-                s.updated_at = now_unix();
-                t.insert(key.as_str(), codec::encode(&s)?.as_slice())?;
-            }
-            Ok::<_, DomainError>(())
-        })
-        .await
+        .write(move |txn| uploads::touch(txn, &key, now_unix()))
+        .await?;
+    Ok(())
 }
 
-/// Appends a chunk (`PATCH`); returns the new offset.
+/// Appends a chunk (`PATCH`); returns the new offset. A chunk that does not start at the
+/// offset is `RangeNotSatisfiable` carrying the offset (and no location: the caller knows the
+/// session's URL).
 pub async fn patch<S, E>(
     core: &Core,
     who: Option<&Principal>,
     name: &OciName,
     id: &UploadId,
     range: Option<ChunkRange>,
-    location: &str,
     mut body: S,
 ) -> DomainResult<u64>
 where
@@ -446,7 +416,7 @@ where
 {
     let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    let res = append(core, id, state, range, location, &mut body).await;
+    let res = append(core, id, state, range, &mut body).await;
     let offset = state.offset;
     let now = now_unix();
     let stale = now - state.touched >= TOUCH_EVERY;
@@ -461,20 +431,16 @@ where
 }
 
 async fn drop_session(core: &Core, id: &UploadId) -> DomainResult<()> {
-    let key = id.to_string();
-    core.db
-        .write(move |txn| {
-            txn.open_table(tables::UPLOADS)?.remove(key.as_str())?;
-            Ok::<_, DomainError>(())
-        })
-        .await?;
+    let key = id.clone();
+    core.db.write(move |txn| uploads::remove(txn, &key)).await?;
     let _ = std::fs::remove_file(core.blobs.upload_path(id));
     core.uploads.forget(id);
     Ok(())
 }
 
-/// Finishes an upload (`PUT ?digest=`, with an optional last chunk).
-#[allow(clippy::too_many_arguments)]
+/// Finishes an upload (`PUT ?digest=`, with an optional last chunk); returns the digest of the
+/// blob now linked in `name`. A last chunk that does not start at the offset is
+/// `RangeNotSatisfiable`, as for `patch`.
 pub async fn finish<S, E>(
     core: &Core,
     who: Option<&Principal>,
@@ -482,16 +448,15 @@ pub async fn finish<S, E>(
     id: &UploadId,
     digest: &Digest,
     range: Option<ChunkRange>,
-    location: &str,
     mut body: S,
-) -> DomainResult<()>
+) -> DomainResult<Digest>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    append(core, id, state, range, location, &mut body).await?;
+    append(core, id, state, range, &mut body).await?;
     let size = state.offset;
     let actual = match &state.hasher {
         Some(h) if h.digest().algorithm() == digest.algorithm() => h.digest(),
@@ -522,16 +487,12 @@ where
     // Remove the row first (a crash after this leaves only an orphan file for the purge).
     // Until the file is renamed into the CAS it has no row: keep fsck from judging it.
     let _gate = core.fsck_gate.read().await;
-    let key = id.to_string();
-    core.db
-        .write(move |txn| {
-            txn.open_table(tables::UPLOADS)?.remove(key.as_str())?;
-            Ok::<_, DomainError>(())
-        })
-        .await?;
+    let key = id.clone();
+    core.db.write(move |txn| uploads::remove(txn, &key)).await?;
     core.uploads.forget(id);
     drop(guard);
-    publish_and_link(core, name, digest, TempGuard::new(path), size).await
+    publish_and_link(core, name, digest, TempGuard::new(path), size).await?;
+    Ok(digest.clone())
 }
 
 /// Cancels an upload (`DELETE`).
@@ -560,16 +521,11 @@ pub async fn purge_stale(
     let now = now_unix();
     let rows: Vec<(String, i64)> = core
         .db
-        .read(|txn| {
-            let mut v = Vec::new();
-            for row in txn.open_table(tables::UPLOADS)?.iter()? {
-                let (k, val) = row?;
-                let s: UploadSession = codec::decode(val.value())?;
-                v.push((k.value().to_owned(), s.updated_at));
-            }
-            Ok::<_, DomainError>(v)
-        })
-        .await?;
+        .read(uploads::all)
+        .await?
+        .into_iter()
+        .map(|(id, s)| (id, s.updated_at))
+        .collect();
     let mut purged = Vec::new();
     for (id, updated) in &rows {
         if now - updated < ttl_secs {
