@@ -4,15 +4,16 @@
 //!
 //! Module map (calls go one way: `cli/app -> http -> domain -> {git, auth, storage} -> ids`):
 //! - [`ids`]: validated identifiers (digests, names, tags), built only by parsing.
-//! - [`storage`]: redb tables and records, the blob store, asset files, memory maps.
+//! - [`storage`]: the only code that touches tables: one store per aggregate (keys, indexes,
+//!   counters), records, the codec, and the byte store (blobs, assets, memory maps).
 //! - [`git`]: bare repositories (gix for reads, system `git` for writes and the pack protocol).
 //! - [`auth`]: credentials to principals, principals to roles.
-//! - [`domain`]: the rules: accounts, releases, tags, protection.
-//! - [`http`]: warp filters and the single error-to-wire mapping.
+//! - [`domain`]: the rules: accounts, releases, tags, protection, registry; calls stores and git.
+//! - [`http`]: warp filters behind one typed request edge, and the single error-to-wire mapping.
 //! - [`api`]: the REST wire model: every request and response body, shared by `http` and `cli`.
 //! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
 //! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, graceful shutdown.
-//! - [`fuzzing`]: fuzz bodies, replayed by `cargo test`.
+//! - [`fuzzing`]: fuzz bodies, replayed by `cargo test` (feature `fuzzing` for the fuzz package).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -181,6 +181,30 @@ async fn read_push_commands(body: &mut BodyStream) -> DomainResult<Bytes> {
     }
 }
 
+/// `POST <repo>/<service>`: the pack exchange of a fetch (`git-upload-pack`) or a push
+/// (`git-receive-pack`), streamed to `git http-backend`.
+fn pack_service(core: &Ctx, service: &'static str) -> BoxedFilter<(Response,)> {
+    repo_segment()
+        .and(warp::path(service))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(edge(core.clone()))
+        .and(warp::header::headers_cloned())
+        .and(super::body_stream())
+        .then(move |repo, e, headers, body| {
+            let call = GitCall {
+                sub: service,
+                method: "POST",
+                query: String::new(),
+                headers,
+                body: Some(body),
+            };
+            handle(e, repo, call)
+        })
+        .map(rest_reply)
+        .boxed()
+}
+
 /// The smart HTTP routes.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let e = || edge(core.clone());
@@ -201,39 +225,7 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
             handle(e, repo, call)
         })
         .map(rest_reply);
-    let upload = repo_segment()
-        .and(warp::path!("git-upload-pack"))
-        .and(warp::post())
-        .and(e())
-        .and(warp::header::headers_cloned())
-        .and(super::body_stream())
-        .then(|repo, e, headers, body| {
-            let call = GitCall {
-                sub: "git-upload-pack",
-                method: "POST",
-                query: String::new(),
-                headers,
-                body: Some(body),
-            };
-            handle(e, repo, call)
-        })
-        .map(rest_reply);
-    let receive = repo_segment()
-        .and(warp::path!("git-receive-pack"))
-        .and(warp::post())
-        .and(e())
-        .and(warp::header::headers_cloned())
-        .and(super::body_stream())
-        .then(|repo, e, headers, body| {
-            let call = GitCall {
-                sub: "git-receive-pack",
-                method: "POST",
-                query: String::new(),
-                headers,
-                body: Some(body),
-            };
-            handle(e, repo, call)
-        })
-        .map(rest_reply);
+    let upload = pack_service(&core, "git-upload-pack");
+    let receive = pack_service(&core, "git-receive-pack");
     info_refs.or(upload).unify().or(receive).unify().boxed()
 }
