@@ -10,6 +10,8 @@ pub(crate) mod blob_refs;
 pub(crate) mod bytes;
 pub mod codec;
 pub(crate) mod files;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 pub(crate) mod manifests;
 #[allow(unsafe_code)]
 pub mod mmap;
