@@ -241,6 +241,16 @@ pub struct NewRule {
 // Accounts: users, orgs, tokens, repositories, collaborators
 // ---------------------------------------------------------------------------------------------
 
+/// An organization as the API shows it (the reply of `POST /orgs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgView {
+    /// The org's name (an owner name, like a username).
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
 /// A user as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::client::{self, decode, CliError, CliResult, Client, Saved};
 use super::{print_json, print_rows, repo};
 use crate::api::{
-    FsckReport, GcReport, NewName, NewRepo, NewRule, NewTag, NewToken, PackageTagView, PackageView,
-    RepoView, RuleView, TagView, UserView,
+    FsckReport, GcReport, NewName, NewRepo, NewRule, NewTag, NewToken, OrgView, PackageTagView,
+    PackageView, RepoView, RuleView, TagView, UserView,
 };
 use crate::domain::release::url_segment as seg;
 
@@ -456,13 +456,15 @@ pub async fn org(cmd: OrgCmd) -> CliResult<()> {
     let c = Client::from_env();
     match cmd {
         OrgCmd::Create { name } => {
-            c.call_with(
-                Method::POST,
-                "/api/v1/orgs",
-                &NewName { name: name.clone() },
-            )
-            .await?;
-            eprintln!("created organization {name}");
+            let org: OrgView = decode(
+                c.call_with(
+                    Method::POST,
+                    "/api/v1/orgs",
+                    &NewName { name: name.clone() },
+                )
+                .await?,
+            )?;
+            eprintln!("created organization {}", org.name);
             Ok(())
         }
     }

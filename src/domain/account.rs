@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-pub use crate::api::{CollaboratorView, NewToken, RepoView, UserView};
+pub use crate::api::{CollaboratorView, NewToken, OrgView, RepoView, UserView};
 
 use super::{Core, DomainError, DomainResult};
 use crate::auth::{self, Credentials, Principal};
@@ -299,11 +299,7 @@ pub async fn revoke_token(core: &Core, who: Option<&Principal>, id: u64) -> Doma
 }
 
 /// Creates an organization; the creator becomes its admin.
-pub async fn create_org(
-    core: &Core,
-    who: Option<&Principal>,
-    name: &str,
-) -> DomainResult<serde_json::Value> {
+pub async fn create_org(core: &Core, who: Option<&Principal>, name: &str) -> DomainResult<OrgView> {
     let who = require(who)?.clone();
     let name = owner_slug(name)?;
     core.db
@@ -318,10 +314,10 @@ pub async fn create_org(
             };
             accounts::insert_org(txn, &org)?;
             accounts::set_org_role(txn, name.as_str(), &who.username, Some(Role::Admin))?;
-            Ok(serde_json::json!({
-                "name": org.name,
-                "createdAt": crate::util::rfc3339(org.created_at),
-            }))
+            Ok(OrgView {
+                created_at: crate::util::rfc3339(org.created_at),
+                name: org.name,
+            })
         })
         .await
 }
