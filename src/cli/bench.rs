@@ -438,6 +438,22 @@ pub struct Phase {
     pub errors: u64,
 }
 
+impl Phase {
+    /// The figures of a phase from what it moved, how long it took and each request's latency
+    /// (microseconds).
+    fn measured(name: &str, bytes: u64, seconds: f64, lat: Vec<u64>, errors: u64) -> Phase {
+        Phase {
+            phase: name.into(),
+            bytes,
+            seconds,
+            mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
+            requests_per_s: lat.len() as f64 / seconds,
+            latency: latency(lat),
+            errors,
+        }
+    }
+}
+
 async fn run_phase<F, Fut>(name: &str, jobs: Vec<usize>, concurrency: usize, f: F) -> Phase
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
@@ -472,15 +488,7 @@ where
             }
         }
     }
-    Phase {
-        phase: name.into(),
-        bytes,
-        seconds,
-        mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
-        requests_per_s: lat.len() as f64 / seconds,
-        latency: latency(lat),
-        errors,
-    }
+    Phase::measured(name, bytes, seconds, lat, errors)
 }
 
 fn print_phases(phases: &[Phase]) {
@@ -720,19 +728,12 @@ async fn hammer_manifest(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    Phase {
-        phase: if head {
-            "manifest HEAD".into()
-        } else {
-            "manifest GET".into()
-        },
-        bytes,
-        seconds,
-        mib_per_s: bytes as f64 / (1 << 20) as f64 / seconds,
-        requests_per_s: lat.len() as f64 / seconds,
-        latency: latency(lat),
-        errors,
-    }
+    let name = if head {
+        "manifest HEAD"
+    } else {
+        "manifest GET"
+    };
+    Phase::measured(name, bytes, seconds, lat, errors)
 }
 
 #[cfg(test)]
