@@ -238,7 +238,9 @@ async fn the_web_ui_in_headless_chromium() {
         .unwrap();
     shot(&c, "release-new").await;
     click(&c, "button[value=draft]").await;
-    let text = expect_text(&c, "Draft").await;
+    // Wait for the release page itself: the form it came from also says "Draft".
+    let text = expect_text(&c, "app-linux-amd64.tar.gz").await;
+    assert!(text.contains("Draft"), "{text}");
     assert_eq!(
         c.current_url().await.unwrap().path(),
         "/acme/app/releases/tag/v1.0.0"
