@@ -176,8 +176,7 @@ pub fn oci(e: DomainError) -> Response {
         {
             h.insert(header::LOCATION, loc);
         }
-        let range = format!("0-{}", offset.saturating_sub(1));
-        if let Ok(v) = header::HeaderValue::from_str(&range) {
+        if let Ok(v) = header::HeaderValue::from_str(&super::reply::upload_range(*offset)) {
             h.insert(header::RANGE, v);
         }
     }

@@ -114,10 +114,6 @@ fn at_session(e: DomainError, n: &OciName, id: &UploadId) -> DomainError {
     }
 }
 
-fn range_value(offset: u64) -> String {
-    format!("0-{}", offset.saturating_sub(1))
-}
-
 /// What an endpoint answers: its status, body and own headers, plus the headers the registry
 /// sets the same way on every endpoint, which `into_response` writes (once each).
 struct Answer {
@@ -172,7 +168,7 @@ impl Answer {
     /// An upload session's state: where to continue and how much it holds.
     fn upload(status: StatusCode, n: &OciName, id: &UploadId, offset: u64) -> Answer {
         let mut r = reply::empty(status);
-        reply::set_header(&mut r, header::RANGE, &range_value(offset));
+        reply::set_header(&mut r, header::RANGE, &reply::upload_range(offset));
         reply::set_header(
             &mut r,
             header::HeaderName::from_static("docker-upload-uuid"),

@@ -201,6 +201,12 @@ pub fn content_disposition(name: &str) -> String {
     )
 }
 
+/// The `Range` header of an upload session that holds `offset` bytes: `0-<last byte>` (OCI
+/// distribution's form, `0-0` for an empty session).
+pub fn upload_range(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
