@@ -13,6 +13,7 @@ pub(crate) mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
 pub(crate) mod manifests;
+pub(crate) mod migrate;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub mod records;
@@ -292,28 +293,44 @@ impl Db {
         }
     }
 
+    /// Checks the schema version, upgrades an older file (see `migrate`) and creates every table.
     fn init_schema(&self) -> Result<(), StorageError> {
-        use redb::ReadableTable;
         use tables::*;
+        let stored = {
+            let (txn, _h) = self.begin(|db| db.begin_read())?;
+            match txn.open_table(META) {
+                Ok(meta) => meta
+                    .get("schema_version")?
+                    .map(|v| read_u32(v.value()))
+                    .transpose()?,
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Some(v) = stored {
+            if v > SCHEMA_VERSION {
+                return Err(StorageError::Schema(format!(
+                    "the data directory was written by a newer pfai (schema {v}, this binary \
+                     understands up to {SCHEMA_VERSION}); upgrade pfai or use another --data-dir"
+                )));
+            }
+            if v < SCHEMA_VERSION {
+                // Copy the file closed, so the copy is exactly what the old binary left.
+                drop(lock(&self.shared.current).take());
+                let copy = migrate::keep_pre_upgrade_copy(&self.shared.path, v)?;
+                *lock(&self.shared.current) = Some(self.open_file()?);
+                tracing::info!(from = v, to = SCHEMA_VERSION, copy = %copy.display(),
+                    "upgrading the database schema; the old file is kept");
+            }
+        }
         let (txn, _h) = self.begin(|db| db.begin_write())?;
         {
-            let mut meta = txn.open_table(META)?;
-            let stored = meta
-                .get("schema_version")?
-                .map(|v| read_u32(v.value()))
-                .transpose()?;
-            match stored {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StorageError::Schema(format!(
-                        "the data directory was written by a newer pfai (schema {v}, this binary \
-                         understands up to {SCHEMA_VERSION}); upgrade pfai or use another --data-dir"
-                    )));
-                }
-                Some(_) => {}
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-                }
+            for step in migrate::plan(stored.unwrap_or(SCHEMA_VERSION), SCHEMA_VERSION) {
+                tracing::info!(to = step.to, "schema upgrade: {}", step.what);
+                (step.run)(&txn)?;
             }
+            txn.open_table(META)?
+                .insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
             txn.open_table(USERS)?;
             txn.open_table(ORGS)?;
             txn.open_table(ORG_MEMBERS)?;
