@@ -15,3 +15,4 @@ mod protection;
 mod registry;
 mod releases;
 mod ui;
+mod backup;
