@@ -442,7 +442,8 @@ pub fn read_manifest(dir: &Path) -> Result<BackupManifest, BackupError> {
                 f.path
             )));
         }
-        if matches!(f.kind, BackupFileKind::Blob | BackupFileKind::Asset) && stored_name(f).is_none()
+        if matches!(f.kind, BackupFileKind::Blob | BackupFileKind::Asset)
+            && stored_name(f).is_none()
         {
             return Err(BackupError::Invalid(format!(
                 "the manifest lists {} in the wrong place",
@@ -487,9 +488,15 @@ pub fn verify(dir: &Path) -> Result<BackupManifest, BackupError> {
         let path = dir.join(rel_path(&f.path)?);
         match fs::metadata(&path) {
             Ok(meta) if meta.is_file() => {}
-            Ok(_) => return Err(BackupError::Missing { path: f.path.clone() }),
+            Ok(_) => {
+                return Err(BackupError::Missing {
+                    path: f.path.clone(),
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(BackupError::Missing { path: f.path.clone() })
+                return Err(BackupError::Missing {
+                    path: f.path.clone(),
+                })
             }
             Err(e) => return Err(io_at(&path)(e)),
         }
@@ -558,7 +565,15 @@ mod tests {
     #[test]
     fn manifest_paths_cannot_leave_the_directory() {
         for bad in [
-            "", "/etc/passwd", "../x", "a/../b", "a//b", "./a", "a/.", "a\\b", "blobs/.tmp-x",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "./a",
+            "a/.",
+            "a\\b",
+            "blobs/.tmp-x",
         ] {
             assert!(rel_path(bad).is_err(), "{bad:?}");
         }

@@ -128,9 +128,11 @@ async fn fetch_all(c: &Client, target: &Target, m: &BackupManifest) -> CliResult
         );
         let mut resp = c.send(c.request(Method::GET, &path)).await?;
         let mut w = target.writer(f).map_err(msg)?;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| {
-            CliError::Msg(format!("downloading {} was cut: {e}", f.path))
-        })? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| CliError::Msg(format!("downloading {} was cut: {e}", f.path)))?
+        {
             w.write(&chunk).map_err(msg)?;
         }
         w.finish().map_err(msg)?;

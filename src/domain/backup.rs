@@ -153,11 +153,7 @@ pub async fn file(
             return Err(gone());
         }
     }
-    let file = core
-        .backups
-        .staging
-        .file(id, path)
-        .map_err(|_| gone())?;
+    let file = core.backups.staging.file(id, path).map_err(|_| gone())?;
     Ok(tokio::task::spawn_blocking(move || Mapped::open(&file)).await??)
 }
 
@@ -231,9 +227,10 @@ async fn stage_into(core: &Arc<Core>, id: &str) -> DomainResult<BackupManifest> 
                 Err(e) => return Err(e.into()),
             };
             refs.refs.retain(|(name, _)| {
-                !contents.pending_tags.iter().any(|(r, t)| {
-                    r == key && name.strip_prefix("refs/tags/") == Some(t.as_str())
-                })
+                !contents
+                    .pending_tags
+                    .iter()
+                    .any(|(r, t)| r == key && name.strip_prefix("refs/tags/") == Some(t.as_str()))
             });
             repos.push((repo, refs));
         }
@@ -403,6 +400,14 @@ pub fn restore(
         if !backup::is_absent_or_empty(d)? {
             return Err(BackupError::NotEmpty(d.to_owned()));
         }
+    }
+    let m = backup::read_manifest(from)?;
+    if m.schema_version > SCHEMA_VERSION {
+        return Err(BackupError::Invalid(format!(
+            "the backup was written by a newer pfai (schema {}, this binary understands up to \
+             {SCHEMA_VERSION}): restore it with that version",
+            m.schema_version
+        )));
     }
     let m = backup::verify(from)?;
     let tmp = backup::sibling_tmp(data_dir)?;

@@ -48,9 +48,7 @@ impl GitStore {
         refs.sort();
         let mut c = self.git(&dir);
         c.args(["symbolic-ref", "-q", "HEAD"]);
-        let head = Self::run(c)
-            .ok()
-            .filter(|h| h.starts_with("refs/heads/"));
+        let head = Self::run(c).ok().filter(|h| h.starts_with("refs/heads/"));
         Ok(Refs { head, refs })
     }
 
@@ -73,10 +71,16 @@ impl GitStore {
         file.write_all(header.as_bytes())?;
         file.flush()?;
         let mut c = self.git(&dir);
-        c.args(["pack-objects", "--stdout", "--revs", "--delta-base-offset", "-q"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::from(file.try_clone()?))
-            .stderr(Stdio::piped());
+        c.args([
+            "pack-objects",
+            "--stdout",
+            "--revs",
+            "--delta-base-offset",
+            "-q",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::piped());
         let mut child = c.spawn()?;
         {
             let mut wanted = String::new();
@@ -116,10 +120,15 @@ impl GitStore {
         self.init(repo)?;
         if let Some(bundle) = bundle {
             let mut c = self.git(&dir);
-            c.args(["fetch", "--quiet", "--update-head-ok", "--no-write-fetch-head"])
-                .arg("--end-of-options")
-                .arg(bundle)
-                .arg("+refs/*:refs/*");
+            c.args([
+                "fetch",
+                "--quiet",
+                "--update-head-ok",
+                "--no-write-fetch-head",
+            ])
+            .arg("--end-of-options")
+            .arg(bundle)
+            .arg("+refs/*:refs/*");
             Self::run(c)?;
         }
         if let Some(h) = head.filter(|h| h.starts_with("refs/heads/")) {

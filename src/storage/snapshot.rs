@@ -176,7 +176,10 @@ mod tests {
         let mut known: Vec<String> = known_tables().into_iter().map(String::from).collect();
         declared.sort();
         known.sort();
-        assert_eq!(declared, known, "tables.rs and snapshot::for_each_table! differ");
+        assert_eq!(
+            declared, known,
+            "tables.rs and snapshot::for_each_table! differ"
+        );
     }
 
     /// The copy holds what the read transaction saw, and a table the list does not know makes
@@ -206,9 +209,18 @@ mod tests {
                 .get("alice")
                 .unwrap()
                 .is_some());
-            assert!(r.open_table(tables::UPLOADS).unwrap().iter().unwrap().next().is_none());
-            let names: BTreeSet<String> =
-                r.list_tables().unwrap().map(|t| t.name().to_owned()).collect();
+            assert!(r
+                .open_table(tables::UPLOADS)
+                .unwrap()
+                .iter()
+                .unwrap()
+                .next()
+                .is_none());
+            let names: BTreeSet<String> = r
+                .list_tables()
+                .unwrap()
+                .map(|t| t.name().to_owned())
+                .collect();
             let known: BTreeSet<String> = known_tables().into_iter().map(String::from).collect();
             assert_eq!(names, known);
         }

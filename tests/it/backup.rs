@@ -136,11 +136,15 @@ fn payload(seed: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// An image push the registry acknowledged: when, its tag, manifest bytes, manifest digest
+/// and layer bytes.
+type Image = (Instant, String, Vec<u8>, String, Vec<u8>);
+
 /// What the workload got acknowledged, and when.
 #[derive(Default)]
 struct Acked {
     releases: Vec<(Instant, String, u64, Vec<u8>)>,
-    images: Vec<(Instant, String, Vec<u8>, String, Vec<u8>)>,
+    images: Vec<Image>,
     tags: Vec<(Instant, String, String)>,
 }
 
@@ -264,11 +268,13 @@ async fn an_online_backup_under_load_restores_everything_acknowledged_before_it(
     }));
     // Let some of everything land, then back up while the workload continues.
     loop {
-        let a = acked.lock().unwrap();
-        if a.releases.len() >= 2 && a.images.len() >= 2 && a.tags.len() >= 2 {
+        let enough = {
+            let a = acked.lock().unwrap();
+            a.releases.len() >= 2 && a.images.len() >= 2 && a.tags.len() >= 2
+        };
+        if enough {
             break;
         }
-        drop(a);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let backup_dir = s.dir.path().join("backup");
@@ -281,14 +287,19 @@ async fn an_online_backup_under_load_restores_everything_acknowledged_before_it(
     assert!(report["files"].as_u64().unwrap() > 0, "{report}");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(backup_dir.join("manifest.json")).unwrap()).unwrap();
-    assert!(manifest["files"].as_array().unwrap().iter().all(|f| f["sha256"]
-        .as_str()
-        .is_some_and(|h| h.len() == 64)
-        && f["size"].is_u64()));
+    assert!(manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["sha256"].as_str().is_some_and(|h| h.len() == 64) && f["size"].is_u64()));
     // The snapshot is released once the client is done.
     assert!(staging_empty(&s));
 
     let acked = std::mem::take(&mut *acked.lock().unwrap());
+    // The workload really ran during the backup: each kind had a write in flight.
+    assert!(acked.releases.iter().any(|r| r.0 >= started));
+    assert!(acked.images.iter().any(|r| r.0 >= started));
+    assert!(acked.tags.iter().any(|r| r.0 >= started));
     let r = restore_and_start(&s.admin, &backup_dir, false).await;
 
     let mut checked = (0, 0, 0);
@@ -297,7 +308,10 @@ async fn an_online_backup_under_load_restores_everything_acknowledged_before_it(
             continue;
         }
         let (st, v) = r
-            .get(&format!("/api/v1/forge/acme/app/releases/{tag}"), Some(&r.admin))
+            .get(
+                &format!("/api/v1/forge/acme/app/releases/{tag}"),
+                Some(&r.admin),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "release {tag}: {v}");
         assert_eq!(v["tagExists"], true, "{v}");
@@ -334,7 +348,10 @@ async fn an_online_backup_under_load_restores_everything_acknowledged_before_it(
         assert!(line.starts_with(sha.as_str()), "{line} vs {sha}");
         checked.2 += 1;
     }
-    assert!(checked.0 >= 2 && checked.1 >= 2 && checked.2 >= 2, "{checked:?}");
+    assert!(
+        checked.0 >= 2 && checked.1 >= 2 && checked.2 >= 2,
+        "{checked:?}"
+    );
     // A clone of the restored repository works and has main.
     let clone = r.dir.path().join("clone");
     let out = git(
@@ -346,7 +363,11 @@ async fn an_online_backup_under_load_restores_everything_acknowledged_before_it(
             clone.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(clone.join("README").is_file());
 
     let (st, rules) = r
@@ -391,17 +412,24 @@ async fn a_second_backup_copies_no_blob_already_in_the_directory() {
         url: s.url.clone(),
         token: s.admin.clone(),
     };
-    remote.push_image("acme/app", "one", &payload(1, 30_000)).await;
+    remote
+        .push_image("acme/app", "one", &payload(1, 30_000))
+        .await;
     release_with_asset(&s, "v1", payload(2, 10_000)).await;
     let dir = s.dir.path().join("backup");
     let first = backup_online(&s, &dir).await;
     let first_id = first["id"].as_str().unwrap().to_owned();
     let copied: Vec<String> = serde_json::from_value(first["copied"].clone()).unwrap();
-    assert!(copied.iter().filter(|p| p.starts_with("blobs/")).count() >= 2, "{first}");
+    assert!(
+        copied.iter().filter(|p| p.starts_with("blobs/")).count() >= 2,
+        "{first}"
+    );
     let blobs_before = inodes(&dir.join("blobs"));
     let assets_before = inodes(&dir.join("assets"));
 
-    remote.push_image("acme/app", "two", &payload(3, 30_000)).await;
+    remote
+        .push_image("acme/app", "two", &payload(3, 30_000))
+        .await;
     let second = backup_online(&s, &dir).await;
     let copied: Vec<String> = serde_json::from_value(second["copied"].clone()).unwrap();
     // Only the new layer and the new manifest's... the new layer is the one new blob (the
@@ -510,7 +538,10 @@ async fn a_corrupt_or_incomplete_backup_is_refused_by_name_and_nothing_is_writte
     std::fs::write(target.join("keep"), "mine").unwrap();
     let err = stderr(&restore(target.clone()).await);
     assert!(err.contains("not empty"), "{err}");
-    assert_eq!(std::fs::read_to_string(target.join("keep")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(target.join("keep")).unwrap(),
+        "mine"
+    );
     std::fs::remove_file(target.join("keep")).unwrap();
 
     // Repaired, the backup restores into the (empty) directory.
@@ -530,6 +561,8 @@ async fn a_corrupt_or_incomplete_backup_is_refused_by_name_and_nothing_is_writte
 async fn an_offline_backup_of_a_stopped_server_restores() {
     let s = TestServer::start().await;
     s.repo("acme", "app", false).await;
+    // A repository nothing was pushed to has no bundle; it comes back empty.
+    s.repo("acme", "empty", true).await;
     let wc = s.checkout("acme/app", &s.admin);
     git_ok(&wc, &["push", "-q", "origin", "main"]);
     let data = payload(9, 12_345);
@@ -565,12 +598,14 @@ async fn an_offline_backup_of_a_stopped_server_restores() {
     let text = ok(&out, "offline backup");
     assert!(text.contains("written to"), "{text}");
     // The data directory keeps no staging leftovers.
-    assert!(!dir.path().join("data/backups").exists() || {
-        std::fs::read_dir(dir.path().join("data/backups"))
-            .unwrap()
-            .count()
-            == 0
-    });
+    assert!(
+        !dir.path().join("data/backups").exists() || {
+            std::fs::read_dir(dir.path().join("data/backups"))
+                .unwrap()
+                .count()
+                == 0
+        }
+    );
 
     let r = restore_and_start(&admin, &backup_dir, true).await;
     let (st, body) = download(&r, "v1", id).await;
@@ -581,6 +616,24 @@ async fn an_offline_backup_of_a_stopped_server_restores() {
         token: r.admin.clone(),
     };
     assert_eq!(restored.pull("acme/app", &d).await, m);
+    let (st, v) = r.get("/api/v1/forge/acme/empty", Some(&r.admin)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["private"], true);
+    let refs = git_ok(
+        &wc,
+        &["ls-remote", &r.git_url("acme/empty", Some(&r.admin))],
+    );
+    assert!(refs.is_empty(), "{refs}");
+    // The restored empty repository takes pushes.
+    git_ok(
+        &wc,
+        &[
+            "push",
+            "-q",
+            &r.git_url("acme/empty", Some(&r.admin)),
+            "main",
+        ],
+    );
     fsck_clean(&r).await;
     drop(dir);
 }
@@ -614,11 +667,20 @@ async fn only_site_admins_take_backups_and_only_listed_files_are_served() {
     let base = format!("/api/v1/admin/backups/{id}");
     // Bob cannot read the snapshot's files.
     let (st, _) = s
-        .call(Method::GET, &format!("{base}/files/{db_rel}"), Some(&bob), None)
+        .call(
+            Method::GET,
+            &format!("{base}/files/{db_rel}"),
+            Some(&bob),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let r = s
-        .req(Method::GET, &format!("{base}/files/{db_rel}"), Some(&s.admin))
+        .req(
+            Method::GET,
+            &format!("{base}/files/{db_rel}"),
+            Some(&s.admin),
+        )
         .send()
         .await
         .unwrap();
@@ -637,7 +699,12 @@ async fn only_site_admins_take_backups_and_only_listed_files_are_served() {
         "",
     ] {
         let (st, _) = s
-            .call(Method::GET, &format!("{base}/files/{bad}"), Some(&s.admin), None)
+            .call(
+                Method::GET,
+                &format!("{base}/files/{bad}"),
+                Some(&s.admin),
+                None,
+            )
             .await;
         assert!(
             st == StatusCode::NOT_FOUND || st == StatusCode::METHOD_NOT_ALLOWED,
@@ -645,7 +712,12 @@ async fn only_site_admins_take_backups_and_only_listed_files_are_served() {
         );
     }
     let (st, _) = s
-        .call(Method::GET, "/api/v1/admin/backups/nope/files/x", Some(&s.admin), None)
+        .call(
+            Method::GET,
+            "/api/v1/admin/backups/nope/files/x",
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s.call(Method::DELETE, &base, Some(&bob), None).await;
@@ -653,7 +725,12 @@ async fn only_site_admins_take_backups_and_only_listed_files_are_served() {
     let (st, _) = s.call(Method::DELETE, &base, Some(&s.admin), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, _) = s
-        .call(Method::GET, &format!("{base}/files/{db_rel}"), Some(&s.admin), None)
+        .call(
+            Method::GET,
+            &format!("{base}/files/{db_rel}"),
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(staging_empty(&s));

@@ -2,6 +2,7 @@
 //! over HTTP and with real clients.
 
 mod accounts;
+mod backup;
 mod binary;
 mod browser;
 mod cli;
@@ -15,4 +16,3 @@ mod protection;
 mod registry;
 mod releases;
 mod ui;
-mod backup;
