@@ -735,3 +735,87 @@ async fn only_site_admins_take_backups_and_only_listed_files_are_served() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(staging_empty(&s));
 }
+
+/// A snapshot pins what it refers to: a release deleted and blobs collected by GC after the
+/// snapshot was taken are still served from it, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_keeps_files_that_gc_and_deletes_remove_after_it() {
+    use sha2::Digest as _;
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let wc = s.checkout("acme/app", &s.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    release_with_asset(&s, "v1", payload(21, 8000)).await;
+    let (_, d) = Remote {
+        url: s.url.clone(),
+        token: s.admin.clone(),
+    }
+    .push_image("acme/app", "gone", &payload(22, 9000))
+    .await;
+
+    let (st, m) = s
+        .call(Method::POST, "/api/v1/admin/backups", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{m}");
+    let id = m["id"].as_str().unwrap().to_owned();
+
+    // After the snapshot: the release goes, the image goes, GC removes its blobs.
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            "/api/v1/forge/acme/app/releases/v1",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let r = s
+        .http
+        .delete(format!("{}/v2/acme/app/manifests/{d}", s.url))
+        .basic_auth("x", Some(&s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (st, gc) = s
+        .call(
+            Method::POST,
+            "/api/v1/admin/gc?graceSeconds=0",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{gc}");
+    assert!(!gc["blobs"].as_array().unwrap().is_empty(), "{gc}");
+
+    for f in m["files"].as_array().unwrap() {
+        let path = f["path"].as_str().unwrap();
+        let r = s
+            .req(
+                Method::GET,
+                &format!("/api/v1/admin/backups/{id}/files/{path}"),
+                Some(&s.admin),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len() as u64, f["size"].as_u64().unwrap(), "{path}");
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&body)),
+            f["sha256"].as_str().unwrap(),
+            "{path}"
+        );
+    }
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/admin/backups/{id}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert!(staging_empty(&s));
+}
