@@ -521,6 +521,41 @@ pub fn restore_file(from: &Path, f: &BackupFile, dest: PathBuf) -> Result<(), Ba
     Ok(())
 }
 
+/// The database file of a data directory.
+pub fn database_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("pfai.redb")
+}
+
+/// The asset base of a data directory when `--asset-storage-path` is not given.
+pub fn default_asset_base(data_dir: &Path) -> PathBuf {
+    data_dir.join("assets")
+}
+
+/// Where a restore puts a database, blob or asset file of the backup (`None`: a bundle,
+/// which git unpacks instead): the stores' own layout under `data_dir` and `asset_base`.
+pub fn restore_dest(
+    data_dir: &Path,
+    asset_base: &Path,
+    f: &BackupFile,
+) -> Result<Option<PathBuf>, BackupError> {
+    let name = || {
+        stored_name(f)
+            .ok_or_else(|| BackupError::Invalid(format!("{} is in the wrong place", f.path)))
+            .and_then(rel_path)
+    };
+    Ok(match f.kind {
+        BackupFileKind::Database => Some(database_file(data_dir)),
+        BackupFileKind::Blob => Some(data_dir.join("blobs").join(name()?)),
+        BackupFileKind::Asset => Some(asset_base.join(name()?)),
+        BackupFileKind::Bundle => None,
+    })
+}
+
+/// A file of the backup in `dir`, by its (validated) manifest path.
+pub fn file_in(dir: &Path, rel: &str) -> Result<PathBuf, BackupError> {
+    Ok(dir.join(rel_path(rel)?))
+}
+
 /// Whether `dir` is absent or an empty directory (a restore target).
 pub fn is_absent_or_empty(dir: &Path) -> Result<bool, BackupError> {
     match fs::read_dir(dir) {

@@ -55,7 +55,7 @@ pub async fn backup(args: BackupArgs) -> CliResult<()> {
             let assets = args
                 .asset_storage_path
                 .clone()
-                .unwrap_or_else(|| d.join("assets"));
+                .unwrap_or_else(|| backup::default_asset_base(d));
             crate::domain::backup::offline(d, &assets, &args.to)
                 .await
                 .map_err(msg)?

@@ -18,7 +18,7 @@
 //! backup whole before building the new data directory beside its final place.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -318,7 +318,7 @@ pub async fn offline(
     asset_base: &Path,
     to: &Path,
 ) -> Result<BackupReport, BackupError> {
-    if !data_dir.join("pfai.redb").is_file() {
+    if !backup::database_file(data_dir).is_file() {
         return Err(BackupError::Invalid(format!(
             "{} holds no pfai data (no pfai.redb)",
             data_dir.display()
@@ -439,25 +439,22 @@ fn build(
         path: data.to_owned(),
         source,
     })?;
-    let asset_base = assets.map_or_else(|| data.join("assets"), Path::to_path_buf);
+    let asset_base = assets.map_or_else(|| backup::default_asset_base(data), Path::to_path_buf);
     let mut restored = Restored::default();
     for f in &m.files {
-        let dest = match f.kind {
-            BackupFileKind::Database => data.join("pfai.redb"),
-            BackupFileKind::Blob => data.join("blobs").join(name_of(f)?),
-            BackupFileKind::Asset => asset_base.join(name_of(f)?),
-            BackupFileKind::Bundle => continue,
+        let Some(dest) = backup::restore_dest(data, &asset_base, f)? else {
+            continue;
         };
         backup::restore_file(from, f, dest)?;
         restored.files += 1;
     }
     // The database opens (schema checked) before anything is moved into place.
     drop(
-        Db::open(&data.join("pfai.redb"))
+        Db::open(&backup::database_file(data))
             .map_err(|e| BackupError::failed("opening the restored database", e))?,
     );
     let git = GitStore::open(data).map_err(|e| BackupError::Io {
-        path: data.join("repos"),
+        path: data.to_owned(),
         source: e,
     })?;
     for r in &m.repos {
@@ -466,7 +463,7 @@ fn build(
         let bundle = r
             .bundle
             .as_deref()
-            .map(|b| backup::rel_path(b).map(|p| from.join(p)))
+            .map(|b| backup::file_in(from, b))
             .transpose()?;
         git.restore_from_bundle(&repo, bundle.as_deref(), r.head.as_deref())
             .map_err(|e| BackupError::failed(format!("restoring repository {}", r.repo), e))?;
@@ -482,10 +479,4 @@ fn build(
         })?;
     }
     Ok(restored)
-}
-
-fn name_of(f: &BackupFile) -> Result<PathBuf, BackupError> {
-    backup::stored_name(f)
-        .ok_or_else(|| BackupError::Invalid(format!("{} is in the wrong place", f.path)))
-        .and_then(backup::rel_path)
 }
