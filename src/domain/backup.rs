@@ -66,8 +66,10 @@ impl Backups {
         })
     }
 
-    /// Drops snapshots idle past `IDLE_TTL` (their directories are removed).
-    fn expire(&self) {
+    /// Drops snapshots idle past `IDLE_TTL` (their directories are removed): called before
+    /// each new snapshot and by the server's periodic jobs, so an abandoned backup does not
+    /// pin deleted files for long.
+    pub fn expire(&self) {
         let stale: Vec<String> = {
             let mut active = lock(&self.active);
             let stale: Vec<String> = active
