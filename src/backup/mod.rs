@@ -226,16 +226,32 @@ impl Staging {
     }
 }
 
-/// A backup directory being written.
+/// A backup directory being written. It holds `DIR/.lock` (an advisory lock) while it
+/// lives: two backups committing into one directory would each remove the other's snapshot.
 pub struct Target {
     dir: PathBuf,
     previous: HashMap<String, (String, u64)>,
+    _lock: File,
 }
 
 impl Target {
     /// Opens (creating) `dir`, remembering the files its current manifest vouches for.
     pub fn open(dir: &Path) -> Result<Target, BackupError> {
         fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let lock_path = dir.join(".lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_at(&lock_path))?;
+        use rustix::fs::{flock, FlockOperation};
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(BackupError::Invalid(format!(
+                "another pfai backup is writing to {}",
+                dir.display()
+            )));
+        }
         let previous = read_manifest(dir)
             .map(|m| {
                 m.files
@@ -247,6 +263,7 @@ impl Target {
         Ok(Target {
             dir: dir.to_owned(),
             previous,
+            _lock: lock,
         })
     }
 
@@ -616,6 +633,16 @@ mod tests {
             rel_path("assets/o/r/1/2-a b.txt").unwrap(),
             PathBuf::from("assets/o/r/1/2-a b.txt")
         );
+    }
+
+    #[test]
+    fn two_backups_cannot_write_one_directory_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Target::open(dir.path()).unwrap();
+        let err = Target::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("another pfai backup"), "{err}");
+        drop(first);
+        assert!(Target::open(dir.path()).is_ok());
     }
 
     #[test]

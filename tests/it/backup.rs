@@ -734,6 +734,32 @@ async fn only_site_admins_take_backups_and_only_listed_files_are_served() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(staging_empty(&s));
+
+    // At most four snapshots are staged at once.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let (st, m) = s
+            .call(Method::POST, "/api/v1/admin/backups", Some(&s.admin), None)
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{m}");
+        ids.push(m["id"].as_str().unwrap().to_owned());
+    }
+    let (st, v) = s
+        .call(Method::POST, "/api/v1/admin/backups", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    for id in ids {
+        let (st, _) = s
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/admin/backups/{id}"),
+                Some(&s.admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+    }
+    assert!(staging_empty(&s));
 }
 
 /// A snapshot pins what it refers to: a release deleted and blobs collected by GC after the
