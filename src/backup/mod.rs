@@ -196,8 +196,20 @@ pub struct Staging {
 impl Staging {
     /// Opens the staging area, removing what a previous run left (a snapshot does not outlive
     /// the process that serves it).
-    pub fn open(data_dir: &Path) -> io::Result<Staging> {
+    /// `asset_base` may not lie inside it (it would be wiped here).
+    pub fn open(data_dir: &Path, asset_base: &Path) -> io::Result<Staging> {
         let root = data_dir.join(STAGING_DIR);
+        let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        if canon(asset_base).starts_with(canon(&root)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the asset storage path {} must not lie inside {} (backup staging)",
+                    asset_base.display(),
+                    root.display()
+                ),
+            ));
+        }
         match fs::remove_dir_all(&root) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -59,9 +59,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Backups {
     /// Opens the staging area of `data_dir`, removing snapshots a previous run left.
-    pub fn open(data_dir: &Path) -> std::io::Result<Backups> {
+    pub fn open(data_dir: &Path, asset_base: &Path) -> std::io::Result<Backups> {
         Ok(Backups {
-            staging: Staging::open(data_dir)?,
+            staging: Staging::open(data_dir, asset_base)?,
             active: Mutex::new(HashMap::new()),
         })
     }
@@ -398,6 +398,18 @@ pub fn restore(
     data_dir: &Path,
     asset_dir: Option<&Path>,
 ) -> Result<Restored, BackupError> {
+    if let Some(a) = asset_dir {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+        if abs(a).starts_with(abs(data_dir)) || abs(data_dir).starts_with(abs(a)) {
+            return Err(BackupError::Invalid(format!(
+                "--asset-storage-path {} must lie outside --data-dir {} (leave it out to restore \
+                 the assets to {}/assets)",
+                a.display(),
+                data_dir.display(),
+                data_dir.display()
+            )));
+        }
+    }
     for d in std::iter::once(data_dir).chain(asset_dir) {
         if !backup::is_absent_or_empty(d)? {
             return Err(BackupError::NotEmpty(d.to_owned()));

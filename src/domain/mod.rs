@@ -174,7 +174,7 @@ impl Core {
         let blobs = BlobStore::open(data_dir)?;
         let assets = AssetFiles::open(asset_base)?;
         let sign_in = throttle::Throttle::new(limits.sign_in.clone());
-        let backups = backup::Backups::open(data_dir)?;
+        let backups = backup::Backups::open(data_dir, asset_base)?;
         Ok(Arc::new(Core {
             db,
             git,

@@ -416,6 +416,13 @@ async fn a_second_backup_copies_no_blob_already_in_the_directory() {
         .push_image("acme/app", "one", &payload(1, 30_000))
         .await;
     release_with_asset(&s, "v1", payload(2, 10_000)).await;
+    // A name that needs percent-encoding on its way through the files route.
+    let odd = "r\u{e9}seau notes+(1) %41.txt";
+    let (st, v) = s
+        .upload_asset("acme/app", "v1", odd, payload(4, 777), &s.admin)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let odd_id = v["id"].as_u64().unwrap();
     let dir = s.dir.path().join("backup");
     let first = backup_online(&s, &dir).await;
     let first_id = first["id"].as_str().unwrap().to_owned();
@@ -456,6 +463,9 @@ async fn a_second_backup_copies_no_blob_already_in_the_directory() {
 
     // The incremental backup restores whole.
     let r = restore_and_start(&s.admin, &dir, false).await;
+    let (st, body) = download(&r, "v1", odd_id).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(body == payload(4, 777));
     for tag in ["one", "two"] {
         assert_eq!(manifest_status(&r, tag).await, StatusCode::OK, "{tag}");
     }
@@ -607,6 +617,20 @@ async fn an_offline_backup_of_a_stopped_server_restores() {
         }
     );
 
+    let inside = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_pfai"))
+        .arg("restore")
+        .arg("--from")
+        .arg(&backup_dir)
+        .arg("--data-dir")
+        .arg(inside.path().join("d"))
+        .arg("--asset-storage-path")
+        .arg(inside.path().join("d/a"))
+        .output()
+        .await
+        .unwrap();
+    assert!(stderr(&out).contains("must lie outside"));
+    assert!(!inside.path().join("d").exists());
     let r = restore_and_start(&admin, &backup_dir, true).await;
     let (st, body) = download(&r, "v1", id).await;
     assert_eq!(st, StatusCode::OK);
