@@ -112,28 +112,37 @@ fn internal(context: &str) -> impl FnOnce(BackupError) -> DomainError + '_ {
 /// served by `file` until `release`.
 pub async fn create(core: &Arc<Core>, who: Option<&Principal>) -> DomainResult<BackupManifest> {
     require_admin(who)?;
-    core.backups.expire();
+    {
+        let c = core.clone();
+        tokio::task::spawn_blocking(move || c.backups.expire()).await?;
+    }
     if lock(&core.backups.active).len() >= MAX_ACTIVE {
         return Err(DomainError::Conflict(format!(
             "{MAX_ACTIVE} backups are already in progress; finish or release one first"
         )));
     }
-    let manifest = stage(core).await?;
-    let files = manifest
-        .files
-        .iter()
-        .map(|f| (f.path.clone(), f.clone()))
-        .collect();
-    lock(&core.backups.active).insert(
-        manifest.id.clone(),
-        Active {
-            manifest: Arc::new(manifest.clone()),
-            files,
-            last_used: Instant::now(),
-        },
-    );
-    tracing::info!(id = %manifest.id, files = manifest.files.len(), "backup snapshot taken");
-    Ok(manifest)
+    // On its own task: a client that disconnects meanwhile leaves a registered snapshot that
+    // expires, never an unregistered staging directory pinning files until the next start.
+    let core = core.clone();
+    tokio::spawn(async move {
+        let manifest = stage(&core).await?;
+        let files = manifest
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.clone()))
+            .collect();
+        lock(&core.backups.active).insert(
+            manifest.id.clone(),
+            Active {
+                manifest: Arc::new(manifest.clone()),
+                files,
+                last_used: Instant::now(),
+            },
+        );
+        tracing::info!(id = %manifest.id, files = manifest.files.len(), "backup snapshot taken");
+        Ok(manifest)
+    })
+    .await?
 }
 
 /// One file of a snapshot (site admin): only paths its manifest lists.
