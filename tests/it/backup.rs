@@ -295,6 +295,23 @@ async fn an_online_backup_under_load_restores_everything_acknowledged_before_it(
     // The snapshot is released once the client is done.
     assert!(staging_empty(&s));
 
+    // Writes after the backup returned are after its snapshot: the restore must not have them.
+    release_with_asset(&s, "after", payload(77, 1000)).await;
+    let (_, after_digest) = Remote {
+        url: s.url.clone(),
+        token: s.admin.clone(),
+    }
+    .push_image("acme/app", "after", &payload(78, 1000))
+    .await;
+    {
+        let wc = wc.clone();
+        tokio::task::spawn_blocking(move || {
+            git_ok(&wc, &["tag", "after-tag"]);
+            git_ok(&wc, &["push", "-q", "origin", "after-tag"]);
+        })
+        .await
+        .unwrap();
+    }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     // The workload really ran during the backup: each kind had a write in flight.
     assert!(acked.releases.iter().any(|r| r.0 >= started));
@@ -370,6 +387,17 @@ async fn an_online_backup_under_load_restores_everything_acknowledged_before_it(
     );
     assert!(clone.join("README").is_file());
 
+    // Exactly the snapshot: nothing written after the backup returned.
+    let (st, _) = r
+        .get("/api/v1/forge/acme/app/releases/after", Some(&r.admin))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert_eq!(manifest_status(&r, "after").await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        manifest_status(&r, &after_digest).await,
+        StatusCode::NOT_FOUND
+    );
+    assert!(!remote_tags.contains("refs/tags/after"), "{remote_tags}");
     let (st, rules) = r
         .get("/api/v1/forge/acme/app/tag-protections", Some(&r.admin))
         .await;
