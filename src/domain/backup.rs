@@ -51,6 +51,17 @@ struct Active {
 pub struct Backups {
     staging: Staging,
     active: Mutex<HashMap<String, Active>>,
+    /// Snapshots being staged now (they count against `MAX_ACTIVE` too).
+    staging_now: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A slot of `MAX_ACTIVE` held while a snapshot is staged.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,6 +74,7 @@ impl Backups {
         Ok(Backups {
             staging: Staging::open(data_dir, asset_base)?,
             active: Mutex::new(HashMap::new()),
+            staging_now: Arc::default(),
         })
     }
 
@@ -116,11 +128,18 @@ pub async fn create(core: &Arc<Core>, who: Option<&Principal>) -> DomainResult<B
         let c = core.clone();
         tokio::task::spawn_blocking(move || c.backups.expire()).await?;
     }
-    if lock(&core.backups.active).len() >= MAX_ACTIVE {
-        return Err(DomainError::Conflict(format!(
-            "{MAX_ACTIVE} backups are already in progress; finish or release one first"
-        )));
-    }
+    let slot = {
+        let active = lock(&core.backups.active);
+        let counter = core.backups.staging_now.clone();
+        let staging = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let slot = Slot(counter);
+        if active.len() + staging >= MAX_ACTIVE {
+            return Err(DomainError::Conflict(format!(
+                "{MAX_ACTIVE} backups are already in progress; finish or release one first"
+            )));
+        }
+        slot
+    };
     // On its own task: a client that disconnects meanwhile leaves a registered snapshot that
     // expires, never an unregistered staging directory pinning files until the next start.
     let core = core.clone();
@@ -139,6 +158,7 @@ pub async fn create(core: &Arc<Core>, who: Option<&Principal>) -> DomainResult<B
                 last_used: Instant::now(),
             },
         );
+        drop(slot);
         tracing::info!(id = %manifest.id, files = manifest.files.len(), "backup snapshot taken");
         Ok(manifest)
     })
