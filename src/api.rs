@@ -499,6 +499,83 @@ pub struct FsckReport {
     pub problems: usize,
 }
 
+/// What a file of a backup holds, so a restore knows where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupFileKind {
+    /// The metadata snapshot (a redb file).
+    Database,
+    /// A registry blob (content-addressed: its path names its digest).
+    Blob,
+    /// A release asset file.
+    Asset,
+    /// A git bundle of one repository's refs at snapshot time.
+    Bundle,
+}
+
+/// One file of a backup: where it lies in the backup directory, and what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupFile {
+    /// `/`-separated path relative to the backup directory.
+    pub path: String,
+    /// What it is.
+    pub kind: BackupFileKind,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// One git repository of a backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRepo {
+    /// `owner/repo`.
+    pub repo: String,
+    /// What `HEAD` pointed at (`refs/heads/main`).
+    pub head: Option<String>,
+    /// The path of its bundle (`None`: the repository had no refs).
+    pub bundle: Option<String>,
+    /// How many refs the bundle holds.
+    pub refs: u64,
+}
+
+/// The manifest of a backup (`manifest.json`, written last): every file with its SHA-256 and
+/// size, and the repositories. Also the answer of `POST /api/v1/admin/backups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupManifest {
+    /// Format of the backup directory (1).
+    pub format: u32,
+    /// The snapshot's id (names its directory under `snapshots/`).
+    pub id: String,
+    /// When the snapshot was taken (RFC 3339).
+    pub created_at: String,
+    /// The schema version of the database snapshot.
+    pub schema_version: u32,
+    /// Every file.
+    pub files: Vec<BackupFile>,
+    /// Every repository.
+    pub repos: Vec<BackupRepo>,
+}
+
+/// What `pfai backup --json` reports: what was copied and what an earlier backup already had.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    /// The snapshot's id.
+    pub id: String,
+    /// Files in the backup.
+    pub files: u64,
+    /// Paths copied this time.
+    pub copied: Vec<String>,
+    /// Files already present from an earlier backup (not copied again).
+    pub reused: u64,
+    /// Bytes copied this time.
+    pub bytes_copied: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

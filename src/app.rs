@@ -158,6 +158,9 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
                     if let Err(e) = upload::purge_stale(&core, ttl, ttl.min(3600), false).await {
                         tracing::warn!(error = %e.chain(), "purging stale uploads failed");
                     }
+                    // Backup snapshots no client asked for within their TTL.
+                    let c = core.clone();
+                    let _ = tokio::task::spawn_blocking(move || c.backups.expire()).await;
                 }
             }
         })

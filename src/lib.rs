@@ -11,6 +11,7 @@
 //! - [`domain`]: the rules: accounts, releases, tags, protection, registry; calls stores and git.
 //! - [`http`]: warp filters behind one typed request edge, and the single error-to-wire mapping.
 //! - [`api`]: the REST wire model: every request and response body, shared by `http` and `cli`.
+//! - [`backup`]: the backup directory: layout, manifest, verified writes, whole-backup checks.
 //! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
 //! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, graceful shutdown.
 //! - [`fuzzing`]: fuzz bodies, replayed by `cargo test` (feature `fuzzing` for the fuzz package).
@@ -21,6 +22,7 @@
 pub(crate) mod api;
 pub mod app;
 pub(crate) mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub(crate) mod conn;

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: raw arguments become validated settings once, here.
 //! `pfai serve` runs the server; every other subcommand is a client of it over HTTP.
 
+pub(crate) mod backup;
 pub(crate) mod bench;
 pub(crate) mod client;
 pub(crate) mod commands;
@@ -132,6 +133,16 @@ pub enum Command {
         /// bash, zsh or fish.
         shell: clap_complete::Shell,
     },
+    /// Write a consistent, verified backup (site admin, against the running server; or with
+    /// --data-dir, of a stopped server's data directory). Incremental: blobs and assets
+    /// already in DIR are not copied again.
+    ///
+    /// Example: pfai backup --to /srv/backups/pfai
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new data directory, after verifying every file of it.
+    ///
+    /// Example: pfai restore --from /srv/backups/pfai --data-dir /srv/pfai-restored
+    Restore(backup::RestoreArgs),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -244,6 +255,8 @@ pub async fn run(cli: Cli) -> CliResult<()> {
             code if code == std::process::ExitCode::SUCCESS => Ok(()),
             _ => Err(CliError::Msg(format!("the {name} hook refused"))),
         },
+        Command::Backup(a) => backup::backup(a).await,
+        Command::Restore(a) => backup::restore(a).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

@@ -496,6 +496,9 @@ pub async fn delete_repo(
     path: &RepoPath,
 ) -> DomainResult<()> {
     core.repo_access(who, path, Role::Admin).await?;
+    // A backup links the files and bundles the repositories of its snapshot while holding
+    // this exclusively.
+    let _gate = core.backup_gate.clone().read_owned().await;
     let p = path.clone();
     let release_ids = core
         .db

@@ -3,6 +3,7 @@
 //! REST API, git, the registry and the UI share one authorization path.
 
 pub(crate) mod account;
+pub mod backup;
 pub mod error;
 pub(crate) mod fsck;
 pub(crate) mod git_tag;
@@ -89,6 +90,12 @@ pub struct Core {
     /// that found the file still there (and kept it) could link the blob just before GC
     /// unlinked that file, leaving a row without its file.
     pub blob_gc: Arc<tokio::sync::RwLock<()>>,
+    /// Backup snapshots being served (`backup`), and their staging area.
+    pub backups: backup::Backups,
+    /// Held shared by every delete of asset files or repositories from its commit until its
+    /// files are gone; held exclusively by a backup while it links the files of its snapshot,
+    /// so a file its snapshot still refers to cannot vanish before it is pinned.
+    pub backup_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -167,6 +174,7 @@ impl Core {
         let blobs = BlobStore::open(data_dir)?;
         let assets = AssetFiles::open(asset_base)?;
         let sign_in = throttle::Throttle::new(limits.sign_in.clone());
+        let backups = backup::Backups::open(data_dir, asset_base)?;
         Ok(Arc::new(Core {
             db,
             git,
@@ -179,6 +187,8 @@ impl Core {
             sign_in,
             shutting_down: Default::default(),
             blob_gc: Arc::default(),
+            backups,
+            backup_gate: Arc::default(),
         }))
     }
 

@@ -585,6 +585,8 @@ pub async fn delete(
         .await?
         .release
         .id;
+    // A backup links the files of its snapshot while holding this exclusively.
+    let _gate = core.backup_gate.clone().read_owned().await;
     core.db.write(move |txn| releases::remove(txn, id)).await?;
     core.assets.remove_release(repo, id)?;
     Ok(())
@@ -884,6 +886,7 @@ pub async fn delete_asset(
         .into_iter()
         .find(|a| a.id == id)
         .ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
+    let _gate = core.backup_gate.clone().read_owned().await;
     core.db.write(move |txn| assets::remove(txn, id)).await?;
     core.assets.remove(&AssetKey {
         repo: repo.clone(),

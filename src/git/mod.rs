@@ -3,6 +3,7 @@
 //! use the system `git`, always with validated arguments behind `--end-of-options`.
 //! Every function here is synchronous: callers run them on the blocking pool.
 
+pub mod bundle;
 pub mod hook;
 pub mod http_backend;
 

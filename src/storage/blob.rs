@@ -282,6 +282,12 @@ impl BlobStore {
         format!("{}/{}/{}", d.algorithm().name(), &d.hex()[..2], d.hex())
     }
 
+    /// Puts the blob's bytes at the local path `dest` (a hard link when it can): a backup's
+    /// pin on the blob its snapshot refers to.
+    pub fn export(&self, d: &Digest, dest: &Path) -> io::Result<()> {
+        self.objects.export(&Self::name(d), dest)
+    }
+
     /// The data file of an upload session.
     pub fn upload_path(&self, id: &UploadId) -> PathBuf {
         self.uploads.join(id.as_str())

@@ -56,6 +56,11 @@ pub trait ByteStore: Send + Sync {
 
     /// Bytes an unprivileged writer can still store (health turns degraded when low).
     fn free_bytes(&self) -> io::Result<u64>;
+
+    /// Puts the object's bytes at the local path `dest` (which must not exist), as cheaply as
+    /// the backend can: a backup pins what its snapshot refers to this way, so a later delete
+    /// or GC of the object cannot take the bytes from under it.
+    fn export(&self, name: &str, dest: &Path) -> io::Result<()>;
 }
 
 /// Scratch files start with this prefix; `scan` skips them and `LocalFs::open` purges them.
@@ -183,6 +188,22 @@ impl ByteStore for LocalFs {
 
     fn free_bytes(&self) -> io::Result<u64> {
         super::free_bytes(&self.root)
+    }
+
+    fn export(&self, name: &str, dest: &Path) -> io::Result<()> {
+        let src = self.path(name);
+        if let Some(dir) = dest.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        // A hard link shares the immutable file; another filesystem gets a copy.
+        match fs::hard_link(&src, dest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                fs::copy(&src, dest)?;
+                File::open(dest)?.sync_all()
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -105,6 +105,12 @@ impl AssetFiles {
         Ok(h.digest())
     }
 
+    /// Puts the asset's bytes at the local path `dest` (a hard link when it can): a backup's
+    /// pin on the file its snapshot refers to.
+    pub fn export(&self, key: &AssetKey, dest: &Path) -> io::Result<()> {
+        self.objects.export(&Self::name(key), dest)
+    }
+
     /// Removes one asset (missing is fine: the row is what counts).
     pub fn remove(&self, key: &AssetKey) -> io::Result<()> {
         self.objects.delete(&Self::name(key))

@@ -20,6 +20,7 @@ pub mod records;
 pub(crate) mod releases;
 pub(crate) mod rules;
 pub(crate) mod sessions;
+pub mod snapshot;
 pub mod tables;
 pub(crate) mod txn;
 pub(crate) mod uploads;

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod backup;
 pub mod releases;
 pub mod tags;
 
@@ -28,7 +29,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(tags::routes(core.clone()))
         .unify()
-        .or(admin::routes(core))
+        .or(admin::routes(core.clone()))
+        .unify()
+        .or(backup::routes(core))
         .unify()
         .boxed()
 }
