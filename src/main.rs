@@ -3,11 +3,22 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use pfai::cli::Cli;
+use pfai::cli::config_file::{self, ConfigError, Invocation};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config_file::parse(std::env::args_os().collect()) {
+        Ok(Invocation::Run(cli)) => cli,
+        Ok(Invocation::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        // Help, version and usage errors print and exit the way clap always did.
+        Err(ConfigError::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // git runs the hook for every push: answer without logging setup or a runtime.
     if let pfai::cli::Command::Hook { name } = &cli.command {
         return pfai::cli::hook::run(name);

@@ -5,6 +5,7 @@ pub(crate) mod backup;
 pub(crate) mod bench;
 pub(crate) mod client;
 pub(crate) mod commands;
+pub mod config_file;
 pub mod hook;
 pub(crate) mod release;
 pub(crate) mod repo;
@@ -192,6 +193,13 @@ pub struct ServeArgs {
     /// The longest sign-in lockout, in seconds.
     #[arg(long, env = "PFAI_SIGN_IN_LOCKOUT_MAX_SECONDS", default_value_t = 900)]
     pub sign_in_lockout_max_seconds: u64,
+    /// A TOML file with any of these settings, keyed by flag name with `_` for `-`
+    /// (`data_dir = "/var/lib/pfai"`). Flags and environment variables win over it.
+    #[arg(long, env = "PFAI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (as a file `--config` accepts, secrets hidden) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// 1 ..= 1 000 000 (the shutdown waits for all of them with one semaphore acquire).

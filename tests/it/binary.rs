@@ -21,10 +21,16 @@ pub(crate) fn start(cwd: &Path) -> Running {
 }
 
 /// `start` with extra environment settings (e.g. `PFAI_GC_GRACE_SECONDS`).
-#[allow(clippy::zombie_processes)] // the caller waits for the child
 pub(crate) fn start_with_env(cwd: &Path, env: &[(&str, &str)]) -> Running {
+    start_with_args(cwd, &[], env)
+}
+
+/// `start_with_env` with extra `serve` arguments (e.g. `--config FILE`).
+#[allow(clippy::zombie_processes)] // the caller waits for the child
+pub(crate) fn start_with_args(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pfai"))
         .arg("serve")
+        .args(args)
         .current_dir(cwd)
         .env("PFAI_LISTEN", "127.0.0.1:0")
         .env_remove("DATA_DIR")

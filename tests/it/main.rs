@@ -6,6 +6,7 @@ mod backup;
 mod binary;
 mod browser;
 mod cli;
+mod config;
 mod conformance;
 mod crash;
 mod disk;
