@@ -444,6 +444,8 @@ pub enum FindingKind {
     /// A pending-tag record left over: its tag is gone or was moved by a push since, or its
     /// release was recorded after all.
     StalePendingTag,
+    /// The running totals of the blob or asset store (`/metrics`) differ from a recount.
+    StoreTotals,
 }
 
 impl FindingKind {
@@ -457,6 +459,7 @@ impl FindingKind {
             FindingKind::OrphanBlobFile => "orphan_blob_file",
             FindingKind::OrphanReleaseTag => "orphan_release_tag",
             FindingKind::StalePendingTag => "stale_pending_tag",
+            FindingKind::StoreTotals => "store_totals",
         }
     }
 }

@@ -132,7 +132,7 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e.chain(), "purging uploads at startup failed"),
     }
-    let routes = crate::http::routes(core.clone());
+    let routes = crate::http::routes(core.clone(), config.metrics_token.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let flusher = {
         let core = core.clone();
@@ -167,8 +167,9 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     };
     let core2 = core.clone();
     let core3 = core.clone();
+    let traffic = core.metrics.traffic.clone();
     let join = tokio::spawn(async move {
-        crate::conn::serve(listener, routes, conn_limits, async move {
+        crate::conn::serve(listener, routes, conn_limits, traffic, async move {
             let _ = rx.await;
             core3
                 .shutting_down

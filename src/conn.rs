@@ -37,6 +37,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::metrics::Traffic;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower_service::Service as _;
@@ -140,6 +142,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
     limits: ConnLimits,
+    traffic: Traffic,
     shutdown: impl Future<Output = ()>,
 ) {
     let cap = limits.max_connections.clamp(1, MAX_CAP);
@@ -186,8 +189,8 @@ pub async fn serve(
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 tokio::spawn(serve_conn(
-                    stream,
-                    peer,
+                    (stream, peer),
+                    traffic.clone(),
                     slot,
                     routes.clone(),
                     builder.clone(),
@@ -272,8 +275,8 @@ async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
 
 /// Serves one connection until it ends, a timeout cuts it, or shutdown lets it finish.
 async fn serve_conn(
-    stream: TcpStream,
-    peer: SocketAddr,
+    (stream, peer): (TcpStream, SocketAddr),
+    traffic: Traffic,
     _slot: OwnedSemaphorePermit,
     routes: BoxedFilter<(Response,)>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -284,6 +287,7 @@ async fn serve_conn(
     let io = TokioIo::new(Watched {
         io: stream,
         watch: watch.clone(),
+        traffic,
     });
     let svc = Svc {
         routes,
@@ -474,13 +478,17 @@ impl Drop for InFlight {
 struct Watched {
     io: TcpStream,
     watch: Arc<Watch>,
+    traffic: Traffic,
 }
 
 impl Watched {
     fn note_write(&self, r: &Poll<io::Result<usize>>) {
         match r {
             Poll::Pending => self.watch.on_write(true),
-            Poll::Ready(Ok(n)) if *n > 0 => self.watch.on_write(false),
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                self.watch.on_write(false);
+                self.traffic.sent.inc_by(*n as u64);
+            }
             _ => {}
         }
     }
@@ -497,6 +505,9 @@ impl AsyncRead for Watched {
         let r = Pin::new(&mut this.io).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.watch.on_read();
+            this.traffic
+                .received
+                .inc_by((buf.filled().len() - before) as u64);
         }
         r
     }

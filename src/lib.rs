@@ -13,6 +13,7 @@
 //! - [`api`]: the REST wire model: every request and response body, shared by `http` and `cli`.
 //! - [`backup`]: the backup directory: layout, manifest, verified writes, whole-backup checks.
 //! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
+//! - [`metrics`]: Prometheus counters and gauges behind `GET /metrics`.
 //! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, graceful shutdown.
 //! - [`fuzzing`]: fuzz bodies, replayed by `cargo test` (feature `fuzzing` for the fuzz package).
 
@@ -34,5 +35,6 @@ pub mod fuzzing;
 pub(crate) mod git;
 pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod storage;
 pub mod util;

@@ -193,6 +193,12 @@ pub struct ServeArgs {
     /// The longest sign-in lockout, in seconds.
     #[arg(long, env = "PFAI_SIGN_IN_LOCKOUT_MAX_SECONDS", default_value_t = 900)]
     pub sign_in_lockout_max_seconds: u64,
+    /// When set, `GET /metrics` answers only requests with `Authorization: Bearer <this>`.
+    #[arg(long, env = "PFAI_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+    /// Log lines as `text` (for people) or `json` (one JSON object per line, for collectors).
+    #[arg(long, env = "PFAI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// A TOML file with any of these settings, keyed by flag name with `_` for `-`
     /// (`data_dir = "/var/lib/pfai"`). Flags and environment variables win over it.
     #[arg(long, env = "PFAI_CONFIG")]
@@ -200,6 +206,15 @@ pub struct ServeArgs {
     /// Print the effective configuration (as a file `--config` accepts, secrets hidden) and exit.
     #[arg(long)]
     pub print_config: bool,
+}
+
+/// How `pfai serve` writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// 1 ..= 1 000 000 (the shutdown waits for all of them with one semaphore acquire).
@@ -218,6 +233,7 @@ impl ServeArgs {
             .asset_storage_path
             .filter(|p| !p.as_os_str().is_empty());
         c.limits.asset_max = self.asset_max_bytes;
+        c.metrics_token = self.metrics_token.filter(|t| !t.is_empty());
         c.limits.gc_grace_secs = self.gc_grace_seconds.min(i64::MAX as u64) as i64;
         c.conn = ConnLimits {
             header_timeout: Duration::from_secs(self.header_timeout_seconds),

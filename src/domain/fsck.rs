@@ -14,10 +14,10 @@ pub use crate::api::{Finding, FindingKind as Kind, FsckReport};
 use super::{registry, Core, DomainError, DomainResult};
 use crate::auth::Principal;
 use crate::ids::{AssetName, GitTagName, RepoPath};
-use crate::storage::audit;
 use crate::storage::blob::BlobStore;
 use crate::storage::files::{AssetFiles, AssetKey};
 use crate::storage::records::Asset;
+use crate::storage::{audit, totals};
 
 fn finding(kind: Kind, detail: impl Into<String>) -> Finding {
     Finding {
@@ -47,9 +47,12 @@ pub async fn run(core: &Core, who: Option<&Principal>, repair: bool) -> DomainRe
         pending_tags(core, repair, &mut findings).await?;
     }
     orphan_blob_files(core, repair, &mut findings).await?;
+    store_totals(core, repair, &mut findings).await?;
     let problems = blobs.corrupt.len()
         + blobs.missing.len()
         + findings.iter().filter(|f| f.repaired.is_none()).count();
+    core.metrics
+        .fsck_ran(problems as u64, crate::util::now_unix());
     Ok(FsckReport {
         blobs,
         assets_checked,
@@ -305,6 +308,45 @@ async fn pending_tags(core: &Core, repair: bool, findings: &mut Vec<Finding>) ->
                 },
                 Err(e) => f.detail = format!("{}; deleting the tag failed: {e}", f.detail),
             }
+        }
+        findings.push(f);
+    }
+    Ok(())
+}
+
+/// The running store totals against a recount, read in one transaction (so no write slips
+/// between the two); `repair` sets them to a recount made inside the repairing write.
+async fn store_totals(core: &Core, repair: bool, findings: &mut Vec<Finding>) -> DomainResult<()> {
+    let found = core
+        .db
+        .read(move |txn| {
+            let (kept, actual) = (totals::read(txn)?, totals::recount(txn)?);
+            Ok::<_, DomainError>((kept != actual).then_some((kept, actual)))
+        })
+        .await?;
+    if found.is_some() && repair {
+        core.db
+            .write(|txn| Ok::<_, DomainError>(totals::rebuild(txn).map(|_| ())?))
+            .await?;
+    }
+    if let Some((kept, actual)) = found {
+        let mut f = finding(
+            Kind::StoreTotals,
+            format!(
+                "store totals say {} blobs ({} bytes) and {} assets ({} bytes); the rows hold {} \
+                 blobs ({} bytes) and {} assets ({} bytes)",
+                kept.blob_count,
+                kept.blob_bytes,
+                kept.asset_count,
+                kept.asset_bytes,
+                actual.blob_count,
+                actual.blob_bytes,
+                actual.asset_count,
+                actual.asset_bytes
+            ),
+        );
+        if repair {
+            f.repaired = Some("set the totals to the recount".into());
         }
         findings.push(f);
     }

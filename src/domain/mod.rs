@@ -96,6 +96,8 @@ pub struct Core {
     /// files are gone; held exclusively by a backup while it links the files of its snapshot,
     /// so a file its snapshot still refers to cannot vanish before it is pinned.
     pub backup_gate: Arc<tokio::sync::RwLock<()>>,
+    /// Counters for `/metrics` (requests, bytes, GC and fsck runs).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -117,6 +119,30 @@ impl Core {
             problems.push(format!("disk: {r}"));
         }
         problems
+    }
+
+    /// What the stores hold now, for `/metrics`: running totals from the database (no scan),
+    /// the open upload sessions, the database file's size and the free space.
+    pub async fn holdings(&self) -> DomainResult<crate::metrics::Holdings> {
+        let (totals, upload_sessions) = self
+            .db
+            .read(|txn| {
+                Ok::<_, DomainError>((
+                    crate::storage::totals::read(txn)?,
+                    crate::storage::uploads::count(txn)?,
+                ))
+            })
+            .await?;
+        Ok(crate::metrics::Holdings {
+            blob_count: totals.blob_count,
+            blob_bytes: totals.blob_bytes,
+            asset_count: totals.asset_count,
+            asset_bytes: totals.asset_bytes,
+            upload_sessions,
+            database_bytes: self.db.file_size(),
+            disk_free_bytes: self.blobs.free_bytes().unwrap_or(0),
+            asset_disk_free_bytes: self.assets.free_bytes().unwrap_or(0),
+        })
     }
 
     /// Why writes cannot succeed now, for `/api/v1/health` (`degraded`): failing database
@@ -189,6 +215,7 @@ impl Core {
             blob_gc: Arc::default(),
             backups,
             backup_gate: Arc::default(),
+            metrics: Arc::default(),
         }))
     }
 

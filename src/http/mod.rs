@@ -222,8 +222,9 @@ async fn recover(err: warp::Rejection) -> Result<Response, Infallible> {
     Ok(error::rest(e))
 }
 
-/// Every route of the server, with request logging and one `recover`.
-pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
+/// Every route of the server, with request logging, metrics and one `recover`.
+/// `metrics_token`: when set, `GET /metrics` wants it as a Bearer token.
+pub fn routes(core: Ctx, metrics_token: Option<String>) -> BoxedFilter<(Response,)> {
     // 503 `degraded` while database writes fail (full disk, I/O error, reopen failing) or the
     // blob or asset filesystem is out of space, so a load balancer or supervisor sees what
     // clients would; 200 `ok` again once a write commits and there is room.
@@ -259,7 +260,22 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
                 )
             }
         });
-    let health = health.or(healthz).unify().or(readyz).unify();
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_core(core.clone()))
+        .and(warp::header::optional::<String>("authorization"))
+        .then(move |core: Ctx, auth: Option<String>| {
+            let wanted = metrics_token.clone();
+            async move { metrics_reply(&core, wanted.as_deref(), auth.as_deref()).await }
+        });
+    let health = health
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify();
+    let core_metrics = core.metrics.clone();
     let all = health
         .or(rest::routes(core.clone()))
         .unify()
@@ -271,7 +287,13 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .recover(recover)
         .unify();
-    let log = warp::log::custom(|info: warp::log::Info<'_>| {
+    let counters = core_metrics;
+    let log = warp::log::custom(move |info: warp::log::Info<'_>| {
+        counters.request(
+            info.path(),
+            info.status().as_u16(),
+            info.elapsed().as_secs_f64(),
+        );
         tracing::info!(
             method = %info.method(),
             path = %info.path(),
@@ -286,4 +308,32 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         }))
         .map(warp::Reply::into_response)
         .boxed()
+}
+
+/// `GET /metrics`: the Prometheus text format; 401 without the configured token.
+async fn metrics_reply(core: &Core, wanted: Option<&str>, auth: Option<&str>) -> Response {
+    if let Some(wanted) = wanted {
+        let given = auth
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), wanted.as_bytes()).into();
+        if !same {
+            return error::rest(DomainError::Unauthenticated(
+                "/metrics needs the metrics token (Authorization: Bearer …)".into(),
+            ));
+        }
+    }
+    match core.holdings().await {
+        Ok(h) => {
+            let mut r = Response::new(core.metrics.render(&h).into());
+            r.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
+        Err(e) => error::rest(e),
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use redb::{ReadableTable, WriteTransaction};
 
 use super::records::Asset;
+use super::totals;
 use super::{codec, tables, Reads, StorageError};
 
 /// The id sequence of assets in META.
@@ -61,9 +62,15 @@ pub fn name_taken<R: Reads>(txn: &R, release_id: u64, name: &str) -> Result<bool
 pub fn insert(txn: &WriteTransaction, a: &Asset) -> Result<(), StorageError> {
     txn.open_table(tables::ASSETS_BY_RELEASE)?
         .insert((a.release_id, a.name.as_str()), a.id)?;
-    txn.open_table(tables::ASSETS)?
-        .insert(a.id, codec::encode(a)?.as_slice())?;
-    Ok(())
+    let replaced = txn
+        .open_table(tables::ASSETS)?
+        .insert(a.id, codec::encode(a)?.as_slice())?
+        .map(|v| codec::decode::<Asset>(v.value()))
+        .transpose()?;
+    if let Some(old) = replaced {
+        totals::count(txn, totals::Kind::Asset, old.size, false)?;
+    }
+    totals::count(txn, totals::Kind::Asset, a.size, true)
 }
 
 /// Removes an asset's row and name; returns what was removed (`None` when already gone).
@@ -78,6 +85,7 @@ pub fn remove(txn: &WriteTransaction, id: u64) -> Result<Option<Asset>, StorageE
     };
     txn.open_table(tables::ASSETS_BY_RELEASE)?
         .remove((a.release_id, a.name.as_str()))?;
+    totals::count(txn, totals::Kind::Asset, a.size, false)?;
     Ok(Some(a))
 }
 
@@ -89,9 +97,16 @@ pub(super) fn remove_all_of_release(
     let ids = index_of_release(txn, release_id)?;
     let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
     let mut assets = txn.open_table(tables::ASSETS)?;
+    let mut gone = Vec::new();
     for (name, id) in ids {
         idx.remove((release_id, name.as_str()))?;
-        assets.remove(id)?;
+        if let Some(v) = assets.remove(id)? {
+            gone.push(codec::decode::<Asset>(v.value())?.size);
+        }
+    }
+    drop((idx, assets));
+    for size in gone {
+        totals::count(txn, totals::Kind::Asset, size, false)?;
     }
     Ok(())
 }

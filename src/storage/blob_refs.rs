@@ -8,6 +8,7 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::records::BlobMeta;
+use super::totals;
 use super::{codec, tables, Reads, StorageError};
 use crate::ids::OciName;
 
@@ -38,19 +39,26 @@ pub fn link(
     now: i64,
 ) -> Result<(), StorageError> {
     let mut blobs = txn.open_table(tables::BLOBS)?;
-    let meta = match blobs.get(digest)? {
+    let (meta, new) = match blobs.get(digest)? {
         Some(v) => {
             let mut m: BlobMeta = codec::decode(v.value())?;
             m.touched_at = now;
-            m
+            (m, false)
         }
-        None => BlobMeta {
-            size,
-            created_at: now,
-            touched_at: now,
-        },
+        None => (
+            BlobMeta {
+                size,
+                created_at: now,
+                touched_at: now,
+            },
+            true,
+        ),
     };
     blobs.insert(digest, codec::encode(&meta)?.as_slice())?;
+    drop(blobs);
+    if new {
+        totals::count(txn, totals::Kind::Blob, size, true)?;
+    }
     txn.open_table(tables::REPO_BLOBS)?
         .insert((name.as_str(), digest), now)?;
     txn.open_table(tables::BLOB_LINKS)?
@@ -155,7 +163,14 @@ pub fn unreferenced<R: Reads>(txn: &R) -> Result<Vec<(String, BlobMeta)>, Storag
 /// Removes the row of `digest` and its links in every repository (the file is the caller's to
 /// unlink after the commit). The caller has checked that no manifest references it.
 pub fn remove(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> {
-    txn.open_table(tables::BLOBS)?.remove(digest)?;
+    let removed = txn
+        .open_table(tables::BLOBS)?
+        .remove(digest)?
+        .map(|v| codec::decode::<BlobMeta>(v.value()))
+        .transpose()?;
+    if let Some(m) = removed {
+        totals::count(txn, totals::Kind::Blob, m.size, false)?;
+    }
     let names: Vec<String> = {
         let links = txn.open_table(tables::BLOB_LINKS)?;
         let mut names = Vec::new();

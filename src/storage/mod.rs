@@ -22,6 +22,7 @@ pub(crate) mod rules;
 pub(crate) mod sessions;
 pub mod snapshot;
 pub mod tables;
+pub mod totals;
 pub(crate) mod txn;
 pub(crate) mod uploads;
 
@@ -37,7 +38,7 @@ use backend::{IoLog, WatchedBackend};
 pub use txn::Reads;
 
 /// The schema version of the redb file. A file with a newer version is refused at open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Errors of the storage layer. Domain code maps them to `DomainError::Storage` (or to a
 /// specific outcome where one is meaningful, like a full disk), keeping them as the cause.
@@ -359,6 +360,13 @@ impl Db {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// The size of the database file (0 when it cannot be read).
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
     }
 
     /// Runs `f` in a read transaction on the blocking pool.

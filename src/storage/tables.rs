@@ -3,9 +3,11 @@
 
 use redb::TableDefinition;
 
-/// `key -> bytes`: `"schema_version"` (u32 LE), id sequences `"seq:<kind>"` (u64 LE) and
+/// `key -> bytes`: `"schema_version"` (u32 LE), id sequences `"seq:<kind>"` (u64 LE),
 /// `"write_probe"` (i64 LE unix seconds of the last write tried to see whether writes succeed
-/// again after a disk failure). Writer: `Db::open`, `Db::recheck` and `next_id`.
+/// again after a disk failure) and the store totals `"total:<what>"` (u64 LE). Writers:
+/// `Db::open` (and its upgrade steps), `Db::recheck`, `next_id`, `storage::totals`.
+/// Invariant: the totals equal a recount of BLOBS and ASSETS.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 /// `username -> User`. Invariant: a name is in at most one of USERS and ORGS.

@@ -2,7 +2,7 @@
 //! `uploads/` is `storage::blob`'s; the rule "file first, row second; row removed first, file
 //! second" is the caller's.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
 use super::records::UploadSession;
 use super::{codec, tables, Reads, StorageError};
@@ -63,4 +63,9 @@ pub fn all<R: Reads>(txn: &R) -> Result<Vec<(String, UploadSession)>, StorageErr
         out.push((k.value().to_owned(), codec::decode(v.value())?));
     }
     Ok(out)
+}
+
+/// How many upload sessions are open.
+pub fn count<R: Reads>(txn: &R) -> Result<u64, StorageError> {
+    Ok(txn.table(tables::UPLOADS)?.len()?)
 }

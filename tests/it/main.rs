@@ -13,6 +13,7 @@ mod disk;
 mod git_hosting;
 mod harness;
 mod limits;
+mod metrics;
 mod protection;
 mod registry;
 mod releases;

@@ -129,6 +129,31 @@ async fn a_data_dir_from_schema_1_is_upgraded_and_serves_all_it_held() {
         assert_eq!(pfai::ids::Digest::sha256_of(&bytes).to_string(), d);
     }
 
+    // Schema 2 counted the stores' objects (what /metrics reports) from the rows.
+    let text = s
+        .req(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(gauge("pfai_asset_objects"), 1.0);
+    assert_eq!(gauge("pfai_asset_bytes"), 21.0);
+    assert_eq!(
+        gauge("pfai_blob_objects"),
+        2.0,
+        "the image's config and layer"
+    );
+    assert!(gauge("pfai_blob_bytes") > 0.0);
+
     // Nothing lost or inconsistent.
     let (st, report) = s
         .call(Method::POST, "/api/v1/admin/fsck", Some(&admin), None)

@@ -517,6 +517,9 @@ pub async fn gc(
         }
     }
     drop(removing);
+    if !dry_run {
+        core.metrics.gc_ran(report.blobs.len() as u64, report.bytes);
+    }
     let ttl = core.limits.upload_ttl_secs;
     report.uploads = upload::purge_stale(core, ttl, ttl.min(3600), dry_run).await?;
     Ok(report)
