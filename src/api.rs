@@ -409,6 +409,63 @@ pub struct GcReport {
     pub bytes: u64,
     /// Upload sessions purged as stale.
     pub uploads: Vec<String>,
+    /// Tags and untagged manifests removed by repositories' retention policies (before the
+    /// blobs: blobs they alone held are removed by the same run once past the grace period;
+    /// a dry run lists these but cannot count those blobs).
+    #[serde(default)]
+    pub retention: Vec<RetentionAction>,
+}
+
+/// One removal by a retention policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionAction {
+    /// The image (`owner/repo/...`).
+    pub name: String,
+    /// The tag removed; absent when an untagged manifest was removed.
+    pub tag: Option<String>,
+    /// The manifest the tag pointed at, or the manifest removed.
+    pub digest: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A repository's registry retention policy, as set (`PUT .../retention`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetentionSpec {
+    /// Tag rules: per image, a tag matching a rule stays while it is among that rule's
+    /// `newest` (by the push time of the manifest it points at); a tag no rule matches stays.
+    #[serde(default)]
+    pub keep: Vec<KeepSpec>,
+    /// Untagged manifests pushed longer ago than this are removed (unless an index lists them
+    /// or they are referrers of a manifest still stored).
+    #[serde(default)]
+    pub untagged_older_than_seconds: Option<u64>,
+}
+
+/// Keep the newest `newest` tags matching `pattern`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeepSpec {
+    /// A glob, as in tag protection (`v*`, `nightly-*`).
+    pub pattern: String,
+    /// How many matching tags stay.
+    pub newest: u32,
+}
+
+/// A repository's retention policy (`GET .../retention`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionView {
+    /// The tag rules.
+    pub keep: Vec<KeepSpec>,
+    /// The age past which untagged manifests go.
+    pub untagged_older_than_seconds: Option<u64>,
+    /// Who set it.
+    pub updated_by: String,
+    /// When (RFC 3339).
+    pub updated_at: String,
 }
 
 /// What the blob part of fsck found (`registry::fsck`).

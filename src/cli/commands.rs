@@ -127,6 +127,11 @@ pub enum RepoCmd {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// The registry retention policy (which image tags and untagged manifests GC removes).
+    ///
+    /// Example: pfai repo retention set -R acme/app --keep 'v*=10' --untagged-older-than 7d
+    #[command(subcommand)]
+    Retention(super::retention::RetentionCmd),
 }
 
 /// Organization subcommands.
@@ -384,6 +389,7 @@ pub async fn repo(cmd: RepoCmd) -> CliResult<()> {
         } => repo_create(&c, name, private, description).await,
         RepoCmd::View { name, json } => repo_view(&c, name, json).await,
         RepoCmd::Delete { name, yes } => repo_delete(&c, name, yes).await,
+        RepoCmd::Retention(cmd) => super::retention::run(cmd).await,
     }
 }
 
@@ -577,6 +583,12 @@ pub async fn gc(dry_run: bool, grace: Option<u64>, json: bool) -> CliResult<()> 
     } else {
         let r: GcReport = decode(v)?;
         let verb = if dry_run { "would remove" } else { "removed" };
+        for a in &r.retention {
+            match &a.tag {
+                Some(t) => println!("{verb} tag {}:{t} ({}): {}", a.name, a.digest, a.reason),
+                None => println!("{verb} manifest {}@{}: {}", a.name, a.digest, a.reason),
+            }
+        }
         println!(
             "{verb} {} blob(s), {} bytes; {} upload session(s) purged",
             r.blobs.len(),

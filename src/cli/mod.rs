@@ -9,6 +9,7 @@ pub mod config_file;
 pub mod hook;
 pub(crate) mod release;
 pub(crate) mod repo;
+pub(crate) mod retention;
 pub(crate) mod serve;
 
 use std::net::SocketAddr;

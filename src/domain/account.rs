@@ -505,6 +505,7 @@ pub async fn delete_repo(
         .write(move |txn| {
             accounts::remove_repo(txn, &p)?;
             storage::rules::remove_all_of_repo(txn, &p)?;
+            storage::retention::remove(txn, &p)?;
             Ok::<_, DomainError>(storage::releases::remove_all_of_repo(txn, &p)?)
         })
         .await?;

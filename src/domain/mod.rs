@@ -10,6 +10,7 @@ pub(crate) mod git_tag;
 pub(crate) mod protection;
 pub mod registry;
 pub mod release;
+pub(crate) mod retention;
 pub(crate) mod session;
 pub(crate) mod throttle;
 

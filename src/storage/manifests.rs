@@ -307,3 +307,20 @@ pub fn listing_blobs<R: Reads>(
     }
     Ok(out)
 }
+
+/// Every manifest of `name` with its digest, in digest order.
+pub fn all_of<R: Reads>(
+    txn: &R,
+    name: &OciName,
+) -> Result<Vec<(String, ManifestMeta)>, StorageError> {
+    let mut out = Vec::new();
+    for row in txn.table(tables::MANIFESTS)?.range((name.as_str(), "")..)? {
+        let (k, v) = row?;
+        let (n, digest) = k.value();
+        if n != name.as_str() {
+            break;
+        }
+        out.push((digest.to_owned(), codec::decode(v.value())?));
+    }
+    Ok(out)
+}

@@ -18,6 +18,7 @@ pub(crate) mod migrate;
 pub mod mmap;
 pub mod records;
 pub(crate) mod releases;
+pub(crate) mod retention;
 pub(crate) mod rules;
 pub(crate) mod sessions;
 pub mod snapshot;
@@ -357,6 +358,7 @@ impl Db {
             txn.open_table(MANIFEST_REFS)?;
             txn.open_table(UPLOADS)?;
             txn.open_table(PENDING_RELEASE_TAGS)?;
+            txn.open_table(RETENTION)?;
         }
         txn.commit()?;
         Ok(())

@@ -193,3 +193,25 @@ pub struct UploadSession {
     /// Unix seconds of the last received chunk (the purge leaves active sessions alone).
     pub updated_at: i64,
 }
+
+/// A repository's registry retention policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Tag rules: a tag matching a rule's pattern stays while it is among the rule's newest.
+    pub keep: Vec<KeepRule>,
+    /// Untagged manifests pushed longer ago than this are removed.
+    pub untagged_older_than_secs: Option<u64>,
+    /// Who set it.
+    pub updated_by: String,
+    /// When (unix seconds).
+    pub updated_at: i64,
+}
+
+/// Keep the `newest` tags matching `pattern` (a tag-protection-style glob), per image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeepRule {
+    /// The glob.
+    pub pattern: String,
+    /// How many of the matching tags stay, newest manifest push first.
+    pub newest: u32,
+}

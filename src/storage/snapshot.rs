@@ -51,6 +51,7 @@ macro_rules! for_each_table {
         $m!(MANIFEST_REFS, true);
         $m!(PENDING_RELEASE_TAGS, false);
         $m!(UPLOADS, false);
+        $m!(RETENTION, true);
     };
 }
 

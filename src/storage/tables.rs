@@ -110,3 +110,8 @@ pub const PENDING_RELEASE_TAGS: TableDefinition<(&str, &str), &str> =
 /// `upload id -> UploadSession`. Invariant: the session file exists while the row does
 /// (created first, removed after). Writer: `storage::uploads`.
 pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+
+/// `"owner/repo" -> RetentionPolicy`: which registry tags and untagged manifests of the
+/// repository's images GC removes. Invariant: at most one policy per repository, removed with
+/// it. Writer: `storage::retention`.
+pub const RETENTION: TableDefinition<&str, &[u8]> = TableDefinition::new("retention");

@@ -17,5 +17,6 @@ mod metrics;
 mod protection;
 mod registry;
 mod releases;
+mod retention;
 mod ui;
 mod upgrade;

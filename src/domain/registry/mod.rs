@@ -495,6 +495,11 @@ pub async fn gc(
                 dry_run,
                 ..GcReport::default()
             };
+            // Retention first, so the blobs only its removals held are found below.
+            report.retention = super::retention::plan(txn, now)?;
+            if !dry_run {
+                super::retention::apply(txn, &report.retention)?;
+            }
             for (d, meta) in blob_refs::unreferenced(txn)? {
                 if now - meta.touched_at < grace_secs {
                     continue;

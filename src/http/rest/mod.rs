@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod backup;
 pub mod releases;
+pub mod retention;
 pub mod tags;
 
 use warp::filters::BoxedFilter;
@@ -31,7 +32,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(admin::routes(core.clone()))
         .unify()
-        .or(backup::routes(core))
+        .or(backup::routes(core.clone()))
+        .unify()
+        .or(retention::routes(core))
         .unify()
         .boxed()
 }
