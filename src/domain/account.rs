@@ -165,7 +165,7 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
 /// Top-level paths of the web UI and the APIs: an owner with one of these names would be
 /// shadowed by them.
 pub const RESERVED_OWNER_NAMES: &[&str] = &[
-    "api", "v2", "login", "logout", "static", "settings", "healthz", "readyz",
+    "api", "v2", "login", "logout", "static", "settings", "healthz", "readyz", "metrics",
 ];
 
 fn owner_slug(name: &str) -> DomainResult<Slug> {
