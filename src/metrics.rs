@@ -36,7 +36,13 @@ impl Surface {
             Surface::Rest
         } else if matches!(path, "/healthz" | "/readyz" | "/metrics") {
             Surface::Probe
-        } else if path.contains(".git/") || path.ends_with(".git") {
+        } else if path
+            .trim_start_matches('/')
+            .split('/')
+            .nth(1)
+            .is_some_and(|repo| repo.ends_with(".git"))
+        {
+            // `/{owner}/{repo}.git/...`: the segment after the owner, not any `.git` in a path.
             Surface::Git
         } else {
             Surface::Ui
@@ -284,6 +290,10 @@ mod tests {
         assert_eq!(Surface::of_path("/api/v1/user"), Surface::Rest);
         assert_eq!(Surface::of_path("/acme/app.git/info/refs"), Surface::Git);
         assert_eq!(Surface::of_path("/acme/app"), Surface::Ui);
+        assert_eq!(
+            Surface::of_path("/acme/app/releases/tag/x.git/y"),
+            Surface::Ui
+        );
         assert_eq!(Surface::of_path("/v2x"), Surface::Ui);
         assert_eq!(Surface::of_path("/metrics"), Surface::Probe);
     }

@@ -316,7 +316,11 @@ async fn metrics_reply(core: &Core, wanted: Option<&str>, auth: Option<&str>) ->
         let given = auth
             .and_then(|h| h.strip_prefix("Bearer "))
             .unwrap_or_default();
-        let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), wanted.as_bytes()).into();
+        // Compared as SHA-256 digests: equal lengths, so the comparison leaks neither the
+        // token nor its length.
+        use sha2::Digest as _;
+        let (given, wanted) = (sha2::Sha256::digest(given), sha2::Sha256::digest(wanted));
+        let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_slice(), wanted.as_slice()).into();
         if !same {
             return error::rest(DomainError::Unauthenticated(
                 "/metrics needs the metrics token (Authorization: Bearer …)".into(),
