@@ -127,6 +127,11 @@ pub enum RepoCmd {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// A repository's collaborators (repository admins).
+    ///
+    /// Example: pfai repo collaborator add alice --role write -R acme/app
+    #[command(subcommand)]
+    Collaborator(super::admin::CollaboratorCmd),
 }
 
 /// Organization subcommands.
@@ -139,6 +144,11 @@ pub enum OrgCmd {
         /// Name.
         name: String,
     },
+    /// An organization's members and their roles.
+    ///
+    /// Example: pfai org member add acme alice --role write
+    #[command(subcommand)]
+    Member(super::admin::MemberCmd),
 }
 
 /// Token subcommands.
@@ -384,6 +394,7 @@ pub async fn repo(cmd: RepoCmd) -> CliResult<()> {
         } => repo_create(&c, name, private, description).await,
         RepoCmd::View { name, json } => repo_view(&c, name, json).await,
         RepoCmd::Delete { name, yes } => repo_delete(&c, name, yes).await,
+        RepoCmd::Collaborator(cmd) => super::admin::collaborator(cmd).await,
     }
 }
 
@@ -467,6 +478,7 @@ pub async fn org(cmd: OrgCmd) -> CliResult<()> {
             eprintln!("created organization {}", org.name);
             Ok(())
         }
+        OrgCmd::Member(cmd) => super::admin::member(cmd).await,
     }
 }
 

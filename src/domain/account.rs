@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-pub use crate::api::{CollaboratorView, EditUser, MemberView, NewToken, OrgView, RepoView, UserView};
+pub use crate::api::{
+    CollaboratorView, EditUser, MemberView, NewToken, OrgView, RepoView, UserView,
+};
 
 use super::{Core, DomainError, DomainResult};
 use crate::auth::{self, Credentials, Principal};

@@ -2,6 +2,7 @@
 //! over HTTP and with real clients.
 
 mod accounts;
+mod admin;
 mod backup;
 mod binary;
 mod browser;
