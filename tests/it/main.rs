@@ -11,6 +11,7 @@ mod config;
 mod conformance;
 mod crash;
 mod disk;
+mod dist;
 mod git_hosting;
 mod harness;
 mod limits;
