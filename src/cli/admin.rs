@@ -35,7 +35,8 @@ pub enum AdminCmd {
         /// Where its assets live, when not $DATA_DIR/assets.
         #[arg(long)]
         asset_storage_path: Option<PathBuf>,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (otherwise it is asked on
+        /// the terminal).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -44,7 +45,7 @@ pub enum AdminCmd {
 /// `pfai admin user …` (site admin).
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
-    /// Create a user (the password is read from standard input).
+    /// Create a user (the password is asked on the terminal, or read with --password-stdin).
     ///
     /// Example: echo "$PASSWORD" | pfai admin user create alice --email alice@example.com --password-stdin
     Create {
@@ -56,7 +57,8 @@ pub enum UserCmd {
         /// Make the user a site admin.
         #[arg(long)]
         admin: bool,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (otherwise it is asked on
+        /// the terminal).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -85,7 +87,8 @@ pub enum UserCmd {
     SetPassword {
         /// Username.
         username: String,
-        /// Read the password from the first line of standard input.
+        /// Read the password from the first line of standard input (otherwise it is asked on
+        /// the terminal).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -190,23 +193,59 @@ fn role(s: &str) -> CliResult<String> {
         .map_err(|_| CliError::Msg(format!("unknown role {s:?}: use read, write or admin")))
 }
 
-/// The password: the first line of standard input (`--password-stdin`), never an argument
-/// (arguments are visible to every user of the machine in `ps`).
+/// The password: the first line of standard input (`--password-stdin`), or asked twice on the
+/// terminal without echo; never an argument (arguments are visible to every user of the
+/// machine in `ps`).
 fn read_password(password_stdin: bool) -> CliResult<String> {
-    if !password_stdin {
+    use std::io::IsTerminal;
+    if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+        if pw.is_empty() {
+            return Err(CliError::Msg("no password on standard input".into()));
+        }
+        return Ok(pw);
+    }
+    if !std::io::stdin().is_terminal() {
         return Err(CliError::Msg(
-            "pass --password-stdin and the password on standard input \
-             (passwords are never taken as arguments)"
+            "no terminal to ask for the password on: pass --password-stdin and the password on \
+             standard input (passwords are never taken as arguments)"
                 .into(),
         ));
     }
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
-    if pw.is_empty() {
-        return Err(CliError::Msg("no password on standard input".into()));
+    let first = prompt_hidden("New password: ")?;
+    let again = prompt_hidden("Repeat it: ")?;
+    if first != again {
+        return Err(CliError::Msg(
+            "the passwords differ; nothing changed".into(),
+        ));
     }
-    Ok(pw)
+    if first.is_empty() {
+        return Err(CliError::Msg("empty password; nothing changed".into()));
+    }
+    Ok(first)
+}
+
+/// Reads one line from the terminal on standard input with echo off (restored afterwards,
+/// also when reading fails).
+fn prompt_hidden(prompt: &str) -> CliResult<String> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    use std::io::Write;
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin).map_err(std::io::Error::from)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes -= LocalModes::ECHO;
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    tcsetattr(&stdin, OptionalActions::Now, &quiet).map_err(std::io::Error::from)?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let restored = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    eprintln!();
+    read?;
+    restored.map_err(std::io::Error::from)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Runs `pfai admin …`.

@@ -142,7 +142,7 @@ async fn admin_user_commands_create_list_promote_reset_and_delete_a_user() {
         Some(&s.admin),
         &["admin", "user", "set-password", "alice"],
         None,
-        "--password-stdin",
+        "no terminal to ask for the password on: pass --password-stdin",
     );
     fails(
         &s,
