@@ -359,6 +359,28 @@ pub struct CollaboratorView {
     pub role: Role,
 }
 
+/// A member of an organization and their role (`GET /orgs/{org}/members`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Username.
+    pub username: String,
+    /// Role on every repository of the organization.
+    pub role: Role,
+}
+
+/// The JSON body of `PATCH /admin/users/{username}` (site admins): what to change; absent
+/// fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EditUser {
+    /// A new password (8 characters or more); the user's web sessions end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Grant or revoke site admin (the last site admin cannot be demoted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Registry: the Packages tab, GC, fsck
 // ---------------------------------------------------------------------------------------------

@@ -109,6 +109,12 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     )?;
     if let Some(path) = account::bootstrap_admin(&core, &config.data_dir).await? {
         tracing::info!(path = %path.display(), "created site admin `admin`; its token is in this file");
+        tracing::info!(
+            "for a web UI password: stop the server and run `pfai admin set-password admin \
+             --data-dir {} --password-stdin`, or with the token: `pfai admin user set-password \
+             admin --password-stdin`",
+            config.data_dir.display()
+        );
     }
     // Before binding, so that the connection cap below fits the limit in force.
     let fd_soft = crate::conn::raise_fd_limit();

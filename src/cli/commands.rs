@@ -132,6 +132,11 @@ pub enum RepoCmd {
     /// Example: pfai repo retention set -R acme/app --keep 'v*=10' --untagged-older-than 7d
     #[command(subcommand)]
     Retention(super::retention::RetentionCmd),
+    /// A repository's collaborators (repository admins).
+    ///
+    /// Example: pfai repo collaborator add alice --role write -R acme/app
+    #[command(subcommand)]
+    Collaborator(super::admin::CollaboratorCmd),
 }
 
 /// Organization subcommands.
@@ -144,6 +149,11 @@ pub enum OrgCmd {
         /// Name.
         name: String,
     },
+    /// An organization's members and their roles.
+    ///
+    /// Example: pfai org member add acme alice --role write
+    #[command(subcommand)]
+    Member(super::admin::MemberCmd),
 }
 
 /// Token subcommands.
@@ -390,6 +400,7 @@ pub async fn repo(cmd: RepoCmd) -> CliResult<()> {
         RepoCmd::View { name, json } => repo_view(&c, name, json).await,
         RepoCmd::Delete { name, yes } => repo_delete(&c, name, yes).await,
         RepoCmd::Retention(cmd) => super::retention::run(cmd).await,
+        RepoCmd::Collaborator(cmd) => super::admin::collaborator(cmd).await,
     }
 }
 
@@ -473,6 +484,7 @@ pub async fn org(cmd: OrgCmd) -> CliResult<()> {
             eprintln!("created organization {}", org.name);
             Ok(())
         }
+        OrgCmd::Member(cmd) => super::admin::member(cmd).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: raw arguments become validated settings once, here.
 //! `pfai serve` runs the server; every other subcommand is a client of it over HTTP.
 
+pub(crate) mod admin;
 pub(crate) mod backup;
 pub(crate) mod bench;
 pub(crate) mod client;
@@ -145,6 +146,12 @@ pub enum Command {
     ///
     /// Example: pfai restore --from /srv/backups/pfai --data-dir /srv/pfai-restored
     Restore(backup::RestoreArgs),
+    /// Site administration: users (over HTTP, site admin) and a password set directly in a
+    /// stopped server's data directory.
+    ///
+    /// Example: pfai admin user list
+    #[command(subcommand)]
+    Admin(admin::AdminCmd),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -282,6 +289,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         },
         Command::Backup(a) => backup::backup(a).await,
         Command::Restore(a) => backup::restore(a).await,
+        Command::Admin(c) => admin::admin(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-pub use crate::api::{CollaboratorView, NewToken, OrgView, RepoView, UserView};
+pub use crate::api::{
+    CollaboratorView, EditUser, MemberView, NewToken, OrgView, RepoView, UserView,
+};
 
 use super::{Core, DomainError, DomainResult};
 use crate::auth::{self, Credentials, Principal};
@@ -205,15 +207,7 @@ pub async fn create_user(
         ));
     }
     let name = owner_slug(username)?;
-    if password.len() < 8 {
-        return Err(DomainError::Invalid(
-            "password must be at least 8 characters".into(),
-        ));
-    }
-    let password = password.to_owned();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await?
-        .map_err(|e| DomainError::internal_from("hashing the password", e))?;
+    let hash = hash_new_password(password).await?;
     let email = email.to_owned();
     core.db
         .write(move |txn| {
@@ -534,6 +528,173 @@ pub async fn set_collaborator(
             }
             accounts::set_collaborator(txn, &path, &user, role)?;
             Ok(())
+        })
+        .await
+}
+
+/// Checks a new password's rules and hashes it (argon2, on the blocking pool).
+async fn hash_new_password(password: &str) -> DomainResult<String> {
+    if password.len() < 8 {
+        return Err(DomainError::Invalid(
+            "password must be at least 8 characters".into(),
+        ));
+    }
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await?
+        .map_err(|e| DomainError::internal_from("hashing the password", e))
+}
+
+/// Requires a site admin for `what` (the user administration endpoints).
+fn require_site_admin<'a>(who: Option<&'a Principal>, what: &str) -> DomainResult<&'a Principal> {
+    let who = require(who)?;
+    if !who.admin {
+        return Err(DomainError::Forbidden(format!(
+            "only site admins can {what}"
+        )));
+    }
+    Ok(who)
+}
+
+fn user_view(u: &User) -> UserView {
+    UserView {
+        username: u.username.clone(),
+        email: u.email.clone(),
+        admin: u.admin,
+        created_at: crate::util::rfc3339(u.created_at),
+    }
+}
+
+/// Every user, by username (site admins).
+pub async fn list_users(core: &Core, who: Option<&Principal>) -> DomainResult<Vec<UserView>> {
+    require_site_admin(who, "list users")?;
+    core.db
+        .read(|txn| Ok(accounts::all_users(txn)?.iter().map(user_view).collect()))
+        .await
+}
+
+/// Changes a user's password and/or site-admin flag (site admins). A new password ends the
+/// user's web sessions (their API tokens stay valid: revoke those separately). Demoting the
+/// last site admin is refused, so the site always keeps one.
+pub async fn edit_user(
+    core: &Core,
+    who: Option<&Principal>,
+    username: &str,
+    edit: EditUser,
+) -> DomainResult<UserView> {
+    require_site_admin(who, "change users")?;
+    if edit.password.is_none() && edit.admin.is_none() {
+        return Err(DomainError::Invalid(
+            "nothing to change: give a password or admin".into(),
+        ));
+    }
+    let hash = match &edit.password {
+        Some(p) => Some(hash_new_password(p).await?),
+        None => None,
+    };
+    apply_user_edit(core, username, hash, edit.admin).await
+}
+
+/// Sets a user's password directly on a stopped server's data directory (`pfai admin
+/// set-password --data-dir`): whoever can open the database file is trusted already, so no
+/// principal is checked. This is how the bootstrap admin gets a web password without curl.
+pub async fn set_password_offline(
+    core: &Core,
+    username: &str,
+    password: &str,
+) -> DomainResult<UserView> {
+    let hash = hash_new_password(password).await?;
+    apply_user_edit(core, username, Some(hash), None).await
+}
+
+/// One transaction: the user must exist; the last site admin stays one; a new password hash
+/// ends the user's sessions.
+async fn apply_user_edit(
+    core: &Core,
+    username: &str,
+    password_hash: Option<String>,
+    admin: Option<bool>,
+) -> DomainResult<UserView> {
+    let name = username.to_owned();
+    core.db
+        .write(move |txn| {
+            let mut u = accounts::user(txn, &name)?
+                .ok_or_else(|| DomainError::NotFound(format!("user {name} not found")))?;
+            if admin == Some(false) && u.admin && accounts::admin_count(txn)? <= 1 {
+                return Err(DomainError::Conflict(format!(
+                    "{name} is the last site admin: make another user admin first"
+                )));
+            }
+            if let Some(a) = admin {
+                u.admin = a;
+            }
+            if let Some(h) = password_hash {
+                u.password_hash = h;
+                storage::sessions::remove_all_of(txn, &name)?;
+            }
+            accounts::update_user(txn, &u)?;
+            Ok(user_view(&u))
+        })
+        .await
+}
+
+/// Deletes a user (site admins), in one transaction with their API tokens, web sessions, org
+/// memberships and collaborator roles, so a user created later under the same name inherits
+/// nothing. Refused (like GitHub and Gitea) while the user still owns repositories (delete or
+/// move them first: their releases and images would be orphaned) and for the last site admin.
+/// Organizations the user created or administered stay; site admins still manage them.
+pub async fn delete_user(core: &Core, who: Option<&Principal>, username: &str) -> DomainResult<()> {
+    require_site_admin(who, "delete users")?;
+    let name = username.to_owned();
+    core.db
+        .write(move |txn| {
+            let u = accounts::user(txn, &name)?
+                .ok_or_else(|| DomainError::NotFound(format!("user {name} not found")))?;
+            if u.admin && accounts::admin_count(txn)? <= 1 {
+                return Err(DomainError::Conflict(format!(
+                    "{name} is the last site admin and cannot be deleted"
+                )));
+            }
+            let owned = accounts::repos_of_owner(txn, &name)?;
+            if !owned.is_empty() {
+                return Err(DomainError::Conflict(format!(
+                    "{name} still owns {} repositor{} ({}): delete them first",
+                    owned.len(),
+                    if owned.len() == 1 { "y" } else { "ies" },
+                    owned.join(", ")
+                )));
+            }
+            accounts::remove_user(txn, &name)?;
+            storage::sessions::remove_all_of(txn, &name)?;
+            Ok(())
+        })
+        .await
+}
+
+/// Lists an organization's members (its members and site admins), sorted by username.
+pub async fn list_org_members(
+    core: &Core,
+    who: Option<&Principal>,
+    org: &str,
+) -> DomainResult<Vec<MemberView>> {
+    let who = require(who)?.clone();
+    let org = org.to_owned();
+    core.db
+        .read(move |txn| {
+            if !accounts::org_exists(txn, &org)? {
+                return Err(DomainError::NotFound(format!(
+                    "organization {org} not found"
+                )));
+            }
+            if !who.admin && accounts::org_role(txn, &org, &who.username)?.is_none() {
+                return Err(DomainError::Forbidden(format!(
+                    "you are not a member of {org}"
+                )));
+            }
+            Ok(accounts::org_members(txn, &org)?
+                .into_iter()
+                .map(|(username, role)| MemberView { username, role })
+                .collect())
         })
         .await
 }

@@ -90,6 +90,67 @@ pub fn set_org_role(
     Ok(())
 }
 
+/// Every user, by username (the site admin's user list).
+pub fn all_users<R: Reads>(txn: &R) -> Result<Vec<User>, StorageError> {
+    let mut out = Vec::new();
+    for row in txn.table(tables::USERS)?.iter()? {
+        out.push(codec::decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// How many users are site admins (the last one may be neither deleted nor demoted).
+pub fn admin_count<R: Reads>(txn: &R) -> Result<usize, StorageError> {
+    Ok(all_users(txn)?.iter().filter(|u| u.admin).count())
+}
+
+/// Rewrites an existing user's row (password, admin flag); the caller read it in the same
+/// transaction.
+pub fn update_user(txn: &WriteTransaction, user: &User) -> Result<(), StorageError> {
+    insert_user(txn, user)
+}
+
+/// Removes a user's row with everything keyed by the name: tokens, org memberships and
+/// collaborator roles (web sessions have a store of their own). A user later created under
+/// the same name inherits none of it.
+pub fn remove_user(txn: &WriteTransaction, username: &str) -> Result<(), StorageError> {
+    txn.open_table(tables::USERS)?.remove(username)?;
+    let mut tokens = txn.open_table(tables::TOKENS)?;
+    let mut bad = None;
+    tokens.retain(|_, v| match codec::decode::<Token>(v) {
+        Ok(t) => t.username != username,
+        Err(e) => {
+            bad.get_or_insert(e);
+            true
+        }
+    })?;
+    if let Some(e) = bad {
+        return Err(e);
+    }
+    txn.open_table(tables::ORG_MEMBERS)?
+        .retain(|(_, user), _| user != username)?;
+    txn.open_table(tables::COLLABORATORS)?
+        .retain(|(_, user), _| user != username)?;
+    Ok(())
+}
+
+/// The members of an organization and their roles, by username.
+pub fn org_members<R: Reads>(txn: &R, org: &str) -> Result<Vec<(String, Role)>, StorageError> {
+    let t = txn.table(tables::ORG_MEMBERS)?;
+    let mut out = Vec::new();
+    for row in t.range((org, "")..)? {
+        let (k, v) = row?;
+        let (o, user) = k.value();
+        if o != org {
+            break;
+        }
+        if let Some(role) = Role::from_byte(v.value()) {
+            out.push((user.to_owned(), role));
+        }
+    }
+    Ok(out)
+}
+
 // ---- tokens ----
 
 /// Records a new token under the hash of its secret, allocating its id.
@@ -179,6 +240,22 @@ pub fn all_repos<R: Reads>(txn: &R) -> Result<Vec<Repo>, StorageError> {
     let mut out = Vec::new();
     for row in txn.table(tables::REPOS)?.iter()? {
         out.push(codec::decode(row?.1.value())?);
+    }
+    Ok(out)
+}
+
+/// The full names of the repositories `owner` owns (a user who still owns some cannot be
+/// deleted).
+pub fn repos_of_owner<R: Reads>(txn: &R, owner: &str) -> Result<Vec<String>, StorageError> {
+    let prefix = format!("{owner}/");
+    let mut out = Vec::new();
+    for row in txn.table(tables::REPOS)?.range(prefix.as_str()..)? {
+        let (k, _) = row?;
+        let key = k.value();
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        out.push(key.to_owned());
     }
     Ok(out)
 }

@@ -37,3 +37,13 @@ pub fn remove(txn: &WriteTransaction, hash: &str) -> Result<(), StorageError> {
     txn.open_table(tables::SESSIONS)?.remove(hash)?;
     Ok(())
 }
+
+/// Ends every web session of `username` (the user was deleted or their password reset).
+pub fn remove_all_of(txn: &WriteTransaction, username: &str) -> Result<(), StorageError> {
+    txn.open_table(tables::SESSIONS)?.retain(|_, v| {
+        codec::decode::<Session>(v)
+            .map(|s| s.username != username)
+            .unwrap_or(false)
+    })?;
+    Ok(())
+}

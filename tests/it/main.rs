@@ -2,6 +2,7 @@
 //! over HTTP and with real clients.
 
 mod accounts;
+mod admin;
 mod backup;
 mod binary;
 mod browser;
@@ -10,6 +11,7 @@ mod config;
 mod conformance;
 mod crash;
 mod disk;
+mod dist;
 mod git_hosting;
 mod harness;
 mod limits;

@@ -6,7 +6,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::forge_repo;
-use crate::api::{NewName, NewRepo, NewUser, RoleBody};
+use crate::api::{EditUser, NewName, NewRepo, NewUser, RoleBody};
 use crate::domain::{account, DomainError, DomainResult};
 use crate::http::edge::{edge, Caller, Edge};
 use crate::http::error::rest_reply;
@@ -127,6 +127,76 @@ async fn remove_collaborator(c: Caller, repo: RepoPath, user: String) -> DomainR
     Ok(reply::empty(StatusCode::NO_CONTENT))
 }
 
+async fn list_users(c: Caller) -> DomainResult<Response> {
+    Ok(reply::json(
+        StatusCode::OK,
+        &account::list_users(&c.core, c.who()).await?,
+    ))
+}
+
+async fn edit_user(c: Caller, user: String, body: BodyStream) -> DomainResult<Response> {
+    let b: EditUser = read_json(&c.core, body).await?;
+    let v = account::edit_user(&c.core, c.who(), &user, b).await?;
+    Ok(reply::json(StatusCode::OK, &v))
+}
+
+async fn delete_user(c: Caller, user: String) -> DomainResult<Response> {
+    account::delete_user(&c.core, c.who(), &user).await?;
+    Ok(reply::empty(StatusCode::NO_CONTENT))
+}
+
+async fn list_members(c: Caller, org: String) -> DomainResult<Response> {
+    Ok(reply::json(
+        StatusCode::OK,
+        &account::list_org_members(&c.core, c.who(), &org).await?,
+    ))
+}
+
+async fn list_collaborators(c: Caller, repo: RepoPath) -> DomainResult<Response> {
+    Ok(reply::json(
+        StatusCode::OK,
+        &account::list_collaborators(&c.core, c.who(), &repo).await?,
+    ))
+}
+
+/// The site-admin user routes and the membership lists (`pfai admin user`, `pfai org member
+/// list`, `pfai repo collaborator list`).
+fn admin_routes(core: Ctx) -> BoxedFilter<(Response,)> {
+    let e = || edge(core.clone());
+    let list_users = warp::path!("api" / "v1" / "admin" / "users")
+        .and(warp::get())
+        .and(e())
+        .then(|e: Edge| e.rest((), |c, ()| list_users(c)));
+    let edit_user = warp::path!("api" / "v1" / "admin" / "users" / String)
+        .and(warp::patch())
+        .and(e())
+        .and(body_stream())
+        .then(|user, e: Edge, body| e.rest((), |c, ()| edit_user(c, user, body)));
+    let delete_user = warp::path!("api" / "v1" / "admin" / "users" / String)
+        .and(warp::delete())
+        .and(e())
+        .then(|user, e: Edge| e.rest((), |c, ()| delete_user(c, user)));
+    let list_members = warp::path!("api" / "v1" / "orgs" / String / "members")
+        .and(warp::get())
+        .and(e())
+        .then(|org, e: Edge| e.rest((), |c, ()| list_members(c, org)));
+    let list_collabs = forge_repo()
+        .and(warp::path!("collaborators"))
+        .and(warp::get())
+        .and(e())
+        .then(|repo, e: Edge| e.rest(repo, list_collaborators));
+    list_users
+        .or(edit_user)
+        .unify()
+        .or(delete_user)
+        .unify()
+        .or(list_members)
+        .unify()
+        .or(list_collabs)
+        .unify()
+        .boxed()
+}
+
 /// The account and repository routes.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let e = || edge(core.clone());
@@ -219,6 +289,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .or(set_collab)
         .unify()
         .or(remove_collab)
+        .unify()
+        .or(admin_routes(core.clone()))
         .unify()
         .boxed()
 }
