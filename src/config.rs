@@ -65,6 +65,8 @@ pub struct Config {
     pub limits: Limits,
     /// Connection timeouts and the connection cap.
     pub conn: ConnLimits,
+    /// Serve HTTPS with this certificate and key (plain HTTP when `None`).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Tests only: a switch that makes the database file's writes fail (see
     /// `storage::FaultSwitch`). Always `None` in `pfai serve`.
     #[doc(hidden)]
@@ -80,6 +82,7 @@ impl Config {
             asset_storage_path: None,
             limits: Limits::default(),
             conn: ConnLimits::default(),
+            tls: None,
             db_faults: None,
         }
     }

@@ -13,7 +13,8 @@
 //! - [`api`]: the REST wire model: every request and response body, shared by `http` and `cli`.
 //! - [`backup`]: the backup directory: layout, manifest, verified writes, whole-backup checks.
 //! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
-//! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, graceful shutdown.
+//! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, TLS, graceful shutdown.
+//! - [`tls`]: HTTPS: the certificate and key from PEM files, reloadable while serving.
 //! - [`fuzzing`]: fuzz bodies, replayed by `cargo test` (feature `fuzzing` for the fuzz package).
 
 #![deny(unsafe_code)]
@@ -35,4 +36,5 @@ pub(crate) mod git;
 pub mod http;
 pub mod ids;
 pub mod storage;
+pub mod tls;
 pub mod util;
