@@ -10,10 +10,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::tls::CertStore;
 use crate::domain::error::Chain;
 use crate::domain::registry::upload;
 use crate::domain::{account, release, Core};
+use crate::tls::CertStore;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -219,7 +219,7 @@ pub async fn serve(
                     refused_since_log = 0;
                 }
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, permit));
+                    tokio::spawn(refuse(stream, tls.clone(), permit));
                 }
             }
         }
@@ -263,23 +263,39 @@ fn refusal() -> Vec<u8> {
 }
 
 /// Answers 503 and closes, reading (and discarding) what the client sends meanwhile so that it
-/// reads the answer instead of a connection reset.
-async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+/// reads the answer instead of a connection reset. On the TLS port the answer goes through a
+/// handshake (a clear-text 503 would be a TLS error to the client); the whole refusal, handshake
+/// included, is bounded by `REFUSAL_LINGER` and by `REFUSALS_AT_ONCE`.
+async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, _permit: OwnedSemaphorePermit) {
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        stream.write_all(&refusal()).await?;
-        stream.shutdown().await?;
-        let mut buf = [0u8; 4096];
-        let mut seen = 0usize;
-        while seen < 64 * 1024 {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        match tls {
+            None => answer_refusal(stream).await,
+            Some(acceptor) => {
+                let mut stream = acceptor.accept(stream).await?;
+                // Wait for the request's first bytes: an answer that arrives before the client
+                // has sent its request is "unexpected" to HTTP clients (hyper's included).
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await?;
+                answer_refusal(stream).await
             }
-            seen += n;
         }
-        Ok::<_, io::Error>(())
     })
     .await;
+}
+
+async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
+    stream.write_all(&refusal()).await?;
+    stream.shutdown().await?;
+    let mut buf = [0u8; 4096];
+    let mut seen = 0usize;
+    while seen < 64 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        seen += n;
+    }
+    Ok(())
 }
 
 /// The answer to a plain HTTP request on the TLS port.
@@ -349,15 +365,16 @@ async fn serve_conn(
             }
         }
     };
-    let timed = async {
-        match deadline {
+    let timed =
+        async {
+            match deadline {
             Some(at) => tokio::time::timeout_at(at, handshake).await.unwrap_or_else(|_| {
                 tracing::debug!(%peer, "TLS handshake not complete within the header timeout");
                 None
             }),
             None => handshake.await,
         }
-    };
+        };
     let io = tokio::select! {
         io = timed => io,
         _ = stop.changed() => None,

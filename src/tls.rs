@@ -154,7 +154,9 @@ fn read_pair(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey
         })?;
     let pair = CertifiedKey::new(certs, signing);
     match pair.keys_match() {
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(pair),
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(pair)
+        }
         Err(e) => Err(TlsError::Mismatch {
             cert: files.cert.clone(),
             key: files.key.clone(),
@@ -194,9 +196,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     };
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            err("no PEM private key block in it".into())
-        }
+        rustls::pki_types::pem::Error::NoItemsFound => err("no PEM private key block in it".into()),
         e => err(format!("not a PEM private key file ({e})")),
     })
 }

@@ -98,7 +98,12 @@ static EXTRA_ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::
 /// Reads `--ca-cert`: every PEM certificate in `path` is trusted by the HTTP clients of this
 /// run, so a server with a private CA or a self-signed certificate can be reached.
 pub fn trust_ca(path: &Path) -> CliResult<()> {
-    let bad = |why: String| CliError::Msg(format!("cannot use the CA certificate {}: {why}", path.display()));
+    let bad = |why: String| {
+        CliError::Msg(format!(
+            "cannot use the CA certificate {}: {why}",
+            path.display()
+        ))
+    };
     let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {

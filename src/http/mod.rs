@@ -52,16 +52,18 @@ pub fn base_url() -> impl Filter<Extract = (String,), Error = warp::Rejection> +
     warp::header::optional::<String>("host")
         .and(warp::header::optional::<String>("x-forwarded-proto"))
         .and(warp::ext::optional::<crate::conn::Https>())
-        .map(|host: Option<String>, proto: Option<String>, tls: Option<crate::conn::Https>| {
-            let host = host
-                .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()) && h.len() < 256)
-                .unwrap_or_else(|| "localhost".into());
-            let proto = match (tls, proto.as_deref()) {
-                (Some(_), _) | (None, Some("https")) => "https",
-                _ => "http",
-            };
-            format!("{proto}://{host}")
-        })
+        .map(
+            |host: Option<String>, proto: Option<String>, tls: Option<crate::conn::Https>| {
+                let host = host
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()) && h.len() < 256)
+                    .unwrap_or_else(|| "localhost".into());
+                let proto = match (tls, proto.as_deref()) {
+                    (Some(_), _) | (None, Some("https")) => "https",
+                    _ => "http",
+                };
+                format!("{proto}://{host}")
+            },
+        )
 }
 
 /// The client's TCP address (set by `conn` for every connection it serves).

@@ -16,5 +16,6 @@ mod limits;
 mod protection;
 mod registry;
 mod releases;
+mod tls;
 mod ui;
 mod upgrade;
