@@ -630,3 +630,91 @@ fn serve_refuses_a_certificate_without_its_key() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_config_file_with_a_certificate_but_no_key_is_refused_naming_the_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pfai.toml");
+    std::fs::write(&file, "tls_cert = \"/etc/pfai/cert.pem\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pfai"))
+        .args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--print-config",
+        ])
+        .env_remove("PFAI_TLS_KEY")
+        .env_remove("PFAI_TLS_CERT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-key"),
+        "{out:?}"
+    );
+}
+
+/// Kills the child on drop, so a failed assertion does not leave a server running.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_makes_pfai_serve_present_the_renewed_certificate() {
+    let pki = Pki::new();
+    let live = pki.server("live", 1);
+    let first = der_of(&live.cert);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let data = pki.path("data");
+    let child = Child(
+        Command::new(env!("CARGO_BIN_EXE_pfai"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("PFAI_TLS_CERT", &live.cert)
+            .env("PFAI_TLS_KEY", &live.key)
+            .env_remove("PFAI_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("https://127.0.0.1:{port}/v2/");
+    let get = || async { pki.client().get(&url).send().await };
+    let mut up = None;
+    for _ in 0..200 {
+        if let Ok(r) = get().await {
+            up = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = up.expect("pfai serve answers over https");
+    assert_eq!(peer_cert(&r), first);
+    let next = pki.server("renewed", 2);
+    std::fs::copy(&next.cert, &live.cert).unwrap();
+    std::fs::copy(&next.key, &live.key).unwrap();
+    let second = der_of(&live.cert);
+    let pid = child.0.id().to_string();
+    let st = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    assert!(st.success());
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        seen = peer_cert(&get().await.unwrap());
+        if seen == second {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, second, "SIGHUP did not reload the certificate");
+    drop(child);
+}
