@@ -549,7 +549,7 @@ async fn a_reloaded_certificate_is_presented_to_new_connections_while_open_ones_
     std::fs::copy(&next.key, &live.key).unwrap();
     let second = der_of(&live.cert);
     assert_ne!(first, second);
-    assert_eq!(server.reload_tls().unwrap(), true);
+    assert!(server.reload_tls().unwrap());
     // The open keep-alive connection still works, on the session it negotiated.
     let r = kept.get(format!("{url}/v2/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
