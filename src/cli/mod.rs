@@ -255,7 +255,8 @@ impl ServeArgs {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> CliResult<()> {
-    if let Some(ca) = &cli.ca_cert {
+    // The server is not a client: a PFAI_CA_CERT in its environment is not its business.
+    if let (Some(ca), false) = (&cli.ca_cert, matches!(cli.command, Command::Serve(_))) {
         client::trust_ca(ca)?;
     }
     match cli.command {

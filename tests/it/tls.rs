@@ -718,3 +718,61 @@ async fn sighup_makes_pfai_serve_present_the_renewed_certificate() {
     assert_eq!(seen, second, "SIGHUP did not reload the certificate");
     drop(child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_sign_in_works_over_https_with_secure_cookies() {
+    let pki = Pki::new();
+    let s = start_tls(&pki, |_| {}).await;
+    s.user("alice").await;
+    let pem = std::fs::read(pki.ca()).unwrap();
+    let web = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = web.get(format!("{}/login", s.url)).send().await.unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    let cookies: Vec<String> = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let login = cookies
+        .iter()
+        .find(|c| c.starts_with("pfai_login="))
+        .expect("login cookie");
+    assert!(login.contains("Secure"), "{login}");
+    let login = login["pfai_login=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = form.text().await.unwrap();
+    let marker = "name=\"_csrf\" value=\"";
+    let at = body.find(marker).expect("csrf field") + marker.len();
+    let csrf = body[at..at + body[at..].find('"').unwrap()].to_owned();
+    // The browser's Origin is the https origin: the same-origin check accepts it.
+    let r = web
+        .post(format!("{}/login", s.url))
+        .header("cookie", format!("pfai_login={login}"))
+        .header("origin", &s.url)
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("username", "alice"),
+            ("password", "correct horse"),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("pfai_session="))
+        .expect("a session cookie");
+    assert!(session.contains("Secure"), "{session}");
+}
