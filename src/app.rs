@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::domain::error::Chain;
 use crate::domain::registry::upload;
 use crate::domain::{account, release, Core};
+use crate::tls::CertStore;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,9 @@ pub enum StartError {
         /// The data directory.
         data: std::path::PathBuf,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The system `git` is needed for the pack protocol.
     #[error("the `git` command is required but was not found on PATH")]
     NoGit,
@@ -53,6 +57,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Shared state (tests use it to inspect storage).
     pub core: Arc<Core>,
+    /// The certificate being served, when serving HTTPS.
+    tls: Option<Arc<CertStore>>,
     shutdown: Option<oneshot::Sender<()>>,
     join: JoinHandle<()>,
 }
@@ -69,6 +75,22 @@ impl Server {
     /// Waits until the server stops (after `shutdown` was triggered elsewhere).
     pub async fn wait(self) {
         let _ = self.join.await;
+    }
+
+    /// Re-reads the TLS certificate and key files and presents them to new connections (open
+    /// ones keep theirs); on an error the old certificate stays. What SIGHUP does. `Ok(false)`
+    /// when the server does not serve HTTPS.
+    pub fn reload_tls(&self) -> Result<bool, crate::tls::TlsError> {
+        match &self.tls {
+            Some(store) => store.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The certificate store, for a task that reloads it (SIGHUP) while `wait` holds the
+    /// server.
+    pub fn tls_store(&self) -> Option<Arc<CertStore>> {
+        self.tls.clone()
     }
 
     /// A handle that triggers shutdown.
@@ -101,6 +123,12 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
         return Err(StartError::NoGit);
     }
     check_asset_base(&config)?;
+    // Before anything is opened: an unusable certificate is a start error naming the file.
+    let tls = config.tls.clone().map(CertStore::load).transpose()?;
+    let acceptor = match &tls {
+        Some(store) => Some(tokio_rustls::TlsAcceptor::from(store.server_config()?)),
+        None => None,
+    };
     let core = Core::open_with(
         &config.data_dir,
         &config.asset_base(),
@@ -175,7 +203,7 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     let core3 = core.clone();
     let traffic = core.metrics.traffic.clone();
     let join = tokio::spawn(async move {
-        crate::conn::serve(listener, routes, conn_limits, traffic, async move {
+        crate::conn::serve(listener, routes, conn_limits, acceptor, traffic, async move {
             let _ = rx.await;
             core3
                 .shutting_down
@@ -201,10 +229,12 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
         }
         tracing::info!("server stopped");
     });
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "pfai listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "pfai listening");
     Ok(Server {
         addr,
         core,
+        tls,
         shutdown: Some(tx),
         join,
     })

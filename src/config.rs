@@ -67,6 +67,8 @@ pub struct Config {
     pub conn: ConnLimits,
     /// When set, `GET /metrics` wants this Bearer token.
     pub metrics_token: Option<String>,
+    /// Serve HTTPS with this certificate and key (plain HTTP when `None`).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// Tests only: a switch that makes the database file's writes fail (see
     /// `storage::FaultSwitch`). Always `None` in `pfai serve`.
     #[doc(hidden)]
@@ -83,6 +85,7 @@ impl Config {
             limits: Limits::default(),
             conn: ConnLimits::default(),
             metrics_token: None,
+            tls: None,
             db_faults: None,
         }
     }

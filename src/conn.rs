@@ -16,7 +16,12 @@
 //! - **connection cap**: a semaphore; past it a new connection is answered `503` with
 //!   `Connection: close` and `Retry-After: 1` and closed (HTTP clients, git, skopeo and docker
 //!   report a 503 and may retry, where a bare close would look like a network fault);
-//! - accept errors such as `EMFILE` back off (50 ms doubling to 1 s) instead of spinning.
+//! - accept errors such as `EMFILE` back off (50 ms doubling to 1 s) instead of spinning;
+//! - **TLS** (`--tls-cert`): the handshake runs inside the connection's slot and under the header
+//!   timeout (a client that connects and never completes it is closed like a slowloris); the
+//!   socket under rustls is the watched one, so the idle and write-stall clocks are unchanged.
+//!   A plain HTTP request on the TLS port is answered `400` in clear text and closed. Requests
+//!   carry [`Https`] so that the URLs the server builds say `https`.
 //!
 //! Graceful shutdown stops accepting, asks every connection to finish (idle ones close at once,
 //! in-flight requests complete) and waits until every connection slot is returned.
@@ -37,10 +42,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-
-use crate::metrics::Traffic;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+
+use crate::metrics::Traffic;
 use tower_service::Service as _;
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, Request};
@@ -68,6 +74,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// `addr::remote` is only filled by `warp::serve`); read it with `http::peer_addr()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// Put in a request's extensions when it arrived over TLS (read by `http::base_url`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Https;
 
 /// Why a request body failed: the client stalled, or reading it failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +152,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: BoxedFilter<(Response,)>,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
     traffic: Traffic,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -189,12 +200,14 @@ pub async fn serve(
         match slots.clone().try_acquire_owned() {
             Ok(slot) => {
                 tokio::spawn(serve_conn(
-                    (stream, peer),
-                    traffic.clone(),
+                    stream,
+                    peer,
                     slot,
                     routes.clone(),
                     builder.clone(),
                     limits.clone(),
+                    tls.clone(),
+                    traffic.clone(),
                     stop_rx.clone(),
                 ));
             }
@@ -210,7 +223,7 @@ pub async fn serve(
                     refused_since_log = 0;
                 }
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    tokio::spawn(refuse(stream, permit));
+                    tokio::spawn(refuse(stream, tls.clone(), permit));
                 }
             }
         }
@@ -254,55 +267,149 @@ fn refusal() -> Vec<u8> {
 }
 
 /// Answers 503 and closes, reading (and discarding) what the client sends meanwhile so that it
-/// reads the answer instead of a connection reset.
-async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+/// reads the answer instead of a connection reset. On the TLS port the answer goes through a
+/// handshake (a clear-text 503 would be a TLS error to the client); the whole refusal, handshake
+/// included, is bounded by `REFUSAL_LINGER` and by `REFUSALS_AT_ONCE`.
+async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, _permit: OwnedSemaphorePermit) {
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        stream.write_all(&refusal()).await?;
-        stream.shutdown().await?;
-        let mut buf = [0u8; 4096];
-        let mut seen = 0usize;
-        while seen < 64 * 1024 {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
+        match tls {
+            None => answer_refusal(stream).await,
+            Some(acceptor) => {
+                let mut stream = acceptor.accept(stream).await?;
+                // Wait for the request's first bytes: an answer that arrives before the client
+                // has sent its request is "unexpected" to HTTP clients (hyper's included).
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await?;
+                answer_refusal(stream).await
             }
-            seen += n;
         }
-        Ok::<_, io::Error>(())
     })
     .await;
 }
 
-/// Serves one connection until it ends, a timeout cuts it, or shutdown lets it finish.
+async fn answer_refusal<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<()> {
+    stream.write_all(&refusal()).await?;
+    stream.shutdown().await?;
+    let mut buf = [0u8; 4096];
+    let mut seen = 0usize;
+    while seen < 64 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        seen += n;
+    }
+    Ok(())
+}
+
+/// The answer to a plain HTTP request on the TLS port.
+const PLAIN_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\
+content-length: 52\r\nconnection: close\r\n\r\nthis port speaks HTTPS: use an https:// URL instead\n";
+
+/// Serves one connection until it ends, a timeout cuts it, or shutdown lets it finish. With
+/// `tls`, the handshake comes first, under the header timeout (it holds the slot like any
+/// request head, so a client that never completes it is closed like a slowloris).
+#[allow(clippy::too_many_arguments)]
 async fn serve_conn(
-    (stream, peer): (TcpStream, SocketAddr),
-    traffic: Traffic,
+    stream: TcpStream,
+    peer: SocketAddr,
     _slot: OwnedSemaphorePermit,
     routes: BoxedFilter<(Response,)>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnLimits>,
+    tls: Option<TlsAcceptor>,
+    traffic: Traffic,
     mut stop: watch::Receiver<bool>,
 ) {
     let watch = Arc::new(Watch::new());
-    let io = TokioIo::new(Watched {
-        io: stream,
-        watch: watch.clone(),
-        traffic,
-    });
     let svc = Svc {
         routes,
         peer: PeerAddr(peer),
         watch: watch.clone(),
         body_timeout: limits.body_timeout,
+        https: tls.is_some(),
     };
-    let conn = builder.serve_connection_with_upgrades(io, svc);
+    let Some(acceptor) = tls else {
+        let io = Watched {
+            io: stream,
+            watch: watch.clone(),
+            traffic: traffic.clone(),
+        };
+        return run_conn(io, svc, &builder, &limits, stop).await;
+    };
+    if *stop.borrow() {
+        return;
+    }
+    // The header clock started when the connection was accepted (`Watch::new`).
+    let deadline = Instant::now().checked_add(limits.header_timeout);
+    let handshake = async {
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) | Err(_) => return None,
+            // A TLS handshake record starts with 0x16; an HTTP method with a letter.
+            Ok(_) if first[0].is_ascii_alphabetic() => {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+                    stream.write_all(PLAIN_ON_TLS).await?;
+                    stream.shutdown().await
+                })
+                .await;
+                tracing::debug!(%peer, "plain HTTP on the TLS port; answered 400");
+                return None;
+            }
+            Ok(_) => {}
+        }
+        let io = Watched {
+            io: stream,
+            watch: watch.clone(),
+            traffic: traffic.clone(),
+        };
+        match acceptor.accept(io).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                None
+            }
+        }
+    };
+    let timed =
+        async {
+            match deadline {
+            Some(at) => tokio::time::timeout_at(at, handshake).await.unwrap_or_else(|_| {
+                tracing::debug!(%peer, "TLS handshake not complete within the header timeout");
+                None
+            }),
+            None => handshake.await,
+        }
+        };
+    let io = tokio::select! {
+        io = timed => io,
+        _ = stop.changed() => None,
+    };
+    if let Some(io) = io {
+        run_conn(io, svc, &builder, &limits, stop).await;
+    }
+}
+
+/// Serves HTTP on an established (plain or TLS) connection under the watchdog.
+async fn run_conn<I>(
+    io: I,
+    svc: Svc,
+    builder: &auto::Builder<TokioExecutor>,
+    limits: &ConnLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let watch = svc.watch.clone();
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let mut draining = *stop.borrow();
     if draining {
         conn.as_mut().graceful_shutdown();
     }
     loop {
-        let next = watch.deadline(&limits);
+        let next = watch.deadline(limits);
         // Never asleep longer than `RECHECK`: the hot path only records times (a notify per
         // blocked write or per request cost 5-8 % of pull and manifest throughput), so a
         // deadline that moved earlier (a request ended, a write stalled) is seen within it.
@@ -317,7 +424,7 @@ async fn serve_conn(
             }
             _ = watch.wake.notified() => {}
             _ = timer => {
-                if let Some((at, why)) = watch.deadline(&limits) {
+                if let Some((at, why)) = watch.deadline(limits) {
                     if at <= Instant::now() {
                         tracing::debug!(reason = why.as_str(), "closing a connection");
                         return;
@@ -655,6 +762,8 @@ struct Svc {
     peer: PeerAddr,
     watch: Arc<Watch>,
     body_timeout: Duration,
+    /// The connection is TLS: requests carry [`Https`].
+    https: bool,
 }
 
 type SvcFuture =
@@ -678,6 +787,9 @@ impl hyper::service::Service<Request<Incoming>> for Svc {
             watch: watch.clone(),
         });
         req.extensions_mut().insert(self.peer);
+        if self.https {
+            req.extensions_mut().insert(Https);
+        }
         let fut = warp::service(self.routes.clone()).call(req);
         Box::pin(async move {
             let resp = match fut.await {

@@ -14,7 +14,8 @@
 //! - [`backup`]: the backup directory: layout, manifest, verified writes, whole-backup checks.
 //! - [`app`], [`config`], [`cli`]: wiring, settings, command line (and `pfai bench`).
 //! - [`metrics`]: Prometheus counters and gauges behind `GET /metrics`.
-//! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, graceful shutdown.
+//! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, TLS, graceful shutdown.
+//! - [`tls`]: HTTPS: the certificate and key from PEM files, reloadable while serving.
 //! - [`fuzzing`]: fuzz bodies, replayed by `cargo test` (feature `fuzzing` for the fuzz package).
 
 #![deny(unsafe_code)]
@@ -37,4 +38,5 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod storage;
+pub mod tls;
 pub mod util;

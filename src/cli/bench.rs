@@ -207,7 +207,7 @@ struct Reg {
 
 impl Reg {
     fn new(t: Target, conns: usize) -> Self {
-        let http = reqwest::Client::builder()
+        let http = super::client::http_builder()
             .pool_max_idle_per_host(conns.max(1))
             .build()
             .unwrap_or_default();

@@ -92,6 +92,42 @@ pub fn save(saved: &Saved) -> CliResult<PathBuf> {
     Ok(path)
 }
 
+/// The CA certificates `--ca-cert` (`PFAI_CA_CERT`) adds to the public roots, set once per run.
+static EXTRA_ROOTS: std::sync::OnceLock<Vec<reqwest::Certificate>> = std::sync::OnceLock::new();
+
+/// Reads `--ca-cert`: every PEM certificate in `path` is trusted by the HTTP clients of this
+/// run, so a server with a private CA or a self-signed certificate can be reached.
+pub fn trust_ca(path: &Path) -> CliResult<()> {
+    let bad = |why: String| {
+        CliError::Msg(format!(
+            "cannot use the CA certificate {}: {why}",
+            path.display()
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    // Building a client is what parses the certificates: refuse garbage here, not later.
+    let mut b = reqwest::Client::builder();
+    for c in &certs {
+        b = b.add_root_certificate(c.clone());
+    }
+    b.build().map_err(|e| bad(e.to_string()))?;
+    let _ = EXTRA_ROOTS.set(certs);
+    Ok(())
+}
+
+/// A reqwest client builder that trusts `--ca-cert` as well as the public roots.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    let mut b = reqwest::Client::builder();
+    for c in EXTRA_ROOTS.get().into_iter().flatten() {
+        b = b.add_root_certificate(c.clone());
+    }
+    b
+}
+
 /// Default server when nothing is configured.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3000";
 
@@ -125,7 +161,8 @@ impl Client {
         Client {
             url: url.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::new(),
+            // Only a bad root certificate (refused by `trust_ca` already) makes this fail.
+            http: http_builder().build().unwrap_or_default(),
         }
     }
 

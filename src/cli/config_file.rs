@@ -16,6 +16,8 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use super::Cli;
 
 /// What the command line asks for, once a config file is applied.
+// Built once per process: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Invocation {
     /// Run this command.
     Run(Cli),
@@ -177,13 +179,21 @@ fn file_error(path: &Path, keys: &[String], e: clap::Error) -> ConfigError {
         });
     // clap's first line names the value, the flag and why ("invalid value 'x' for '--listen
     // <LISTEN>': invalid socket address syntax"); the rest is usage help for a command line.
+    // A missing companion setting (`tls_cert` without `tls_key`) is listed on the lines after
+    // a first line ending in ':'.
     let rendered = e.to_string();
-    let reason = rendered
-        .lines()
+    let mut lines = rendered.lines();
+    let mut reason = lines
         .next()
         .unwrap_or_default()
         .trim_start_matches("error: ")
         .to_owned();
+    if reason.ends_with(':') {
+        for l in lines.take_while(|l| l.starts_with("  ")) {
+            reason.push(' ');
+            reason.push_str(l.trim());
+        }
+    }
     ConfigError::BadValue {
         path: path.display().to_string(),
         key: key.unwrap_or_else(|| "?".into()),

@@ -29,6 +29,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Trust this PEM CA certificate (besides the public roots) when talking to an HTTPS
+    /// server: a private CA or a self-signed server certificate.
+    #[arg(long, global = true, env = "PFAI_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The subcommands.
@@ -214,6 +218,13 @@ pub struct ServeArgs {
     /// Print the effective configuration (as a file `--config` accepts, secrets hidden) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Serve HTTPS on the listen address with this PEM certificate chain (server certificate
+    /// first); needs --tls-key. Re-read with the key on SIGHUP.
+    #[arg(long, env = "PFAI_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PFAI_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// How `pfai serve` writes its log lines.
@@ -249,6 +260,10 @@ impl ServeArgs {
             body_timeout: Duration::from_secs(self.body_timeout_seconds),
             max_connections: self.max_connections,
         };
+        // clap's `requires` makes them come in pairs.
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            c.tls = Some(crate::tls::TlsFiles { cert, key });
+        }
         c.limits.sign_in = crate::domain::throttle::ThrottleSettings {
             account_threshold: self.sign_in_account_threshold.max(1),
             address_threshold: self.sign_in_address_threshold.max(1),
@@ -264,6 +279,10 @@ impl ServeArgs {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> CliResult<()> {
+    // The server is not a client: a PFAI_CA_CERT in its environment is not its business.
+    if let (Some(ca), false) = (&cli.ca_cert, matches!(cli.command, Command::Serve(_))) {
+        client::trust_ca(ca)?;
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args.into_config()).await,
         Command::Login { url, token_stdin } => commands::login(url, token_stdin).await,

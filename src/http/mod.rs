@@ -46,20 +46,24 @@ pub fn credentials() -> impl Filter<Extract = (Credentials,), Error = warp::Reje
         .map(|h: Option<String>| Credentials::parse(h.as_deref()))
 }
 
-/// `http://<Host>` (or the `X-Forwarded-Proto` scheme), to build absolute links.
+/// `http://<Host>`, to build absolute links; `https` when the connection is TLS (`conn`
+/// marks it) or a proxy says so (`X-Forwarded-Proto`).
 pub fn base_url() -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("host")
         .and(warp::header::optional::<String>("x-forwarded-proto"))
-        .map(|host: Option<String>, proto: Option<String>| {
-            let host = host
-                .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()) && h.len() < 256)
-                .unwrap_or_else(|| "localhost".into());
-            let proto = match proto.as_deref() {
-                Some("https") => "https",
-                _ => "http",
-            };
-            format!("{proto}://{host}")
-        })
+        .and(warp::ext::optional::<crate::conn::Https>())
+        .map(
+            |host: Option<String>, proto: Option<String>, tls: Option<crate::conn::Https>| {
+                let host = host
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()) && h.len() < 256)
+                    .unwrap_or_else(|| "localhost".into());
+                let proto = match (tls, proto.as_deref()) {
+                    (Some(_), _) | (None, Some("https")) => "https",
+                    _ => "http",
+                };
+                format!("{proto}://{host}")
+            },
+        )
 }
 
 /// The client's TCP address (set by `conn` for every connection it serves).

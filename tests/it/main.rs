@@ -20,5 +20,6 @@ mod protection;
 mod registry;
 mod releases;
 mod retention;
+mod tls;
 mod ui;
 mod upgrade;
