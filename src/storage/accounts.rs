@@ -383,6 +383,58 @@ mod tests {
         assert!(rows.is_empty());
     }
 
+    /// Deleting `bob` takes bob's tokens, memberships and roles, and nothing of `bobby` (whose
+    /// name bob's is a prefix of); `bob`'s repositories are those under `bob/` only.
+    #[tokio::test]
+    async fn removing_a_user_takes_only_rows_keyed_by_that_exact_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("pfai.redb")).unwrap();
+        let user = |name: &str| User {
+            username: name.to_owned(),
+            email: String::new(),
+            password_hash: String::new(),
+            admin: false,
+            created_at: 0,
+        };
+        let (bob, bobby) = (user("bob"), user("bobby"));
+        let owned = db
+            .write(move |txn| {
+                for (i, u) in [&bob, &bobby].into_iter().enumerate() {
+                    insert_user(txn, u)?;
+                    insert_token(txn, &format!("h{i}"), &u.username, "t", 0)?;
+                    set_org_role(txn, "acme", &u.username, Some(Role::Write))?;
+                    set_collaborator(txn, &path("acme/app"), &u.username, Some(Role::Read))?;
+                }
+                insert_repo(txn, &path("bobby/tool"), false, String::new(), 0)?;
+                let owned = (repos_of_owner(txn, "bob")?, repos_of_owner(txn, "bobby")?);
+                remove_user(txn, "bob")?;
+                Ok::<_, StorageError>(owned)
+            })
+            .await
+            .unwrap();
+        assert_eq!(owned, (vec![], vec!["bobby/tool".to_owned()]));
+        let left = db
+            .read(|txn| {
+                Ok::<_, StorageError>((
+                    all_users(txn)?
+                        .into_iter()
+                        .map(|u| u.username)
+                        .collect::<Vec<_>>(),
+                    token_by_hash(txn, "h0")?.is_none(),
+                    token_by_hash(txn, "h1")?.map(|t| t.username),
+                    org_members(txn, "acme")?,
+                    collaborators(txn, &path("acme/app"))?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(left.0, vec!["bobby"]);
+        assert!(left.1);
+        assert_eq!(left.2.as_deref(), Some("bobby"));
+        assert_eq!(left.3, vec![("bobby".to_owned(), Role::Write)]);
+        assert_eq!(left.4, vec![("bobby".to_owned(), Role::Read)]);
+    }
+
     /// A token is found only under its own hash, and revoked only when the rule allows it.
     #[tokio::test]
     async fn tokens_are_found_by_hash_and_revoked_only_when_allowed() {
