@@ -203,12 +203,19 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
     let core3 = core.clone();
     let traffic = core.metrics.traffic.clone();
     let join = tokio::spawn(async move {
-        crate::conn::serve(listener, routes, conn_limits, acceptor, traffic, async move {
-            let _ = rx.await;
-            core3
-                .shutting_down
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        })
+        crate::conn::serve(
+            listener,
+            routes,
+            conn_limits,
+            acceptor,
+            traffic,
+            async move {
+                let _ = rx.await;
+                core3
+                    .shutting_down
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            },
+        )
         .await;
         flusher.abort();
         // Wait for the abort, so its handle on the database is gone when we return.
