@@ -61,8 +61,15 @@ pub fn name_taken<R: Reads>(txn: &R, release_id: u64, name: &str) -> Result<bool
 pub fn insert(txn: &WriteTransaction, a: &Asset) -> Result<(), StorageError> {
     txn.open_table(tables::ASSETS_BY_RELEASE)?
         .insert((a.release_id, a.name.as_str()), a.id)?;
-    txn.open_table(tables::ASSETS)?
-        .insert(a.id, codec::encode(a)?.as_slice())?;
+    let old = txn
+        .open_table(tables::ASSETS)?
+        .insert(a.id, codec::encode(a)?.as_slice())?
+        .map(|v| codec::decode::<Asset>(v.value()))
+        .transpose()?;
+    if let Some(old) = old {
+        super::quota::asset_removed(txn, &old)?;
+    }
+    super::quota::asset_added(txn, a)?;
     Ok(())
 }
 
@@ -78,6 +85,7 @@ pub fn remove(txn: &WriteTransaction, id: u64) -> Result<Option<Asset>, StorageE
     };
     txn.open_table(tables::ASSETS_BY_RELEASE)?
         .remove((a.release_id, a.name.as_str()))?;
+    super::quota::asset_removed(txn, &a)?;
     Ok(Some(a))
 }
 
@@ -87,11 +95,19 @@ pub(super) fn remove_all_of_release(
     release_id: u64,
 ) -> Result<(), StorageError> {
     let ids = index_of_release(txn, release_id)?;
-    let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
-    let mut assets = txn.open_table(tables::ASSETS)?;
-    for (name, id) in ids {
-        idx.remove((release_id, name.as_str()))?;
-        assets.remove(id)?;
+    let mut removed = Vec::new();
+    {
+        let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
+        let mut assets = txn.open_table(tables::ASSETS)?;
+        for (name, id) in ids {
+            idx.remove((release_id, name.as_str()))?;
+            if let Some(v) = assets.remove(id)? {
+                removed.push(codec::decode::<Asset>(v.value())?);
+            }
+        }
+    }
+    for a in &removed {
+        super::quota::asset_removed(txn, a)?;
     }
     Ok(())
 }

@@ -51,10 +51,15 @@ pub fn link(
         },
     };
     blobs.insert(digest, codec::encode(&meta)?.as_slice())?;
-    txn.open_table(tables::REPO_BLOBS)?
-        .insert((name.as_str(), digest), now)?;
+    let was_linked = txn
+        .open_table(tables::REPO_BLOBS)?
+        .insert((name.as_str(), digest), now)?
+        .is_some();
     txn.open_table(tables::BLOB_LINKS)?
         .insert((digest, name.as_str()), ())?;
+    if !was_linked {
+        super::quota::blob_linked(txn, name.as_str(), digest, meta.size)?;
+    }
     Ok(())
 }
 
@@ -98,6 +103,8 @@ pub fn unlink(txn: &WriteTransaction, name: &OciName, digest: &str) -> Result<bo
     if removed {
         txn.open_table(tables::BLOB_LINKS)?
             .remove((digest, name.as_str()))?;
+        let size = get(txn, digest)?.map(|m| m.size).unwrap_or(0);
+        super::quota::blob_unlinked(txn, name.as_str(), digest, size)?;
     }
     Ok(removed)
 }
@@ -155,6 +162,7 @@ pub fn unreferenced<R: Reads>(txn: &R) -> Result<Vec<(String, BlobMeta)>, Storag
 /// Removes the row of `digest` and its links in every repository (the file is the caller's to
 /// unlink after the commit). The caller has checked that no manifest references it.
 pub fn remove(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> {
+    let size = get(txn, digest)?.map(|m| m.size).unwrap_or(0);
     txn.open_table(tables::BLOBS)?.remove(digest)?;
     let names: Vec<String> = {
         let links = txn.open_table(tables::BLOB_LINKS)?;
@@ -170,9 +178,13 @@ pub fn remove(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> 
     };
     let mut links = txn.open_table(tables::BLOB_LINKS)?;
     let mut repo_blobs = txn.open_table(tables::REPO_BLOBS)?;
-    for n in names {
+    for n in &names {
         links.remove((digest, n.as_str()))?;
         repo_blobs.remove((n.as_str(), digest))?;
+    }
+    drop((links, repo_blobs));
+    for n in &names {
+        super::quota::blob_unlinked(txn, n, digest, size)?;
     }
     Ok(())
 }

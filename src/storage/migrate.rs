@@ -26,7 +26,11 @@ pub(crate) struct Step {
 }
 
 /// Every step, oldest first; `steps_run_in_order_up_to_the_current_schema` keeps it contiguous.
-pub(crate) const STEPS: &[Step] = &[];
+pub(crate) const STEPS: &[Step] = &[Step {
+    to: 2,
+    what: "count each owner's storage usage (quotas)",
+    run: super::quota::rebuild,
+}];
 
 /// The steps that take `from` to `to`, in order.
 pub(crate) fn plan(from: u32, to: u32) -> impl Iterator<Item = &'static Step> {

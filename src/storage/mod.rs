@@ -17,6 +17,7 @@ pub(crate) mod migrate;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub mod records;
+pub(crate) mod quota;
 pub(crate) mod releases;
 pub(crate) mod rules;
 pub(crate) mod sessions;
@@ -37,7 +38,7 @@ use backend::{IoLog, WatchedBackend};
 pub use txn::Reads;
 
 /// The schema version of the redb file. A file with a newer version is refused at open.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Errors of the storage layer. Domain code maps them to `DomainError::Storage` (or to a
 /// specific outcome where one is meaningful, like a full disk), keeping them as the cause.
@@ -356,6 +357,9 @@ impl Db {
             txn.open_table(MANIFEST_REFS)?;
             txn.open_table(UPLOADS)?;
             txn.open_table(PENDING_RELEASE_TAGS)?;
+            txn.open_table(QUOTAS)?;
+            txn.open_table(OWNER_USAGE)?;
+            txn.open_table(OWNER_BLOBS)?;
         }
         txn.commit()?;
         Ok(())

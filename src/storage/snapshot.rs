@@ -51,6 +51,9 @@ macro_rules! for_each_table {
         $m!(MANIFEST_REFS, true);
         $m!(PENDING_RELEASE_TAGS, false);
         $m!(UPLOADS, false);
+        $m!(QUOTAS, true);
+        $m!(OWNER_USAGE, true);
+        $m!(OWNER_BLOBS, true);
     };
 }
 
