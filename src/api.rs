@@ -648,3 +648,28 @@ mod tests {
         assert_eq!(e.error.code, "not_found");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Storage quotas
+// ---------------------------------------------------------------------------------------------
+
+/// The body of `PUT /api/v1/admin/quotas/{owner}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuotaSet {
+    /// The most bytes the owner's assets and registry blobs may take.
+    pub limit_bytes: u64,
+}
+
+/// An owner's storage quota and usage (`GET /api/v1/admin/quotas/{owner}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaView {
+    /// The user or org.
+    pub owner: String,
+    /// The quota in bytes; absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// Bytes used: asset bytes plus the distinct blobs linked in the owner's repositories.
+    pub used_bytes: u64,
+}

@@ -457,7 +457,7 @@ async fn start_upload(c: &OciCall, n: OciName, body: &mut BodyStream) -> DomainR
         }
     } else if let Some(dg) = c.param("digest") {
         let d = digest(dg)?;
-        upload::monolithic(c.core(), c.who(), &n, &d, body).await?;
+        upload::monolithic(c.core(), c.who(), &n, &d, content_length(&c.headers), body).await?;
         return Ok(Answer::blob_created(&n, d));
     }
     let id = upload::start(c.core(), c.who(), &n, alg).await?;
@@ -476,7 +476,7 @@ async fn patch_upload(
     body: &mut BodyStream,
 ) -> DomainResult<Answer> {
     let range = content_range(&c.headers)?;
-    let offset = upload::patch(c.core(), c.who(), &n, &id, range, body)
+    let offset = upload::patch(c.core(), c.who(), &n, &id, range, content_length(&c.headers), body)
         .await
         .map_err(|e| at_session(e, &n, &id))?;
     Ok(Answer::upload(StatusCode::ACCEPTED, &n, &id, offset))
@@ -593,4 +593,9 @@ mod tests {
             Err(DomainError::TagInvalid(_))
         ));
     }
+}
+
+/// The declared `Content-Length`, if any (used to refuse an over-quota upload before reading it).
+fn content_length(h: &warp::http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }

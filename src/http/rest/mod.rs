@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod backup;
+pub mod quotas;
 pub mod releases;
 pub mod tags;
 
@@ -31,7 +32,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(admin::routes(core.clone()))
         .unify()
-        .or(backup::routes(core))
+        .or(backup::routes(core.clone()))
+        .unify()
+        .or(quotas::routes(core))
         .unify()
         .boxed()
 }
