@@ -444,6 +444,8 @@ pub enum FindingKind {
     /// A pending-tag record left over: its tag is gone or was moved by a push since, or its
     /// release was recorded after all.
     StalePendingTag,
+    /// An owner's stored storage usage differs from a recount of its assets and blobs.
+    QuotaUsageWrong,
 }
 
 impl FindingKind {
@@ -457,6 +459,7 @@ impl FindingKind {
             FindingKind::OrphanBlobFile => "orphan_blob_file",
             FindingKind::OrphanReleaseTag => "orphan_release_tag",
             FindingKind::StalePendingTag => "stale_pending_tag",
+            FindingKind::QuotaUsageWrong => "quota_usage_wrong",
         }
     }
 }
