@@ -14,6 +14,7 @@ mod git_hosting;
 mod harness;
 mod limits;
 mod protection;
+mod quota;
 mod registry;
 mod releases;
 mod ui;
