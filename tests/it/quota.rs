@@ -99,6 +99,19 @@ async fn only_a_site_admin_sets_quotas_and_members_see_the_usage() {
     let (st, v) = s.get("/api/v1/admin/quotas", Some(&s.admin)).await;
     assert_eq!(st, StatusCode::OK);
     assert!(v.to_string().contains("\"alice\""), "{v}");
+    // The owner's page shows used / limit to the owner, and nothing to another user.
+    let mut web = crate::ui::Web::new(&s);
+    web.sign_in("alice", "correct horse").await;
+    let page = web.get("/alice").await;
+    assert!(
+        page.body.contains("Storage: 0 B used / 1000 B limit"),
+        "{}",
+        page.body
+    );
+    let mut web_bob = crate::ui::Web::new(&s);
+    web_bob.sign_in("bob", "correct horse").await;
+    assert!(!web_bob.get("/alice").await.body.contains("Storage:"));
+
     let (st, v) = s
         .call(Method::DELETE, "/api/v1/admin/quotas/alice", Some(&s.admin), None)
         .await;
@@ -383,4 +396,38 @@ async fn skopeo_copy_into_an_over_quota_owner_fails_with_the_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("quota"), "{err}");
     assert_eq!(used(&s, "acme").await, 0);
+}
+
+fn pfai(s: &TestServer, token: &str, args: &[&str]) -> std::process::Output {
+    let config = tempfile::tempdir().unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_pfai"))
+        .args(args)
+        .env("PFAI_URL", &s.url)
+        .env("PFAI_TOKEN", token)
+        .env("XDG_CONFIG_HOME", config.path())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pfai_quota_sets_with_units_and_views_usage() {
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let alice = s.user("alice").await;
+    let out = pfai(&s, &s.admin, &["quota", "set", "acme", "500MB"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = pfai(&s, &s.admin, &["quota", "view", "acme", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["limitBytes"], 500_000_000u64);
+    assert_eq!(v["usedBytes"], 0);
+    let out = pfai(&s, &s.admin, &["quota", "set", "acme", "10GiB"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("10.0 GiB"), "{text}");
+    let out = pfai(&s, &s.admin, &["quota", "set", "acme", "ten"]);
+    assert!(!out.status.success());
+    let out = pfai(&s, &alice, &["quota", "set", "alice", "1TiB"]);
+    assert!(!out.status.success(), "only a site admin sets quotas");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("site admin"));
 }
