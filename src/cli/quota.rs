@@ -60,7 +60,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "m" | "mib" => 1 << 20,
         "g" | "gib" => 1 << 30,
         "t" | "tib" => 1 << 40,
-        u => return Err(format!("unknown size unit `{u}` (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")),
+        u => {
+            return Err(format!(
+                "unknown size unit `{u}` (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
     };
     let bytes = n * mult as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {

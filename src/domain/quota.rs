@@ -152,9 +152,8 @@ pub async fn get(core: &Core, who: Option<&Principal>, owner: &str) -> DomainRes
             if !accounts::owner_exists(txn, &o)? {
                 return Err(DomainError::NotFound(format!("no user or org named {o}")));
             }
-            let allowed = p.admin
-                || p.username == o
-                || accounts::org_role(txn, &o, &p.username)?.is_some();
+            let allowed =
+                p.admin || p.username == o || accounts::org_role(txn, &o, &p.username)?.is_some();
             if !allowed {
                 return Err(DomainError::NotFound(format!("no user or org named {o}")));
             }

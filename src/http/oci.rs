@@ -476,9 +476,17 @@ async fn patch_upload(
     body: &mut BodyStream,
 ) -> DomainResult<Answer> {
     let range = content_range(&c.headers)?;
-    let offset = upload::patch(c.core(), c.who(), &n, &id, range, content_length(&c.headers), body)
-        .await
-        .map_err(|e| at_session(e, &n, &id))?;
+    let offset = upload::patch(
+        c.core(),
+        c.who(),
+        &n,
+        &id,
+        range,
+        content_length(&c.headers),
+        body,
+    )
+    .await
+    .map_err(|e| at_session(e, &n, &id))?;
     Ok(Answer::upload(StatusCode::ACCEPTED, &n, &id, offset))
 }
 
@@ -597,5 +605,10 @@ mod tests {
 
 /// The declared `Content-Length`, if any (used to refuse an over-quota upload before reading it).
 fn content_length(h: &warp::http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }

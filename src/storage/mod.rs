@@ -16,8 +16,8 @@ pub(crate) mod manifests;
 pub(crate) mod migrate;
 #[allow(unsafe_code)]
 pub mod mmap;
-pub mod records;
 pub(crate) mod quota;
+pub mod records;
 pub(crate) mod releases;
 pub(crate) mod rules;
 pub(crate) mod sessions;

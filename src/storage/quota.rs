@@ -191,7 +191,8 @@ pub fn stored<R: Reads>(txn: &R) -> Result<Recount, StorageError> {
     for row in txn.table(tables::OWNER_BLOBS)?.iter()? {
         let (k, v) = row?;
         let (o, d) = k.value();
-        r.owner_blobs.insert((o.to_owned(), d.to_owned()), v.value());
+        r.owner_blobs
+            .insert((o.to_owned(), d.to_owned()), v.value());
     }
     Ok(r)
 }

@@ -30,10 +30,7 @@ async fn used(s: &TestServer, owner: &str) -> u64 {
 
 fn blob_file(s: &TestServer, digest: &str) -> std::path::PathBuf {
     let hex = digest.trim_start_matches("sha256:");
-    s.data_dir()
-        .join("blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
+    s.data_dir().join("blobs/sha256").join(&hex[..2]).join(hex)
 }
 
 fn sha(data: &[u8]) -> String {
@@ -73,9 +70,18 @@ async fn only_a_site_admin_sets_quotas_and_members_see_the_usage() {
             Some(json!({"limitBytes": 1u64 << 40})),
         )
         .await;
-    assert_eq!(st, StatusCode::FORBIDDEN, "a user cannot raise their own quota");
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "a user cannot raise their own quota"
+    );
     let (st, _) = s
-        .call(Method::DELETE, "/api/v1/admin/quotas/acme", Some(&alice), None)
+        .call(
+            Method::DELETE,
+            "/api/v1/admin/quotas/acme",
+            Some(&alice),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s
@@ -93,7 +99,11 @@ async fn only_a_site_admin_sets_quotas_and_members_see_the_usage() {
     assert_eq!(v["limitBytes"], 1000);
     assert_eq!(v["usedBytes"], 0);
     let (st, _) = s.get("/api/v1/admin/quotas/alice", Some(&bob)).await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "another user's quota is not shown");
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "another user's quota is not shown"
+    );
     let (st, _) = s.get("/api/v1/admin/quotas", Some(&alice)).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, v) = s.get("/api/v1/admin/quotas", Some(&s.admin)).await;
@@ -113,7 +123,12 @@ async fn only_a_site_admin_sets_quotas_and_members_see_the_usage() {
     assert!(!web_bob.get("/alice").await.body.contains("Storage:"));
 
     let (st, v) = s
-        .call(Method::DELETE, "/api/v1/admin/quotas/alice", Some(&s.admin), None)
+        .call(
+            Method::DELETE,
+            "/api/v1/admin/quotas/alice",
+            Some(&s.admin),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert!(v.get("limitBytes").is_none(), "{v}");
@@ -127,7 +142,11 @@ async fn an_asset_upload_over_quota_is_refused_leaving_no_file_and_no_usage() {
     git_ok(&wc, &["push", "-q", "origin", "main"]);
     let base = "/api/v1/forge/acme/app/releases";
     let (st, v) = s
-        .post(base, Some(&s.admin), json!({"tagName":"v1","targetCommit":"main"}))
+        .post(
+            base,
+            Some(&s.admin),
+            json!({"tagName":"v1","targetCommit":"main"}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     set_quota(&s, "acme", 100_000).await;
@@ -259,7 +278,10 @@ async fn oci_monolithic_and_chunked_pushes_over_quota_are_denied_and_store_nothi
     let whole = vec![5u8; 9_000];
     let dw = sha(&whole);
     let r = http
-        .put(format!("{loc}{}digest={dw}", if loc.contains('?') { "&" } else { "?" }))
+        .put(format!(
+            "{loc}{}digest={dw}",
+            if loc.contains('?') { "&" } else { "?" }
+        ))
         .basic_auth("x", Some(&s.admin))
         .body(vec![5u8; 6_000])
         .send()

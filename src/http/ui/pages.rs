@@ -7,8 +7,8 @@ use warp::reply::Response;
 use super::layout::{self, page};
 use super::{html, redirect, Form, Req, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::domain::account::{self, RepoView};
-use crate::domain::session::{self, SESSION_TTL_SECS};
 use crate::domain::quota::human;
+use crate::domain::session::{self, SESSION_TTL_SECS};
 use crate::domain::{DomainError, DomainResult};
 
 fn repo_list(repos: &[RepoView]) -> maud::Markup {
@@ -54,7 +54,9 @@ pub async fn owner(rq: Req, owner: String) -> DomainResult<Response> {
         .filter(|r| r.owner == owner)
         .collect();
     // Shown to the owner itself, the org's members and site admins (others get no line).
-    let usage = crate::domain::quota::get(&rq.core, rq.who(), &owner).await.ok();
+    let usage = crate::domain::quota::get(&rq.core, rq.who(), &owner)
+        .await
+        .ok();
     let body = html! {
         h1 { (owner) }
         @if let Some(q) = &usage {
