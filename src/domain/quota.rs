@@ -59,6 +59,24 @@ impl Budget {
         })
     }
 
+    /// No limit: for a blob the owner already has, which costs nothing however many bytes
+    /// are sent again.
+    pub fn unlimited() -> Budget {
+        Budget {
+            owner: String::new(),
+            limit: None,
+            used: 0,
+        }
+    }
+
+    /// The budget for sending the blob `digest` to `owner`: unlimited if the owner has it.
+    pub async fn for_blob(core: &Core, owner: &str, digest: &str) -> DomainResult<Budget> {
+        if blob_cost(core, owner, digest, 1).await? == 0 {
+            return Ok(Budget::unlimited());
+        }
+        Budget::of(core, owner).await
+    }
+
     /// Refuses when `extra` more bytes would pass the quota.
     pub fn admit(&self, extra: u64) -> DomainResult<()> {
         match self.limit {
@@ -170,7 +188,7 @@ pub async fn list(core: &Core, who: Option<&Principal>) -> DomainResult<Vec<Quot
             "only site admins can list storage quotas".into(),
         ));
     }
-    let rows = core.db.read(|txn| quota::all(txn)).await?;
+    let rows = core.db.read(quota::all).await?;
     Ok(rows
         .into_iter()
         .map(|(owner, limit_bytes, used_bytes)| QuotaView {

@@ -498,9 +498,20 @@ async fn finish_upload(
 ) -> DomainResult<Answer> {
     let d = digest(c.param("digest").unwrap_or(""))?;
     let range = content_range(&c.headers)?;
-    let stored = upload::finish(c.core(), c.who(), &n, &id, &d, range, body)
-        .await
-        .map_err(|e| at_session(e, &n, &id))?;
+    let stored = upload::finish(
+        c.core(),
+        c.who(),
+        &n,
+        &id,
+        &d,
+        upload::LastChunk {
+            range,
+            declared: content_length(&c.headers),
+        },
+        body,
+    )
+    .await
+    .map_err(|e| at_session(e, &n, &id))?;
     Ok(Answer::blob_created(&n, stored))
 }
 
@@ -551,6 +562,16 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .map(oci_reply)
         .boxed()
 }
+/// The declared `Content-Length`, if any (used to refuse an over-quota upload before reading it).
+fn content_length(h: &warp::http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,14 +622,4 @@ mod tests {
             Err(DomainError::TagInvalid(_))
         ));
     }
-}
-
-/// The declared `Content-Length`, if any (used to refuse an over-quota upload before reading it).
-fn content_length(h: &warp::http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }

@@ -294,6 +294,45 @@ async fn oci_monolithic_and_chunked_pushes_over_quota_are_denied_and_store_nothi
     );
     assert!(!blob_file(&s, &dw).exists());
     assert_eq!(used(&s, "acme").await, 6_000, "usage unchanged");
+
+    // POST then a monolithic PUT ?digest= whose Content-Length is over the quota.
+    let r = http
+        .post(url("blobs/uploads/"))
+        .basic_auth("x", Some(&s.admin))
+        .send()
+        .await
+        .unwrap();
+    let loc2 = r.headers()["location"].to_str().unwrap().to_owned();
+    let loc2 = if loc2.starts_with("http") {
+        loc2
+    } else {
+        format!("{}{loc2}", s.url)
+    };
+    let r = http
+        .put(format!(
+            "{loc2}{}digest={d}",
+            if loc2.contains('?') { "&" } else { "?" }
+        ))
+        .basic_auth("x", Some(&s.admin))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = oci_error(r).await;
+    assert_denied(st, &v);
+    assert!(!blob_file(&s, &d).exists());
+
+    // At the quota, a blob the owner already has costs nothing and is accepted again.
+    set_quota(&s, "acme", 6_000).await;
+    let r = http
+        .post(url(&format!("blobs/uploads/?digest={ds}")))
+        .basic_auth("x", Some(&s.admin))
+        .body(small.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(used(&s, "acme").await, 6_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

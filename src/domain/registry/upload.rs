@@ -199,10 +199,9 @@ where
     E: std::fmt::Display,
 {
     access(core, who, name, Role::Write).await?;
-    let budget = Budget::of(core, owner_of(name)).await?;
+    let budget = Budget::for_blob(core, owner_of(name), &digest.to_string()).await?;
     if let Some(len) = declared {
-        let cost = quota::blob_cost(core, owner_of(name), &digest.to_string(), len).await?;
-        budget.admit(cost)?;
+        budget.admit(len)?;
     }
     let mut rnd = [0u8; 12];
     crate::util::fill_random(&mut rnd);
@@ -464,6 +463,15 @@ async fn drop_session(core: &Core, id: &UploadId) -> DomainResult<()> {
     Ok(())
 }
 
+/// What the request that finishes an upload says about the bytes it carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LastChunk {
+    /// Its `Content-Range`, if any.
+    pub range: Option<ChunkRange>,
+    /// Its `Content-Length`, if any (refused before reading when over the quota).
+    pub declared: Option<u64>,
+}
+
 /// Finishes an upload (`PUT ?digest=`, with an optional last chunk); returns the digest of the
 /// blob now linked in `name`. A last chunk that does not start at the offset is
 /// `RangeNotSatisfiable`, as for `patch`.
@@ -473,7 +481,7 @@ pub async fn finish<S, E>(
     name: &OciName,
     id: &UploadId,
     digest: &Digest,
-    range: Option<ChunkRange>,
+    last: LastChunk,
     mut body: S,
 ) -> DomainResult<Digest>
 where
@@ -482,7 +490,11 @@ where
 {
     let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    let budget = Budget::of(core, owner_of(name)).await?;
+    let LastChunk { range, declared } = last;
+    let budget = Budget::for_blob(core, owner_of(name), &digest.to_string()).await?;
+    if let Some(len) = range.map(|r| r.end - r.start + 1).or(declared) {
+        budget.admit(state.offset.saturating_add(len))?;
+    }
     append(core, id, state, range, &budget, &mut body).await?;
     let size = state.offset;
     let actual = match &state.hasher {
