@@ -492,3 +492,41 @@ async fn pfai_quota_sets_with_units_and_views_usage() {
     assert!(!out.status.success(), "only a site admin sets quotas");
     assert!(String::from_utf8_lossy(&out.stderr).contains("site admin"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fsck_finds_a_wrong_usage_counter_and_repair_rebuilds_it() {
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    remote(&s)
+        .push_image("acme/app/a", "v1", &[7u8; 1_000])
+        .await;
+    let right = used(&s, "acme").await;
+    s.core()
+        .db
+        .write(|txn| {
+            txn.open_table(pfai::storage::tables::OWNER_USAGE)?
+                .insert("acme", 5u64)?;
+            Ok::<_, pfai::storage::StorageError>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(used(&s, "acme").await, 5);
+    let (_, report) = s
+        .call(Method::POST, "/api/v1/admin/fsck", Some(&s.admin), None)
+        .await;
+    assert_eq!(report["problems"], 1, "{report}");
+    assert_eq!(
+        report["findings"][0]["kind"], "quota_usage_wrong",
+        "{report}"
+    );
+    let (_, report) = s
+        .call(
+            Method::POST,
+            "/api/v1/admin/fsck?repair=true",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(report["problems"], 0, "{report}");
+    assert_eq!(used(&s, "acme").await, right);
+}
