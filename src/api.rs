@@ -525,6 +525,8 @@ pub enum FindingKind {
     StalePendingTag,
     /// The running totals of the blob or asset store (`/metrics`) differ from a recount.
     StoreTotals,
+    /// An owner's stored storage usage differs from a recount of its assets and blobs.
+    QuotaUsageWrong,
 }
 
 impl FindingKind {
@@ -539,6 +541,7 @@ impl FindingKind {
             FindingKind::OrphanReleaseTag => "orphan_release_tag",
             FindingKind::StalePendingTag => "stale_pending_tag",
             FindingKind::StoreTotals => "store_totals",
+            FindingKind::QuotaUsageWrong => "quota_usage_wrong",
         }
     }
 }
@@ -729,4 +732,29 @@ mod tests {
             serde_json::from_str(r#"{"error":{"code":"not_found","message":"m"}}"#).unwrap();
         assert_eq!(e.error.code, "not_found");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage quotas
+// ---------------------------------------------------------------------------------------------
+
+/// The body of `PUT /api/v1/admin/quotas/{owner}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QuotaSet {
+    /// The most bytes the owner's assets and registry blobs may take.
+    pub limit_bytes: u64,
+}
+
+/// An owner's storage quota and usage (`GET /api/v1/admin/quotas/{owner}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaView {
+    /// The user or org.
+    pub owner: String,
+    /// The quota in bytes; absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// Bytes used: asset bytes plus the distinct blobs linked in the owner's repositories.
+    pub used_bytes: u64,
 }

@@ -8,6 +8,7 @@ pub(crate) mod client;
 pub(crate) mod commands;
 pub mod config_file;
 pub mod hook;
+pub(crate) mod quota;
 pub(crate) mod release;
 pub(crate) mod repo;
 pub(crate) mod retention;
@@ -156,6 +157,11 @@ pub enum Command {
     /// Example: pfai admin user list
     #[command(subcommand)]
     Admin(admin::AdminCmd),
+    /// Storage quotas per owner: set (site admin), unset, view usage.
+    ///
+    /// Example: pfai quota set acme 10GiB
+    #[command(subcommand)]
+    Quota(quota::QuotaCmd),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -309,6 +315,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Backup(a) => backup::backup(a).await,
         Command::Restore(a) => backup::restore(a).await,
         Command::Admin(c) => admin::admin(c).await,
+        Command::Quota(c) => quota::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

@@ -30,6 +30,10 @@ pub enum DomainError {
     /// A body or file is over a limit.
     #[error("{0}")]
     TooLarge(String),
+    /// Storing this would take the owner over its storage quota (the message names the quota
+    /// and the usage).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// The disk is full (ENOSPC, or EDQUOT: a quota is a full disk for this process).
     #[error("insufficient storage")]
     InsufficientStorage(#[source] std::io::Error),

@@ -48,6 +48,7 @@ pub async fn run(core: &Core, who: Option<&Principal>, repair: bool) -> DomainRe
     }
     orphan_blob_files(core, repair, &mut findings).await?;
     store_totals(core, repair, &mut findings).await?;
+    quota_counters(core, repair, &mut findings).await?;
     let problems = blobs.corrupt.len()
         + blobs.missing.len()
         + findings.iter().filter(|f| f.repaired.is_none()).count();
@@ -350,5 +351,53 @@ async fn store_totals(core: &Core, repair: bool, findings: &mut Vec<Finding>) ->
         }
         findings.push(f);
     }
+    Ok(())
+}
+
+/// Compares the per-owner usage counters with a recount; `repair` rebuilds them (in one write
+/// transaction, so the recount and the rewrite see the same rows).
+async fn quota_counters(
+    core: &Core,
+    repair: bool,
+    findings: &mut Vec<Finding>,
+) -> DomainResult<()> {
+    use crate::storage::quota;
+    let found = core
+        .db
+        .write(move |txn| {
+            let fresh = quota::recount(txn)?;
+            let stored = quota::stored(txn)?;
+            let mut out = Vec::new();
+            let owners: std::collections::BTreeSet<&String> =
+                fresh.usage.keys().chain(stored.usage.keys()).collect();
+            for o in owners {
+                let (want, have) = (
+                    fresh.usage.get(o).copied().unwrap_or(0),
+                    stored.usage.get(o).copied().unwrap_or(0),
+                );
+                if want != have {
+                    let mut f = finding(
+                        Kind::QuotaUsageWrong,
+                        format!("{o}: usage counter says {have} bytes, a recount finds {want}"),
+                    );
+                    f.repaired = repair.then(|| "counter rebuilt".to_owned());
+                    out.push(f);
+                }
+            }
+            if fresh.owner_blobs != stored.owner_blobs {
+                let mut f = finding(
+                    Kind::QuotaUsageWrong,
+                    "the per-owner blob membership differs from a recount of the repository links",
+                );
+                f.repaired = repair.then(|| "membership rebuilt".to_owned());
+                out.push(f);
+            }
+            if repair && !out.is_empty() {
+                quota::rebuild(txn)?;
+            }
+            Ok::<_, DomainError>(out)
+        })
+        .await?;
+    findings.extend(found);
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub(crate) mod fsck;
 pub(crate) mod git_tag;
 pub(crate) mod protection;
+pub mod quota;
 pub mod registry;
 pub mod release;
 pub(crate) mod retention;

@@ -653,7 +653,12 @@ struct Received {
 
 /// Streams the body into a scratch file for the asset, hashing it, and refuses it past the
 /// asset size limit. A cut stream is a bad request; its scratch file is removed.
-async fn stream_to_temp<S, E>(core: &Core, key: &AssetKey, mut body: S) -> DomainResult<Received>
+async fn stream_to_temp<S, E>(
+    core: &Core,
+    key: &AssetKey,
+    budget: &crate::domain::quota::Budget,
+    mut body: S,
+) -> DomainResult<Received>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -671,6 +676,7 @@ where
                 core.limits.asset_max
             )));
         }
+        budget.admit(received)?;
         if sink.push(chunk).await.is_err() {
             break;
         }
@@ -703,6 +709,7 @@ async fn record_asset(
                     asset.name
                 )));
             }
+            crate::domain::quota::check_in(txn, repo_owner(&asset.repo), asset.size)?;
             assets::insert(txn, &asset)?;
             Ok(())
         })
@@ -740,7 +747,9 @@ where
         asset: asset_id,
         name: name.clone(),
     };
-    let received = stream_to_temp(core, &key, body).await?;
+    let budget = crate::domain::quota::Budget::of(core, &repo.owner.to_string()).await?;
+    budget.admit(0)?;
+    let received = stream_to_temp(core, &key, &budget, body).await?;
     // From the publish to the row's commit the file has no row: fsck must not judge it then.
     let gate = core.fsck_gate.clone().read_owned().await;
     core.assets.publish(received.guard, &key)?;
@@ -895,4 +904,9 @@ pub async fn delete_asset(
         name: AssetName::parse(&a.name)?,
     })?;
     Ok(())
+}
+
+/// The owner part of an `owner/repo` key.
+fn repo_owner(key: &str) -> &str {
+    key.split('/').next().unwrap_or(key)
 }

@@ -457,7 +457,7 @@ async fn start_upload(c: &OciCall, n: OciName, body: &mut BodyStream) -> DomainR
         }
     } else if let Some(dg) = c.param("digest") {
         let d = digest(dg)?;
-        upload::monolithic(c.core(), c.who(), &n, &d, body).await?;
+        upload::monolithic(c.core(), c.who(), &n, &d, content_length(&c.headers), body).await?;
         return Ok(Answer::blob_created(&n, d));
     }
     let id = upload::start(c.core(), c.who(), &n, alg).await?;
@@ -476,9 +476,17 @@ async fn patch_upload(
     body: &mut BodyStream,
 ) -> DomainResult<Answer> {
     let range = content_range(&c.headers)?;
-    let offset = upload::patch(c.core(), c.who(), &n, &id, range, body)
-        .await
-        .map_err(|e| at_session(e, &n, &id))?;
+    let offset = upload::patch(
+        c.core(),
+        c.who(),
+        &n,
+        &id,
+        range,
+        content_length(&c.headers),
+        body,
+    )
+    .await
+    .map_err(|e| at_session(e, &n, &id))?;
     Ok(Answer::upload(StatusCode::ACCEPTED, &n, &id, offset))
 }
 
@@ -490,9 +498,20 @@ async fn finish_upload(
 ) -> DomainResult<Answer> {
     let d = digest(c.param("digest").unwrap_or(""))?;
     let range = content_range(&c.headers)?;
-    let stored = upload::finish(c.core(), c.who(), &n, &id, &d, range, body)
-        .await
-        .map_err(|e| at_session(e, &n, &id))?;
+    let stored = upload::finish(
+        c.core(),
+        c.who(),
+        &n,
+        &id,
+        &d,
+        upload::LastChunk {
+            range,
+            declared: content_length(&c.headers),
+        },
+        body,
+    )
+    .await
+    .map_err(|e| at_session(e, &n, &id))?;
     Ok(Answer::blob_created(&n, stored))
 }
 
@@ -543,6 +562,16 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .map(oci_reply)
         .boxed()
 }
+/// The declared `Content-Length`, if any (used to refuse an over-quota upload before reading it).
+fn content_length(h: &warp::http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

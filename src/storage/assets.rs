@@ -62,15 +62,18 @@ pub fn name_taken<R: Reads>(txn: &R, release_id: u64, name: &str) -> Result<bool
 pub fn insert(txn: &WriteTransaction, a: &Asset) -> Result<(), StorageError> {
     txn.open_table(tables::ASSETS_BY_RELEASE)?
         .insert((a.release_id, a.name.as_str()), a.id)?;
-    let replaced = txn
+    let old = txn
         .open_table(tables::ASSETS)?
         .insert(a.id, codec::encode(a)?.as_slice())?
         .map(|v| codec::decode::<Asset>(v.value()))
         .transpose()?;
-    if let Some(old) = replaced {
+    if let Some(old) = old {
         totals::count(txn, totals::Kind::Asset, old.size, false)?;
+        super::quota::asset_removed(txn, &old)?;
     }
-    totals::count(txn, totals::Kind::Asset, a.size, true)
+    totals::count(txn, totals::Kind::Asset, a.size, true)?;
+    super::quota::asset_added(txn, a)?;
+    Ok(())
 }
 
 /// Removes an asset's row and name; returns what was removed (`None` when already gone).
@@ -86,6 +89,7 @@ pub fn remove(txn: &WriteTransaction, id: u64) -> Result<Option<Asset>, StorageE
     txn.open_table(tables::ASSETS_BY_RELEASE)?
         .remove((a.release_id, a.name.as_str()))?;
     totals::count(txn, totals::Kind::Asset, a.size, false)?;
+    super::quota::asset_removed(txn, &a)?;
     Ok(Some(a))
 }
 
@@ -95,18 +99,20 @@ pub(super) fn remove_all_of_release(
     release_id: u64,
 ) -> Result<(), StorageError> {
     let ids = index_of_release(txn, release_id)?;
-    let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
-    let mut assets = txn.open_table(tables::ASSETS)?;
-    let mut gone = Vec::new();
-    for (name, id) in ids {
-        idx.remove((release_id, name.as_str()))?;
-        if let Some(v) = assets.remove(id)? {
-            gone.push(codec::decode::<Asset>(v.value())?.size);
+    let mut removed = Vec::new();
+    {
+        let mut idx = txn.open_table(tables::ASSETS_BY_RELEASE)?;
+        let mut assets = txn.open_table(tables::ASSETS)?;
+        for (name, id) in ids {
+            idx.remove((release_id, name.as_str()))?;
+            if let Some(v) = assets.remove(id)? {
+                removed.push(codec::decode::<Asset>(v.value())?);
+            }
         }
     }
-    drop((idx, assets));
-    for size in gone {
-        totals::count(txn, totals::Kind::Asset, size, false)?;
+    for a in &removed {
+        totals::count(txn, totals::Kind::Asset, a.size, false)?;
+        super::quota::asset_removed(txn, a)?;
     }
     Ok(())
 }

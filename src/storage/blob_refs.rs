@@ -59,10 +59,15 @@ pub fn link(
     if new {
         totals::count(txn, totals::Kind::Blob, size, true)?;
     }
-    txn.open_table(tables::REPO_BLOBS)?
-        .insert((name.as_str(), digest), now)?;
+    let was_linked = txn
+        .open_table(tables::REPO_BLOBS)?
+        .insert((name.as_str(), digest), now)?
+        .is_some();
     txn.open_table(tables::BLOB_LINKS)?
         .insert((digest, name.as_str()), ())?;
+    if !was_linked {
+        super::quota::blob_linked(txn, name.as_str(), digest, meta.size)?;
+    }
     Ok(())
 }
 
@@ -106,6 +111,8 @@ pub fn unlink(txn: &WriteTransaction, name: &OciName, digest: &str) -> Result<bo
     if removed {
         txn.open_table(tables::BLOB_LINKS)?
             .remove((digest, name.as_str()))?;
+        let size = get(txn, digest)?.map(|m| m.size).unwrap_or(0);
+        super::quota::blob_unlinked(txn, name.as_str(), digest, size)?;
     }
     Ok(removed)
 }
@@ -163,14 +170,12 @@ pub fn unreferenced<R: Reads>(txn: &R) -> Result<Vec<(String, BlobMeta)>, Storag
 /// Removes the row of `digest` and its links in every repository (the file is the caller's to
 /// unlink after the commit). The caller has checked that no manifest references it.
 pub fn remove(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> {
-    let removed = txn
-        .open_table(tables::BLOBS)?
-        .remove(digest)?
-        .map(|v| codec::decode::<BlobMeta>(v.value()))
-        .transpose()?;
-    if let Some(m) = removed {
-        totals::count(txn, totals::Kind::Blob, m.size, false)?;
+    let size = get(txn, digest)?.map(|m| m.size);
+    txn.open_table(tables::BLOBS)?.remove(digest)?;
+    if let Some(size) = size {
+        totals::count(txn, totals::Kind::Blob, size, false)?;
     }
+    let size = size.unwrap_or(0);
     let names: Vec<String> = {
         let links = txn.open_table(tables::BLOB_LINKS)?;
         let mut names = Vec::new();
@@ -185,9 +190,13 @@ pub fn remove(txn: &WriteTransaction, digest: &str) -> Result<(), StorageError> 
     };
     let mut links = txn.open_table(tables::BLOB_LINKS)?;
     let mut repo_blobs = txn.open_table(tables::REPO_BLOBS)?;
-    for n in names {
+    for n in &names {
         links.remove((digest, n.as_str()))?;
         repo_blobs.remove((n.as_str(), digest))?;
+    }
+    drop((links, repo_blobs));
+    for n in &names {
+        super::quota::blob_unlinked(txn, n, digest, size)?;
     }
     Ok(())
 }

@@ -28,8 +28,12 @@ pub(crate) struct Step {
 /// Every step, oldest first; `steps_run_in_order_up_to_the_current_schema` keeps it contiguous.
 pub(crate) const STEPS: &[Step] = &[Step {
     to: 2,
-    what: "count the objects and bytes of the blob and asset stores (for /metrics)",
-    run: |txn| super::totals::rebuild(txn).map(|_| ()),
+    what: "count the blob and asset stores' objects and bytes (for /metrics) and each owner's \
+           storage usage (for quotas)",
+    run: |txn| {
+        super::totals::rebuild(txn)?;
+        super::quota::rebuild(txn)
+    },
 }];
 
 /// The steps that take `from` to `to`, in order.

@@ -16,6 +16,7 @@ pub(crate) mod manifests;
 pub(crate) mod migrate;
 #[allow(unsafe_code)]
 pub mod mmap;
+pub(crate) mod quota;
 pub mod records;
 pub(crate) mod releases;
 pub(crate) mod retention;
@@ -359,6 +360,9 @@ impl Db {
             txn.open_table(UPLOADS)?;
             txn.open_table(PENDING_RELEASE_TAGS)?;
             txn.open_table(RETENTION)?;
+            txn.open_table(QUOTAS)?;
+            txn.open_table(OWNER_USAGE)?;
+            txn.open_table(OWNER_BLOBS)?;
         }
         txn.commit()?;
         Ok(())

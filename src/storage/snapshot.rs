@@ -52,6 +52,9 @@ macro_rules! for_each_table {
         $m!(PENDING_RELEASE_TAGS, false);
         $m!(UPLOADS, false);
         $m!(RETENTION, true);
+        $m!(QUOTAS, true);
+        $m!(OWNER_USAGE, true);
+        $m!(OWNER_BLOBS, true);
     };
 }
 

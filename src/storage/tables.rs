@@ -115,3 +115,17 @@ pub const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads"
 /// repository's images GC removes. Invariant: at most one policy per repository, removed with
 /// it. Writer: `storage::retention`.
 pub const RETENTION: TableDefinition<&str, &[u8]> = TableDefinition::new("retention");
+/// `owner -> limit in bytes`: storage quotas set by a site admin; no row means unlimited.
+/// Writer: `storage::quota`.
+pub const QUOTAS: TableDefinition<&str, u64> = TableDefinition::new("quotas");
+
+/// `owner -> bytes used`: asset bytes plus the bytes of every distinct blob linked in one of the
+/// owner's OCI repositories. Invariant: equal to a recount from ASSETS, OWNER_BLOBS and BLOBS
+/// (fsck checks it); changed in the transactions that insert/remove assets and link/unlink
+/// blobs. Writer: `storage::quota`.
+pub const OWNER_USAGE: TableDefinition<&str, u64> = TableDefinition::new("owner_usage");
+
+/// `(owner, digest) -> number of the owner's repositories linking the blob` (REPO_BLOBS rows
+/// whose name starts with `owner/`), so a blob in two repositories of one owner counts once.
+/// Writer: `storage::quota` (called by `storage::blob_refs`).
+pub const OWNER_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("owner_blobs");

@@ -17,6 +17,7 @@ mod harness;
 mod limits;
 mod metrics;
 mod protection;
+mod quota;
 mod registry;
 mod releases;
 mod retention;

@@ -153,6 +153,22 @@ async fn a_data_dir_from_schema_1_is_upgraded_and_serves_all_it_held() {
         "the image's config and layer"
     );
     assert!(gauge("pfai_blob_bytes") > 0.0);
+    // Schema 2 backfilled the storage usage: the 21-byte asset plus the image's distinct blobs.
+    let mut blobs = std::collections::BTreeMap::new();
+    blobs.insert(
+        body["config"]["digest"].as_str().unwrap().to_owned(),
+        body["config"]["size"].as_u64().unwrap(),
+    );
+    for layer in body["layers"].as_array().unwrap() {
+        blobs.insert(
+            layer["digest"].as_str().unwrap().to_owned(),
+            layer["size"].as_u64().unwrap(),
+        );
+    }
+    let expected = 21 + blobs.values().sum::<u64>();
+    let (st, q) = s.get("/api/v1/admin/quotas/acme", Some(&admin)).await;
+    assert_eq!(st, StatusCode::OK, "{q}");
+    assert_eq!(q["usedBytes"], expected, "{q}");
 
     // Nothing lost or inconsistent.
     let (st, report) = s

@@ -15,6 +15,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::access;
 use crate::auth::Principal;
+use crate::domain::quota::{self, Budget};
 use crate::domain::{Core, DomainError, DomainResult};
 use crate::ids::{Algorithm, Digest, OciName, Role, UploadId};
 use crate::storage::blob::{Hasher, Sink, TempGuard};
@@ -59,6 +60,11 @@ impl Sessions {
     pub fn is_live(&self, id: &str) -> bool {
         self.map.lock().map(|m| m.contains_key(id)).unwrap_or(false)
     }
+}
+
+/// The owner whose quota an OCI name's blobs count against.
+fn owner_of(name: &OciName) -> &str {
+    crate::storage::quota::owner_of(name.as_str())
 }
 
 fn username(who: Option<&Principal>) -> String {
@@ -134,6 +140,7 @@ pub async fn mount(
             let Some(size) = blob_refs::linked_size(txn, &f, &d)? else {
                 return Ok(false);
             };
+            quota::check_blob_in(txn, owner_of(&n), &d, size)?;
             blob_refs::link(txn, &n, &d, size, now_unix())?;
             Ok::<_, DomainError>(true)
         })
@@ -146,6 +153,7 @@ async fn pump<S, E>(
     sink: &mut Sink,
     body: &mut S,
     already: u64,
+    budget: &Budget,
 ) -> Result<u64, DomainError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -168,6 +176,7 @@ where
                 core.limits.blob_max
             )));
         }
+        budget.admit(already + n)?;
         if sink.push(chunk).await.is_err() {
             break;
         }
@@ -182,6 +191,7 @@ pub async fn monolithic<S, E>(
     who: Option<&Principal>,
     name: &OciName,
     digest: &Digest,
+    declared: Option<u64>,
     mut body: S,
 ) -> DomainResult<Digest>
 where
@@ -189,6 +199,10 @@ where
     E: std::fmt::Display,
 {
     access(core, who, name, Role::Write).await?;
+    let budget = Budget::for_blob(core, owner_of(name), &digest.to_string()).await?;
+    if let Some(len) = declared {
+        budget.admit(len)?;
+    }
     let mut rnd = [0u8; 12];
     crate::util::fill_random(&mut rnd);
     let path = core
@@ -198,7 +212,7 @@ where
     let file = std::fs::File::create_new(&path)?;
     let guard = TempGuard::new(path);
     let mut sink = Sink::start(file, Hasher::new(digest.algorithm()));
-    let pumped = pump(core, &mut sink, &mut body, 0).await;
+    let pumped = pump(core, &mut sink, &mut body, 0, &budget).await;
     let written = sink.finish(true).await;
     pumped?;
     let written = written?;
@@ -219,6 +233,9 @@ async fn publish_and_link(
     guard: TempGuard,
     size: u64,
 ) -> DomainResult<()> {
+    // Refused before the bytes reach the blob store; the guard removes the staged file.
+    let cost = quota::blob_cost(core, owner_of(name), &digest.to_string(), size).await?;
+    Budget::of(core, owner_of(name)).await?.admit(cost)?;
     // Shared with other uploads, exclusive with GC: between finding the file in place (or
     // putting it there) and committing the link, GC must not unlink it (see `Core::blob_gc`).
     let publishing = core.blob_gc.clone().read_owned().await;
@@ -236,6 +253,7 @@ async fn publish_and_link(
     let (n, d) = (name.clone(), digest.to_string());
     core.db
         .write_holding(publishing, move |txn| {
+            quota::check_blob_in(txn, owner_of(&n), &d, size)?;
             blob_refs::link(txn, &n, &d, size, now_unix())?;
             Ok(())
         })
@@ -347,6 +365,7 @@ async fn append<S, E>(
     id: &UploadId,
     state: &mut SessionState,
     range: Option<ChunkRange>,
+    budget: &Budget,
     body: &mut S,
 ) -> DomainResult<()>
 where
@@ -371,7 +390,7 @@ where
         .take()
         .ok_or_else(|| DomainError::internal("session hash missing"))?;
     let mut sink = Sink::start(file, hasher);
-    let pumped = pump(core, &mut sink, body, state.offset).await;
+    let pumped = pump(core, &mut sink, body, state.offset, budget).await;
     match sink.finish(false).await {
         Ok(w) => {
             state.offset += w.bytes;
@@ -408,6 +427,7 @@ pub async fn patch<S, E>(
     name: &OciName,
     id: &UploadId,
     range: Option<ChunkRange>,
+    declared: Option<u64>,
     mut body: S,
 ) -> DomainResult<u64>
 where
@@ -416,7 +436,12 @@ where
 {
     let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    let res = append(core, id, state, range, &mut body).await;
+    let budget = Budget::of(core, owner_of(name)).await?;
+    let declared = range.map(|r| r.end - r.start + 1).or(declared);
+    if let Some(len) = declared {
+        budget.admit(state.offset.saturating_add(len))?;
+    }
+    let res = append(core, id, state, range, &budget, &mut body).await;
     let offset = state.offset;
     let now = now_unix();
     let stale = now - state.touched >= TOUCH_EVERY;
@@ -438,6 +463,15 @@ async fn drop_session(core: &Core, id: &UploadId) -> DomainResult<()> {
     Ok(())
 }
 
+/// What the request that finishes an upload says about the bytes it carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LastChunk {
+    /// Its `Content-Range`, if any.
+    pub range: Option<ChunkRange>,
+    /// Its `Content-Length`, if any (refused before reading when over the quota).
+    pub declared: Option<u64>,
+}
+
 /// Finishes an upload (`PUT ?digest=`, with an optional last chunk); returns the digest of the
 /// blob now linked in `name`. A last chunk that does not start at the offset is
 /// `RangeNotSatisfiable`, as for `patch`.
@@ -447,7 +481,7 @@ pub async fn finish<S, E>(
     name: &OciName,
     id: &UploadId,
     digest: &Digest,
-    range: Option<ChunkRange>,
+    last: LastChunk,
     mut body: S,
 ) -> DomainResult<Digest>
 where
@@ -456,7 +490,12 @@ where
 {
     let mut guard = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    append(core, id, state, range, &mut body).await?;
+    let LastChunk { range, declared } = last;
+    let budget = Budget::for_blob(core, owner_of(name), &digest.to_string()).await?;
+    if let Some(len) = range.map(|r| r.end - r.start + 1).or(declared) {
+        budget.admit(state.offset.saturating_add(len))?;
+    }
+    append(core, id, state, range, &budget, &mut body).await?;
     let size = state.offset;
     let actual = match &state.hasher {
         Some(h) if h.digest().algorithm() == digest.algorithm() => h.digest(),

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod backup;
+pub mod quotas;
 pub mod releases;
 pub mod retention;
 pub mod tags;
@@ -34,7 +35,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(backup::routes(core.clone()))
         .unify()
-        .or(retention::routes(core))
+        .or(retention::routes(core.clone()))
+        .unify()
+        .or(quotas::routes(core))
         .unify()
         .boxed()
 }

@@ -7,6 +7,7 @@ use warp::reply::Response;
 use super::layout::{self, page};
 use super::{html, redirect, Form, Req, LOGIN_COOKIE, SESSION_COOKIE};
 use crate::domain::account::{self, RepoView};
+use crate::domain::quota::human;
 use crate::domain::session::{self, SESSION_TTL_SECS};
 use crate::domain::{DomainError, DomainResult};
 
@@ -52,8 +53,19 @@ pub async fn owner(rq: Req, owner: String) -> DomainResult<Response> {
         .into_iter()
         .filter(|r| r.owner == owner)
         .collect();
+    // Shown to the owner itself, the org's members and site admins (others get no line).
+    let usage = crate::domain::quota::get(&rq.core, rq.who(), &owner)
+        .await
+        .ok();
     let body = html! {
         h1 { (owner) }
+        @if let Some(q) = &usage {
+            p.storage-usage {
+                "Storage: " (human(q.used_bytes)) " used"
+                @if let Some(l) = q.limit_bytes { " / " (human(l)) " limit" }
+                @else { " (no limit)" }
+            }
+        }
         (repo_list(&repos))
     };
     Ok(html(StatusCode::OK, page(&rq, &owner, body)))

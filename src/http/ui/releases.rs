@@ -367,6 +367,7 @@ fn is_form_error(e: &DomainError) -> bool {
         DomainError::Invalid(_)
             | DomainError::Conflict(_)
             | DomainError::TooLarge(_)
+            | DomainError::QuotaExceeded(_)
             | DomainError::BadRequest(_)
     )
 }
