@@ -154,6 +154,16 @@ pub enum OrgCmd {
     /// Example: pfai org member add acme alice --role write
     #[command(subcommand)]
     Member(super::admin::MemberCmd),
+    /// An organization's members and its storage: used of its quota (members and site admins).
+    ///
+    /// Example: pfai org view acme
+    View {
+        /// The organization.
+        org: String,
+        /// Print JSON (`{name, members, storage}`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Token subcommands.
@@ -485,7 +495,39 @@ pub async fn org(cmd: OrgCmd) -> CliResult<()> {
             Ok(())
         }
         OrgCmd::Member(cmd) => super::admin::member(cmd).await,
+        OrgCmd::View { org, json } => org_view(&c, org, json).await,
     }
+}
+
+/// `pfai org view ORG`: the members with their roles and the storage used of the quota.
+async fn org_view(c: &Client, org: String, json: bool) -> CliResult<()> {
+    let org = seg(&org);
+    let members = c
+        .call(Method::GET, &format!("/api/v1/orgs/{org}/members"))
+        .await?;
+    let storage = c
+        .call(Method::GET, &format!("/api/v1/admin/quotas/{org}"))
+        .await?;
+    if json {
+        print_json(&serde_json::json!({"name": org, "members": members, "storage": storage}));
+        return Ok(());
+    }
+    let members: Vec<crate::api::MemberView> = decode(members)?;
+    let storage: crate::api::QuotaView = decode(storage)?;
+    let human = crate::domain::quota::human;
+    println!("{org}");
+    println!(
+        "storage: {} used of {}",
+        human(storage.used_bytes),
+        storage
+            .limit_bytes
+            .map(human)
+            .unwrap_or_else(|| "no quota".into())
+    );
+    print_rows(&["MEMBER", "ROLE"], &members, |m| {
+        vec![m.username.clone(), m.role.as_str().to_owned()]
+    });
+    Ok(())
 }
 
 /// `pfai token ...`.

@@ -486,6 +486,16 @@ async fn pfai_quota_sets_with_units_and_views_usage() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("10.0 GiB"), "{text}");
+    // `pfai org view` shows the org's usage of its quota beside its members.
+    let out = pfai(&s, &s.admin, &["org", "view", "acme"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("storage: 0 B used of 10.0 GiB"), "{text}");
+    let out = pfai(&s, &s.admin, &["org", "view", "acme", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["storage"]["limitBytes"], 10u64 << 30, "{v}");
+    let out = pfai(&s, &alice, &["org", "view", "acme"]);
+    assert!(!out.status.success(), "alice is not a member of acme");
     let out = pfai(&s, &s.admin, &["quota", "set", "acme", "ten"]);
     assert!(!out.status.success());
     let out = pfai(&s, &alice, &["quota", "set", "alice", "1TiB"]);
