@@ -335,34 +335,13 @@ impl Db {
             }
             txn.open_table(META)?
                 .insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-            txn.open_table(USERS)?;
-            txn.open_table(ORGS)?;
-            txn.open_table(ORG_MEMBERS)?;
-            txn.open_table(TOKENS)?;
-            txn.open_table(SESSIONS)?;
-            txn.open_table(REPOS)?;
-            txn.open_table(COLLABORATORS)?;
-            txn.open_table(RELEASES)?;
-            txn.open_table(RELEASES_BY_TAG)?;
-            txn.open_table(RELEASE_ORDER)?;
-            txn.open_table(ASSETS)?;
-            txn.open_table(ASSETS_BY_RELEASE)?;
-            txn.open_table(TAG_PROTECTIONS)?;
-            txn.open_table(PROTECTIONS_BY_REPO)?;
-            txn.open_table(BLOBS)?;
-            txn.open_table(REPO_BLOBS)?;
-            txn.open_table(BLOB_LINKS)?;
-            txn.open_table(BLOB_REFS)?;
-            txn.open_table(MANIFESTS)?;
-            txn.open_table(OCI_TAGS)?;
-            txn.open_table(REFERRERS)?;
-            txn.open_table(MANIFEST_REFS)?;
-            txn.open_table(UPLOADS)?;
-            txn.open_table(PENDING_RELEASE_TAGS)?;
-            txn.open_table(RETENTION)?;
-            txn.open_table(QUOTAS)?;
-            txn.open_table(OWNER_USAGE)?;
-            txn.open_table(OWNER_BLOBS)?;
+            // Every table exists from the first open on (the backup's list, so none is missed).
+            macro_rules! create {
+                ($t:ident, $rows:expr) => {
+                    txn.open_table($t)?;
+                };
+            }
+            snapshot::for_each_table!(create);
         }
         txn.commit()?;
         Ok(())

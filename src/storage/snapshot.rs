@@ -22,7 +22,8 @@ use redb::{
 use super::records::{Asset, BlobMeta};
 use super::{codec, tables, StorageError};
 
-/// Calls `$m!(DEF, copy_rows)` for every table of `tables.rs`. Adding a table there without
+/// Calls `$m!(DEF, copy_rows)` for every table of `tables.rs` (also how `Db::open` creates
+/// them, so one list serves both). Adding a table there without
 /// adding it here makes `copy` refuse to back up (and the unit test fail).
 macro_rules! for_each_table {
     ($m:ident) => {
@@ -57,6 +58,7 @@ macro_rules! for_each_table {
         $m!(OWNER_BLOBS, true);
     };
 }
+pub(super) use for_each_table;
 
 /// The names of the tables `copy` knows (for the completeness checks).
 pub fn known_tables() -> Vec<&'static str> {
