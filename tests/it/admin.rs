@@ -6,38 +6,13 @@ use std::process::{Command, Output, Stdio};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::TestServer;
+use crate::harness::{Cli, TestServer};
 
 const PW: &str = "a new password 1";
 
 /// Runs the `pfai` binary against `s` with `token`, feeding `stdin` when given.
 fn pfai(s: &TestServer, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pfai"));
-    c.args(args)
-        .env("PFAI_URL", &s.url)
-        .env("XDG_CONFIG_HOME", s.dir.path().join("xdg-admin"))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    match token {
-        Some(t) => c.env("PFAI_TOKEN", t),
-        None => c.env_remove("PFAI_TOKEN"),
-    };
-    let mut child = c.spawn().unwrap();
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
+    Cli::new(s).run(s.dir.path(), token, args, stdin)
 }
 
 /// Succeeds, and returns stdout.

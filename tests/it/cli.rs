@@ -1,81 +1,11 @@
 //! The `pfai` client binary against a real server: the seed's command lines, repo inference,
 //! `--json`, streaming upload/download with verification, and errors with exit codes.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-use crate::harness::{git_ok, TestServer};
-
-struct Cli<'a> {
-    s: &'a TestServer,
-    config: std::path::PathBuf,
-}
-
-impl<'a> Cli<'a> {
-    fn new(s: &'a TestServer) -> Self {
-        let config = s
-            .dir
-            .path()
-            .join(format!("xdg-{}", crate::harness::rand_suffix()));
-        Cli { s, config }
-    }
-
-    fn run(&self, cwd: &Path, token: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pfai"));
-        c.args(args)
-            .current_dir(cwd)
-            .env("PFAI_URL", &self.s.url)
-            .env("XDG_CONFIG_HOME", &self.config)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match token {
-            Some(t) => c.env("PFAI_TOKEN", t),
-            None => c.env_remove("PFAI_TOKEN"),
-        };
-        let mut child = c.spawn().unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
-        let out = self.run(cwd, Some(&self.s.admin), args, None);
-        assert!(
-            out.status.success(),
-            "pfai {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, cwd: &Path, token: Option<&str>, args: &[&str]) -> (i32, String) {
-        let out = self.run(cwd, token, args, None);
-        assert!(
-            !out.status.success(),
-            "pfai {args:?} unexpectedly succeeded"
-        );
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!err.contains("panicked"), "{err}");
-        (out.status.code().unwrap_or(-1), err)
-    }
-}
+use crate::harness::{git_ok, Cli, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn release_commands_from_a_checkout() {

@@ -2,7 +2,7 @@
 //! with the real `git`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use pfai::app::Server;
 use pfai::config::Config;
@@ -312,5 +312,83 @@ impl Remote {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         r.bytes().await.unwrap().to_vec()
+    }
+}
+
+/// The `pfai` client binary run against a test server, with a config dir of its own so a saved
+/// login never leaks between tests, and git's system and global config ignored.
+pub struct Cli<'a> {
+    s: &'a TestServer,
+    /// The client's `XDG_CONFIG_HOME` (its saved login lands under `pfai/`).
+    pub config: PathBuf,
+}
+
+impl<'a> Cli<'a> {
+    pub fn new(s: &'a TestServer) -> Self {
+        let config = s
+            .dir
+            .path()
+            .join(format!("xdg-{}", crate::harness::rand_suffix()));
+        Cli { s, config }
+    }
+
+    pub fn run(
+        &self,
+        cwd: &Path,
+        token: Option<&str>,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pfai"));
+        c.args(args)
+            .current_dir(cwd)
+            .env("PFAI_URL", &self.s.url)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match token {
+            Some(t) => c.env("PFAI_TOKEN", t),
+            None => c.env_remove("PFAI_TOKEN"),
+        };
+        let mut child = c.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, Some(&self.s.admin), args, None);
+        assert!(
+            out.status.success(),
+            "pfai {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn fails(&self, cwd: &Path, token: Option<&str>, args: &[&str]) -> (i32, String) {
+        let out = self.run(cwd, token, args, None);
+        assert!(
+            !out.status.success(),
+            "pfai {args:?} unexpectedly succeeded"
+        );
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!err.contains("panicked"), "{err}");
+        (out.status.code().unwrap_or(-1), err)
     }
 }

@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{git_ok, require_tool, Remote, TestServer};
+use crate::harness::{git_ok, require_tool, Cli, Remote, TestServer};
 
 async fn set_quota(s: &TestServer, owner: &str, limit: u64) {
     let (st, v) = s
@@ -460,14 +460,7 @@ async fn skopeo_copy_into_an_over_quota_owner_fails_with_the_message() {
 }
 
 fn pfai(s: &TestServer, token: &str, args: &[&str]) -> std::process::Output {
-    let config = tempfile::tempdir().unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_pfai"))
-        .args(args)
-        .env("PFAI_URL", &s.url)
-        .env("PFAI_TOKEN", token)
-        .env("XDG_CONFIG_HOME", config.path())
-        .output()
-        .unwrap()
+    Cli::new(s).run(s.dir.path(), Some(token), args, None)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

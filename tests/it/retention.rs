@@ -3,13 +3,12 @@
 //! removes what was untagged for long enough with the blobs only it held, and a dry run only
 //! lists. Set through the REST API and through `pfai repo retention`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::{Remote, TestServer};
+use crate::harness::{Cli, Remote, TestServer};
 
 async fn status_of(s: &TestServer, path: &str) -> StatusCode {
     s.req(Method::GET, path, None)
@@ -25,13 +24,7 @@ async fn status_of(s: &TestServer, path: &str) -> StatusCode {
 }
 
 fn pfai(s: &TestServer, args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pfai"))
-        .args(args)
-        .env("PFAI_URL", &s.url)
-        .env("PFAI_TOKEN", &s.admin)
-        .env("XDG_CONFIG_HOME", s.dir.path().join("cfg"))
-        .output()
-        .unwrap();
+    let out = Cli::new(s).run(s.dir.path(), Some(&s.admin), args, None);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
