@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::ids::{Digest, OciName, OciTag, Reference, RepoPath, Role};
 use crate::storage::mmap::Mapped;
 use crate::storage::records::ManifestMeta;
-use crate::storage::{blob_refs, manifests};
+use crate::storage::{blob_refs, manifests, Reads};
 use crate::util::{now_unix, rfc3339};
 
 /// Largest `n` honoured on tag lists and the catalog (no pre-allocation by `n`).
@@ -30,7 +30,22 @@ pub async fn access(
     name: &OciName,
     need: Role,
 ) -> DomainResult<Role> {
-    match core.repo_access(who, &name.repo(), need).await {
+    let (who, name) = (who.cloned(), name.clone());
+    core.db
+        .read(move |txn| access_txn(txn, who.as_ref(), &name, need))
+        .await
+}
+
+/// `access` inside a read transaction the caller goes on using: a pull checks the caller and
+/// finds its manifest or blob in one trip to the blocking pool, not two (each trip is two
+/// thread wake-ups, which cost more than the lookups).
+fn access_txn<R: Reads>(
+    txn: &R,
+    who: Option<&Principal>,
+    name: &OciName,
+    need: Role,
+) -> DomainResult<Role> {
+    match repo_access_txn(txn, who, &name.repo().key(), need) {
         Ok((_, role)) => Ok(role),
         Err(DomainError::NotFound(_)) if who.is_none() => Err(DomainError::Unauthenticated(
             "authentication required".into(),
@@ -56,11 +71,13 @@ pub async fn open_blob(
     name: &OciName,
     digest: &Digest,
 ) -> DomainResult<BlobFile> {
-    access(core, who, name, Role::Read).await?;
-    let (n, d) = (name.clone(), digest.to_string());
+    let (w, n, d) = (who.cloned(), name.clone(), digest.to_string());
     let size = core
         .db
-        .read(move |txn| blob_refs::linked_size(txn, &n, &d))
+        .read(move |txn| {
+            access_txn(txn, w.as_ref(), &n, Role::Read)?;
+            Ok::<_, DomainError>(blob_refs::linked_size(txn, &n, &d)?)
+        })
         .await?
         .ok_or(DomainError::BlobUnknown)?;
     let blobs = core.blobs.clone();
@@ -115,11 +132,11 @@ pub async fn get_manifest(
     name: &OciName,
     reference: &Reference,
 ) -> DomainResult<ManifestFile> {
-    access(core, who, name, Role::Read).await?;
-    let (n, r) = (name.clone(), reference.clone());
+    let (w, n, r) = (who.cloned(), name.clone(), reference.clone());
     let found = core
         .db
         .read(move |txn| {
+            access_txn(txn, w.as_ref(), &n, Role::Read)?;
             let d = match r {
                 Reference::Digest(d) => d.to_string(),
                 Reference::Tag(t) => match manifests::tagged(txn, &n, t.as_str())? {
@@ -267,11 +284,11 @@ pub async fn list_tags(
     n: Option<usize>,
     last: Option<String>,
 ) -> DomainResult<(Vec<String>, bool)> {
-    access(core, who, name, Role::Read).await?;
     let limit = n.unwrap_or(MAX_PAGE).min(MAX_PAGE);
-    let nm = name.clone();
+    let (w, nm) = (who.cloned(), name.clone());
     core.db
         .read(move |txn| {
+            access_txn(txn, w.as_ref(), &nm, Role::Read)?;
             let (out, more) = manifests::tags_page(txn, &nm, last.as_deref(), limit)?;
             // An empty page of an image nobody ever pushed to is NAME_UNKNOWN (spec); an image
             // that has manifests or blobs but no tags (all deleted) is an empty list.
@@ -350,11 +367,13 @@ pub async fn referrers(
     digest: &Digest,
     artifact_type: Option<String>,
 ) -> DomainResult<Vec<ReferrerDescriptor>> {
-    access(core, who, name, Role::Read).await?;
-    let (n, d) = (name.clone(), digest.to_string());
+    let (w, n, d) = (who.cloned(), name.clone(), digest.to_string());
     let found = core
         .db
-        .read(move |txn| manifests::referrers_of(txn, &n, &d))
+        .read(move |txn| {
+            access_txn(txn, w.as_ref(), &n, Role::Read)?;
+            Ok::<_, DomainError>(manifests::referrers_of(txn, &n, &d)?)
+        })
         .await?;
     let mut out = Vec::new();
     for (referrer, m) in found {
