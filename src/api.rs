@@ -80,6 +80,9 @@ pub struct AssetView {
     pub download_count: u64,
     /// Hex SHA-256.
     pub sha256: String,
+    /// Hex BLAKE3 (absent for an asset stored before pfai computed it, until `fsck --repair`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
     /// RFC 3339.
     pub created_at: String,
 }
@@ -527,6 +530,8 @@ pub enum FindingKind {
     StoreTotals,
     /// An owner's stored storage usage differs from a recount of its assets and blobs.
     QuotaUsageWrong,
+    /// An asset stored before pfai recorded BLAKE3 (schema 3); `--repair` records it.
+    AssetBlake3Missing,
 }
 
 impl FindingKind {
@@ -542,6 +547,7 @@ impl FindingKind {
             FindingKind::StalePendingTag => "stale_pending_tag",
             FindingKind::StoreTotals => "store_totals",
             FindingKind::QuotaUsageWrong => "quota_usage_wrong",
+            FindingKind::AssetBlake3Missing => "asset_blake3_missing",
         }
     }
 }
@@ -675,6 +681,9 @@ mod tests {
             FindingKind::OrphanBlobFile,
             FindingKind::OrphanReleaseTag,
             FindingKind::StalePendingTag,
+            FindingKind::StoreTotals,
+            FindingKind::QuotaUsageWrong,
+            FindingKind::AssetBlake3Missing,
         ] {
             assert_eq!(
                 serde_json::to_value(k).unwrap(),

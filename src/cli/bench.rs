@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 
 use super::client::{CliError, CliResult};
-use crate::ids::Digest;
+use crate::ids::{Algorithm, Digest, Hasher};
 
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
@@ -58,9 +58,17 @@ pub struct BlobsArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Digest algorithm of the pushed blobs (sha256, sha512 or blake3): the server verifies
+    /// uploads with it, and pulls are verified with it.
+    #[arg(long, default_value = "sha256", value_parser = parse_algorithm)]
+    pub digest: Algorithm,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
+    Algorithm::parse(s).map_err(|e| e.to_string())
 }
 
 /// The arguments of `pfai bench manifests`.
@@ -187,17 +195,16 @@ fn blob_stream(
     }))
 }
 
-fn digest_of(seed: u64, size: u64) -> Digest {
-    use sha2::Digest as _;
+fn digest_of(alg: Algorithm, seed: u64, size: u64) -> Digest {
     let mut g = Gen::new(seed);
-    let mut h = sha2::Sha256::new();
+    let mut h = Hasher::new(alg);
     let mut left = size;
     while left > 0 {
         let n = left.min(GEN_CHUNK);
-        h.update(g.chunk(n as usize));
+        h.update(&g.chunk(n as usize));
         left -= n;
     }
-    Digest::from_raw(crate::ids::Algorithm::Sha256, &h.finalize())
+    h.digest()
 }
 
 struct Reg {
@@ -287,11 +294,23 @@ impl Reg {
         .await
     }
 
-    async fn push_chunked(&self, seed: u64, size: u64, chunk: u64) -> CliResult<Digest> {
-        use sha2::Digest as _;
+    async fn push_chunked(
+        &self,
+        alg: Algorithm,
+        seed: u64,
+        size: u64,
+        chunk: u64,
+    ) -> CliResult<Digest> {
         let start = self
             .expect(
-                self.req(Method::POST, &format!("/v2/{}/blobs/uploads/", self.t.repo)),
+                self.req(
+                    Method::POST,
+                    &format!(
+                        "/v2/{}/blobs/uploads/?digest-algorithm={}",
+                        self.t.repo,
+                        alg.name()
+                    ),
+                ),
                 StatusCode::ACCEPTED,
                 "start upload",
             )
@@ -299,7 +318,7 @@ impl Reg {
         let mut loc = location(&start)?;
         // Generating and hashing chunk k+1 overlaps the PATCH of chunk k, as a real client
         // reading a file would: the load generator must not be the bottleneck it measures.
-        let make = |mut g: Gen, mut h: sha2::Sha256, n: u64| {
+        let make = |mut g: Gen, mut h: Hasher, n: u64| {
             tokio::task::spawn_blocking(move || {
                 let mut pieces = Vec::new();
                 let mut left = n;
@@ -315,7 +334,7 @@ impl Reg {
         };
         let join = |e: tokio::task::JoinError| CliError::Msg(format!("data generator: {e}"));
         let mut offset = 0u64;
-        let mut next = make(Gen::new(seed), sha2::Sha256::new(), chunk.min(size));
+        let mut next = make(Gen::new(seed), Hasher::new(alg), chunk.min(size));
         let h = loop {
             let (g, h, pieces) = next.await.map_err(join)?;
             if size == 0 {
@@ -328,7 +347,7 @@ impl Reg {
             let (h_next, h_done) = if more {
                 (h, None)
             } else {
-                (sha2::Sha256::new(), Some(h))
+                (Hasher::new(alg), Some(h))
             };
             next = make(g, h_next, chunk.min(size - after));
             let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
@@ -345,7 +364,7 @@ impl Reg {
                 break h;
             }
         };
-        let digest = Digest::from_raw(crate::ids::Algorithm::Sha256, &h.finalize());
+        let digest = h.digest();
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = self
             .req(Method::PUT, &format!("{loc}{sep}digest={digest}"))
@@ -354,7 +373,6 @@ impl Reg {
         Ok(digest)
     }
     async fn pull(&self, digest: &Digest, verify: bool) -> CliResult<u64> {
-        use sha2::Digest as _;
         let resp = self
             .expect(
                 self.req(Method::GET, &format!("/v2/{}/blobs/{digest}", self.t.repo)),
@@ -362,7 +380,7 @@ impl Reg {
                 "pull",
             )
             .await?;
-        let mut h = verify.then(sha2::Sha256::new);
+        let mut h = verify.then(|| Hasher::new(digest.algorithm()));
         let mut n = 0u64;
         let mut s = resp.bytes_stream();
         while let Some(c) = s.next().await {
@@ -373,7 +391,7 @@ impl Reg {
             }
         }
         if let Some(h) = h {
-            let got = Digest::from_raw(crate::ids::Algorithm::Sha256, &h.finalize());
+            let got = h.digest();
             if &got != digest {
                 return Err(CliError::Msg(format!(
                     "pull of {digest} returned content hashing to {got}"
@@ -532,8 +550,8 @@ async fn blobs(a: BlobsArgs) -> CliResult<()> {
         .collect();
     // Untimed: the digests of the monolithic blobs.
     let digests: Vec<Digest> = if a.chunk.is_none() || a.pull_only {
-        let (s2, size) = (seeds.clone(), a.size);
-        tokio::task::spawn_blocking(move || s2.iter().map(|s| digest_of(*s, size)).collect())
+        let (s2, size, alg) = (seeds.clone(), a.size, a.digest);
+        tokio::task::spawn_blocking(move || s2.iter().map(|s| digest_of(alg, *s, size)).collect())
             .await
             .map_err(|e| CliError::Msg(e.to_string()))?
     } else {
@@ -569,7 +587,7 @@ async fn push_phase(
     seeds: Vec<u64>,
     digests: Vec<Digest>,
 ) -> (Phase, Vec<Digest>) {
-    let (size, chunk) = (a.size, a.chunk);
+    let (size, chunk, alg) = (a.size, a.chunk, a.digest);
     let pushed = Arc::new(Mutex::new(vec![None::<Digest>; a.count]));
     let (r2, p2, s2, d2) = (
         reg.clone(),
@@ -589,7 +607,7 @@ async fn push_phase(
             let (reg, pushed, seeds, digests) = (r2.clone(), p2.clone(), s2.clone(), d2.clone());
             async move {
                 let d = match chunk {
-                    Some(c) => reg.push_chunked(seeds[i], size, c.max(1)).await?,
+                    Some(c) => reg.push_chunked(alg, seeds[i], size, c.max(1)).await?,
                     None => {
                         reg.push_monolithic(seeds[i], size, &digests[i]).await?;
                         digests[i].clone()
@@ -757,7 +775,7 @@ mod tests {
         let b: Vec<u8> = Gen::new(1).chunk(100).to_vec();
         assert_eq!(a, b);
         assert_ne!(a, Gen::new(2).chunk(100).to_vec());
-        assert_eq!(digest_of(3, 3 << 20), {
+        assert_eq!(digest_of(Algorithm::Sha256, 3, 3 << 20), {
             let mut all = Vec::new();
             let mut g = Gen::new(3);
             for _ in 0..3 {

@@ -1,11 +1,12 @@
 //! `pfai fsck`: checks that rows and files agree, beyond the blobs `registry::fsck` re-hashes:
-//! release assets (file missing or SHA-256 changed), files no row owns (under the asset base
+//! release assets (file missing or its BLAKE3 — SHA-256 for rows without one — changed), files no row owns (under the asset base
 //! and in `uploads/`, blob files without a row), and git tags pfai created for a release that
 //! was never recorded (a kill between the tag and the release's commit, told apart from pushed
 //! tags by PENDING_RELEASE_TAGS). The table sweeps are `storage::audit`'s; this module holds
 //! the rules. `repair` fixes only what is safe: orphan files are removed, an orphan
 //! release tag is deleted only while it still points where pfai put it and no release names it.
-//! Damaged or missing asset files are reported, never "repaired" by dropping data.
+//! An asset stored before schema 3 gets its BLAKE3 recorded (computed in the same pass that
+//! re-verified its SHA-256). Damaged or missing asset files are reported, never "repaired" by dropping data.
 
 use std::collections::HashSet;
 
@@ -13,11 +14,12 @@ pub use crate::api::{Finding, FindingKind as Kind, FsckReport};
 
 use super::{registry, Core, DomainError, DomainResult};
 use crate::auth::Principal;
-use crate::ids::{AssetName, GitTagName, RepoPath};
+use crate::ids::{Algorithm, AssetName, GitTagName, RepoPath};
 use crate::storage::blob::BlobStore;
+use crate::storage::blob::Hasher;
 use crate::storage::files::{AssetFiles, AssetKey};
 use crate::storage::records::Asset;
-use crate::storage::{audit, totals};
+use crate::storage::{assets, audit, totals};
 
 fn finding(kind: Kind, detail: impl Into<String>) -> Finding {
     Finding {
@@ -37,7 +39,7 @@ pub async fn run(core: &Core, who: Option<&Principal>, repair: bool) -> DomainRe
     // Checks that the caller is a site admin before anything else.
     let blobs = registry::fsck(core, who).await?;
     let mut findings = Vec::new();
-    let assets_checked = check_assets(core, &mut findings).await?;
+    let assets_checked = check_assets(core, repair, &mut findings).await?;
     {
         // No write that places a file or tag before its row is in flight while orphans are
         // judged (and removed).
@@ -87,12 +89,13 @@ async fn asset_rows(core: &Core) -> DomainResult<Vec<(Asset, String)>> {
         .collect())
 }
 
-async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<u64> {
+async fn check_assets(core: &Core, repair: bool, findings: &mut Vec<Finding>) -> DomainResult<u64> {
     let rows = asset_rows(core).await?;
     let files = core.assets.clone();
     let found = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         let mut checked = 0u64;
+        let mut missing = Vec::new();
         for (a, tag) in rows {
             let Some(key) = asset_key(&a) else {
                 continue;
@@ -103,15 +106,36 @@ async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<
             f.release = Some(tag);
             f.asset = Some(a.name.clone());
             f.path = Some(AssetFiles::name(&key));
-            match files.sha256(&key) {
-                Ok(d) if d.hex() == a.sha256 => continue,
-                Ok(d) => {
-                    f.kind = Kind::AssetCorrupt;
-                    f.detail = format!(
-                        "the file's SHA-256 is {}, the row says {}; re-upload the asset",
-                        d.hex(),
-                        a.sha256
-                    );
+            // BLAKE3 is the cheaper re-hash; rows from before schema 3 have only SHA-256, and
+            // get their BLAKE3 from the same pass.
+            let hasher = match a.blake3 {
+                Some(_) => Hasher::new(Algorithm::Blake3),
+                None => Hasher::pair(Algorithm::Sha256, Algorithm::Blake3),
+            };
+            match files.hash(&key, hasher) {
+                Ok(h) => {
+                    let (alg, want) = match &a.blake3 {
+                        Some(b) => ("BLAKE3", b.as_str()),
+                        None => ("SHA-256", a.sha256.as_str()),
+                    };
+                    let got = h.digest();
+                    if got.hex() != want {
+                        f.kind = Kind::AssetCorrupt;
+                        f.detail = format!(
+                            "the file's {alg} is {}, the row says {want}; re-upload the asset",
+                            got.hex()
+                        );
+                    } else if let Some(b3) = h.second_digest() {
+                        f.kind = Kind::AssetBlake3Missing;
+                        f.detail = format!(
+                            "stored before pfai recorded BLAKE3 (its SHA-256 checks out); \
+                             --repair records {}",
+                            b3.hex()
+                        );
+                        missing.push((a.id, b3.hex().to_owned(), out.len()));
+                    } else {
+                        continue;
+                    }
                 }
                 Err(e) => {
                     f.detail = format!("the asset's file cannot be read ({e}); re-upload it");
@@ -119,11 +143,26 @@ async fn check_assets(core: &Core, findings: &mut Vec<Finding>) -> DomainResult<
             }
             out.push(f);
         }
-        (checked, out)
+        (checked, out, missing)
     })
     .await?;
-    findings.extend(found.1);
-    Ok(found.0)
+    let (checked, mut found, missing) = found;
+    if repair && !missing.is_empty() {
+        let rows: Vec<(u64, String)> = missing.iter().map(|(id, b, _)| (*id, b.clone())).collect();
+        core.db
+            .write(move |txn| {
+                for (id, b3) in &rows {
+                    assets::set_blake3(txn, *id, b3)?;
+                }
+                Ok::<_, DomainError>(())
+            })
+            .await?;
+        for (_, _, at) in missing {
+            found[at].repaired = Some("recorded its BLAKE3".into());
+        }
+    }
+    findings.extend(found);
+    Ok(checked)
 }
 
 async fn orphan_asset_files(

@@ -649,6 +649,7 @@ struct Received {
     guard: TempGuard,
     bytes: u64,
     sha256: String,
+    blake3: Option<String>,
 }
 
 /// Streams the body into a scratch file for the asset, hashing it, and refuses it past the
@@ -664,7 +665,8 @@ where
     E: std::fmt::Display,
 {
     let (file, guard) = core.assets.stage(key)?;
-    let mut sink = Sink::start(file, Hasher::new(crate::ids::Algorithm::Sha256));
+    use crate::ids::Algorithm;
+    let mut sink = Sink::start(file, Hasher::pair(Algorithm::Sha256, Algorithm::Blake3));
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk =
@@ -686,6 +688,7 @@ where
         guard,
         bytes: written.bytes,
         sha256: written.hasher.digest().hex().to_owned(),
+        blake3: written.hasher.second_digest().map(|d| d.hex().to_owned()),
     })
 }
 
@@ -765,6 +768,7 @@ where
         uploader: who.map(|p| p.username.clone()).unwrap_or_default(),
         created_at: now_unix(),
         download_count: 0,
+        blake3: received.blake3,
     };
     if let Err(e) = record_asset(core, gate, asset.clone()).await {
         let _ = core.assets.remove(&key);

@@ -33,6 +33,7 @@ fn asset_of(base_url: &str, repo: &RepoPath, tag: &str, a: &Asset) -> AssetView 
         download_url: asset_download_url(base_url, repo, tag, a.id),
         download_count: a.download_count,
         sha256: a.sha256.clone(),
+        blake3: a.blake3.clone(),
         created_at: rfc3339(a.created_at),
     }
 }

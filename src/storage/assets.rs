@@ -117,6 +117,91 @@ pub(super) fn remove_all_of_release(
     Ok(())
 }
 
+/// The leading fields of an asset row, which every schema's layout shares (fields are only
+/// ever appended, and postcard ignores trailing bytes): the recounts of the schema-2 upgrade
+/// read rows written by schema 1 with it, before schema 3 rewrites them.
+#[derive(serde::Deserialize)]
+pub(super) struct AssetHead {
+    _id: u64,
+    _release_id: u64,
+    /// `owner/repo`.
+    pub repo: String,
+    _name: String,
+    _label: String,
+    _content_type: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// Decodes the leading fields of an asset row of any schema.
+pub(super) fn decode_head(bytes: &[u8]) -> Result<AssetHead, StorageError> {
+    codec::decode(bytes)
+}
+
+/// An asset row as schema 2 wrote it (no `blake3`), read once by the schema-3 upgrade.
+#[derive(serde::Deserialize)]
+struct AssetV2 {
+    id: u64,
+    release_id: u64,
+    repo: String,
+    name: String,
+    label: String,
+    content_type: String,
+    size: u64,
+    sha256: String,
+    uploader: String,
+    created_at: i64,
+    download_count: u64,
+}
+
+/// Schema 3: rewrites every schema-2 row with an empty `blake3` (the file is not read here;
+/// `fsck --repair` fills it).
+pub(super) fn add_blake3_field(txn: &WriteTransaction) -> Result<(), StorageError> {
+    let mut table = txn.open_table(tables::ASSETS)?;
+    let mut rows = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        let o: AssetV2 = codec::decode(v.value())?;
+        rows.push((
+            k.value(),
+            Asset {
+                id: o.id,
+                release_id: o.release_id,
+                repo: o.repo,
+                name: o.name,
+                label: o.label,
+                content_type: o.content_type,
+                size: o.size,
+                sha256: o.sha256,
+                uploader: o.uploader,
+                created_at: o.created_at,
+                download_count: o.download_count,
+                blake3: None,
+            },
+        ));
+    }
+    for (id, a) in rows {
+        table.insert(id, codec::encode(&a)?.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Records the BLAKE3 of an asset stored before schema 3 (fsck, after it re-verified the
+/// SHA-256 in the same pass). `false` when the asset is gone.
+pub fn set_blake3(txn: &WriteTransaction, id: u64, blake3: &str) -> Result<bool, StorageError> {
+    let mut assets = txn.open_table(tables::ASSETS)?;
+    let Some(mut a) = assets
+        .get(id)?
+        .map(|v| codec::decode::<Asset>(v.value()))
+        .transpose()?
+    else {
+        return Ok(false);
+    };
+    a.blake3 = Some(blake3.to_owned());
+    assets.insert(id, codec::encode(&a)?.as_slice())?;
+    Ok(true)
+}
+
 /// Adds batched full-download counts (asset id -> downloads) to the stored ones. Assets deleted
 /// since they were counted are skipped.
 pub fn add_downloads(

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,69 +18,18 @@ use tokio::sync::mpsc;
 use super::bytes::{ByteStore, LocalFs};
 use super::fsync_dir;
 use super::mmap::Mapped;
-use crate::ids::{Algorithm, Digest, UploadId};
+use crate::ids::{Digest, UploadId};
 
-/// An incremental hash of one of the accepted algorithms.
-#[derive(Clone)]
-pub enum Hasher {
-    /// SHA-256 (uses the CPU's SHA instructions where present).
-    Sha256(sha2::Sha256),
-    /// SHA-512.
-    Sha512(sha2::Sha512),
-}
+pub use crate::ids::Hasher;
 
-impl Hasher {
-    /// A fresh hasher.
-    pub fn new(alg: Algorithm) -> Self {
-        use sha2::Digest as _;
-        match alg {
-            Algorithm::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
-            Algorithm::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
-        }
-    }
-
-    /// Feeds bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        use sha2::Digest as _;
-        match self {
-            Hasher::Sha256(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
-        }
-    }
-
-    /// The digest of everything fed so far (the hasher is not consumed).
-    pub fn digest(&self) -> Digest {
-        use sha2::Digest as _;
-        match self {
-            Hasher::Sha256(h) => Digest::from_raw(Algorithm::Sha256, &h.clone().finalize()),
-            Hasher::Sha512(h) => Digest::from_raw(Algorithm::Sha512, &h.clone().finalize()),
-        }
-    }
-
-    /// Hashes a stored object's bytes, 1 MiB at a time so a large map is read sequentially.
-    pub fn feed_mapped(&mut self, data: &Mapped) {
-        let len = data.len();
-        let mut at = 0;
-        while at < len {
-            let end = (at + (1 << 20)).min(len);
-            self.update(&data.slice(at, end));
-            at = end;
-        }
-    }
-
-    /// Hashes a whole file from `start` on (used to resume after a restart, and by fsck).
-    pub fn feed_file(&mut self, file: &mut File, start: u64) -> io::Result<u64> {
-        file.seek(io::SeekFrom::Start(start))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut n_total = 0;
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(n_total);
-            }
-            self.update(&buf[..n]);
-            n_total += n as u64;
-        }
+/// Hashes a stored object's bytes, 1 MiB at a time so a large map is read sequentially.
+pub fn hash_mapped(h: &mut Hasher, data: &Mapped) {
+    let len = data.len();
+    let mut at = 0;
+    while at < len {
+        let end = (at + (1 << 20)).min(len);
+        h.update(&data.slice(at, end));
+        at = end;
     }
 }
 
@@ -392,7 +341,7 @@ impl BlobStore {
             Err(e) => return Err(e),
         };
         let mut h = Hasher::new(d.algorithm());
-        h.feed_mapped(&data);
+        hash_mapped(&mut h, &data);
         Ok(Some(&h.digest() == d))
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::blob::{Hasher, TempGuard};
 use super::bytes::{ByteStore, LocalFs};
 use super::mmap::Mapped;
-use crate::ids::{Algorithm, AssetName, Digest, RepoPath};
+use crate::ids::{AssetName, RepoPath};
 
 /// Longest file name the file systems we run on accept (`NAME_MAX`).
 pub const MAX_FILE_NAME: usize = 255;
@@ -97,12 +97,11 @@ impl AssetFiles {
         self.objects.open(&Self::name(key), false)
     }
 
-    /// The SHA-256 of the stored asset's bytes (fsck compares it with the row).
-    pub fn sha256(&self, key: &AssetKey) -> io::Result<Digest> {
+    /// The stored asset's bytes fed through `hasher` (fsck compares the digests with the row).
+    pub fn hash(&self, key: &AssetKey, mut hasher: Hasher) -> io::Result<Hasher> {
         let data = self.objects.open(&Self::name(key), false)?;
-        let mut h = Hasher::new(Algorithm::Sha256);
-        h.feed_mapped(&data);
-        Ok(h.digest())
+        super::blob::hash_mapped(&mut hasher, &data);
+        Ok(hasher)
     }
 
     /// Puts the asset's bytes at the local path `dest` (a hard link when it can): a backup's

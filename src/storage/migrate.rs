@@ -26,15 +26,22 @@ pub(crate) struct Step {
 }
 
 /// Every step, oldest first; `steps_run_in_order_up_to_the_current_schema` keeps it contiguous.
-pub(crate) const STEPS: &[Step] = &[Step {
-    to: 2,
-    what: "count the blob and asset stores' objects and bytes (for /metrics) and each owner's \
-           storage usage (for quotas)",
-    run: |txn| {
-        super::totals::rebuild(txn)?;
-        super::quota::rebuild(txn)
+pub(crate) const STEPS: &[Step] = &[
+    Step {
+        to: 2,
+        what: "count the blob and asset stores' objects and bytes (for /metrics) and each \
+               owner's storage usage (for quotas)",
+        run: |txn| {
+            super::totals::rebuild(txn)?;
+            super::quota::rebuild(txn)
+        },
     },
-}];
+    Step {
+        to: 3,
+        what: "give asset rows a BLAKE3 field (empty until `pfai fsck --repair` computes it)",
+        run: super::assets::add_blake3_field,
+    },
+];
 
 /// The steps that take `from` to `to`, in order.
 pub(crate) fn plan(from: u32, to: u32) -> impl Iterator<Item = &'static Step> {

@@ -40,7 +40,7 @@ use backend::{IoLog, WatchedBackend};
 pub use txn::Reads;
 
 /// The schema version of the redb file. A file with a newer version is refused at open.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Errors of the storage layer. Domain code maps them to `DomainError::Storage` (or to a
 /// specific outcome where one is meaningful, like a full disk), keeping them as the cause.

@@ -157,7 +157,7 @@ pub fn recount<R: Reads>(txn: &R) -> Result<Recount, StorageError> {
     let mut r = Recount::default();
     for row in txn.table(tables::ASSETS)?.iter()? {
         let (_, v) = row?;
-        let a: Asset = codec::decode(v.value())?;
+        let a = super::assets::decode_head(v.value())?;
         *r.usage.entry(owner_of(&a.repo).to_owned()).or_default() += a.size;
     }
     let blobs = txn.table(tables::BLOBS)?;

@@ -126,6 +126,10 @@ pub struct Asset {
     pub created_at: i64,
     /// Full downloads counted so far (batched in memory, flushed periodically).
     pub download_count: u64,
+    /// Hex BLAKE3 of the content (schema 3): computed with the SHA-256 in the same pass at
+    /// upload, and re-verified by fsck at a fraction of SHA-256's cost. `None` for assets stored
+    /// before schema 3 until `fsck --repair` computes it.
+    pub blake3: Option<String>,
 }
 
 /// A tag-protection rule: a glob over tag names.

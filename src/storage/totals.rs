@@ -7,7 +7,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::records::{Asset, BlobMeta};
+use super::records::BlobMeta;
 use super::{codec, tables, Reads, StorageError};
 
 /// How many objects the byte stores hold, and their bytes, as the tables record them.
@@ -112,7 +112,7 @@ pub fn recount<R: Reads>(txn: &R) -> Result<StoreTotals, StorageError> {
     }
     for row in txn.table(tables::ASSETS)?.iter()? {
         let (_, v) = row?;
-        let a: Asset = codec::decode(v.value())?;
+        let a = super::assets::decode_head(v.value())?;
         t.asset_count += 1;
         t.asset_bytes += a.size;
     }

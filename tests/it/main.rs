@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod backup;
 mod binary;
+mod blake3_digests;
 mod browser;
 mod cli;
 mod config;

@@ -170,11 +170,42 @@ async fn a_data_dir_from_schema_1_is_upgraded_and_serves_all_it_held() {
     assert_eq!(st, StatusCode::OK, "{q}");
     assert_eq!(q["usedBytes"], expected, "{q}");
 
-    // Nothing lost or inconsistent.
+    // Nothing lost or inconsistent; the asset stored by schema 1 has no BLAKE3 until
+    // `fsck --repair` computes it (after re-verifying its SHA-256 in the same pass).
+    let release = "/api/v1/forge/acme/app/releases/v1.0.0";
+    let (st, rel) = s.get(release, Some(&admin)).await;
+    assert_eq!(st, StatusCode::OK, "{rel}");
+    assert!(rel["assets"][0].get("blake3").is_none(), "{rel}");
     let (st, report) = s
         .call(Method::POST, "/api/v1/admin/fsck", Some(&admin), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{report}");
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["asset_blake3_missing"], "{report}");
+    let (st, report) = s
+        .call(
+            Method::POST,
+            "/api/v1/admin/fsck?repair=true",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{report}");
+    assert_eq!(report["problems"], 0, "{report}");
+    let (_, rel) = s.get(release, Some(&admin)).await;
+    assert_eq!(
+        rel["assets"][0]["blake3"].as_str(),
+        Some(blake3::hash(b"schema-1 asset bytes\n").to_hex().as_str()),
+        "{rel}"
+    );
+    let (_, report) = s
+        .call(Method::POST, "/api/v1/admin/fsck", Some(&admin), None)
+        .await;
     assert_eq!(report["problems"], 0, "{report}");
 
     // A second start does not upgrade again.
