@@ -3,6 +3,7 @@
 //! use the system `git`, always with validated arguments behind `--end-of-options`.
 //! Every function here is synchronous: callers run them on the blocking pool.
 
+pub mod archive;
 pub mod bundle;
 pub mod hook;
 pub mod http_backend;
@@ -167,6 +168,7 @@ impl GitStore {
 
     /// Removes a repository's directory.
     pub fn remove(&self, repo: &RepoPath) -> Result<(), GitError> {
+        self.remove_archives(repo)?;
         match std::fs::remove_dir_all(self.repo_dir(repo)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

@@ -6,6 +6,7 @@ use crate::domain::release::{
     url_segment, AssetDetail, AssetView, ForgeUser, ReleaseDetail, ReleaseView,
 };
 use crate::domain::Paged;
+use crate::domain::archive::ArchiveFormat;
 use crate::ids::RepoPath;
 use crate::storage::records::Asset;
 use crate::util::rfc3339;
@@ -19,6 +20,20 @@ pub fn asset_download_url(base_url: &str, repo: &RepoPath, tag: &str, asset_id: 
         repo.name,
         url_segment(tag),
         asset_id
+    )
+}
+
+/// The web page of the release on `tag` (GitHub's `html_url`).
+pub fn release_page_url(base_url: &str, repo: &RepoPath, tag: &str) -> String {
+    format!("{base_url}/{repo}/releases/tag/{}", url_segment(tag))
+}
+
+/// The source archive of `tag`, in GitHub's URL shape (`archive/refs/tags/{tag}.{ext}`).
+pub fn archive_url(base_url: &str, repo: &RepoPath, tag: &str, format: ArchiveFormat) -> String {
+    format!(
+        "{base_url}/{repo}/archive/refs/tags/{}.{}",
+        url_segment(tag),
+        format.ext()
     )
 }
 
@@ -66,6 +81,15 @@ pub fn release(base_url: &str, repo: &RepoPath, d: &ReleaseDetail) -> ReleaseVie
             .iter()
             .map(|a| asset_of(base_url, repo, &r.tag_name, a))
             .collect(),
+        html_url: release_page_url(base_url, repo, &r.tag_name),
+        tarball_url: d
+            .tag_commit
+            .as_ref()
+            .map(|_| archive_url(base_url, repo, &r.tag_name, ArchiveFormat::TarGz)),
+        zipball_url: d
+            .tag_commit
+            .as_ref()
+            .map(|_| archive_url(base_url, repo, &r.tag_name, ArchiveFormat::Zip)),
     }
 }
 
