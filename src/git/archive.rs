@@ -192,7 +192,11 @@ impl Job {
     /// the file atomically (fsync, rename, fsync of the directory) and trims the cache.
     fn run(self, mut sink: impl FnMut(&[u8]) -> bool) -> Result<(), GitError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let dir = self.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = self
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let scratch = dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
@@ -323,7 +327,10 @@ mod tests {
             ArchiveFormat::split("v1.tar.gz"),
             Some(("v1", ArchiveFormat::TarGz))
         );
-        assert_eq!(ArchiveFormat::split("v1.zip"), Some(("v1", ArchiveFormat::Zip)));
+        assert_eq!(
+            ArchiveFormat::split("v1.zip"),
+            Some(("v1", ArchiveFormat::Zip))
+        );
         assert_eq!(ArchiveFormat::split("v1.tar"), None);
     }
 

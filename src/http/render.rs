@@ -2,11 +2,11 @@
 //! links (which depend on the address the client used) are built here, from the base URL, the
 //! repository, the tag and the asset id. REST and the web UI render through the same functions.
 
+use crate::domain::archive::ArchiveFormat;
 use crate::domain::release::{
     url_segment, AssetDetail, AssetView, ForgeUser, ReleaseDetail, ReleaseView,
 };
 use crate::domain::Paged;
-use crate::domain::archive::ArchiveFormat;
 use crate::ids::RepoPath;
 use crate::storage::records::Asset;
 use crate::util::rfc3339;

@@ -39,11 +39,7 @@ pub(super) async fn sign_in_by_token(rq: &mut Req, creds: Credentials) -> Option
             let (status, message) = crate::http::error::status_and_message(&e);
             let mut resp = Response::new(message.into());
             *resp.status_mut() = status;
-            reply::set_header(
-                &mut resp,
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"pfai\"",
-            );
+            reply::set_header(&mut resp, header::WWW_AUTHENTICATE, "Basic realm=\"pfai\"");
             Some(resp)
         }
     }
