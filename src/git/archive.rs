@@ -9,11 +9,13 @@
 //! bounded: after each new file the oldest files (by last use) are removed past
 //! [`CACHE_MAX_BYTES`]; a hit refreshes its file's modification time.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -27,6 +29,12 @@ pub const CACHE_MAX_BYTES: u64 = 1 << 30;
 
 /// Scratch files older than this are leftovers of a crash (a live one is written in seconds).
 const STALE_SCRATCH: Duration = Duration::from_secs(3600);
+
+/// `git archive` runs at once per server; more requests wait for a slot (then 503).
+const JOBS_MAX: usize = 4;
+
+/// How long a request waits for a slot, or for the same archive another request is making.
+const JOB_WAIT: Duration = Duration::from_secs(60);
 
 /// Chunks in flight between `git archive` and a slow client before the reader waits.
 const CHANNEL_CHUNKS: usize = 16;
@@ -90,6 +98,59 @@ pub fn archive_stem(repo_name: &str, tag: &GitTagName) -> String {
     format!("{repo_name}-{}", t.replace('/', "-"))
 }
 
+/// The archives being made now (by cache path), so that concurrent requests for one archive
+/// run git once (the others wait and read the cache) and at most [`JOBS_MAX`] run at all.
+#[derive(Clone, Default)]
+pub struct Jobs(Arc<(Mutex<HashSet<PathBuf>>, Condvar)>);
+
+/// A slot in [`Jobs`] for one archive, given back when dropped (the job ended either way).
+struct Claim {
+    jobs: Jobs,
+    path: PathBuf,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let (set, cv) = &*self.jobs.0;
+        set.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.path);
+        cv.notify_all();
+    }
+}
+
+impl Jobs {
+    /// A slot to make `path`, or `None` once it exists (made by someone else meanwhile);
+    /// `Busy` when no slot frees up in time.
+    fn claim(&self, path: &Path) -> Result<Option<Claim>, GitError> {
+        let deadline = Instant::now() + JOB_WAIT;
+        let (set, cv) = &*self.0;
+        let mut running = set.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if path.exists() {
+                return Ok(None);
+            }
+            if !running.contains(path) && running.len() < JOBS_MAX {
+                running.insert(path.to_path_buf());
+                return Ok(Some(Claim {
+                    jobs: self.clone(),
+                    path: path.to_path_buf(),
+                }));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GitError::Busy(
+                    "too many source archives are being made; try again shortly".into(),
+                ));
+            }
+            running = cv
+                .wait_timeout(running, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
 /// An archive ready to send.
 pub enum Archive {
     /// A complete file from the cache (ranges and `HEAD` work on it).
@@ -137,13 +198,16 @@ impl GitStore {
         let dir = self.archive_dir(repo);
         let key = hex::encode(&Sha256::digest(stem.as_bytes())[..8]);
         let path = dir.join(format!("{commit}-{key}.{}", format.ext()));
-        if let Ok(file) = std::fs::File::options().write(true).open(&path) {
-            // Last use, for eviction; a failure only makes eviction less fair.
-            let _ = file.set_modified(SystemTime::now());
-            return Ok(Archive::Cached(Mapped::open(&path)?));
+        if let Some(hit) = cached(&path)? {
+            return Ok(hit);
         }
+        let Some(claim) = self.archive_jobs.claim(&path)? else {
+            // Another request made it while this one waited.
+            return cached(&path)?.ok_or_else(|| GitError::Command("archive vanished".into()));
+        };
         std::fs::create_dir_all(&dir)?;
         let job = Job {
+            _claim: claim,
             git: self.clone(),
             repo: repo.clone(),
             commit: commit.to_owned(),
@@ -177,8 +241,23 @@ impl GitStore {
     }
 }
 
+/// The cached archive at `path`, its last use refreshed (for eviction).
+fn cached(path: &Path) -> Result<Option<Archive>, GitError> {
+    match std::fs::File::options().write(true).open(path) {
+        Ok(file) => {
+            // A failure only makes eviction less fair.
+            let _ = file.set_modified(SystemTime::now());
+            Ok(Some(Archive::Cached(Mapped::open(path)?)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// One `git archive` run into the cache.
 struct Job {
+    /// Held until the run ends.
+    _claim: Claim,
     git: GitStore,
     repo: RepoPath,
     commit: String,

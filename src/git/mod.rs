@@ -35,6 +35,9 @@ pub enum GitError {
     /// I/O.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// Too much work already running (source archives being made); try again shortly.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 fn read_err(e: impl std::fmt::Display) -> GitError {
@@ -73,6 +76,7 @@ pub struct GitStore {
     root: PathBuf,
     hooks_dir: PathBuf,
     hook_exe: Option<PathBuf>,
+    archive_jobs: archive::Jobs,
 }
 
 /// The all-zero object id git uses for "no ref" in updates.
@@ -94,6 +98,7 @@ impl GitStore {
             root,
             hooks_dir,
             hook_exe,
+            archive_jobs: archive::Jobs::default(),
         })
     }
 

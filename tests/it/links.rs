@@ -230,8 +230,6 @@ async fn source_archives_hold_the_tagged_tree_and_the_second_request_is_served_f
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert_eq!(std::fs::read(&cached[0]).unwrap(), tgz.as_ref());
-    let marker = s.data_dir().join("archives/acme/app/marker");
-    std::fs::write(&marker, "").unwrap();
     let second = s.http.get(&url).send().await.unwrap();
     assert_eq!(second.status(), StatusCode::OK);
     assert_eq!(second.content_length(), Some(tgz.len() as u64));
@@ -256,8 +254,30 @@ async fn source_archives_hold_the_tagged_tree_and_the_second_request_is_served_f
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(part.bytes().await.unwrap(), tgz.slice(0..10));
 
-    // zip: produced for HEAD first (then cached), listed with unzip.
+    // Concurrent first requests of one archive: git runs once, everyone gets the same bytes.
     let zurl = format!("{}/acme/app/archive/refs/tags/v1.0.0.zip", s.url);
+    let gets = (0..6).map(|_| {
+        let (http, zurl) = (s.http.clone(), zurl.clone());
+        tokio::spawn(async move { http.get(&zurl).send().await.unwrap().bytes().await.unwrap() })
+    });
+    let bodies: Vec<_> = futures_util::future::join_all(gets).await;
+    let first_zip = bodies[0].as_ref().unwrap().clone();
+    for b in &bodies {
+        assert_eq!(b.as_ref().unwrap(), &first_zip);
+    }
+    let zips = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".zip")
+        })
+        .count();
+    assert_eq!(zips, 1);
+
+    // zip: listed with unzip; HEAD gives its length.
     let head = s.http.head(&zurl).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);
     let z = s.http.get(&zurl).send().await.unwrap();
