@@ -119,6 +119,16 @@ pub struct ReleaseView {
     pub tag_commit: Option<String>,
     /// Assets, by name.
     pub assets: Vec<AssetView>,
+    /// The release's web page (`/{owner}/{repo}/releases/tag/{tag}`), what the CLI prints.
+    #[serde(default)]
+    pub html_url: String,
+    /// "Source code (tar.gz)": the tag's archive (`/{owner}/{repo}/archive/refs/tags/{tag}.tar.gz`);
+    /// null while the tag does not exist.
+    #[serde(default)]
+    pub tarball_url: Option<String>,
+    /// "Source code (zip)", like `tarballUrl`.
+    #[serde(default)]
+    pub zipball_url: Option<String>,
 }
 
 /// The JSON body of `POST /releases`.

@@ -104,6 +104,9 @@ pub struct ViewArgs {
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
+    /// Print the release's web page URL (to open in a browser) instead of the release.
+    #[arg(short = 'w', long)]
+    pub web: bool,
 }
 
 /// The arguments of `pfai release edit`.
@@ -177,6 +180,9 @@ pub struct DownloadArgs {
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
+    /// Download the source code archive of the tag (`tar.gz` or `zip`) instead of the assets.
+    #[arg(short = 'A', long, value_name = "FORMAT", value_parser = ["tar.gz", "zip"])]
+    pub archive: Option<String>,
 }
 
 /// The arguments of `pfai release delete-asset`.
@@ -423,6 +429,10 @@ async fn view(c: &Client, a: ViewArgs) -> CliResult<()> {
         return Ok(());
     }
     let r: ReleaseView = decode(raw)?;
+    if a.web {
+        println!("{}", release_url(c, &repo, &r));
+        return Ok(());
+    }
     let k = kind(&r);
     println!(
         "{}{}",
@@ -441,6 +451,7 @@ async fn view(c: &Client, a: ViewArgs) -> CliResult<()> {
     println!("commit:    {}", r.target_commit);
     println!("author:    {}", r.author.username);
     println!("published: {}", r.published_at.as_deref().unwrap_or("-"));
+    println!("url:       {}", release_url(c, &repo, &r));
     if !r.body.is_empty() {
         println!("\n{}", r.body);
     }
@@ -527,6 +538,12 @@ async fn download(c: &Client, a: DownloadArgs) -> CliResult<()> {
     let (tag, dir) = (a.tag, a.dir);
     let repo = repo::resolve(a.repo.as_deref())?;
     let r = get_release(c, &repo, &tag).await?;
+    if let Some(format) = &a.archive {
+        std::fs::create_dir_all(&dir)?;
+        let p = download_archive(c, &repo, &r.tag_name, format, &dir).await?;
+        eprintln!("downloaded {}", p.display());
+        return Ok(());
+    }
     let matcher = match &a.pattern {
         Some(p) => Some(
             globset::Glob::new(p)
@@ -579,12 +596,61 @@ async fn delete_asset_by_id(c: &Client, repo: &str, tag: &str, id: u64) -> CliRe
     c.call(Method::DELETE, &path).await.map(|_| ())
 }
 
+/// The release's web page, what `create`, `edit` and `view` print (as `gh` does).
 fn release_url(c: &Client, repo: &str, v: &ReleaseView) -> String {
-    format!(
-        "{}/api/v1/forge/{repo}/releases/{}",
-        c.url,
-        seg(&v.tag_name)
-    )
+    format!("{}/{repo}/releases/tag/{}", c.url, seg(&v.tag_name))
+}
+
+/// The file name in a `Content-Disposition` reply (`filename="…"`).
+fn disposition_name(resp: &reqwest::Response) -> Option<String> {
+    let h = resp
+        .headers()
+        .get(reqwest::header::CONTENT_DISPOSITION)?
+        .to_str()
+        .ok()?;
+    let (_, rest) = h.split_once("filename=\"")?;
+    rest.split_once('"').map(|(name, _)| name.to_owned())
+}
+
+/// `release download --archive`: the tag's source archive, saved under the server's name
+/// (`<repo>-<tag>.tar.gz`, like GitHub's), written to a scratch file and renamed when complete.
+async fn download_archive(
+    c: &Client,
+    repo: &str,
+    tag: &str,
+    format: &str,
+    dir: &Path,
+) -> CliResult<PathBuf> {
+    let path = format!("/{repo}/archive/refs/tags/{}.{format}", seg(tag));
+    let resp = c.send(c.request(Method::GET, &path)).await?;
+    let fallback = format!("{}-{tag}.{format}", repo.rsplit('/').next().unwrap_or(repo));
+    let name = disposition_name(&resp).unwrap_or(fallback);
+    let safe = crate::ids::AssetName::parse(&name)
+        .map_err(|e| CliError::Msg(format!("refusing archive name {name:?}: {e}")))?;
+    let dst = dir.join(safe.as_str());
+    let pb = progress(resp.content_length().unwrap_or(0), &name);
+    let tmp = dir.join(format!(".{}.part", safe.as_str()));
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    use tokio::io::AsyncWriteExt;
+    let mut stream = resp.bytes_stream();
+    let result: CliResult<()> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| CliError::Msg(format!("download of {name} failed: {e}")))?;
+            file.write_all(&chunk).await?;
+            pb.inc(chunk.len() as u64);
+        }
+        file.sync_all().await?;
+        Ok(())
+    }
+    .await;
+    pb.finish_and_clear();
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(e);
+    }
+    tokio::fs::rename(&tmp, &dst).await?;
+    Ok(dst)
 }
 
 /// Asks a yes/no question on a terminal; without one, the answer is no.

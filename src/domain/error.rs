@@ -149,6 +149,7 @@ impl From<GitError> for DomainError {
             GitError::Conflict(r) => {
                 DomainError::Conflict(format!("{r} changed while the request ran; try again"))
             }
+            GitError::Busy(what) => DomainError::Unavailable(what),
             other => DomainError::Git(other),
         }
     }

@@ -3,6 +3,7 @@
 //! REST API, git, the registry and the UI share one authorization path.
 
 pub(crate) mod account;
+pub(crate) mod archive;
 pub mod backup;
 pub mod error;
 pub(crate) mod fsck;

@@ -3,6 +3,7 @@
 //! use the system `git`, always with validated arguments behind `--end-of-options`.
 //! Every function here is synchronous: callers run them on the blocking pool.
 
+pub mod archive;
 pub mod bundle;
 pub mod hook;
 pub mod http_backend;
@@ -34,6 +35,9 @@ pub enum GitError {
     /// I/O.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// Too much work already running (source archives being made); try again shortly.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 fn read_err(e: impl std::fmt::Display) -> GitError {
@@ -72,6 +76,7 @@ pub struct GitStore {
     root: PathBuf,
     hooks_dir: PathBuf,
     hook_exe: Option<PathBuf>,
+    archive_jobs: archive::Jobs,
 }
 
 /// The all-zero object id git uses for "no ref" in updates.
@@ -93,6 +98,7 @@ impl GitStore {
             root,
             hooks_dir,
             hook_exe,
+            archive_jobs: archive::Jobs::default(),
         })
     }
 
@@ -167,6 +173,7 @@ impl GitStore {
 
     /// Removes a repository's directory.
     pub fn remove(&self, repo: &RepoPath) -> Result<(), GitError> {
+        self.remove_archives(repo)?;
         match std::fs::remove_dir_all(self.repo_dir(repo)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),

@@ -2,6 +2,7 @@
 //! links (which depend on the address the client used) are built here, from the base URL, the
 //! repository, the tag and the asset id. REST and the web UI render through the same functions.
 
+use crate::domain::archive::ArchiveFormat;
 use crate::domain::release::{
     url_segment, AssetDetail, AssetView, ForgeUser, ReleaseDetail, ReleaseView,
 };
@@ -19,6 +20,20 @@ pub fn asset_download_url(base_url: &str, repo: &RepoPath, tag: &str, asset_id: 
         repo.name,
         url_segment(tag),
         asset_id
+    )
+}
+
+/// The web page of the release on `tag` (GitHub's `html_url`).
+pub fn release_page_url(base_url: &str, repo: &RepoPath, tag: &str) -> String {
+    format!("{base_url}/{repo}/releases/tag/{}", url_segment(tag))
+}
+
+/// The source archive of `tag`, in GitHub's URL shape (`archive/refs/tags/{tag}.{ext}`).
+pub fn archive_url(base_url: &str, repo: &RepoPath, tag: &str, format: ArchiveFormat) -> String {
+    format!(
+        "{base_url}/{repo}/archive/refs/tags/{}.{}",
+        url_segment(tag),
+        format.ext()
     )
 }
 
@@ -67,6 +82,15 @@ pub fn release(base_url: &str, repo: &RepoPath, d: &ReleaseDetail) -> ReleaseVie
             .iter()
             .map(|a| asset_of(base_url, repo, &r.tag_name, a))
             .collect(),
+        html_url: release_page_url(base_url, repo, &r.tag_name),
+        tarball_url: d
+            .tag_commit
+            .as_ref()
+            .map(|_| archive_url(base_url, repo, &r.tag_name, ArchiveFormat::TarGz)),
+        zipball_url: d
+            .tag_commit
+            .as_ref()
+            .map(|_| archive_url(base_url, repo, &r.tag_name, ArchiveFormat::Zip)),
     }
 }
 

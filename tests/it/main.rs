@@ -16,6 +16,7 @@ mod dist;
 mod git_hosting;
 mod harness;
 mod limits;
+mod links;
 mod metrics;
 mod protection;
 mod quota;

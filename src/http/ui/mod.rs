@@ -5,6 +5,7 @@
 //! authorization path. Sessions are cookies; every state-changing form carries a CSRF token.
 
 mod layout;
+mod links;
 mod markdown;
 mod pages;
 mod releases;
@@ -437,6 +438,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .or(logout)
         .unify()
         .or(owner)
+        .unify()
+        .or(links::routes(p.clone()))
         .unify()
         .or(releases::routes(p.clone(), core.limits.asset_max))
         .unify()

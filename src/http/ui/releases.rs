@@ -99,6 +99,7 @@ fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) 
                     }
                 }
             }
+            (super::links::source_code(repo, r))
             @if can_write(repo) {
                 div.actions {
                     a.button href={ (b) "/releases/edit/" (seg(&r.tag_name)) } { "Edit" }
@@ -632,10 +633,15 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .and(warp::get().or(warp::head()).unify())
         .and(warp::method())
         .and(warp::header::optional::<String>("range"))
+        .and(crate::http::credentials())
         .and(p)
-        .then(|repo, tag, name, method, range, parts: Parts| {
-            parts.page(repo, |rq, path| {
-                download(rq, path, tag, name, method, range)
+        .then(|repo, tag, name, method, range, creds, parts: Parts| {
+            parts.page(repo, |mut rq, path| async move {
+                // Install scripts send a token, not a session.
+                if let Some(refused) = super::links::sign_in_by_token(&mut rq, creds).await {
+                    return Ok(refused);
+                }
+                download(rq, path, tag, name, method, range).await
             })
         });
     list.or(new_form)
