@@ -121,6 +121,16 @@ impl Hasher {
         }
     }
 
+    /// The algorithm `digest` answers with.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Hasher::Sha256(_) => Algorithm::Sha256,
+            Hasher::Sha512(_) => Algorithm::Sha512,
+            Hasher::Blake3(_) => Algorithm::Blake3,
+            Hasher::Pair(p) => p.0.algorithm(),
+        }
+    }
+
     /// Hashes with `first` and `second` at once.
     pub fn pair(first: Algorithm, second: Algorithm) -> Self {
         Hasher::Pair(Box::new((Hasher::new(first), Hasher::new(second))))

@@ -160,6 +160,30 @@ async fn blake3_blobs_and_manifests_are_verified_and_served_like_sha256() {
         assert_eq!(r.status(), want, "{digest}");
     }
 
+    // POST, then one PUT carrying every byte (what most clients do): hashed with the PUT's
+    // algorithm from the first byte; a wrong digest is still refused.
+    let single = b"one PUT with the whole blob".to_vec();
+    for (digest, want) in [
+        (b3(b"other bytes"), StatusCode::BAD_REQUEST),
+        (b3(&single), StatusCode::CREATED),
+    ] {
+        let r = o
+            .req(Method::POST, "/v2/acme/app/blobs/uploads/")
+            .send()
+            .await
+            .unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = o
+            .req(Method::PUT, &format!("{loc}{sep}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(single.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "{digest}");
+    }
+
     // Pulls: whole and by range, with the BLAKE3 digest echoed.
     let r = o
         .req(Method::GET, &format!("/v2/acme/app/blobs/{ld}"))
@@ -343,7 +367,10 @@ async fn blake3_blobs_and_manifests_are_verified_and_served_like_sha256() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["blobs"], json!([ed]), "{v}");
+    // The blob pushed by one PUT was never referenced either.
+    let mut gone = vec![ed.clone(), b3(b"one PUT with the whole blob")];
+    gone.sort();
+    assert_eq!(v["blobs"], json!(gone), "{v}");
     assert!(!s
         .data_dir()
         .join("blobs/blake3")

@@ -495,10 +495,20 @@ where
     if let Some(len) = range.map(|r| r.end - r.start + 1).or(declared) {
         budget.admit(state.offset.saturating_add(len))?;
     }
+    // A session that has received nothing yet (POST, then one PUT with every byte: what most
+    // clients do) hashes with the PUT's algorithm from the first byte, instead of hashing with
+    // the session's and reading the file again with the digest's.
+    if state.offset == 0 {
+        if let Some(h) = state.hasher.as_mut() {
+            if h.algorithm() != digest.algorithm() {
+                *h = Hasher::new(digest.algorithm());
+            }
+        }
+    }
     append(core, id, state, range, &budget, &mut body).await?;
     let size = state.offset;
     let actual = match &state.hasher {
-        Some(h) if h.digest().algorithm() == digest.algorithm() => h.digest(),
+        Some(h) if h.algorithm() == digest.algorithm() => h.digest(),
         _ => {
             let path = core.blobs.upload_path(id);
             let alg = digest.algorithm();
