@@ -14,6 +14,7 @@ pub mod release;
 pub(crate) mod retention;
 pub(crate) mod session;
 pub(crate) mod throttle;
+pub(crate) mod readme;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -122,7 +122,9 @@ pub fn csrf_field(rq: &Req) -> Markup {
     html! { input type="hidden" name="_csrf" value=(rq.csrf()); }
 }
 
-/// A POST button in its own small form (delete actions).
+/// A POST button in its own small form (deletes link to a confirmation page instead; kept
+/// for one-click actions other pages add).
+#[allow(dead_code)]
 pub fn post_button(rq: &Req, action: &str, label: &str, class: &str) -> Markup {
     html! {
         form.inline method="post" action=(action) {
@@ -158,6 +160,30 @@ pub fn size(bytes: u64) -> String {
 pub fn short_sha(sha: &str) -> Markup {
     let short = sha.get(..12).unwrap_or(sha);
     html! { code title=(sha) { (short) } }
+}
+
+/// A SHA-256 shown short (CSS clips it to a few characters with an ellipsis) but whole in the
+/// document: hovering shows it (`title`), one click selects it and copying yields all 64 hex
+/// digits, so a phone screen never scrolls sideways for it.
+pub fn sha256(hex: &str) -> Markup {
+    html! { code.sha256 title=(hex) { (hex) } }
+}
+
+/// A link styled as a button to a delete confirmation page (deletes are never one click).
+pub fn delete_link(href: &str, label: &str, class: &str) -> Markup {
+    html! { a href=(href) class={ "button danger " (class) } { (label) } }
+}
+
+/// Text that may wrap after `/`, `:` and `@` (pull lines, image names): `<wbr>` marks the
+/// points, so a long line breaks between path segments, not inside a word, and copying it
+/// yields the text unchanged.
+pub fn breakable(text: &str) -> Markup {
+    html! {
+        @for (i, piece) in text.split_inclusive(['/', ':', '@']).enumerate() {
+            @if i > 0 { wbr; }
+            (piece)
+        }
+    }
 }
 
 /// Sanitized HTML produced by `markdown::render`.

@@ -4,6 +4,7 @@
 //! user as the caller, so drafts, private repositories and protected actions follow one
 //! authorization path. Sessions are cookies; every state-changing form carries a CSRF token.
 
+mod confirm;
 mod layout;
 mod markdown;
 mod pages;
@@ -194,6 +195,15 @@ impl Form {
     /// The first value of a field.
     pub fn get(&self, key: &str) -> Option<&str> {
         super::query_get(&self.0, key)
+    }
+
+    /// Every value of a repeated field, in order.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A field's value, trimmed; empty when absent.
@@ -437,6 +447,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .or(logout)
         .unify()
         .or(owner)
+        .unify()
+        .or(confirm::routes(p.clone()))
         .unify()
         .or(releases::routes(p.clone(), core.limits.asset_max))
         .unify()
