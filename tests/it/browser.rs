@@ -504,7 +504,8 @@ async fn the_web_ui_in_headless_chromium() {
 
     // The overview: the README of the default branch (code block, quote) and the latest release.
     let wc = s.checkout("acme/app", &alice);
-    crate::harness::git_ok(&wc, &["pull", "-q", "origin", "main"]);
+    crate::harness::git_ok(&wc, &["fetch", "-q", "origin", "main"]);
+    crate::harness::git_ok(&wc, &["reset", "-q", "--hard", "FETCH_HEAD"]);
     std::fs::write(
         wc.join("README.md"),
         "# app\n\nInstall:\n\n```sh\ncurl -fsSL https://example.com/releases/latest/download/app-linux-amd64.tar.gz | tar -xz\n```\n\n> Needs Linux.\n",
