@@ -9,12 +9,12 @@ pub(crate) mod fsck;
 pub(crate) mod git_tag;
 pub(crate) mod protection;
 pub mod quota;
+pub(crate) mod readme;
 pub mod registry;
 pub mod release;
 pub(crate) mod retention;
 pub(crate) mod session;
 pub(crate) mod throttle;
-pub(crate) mod readme;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -94,6 +94,18 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+/// A screenshot with the element `css` scrolled into view (a viewport shot otherwise misses
+/// what sits below the fold).
+async fn shot_at(c: &Client, css: &str, name: &str) {
+    c.execute(
+        "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})",
+        vec![serde_json::json!(css)],
+    )
+    .await
+    .unwrap();
+    shot(c, name).await;
+}
+
 async fn fill(c: &Client, css: &str, text: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap();
     e.clear().await.unwrap();
@@ -278,7 +290,7 @@ async fn the_web_ui_in_headless_chromium() {
         .await
         .unwrap();
     assert_eq!(typed.as_deref(), Some("v1.0.0"));
-    shot(&c, "release-new-preview").await;
+    shot_at(&c, "section.preview", "release-new-preview").await;
     let (_, list) = s.get("/api/v1/forge/acme/app/releases", Some(&alice)).await;
     assert_eq!(list, serde_json::json!([]), "a preview creates nothing");
     c.find(Locator::Css("#files"))
@@ -517,7 +529,9 @@ async fn the_web_ui_in_headless_chromium() {
     go(&c, &s, "/acme/app").await;
     let text = expect_text(&c, "Needs Linux.").await;
     assert!(text.contains("Second release"), "{text}");
-    c.find(Locator::Css("section.readme pre code")).await.unwrap();
+    c.find(Locator::Css("section.readme pre code"))
+        .await
+        .unwrap();
     shot(&c, "overview").await;
     go(&c, &s, "/acme").await;
     let text = expect_text(&c, "Second release").await;
@@ -540,10 +554,7 @@ async fn the_web_ui_in_headless_chromium() {
 
     // Phone width: no main page scrolls sideways.
     c.set_window_size(390, 844).await.unwrap();
-    let width = c
-        .execute("return window.innerWidth", vec![])
-        .await
-        .unwrap();
+    let width = c.execute("return window.innerWidth", vec![]).await.unwrap();
     assert!(width.as_u64().unwrap() <= 390, "{width}");
     let asset_id = s
         .get("/api/v1/forge/acme/app/releases/v1.0.0", Some(&alice))
@@ -560,7 +571,10 @@ async fn the_web_ui_in_headless_chromium() {
         ("/acme/app/releases/tag/v1.0.0", "release-phone"),
         ("/acme/app/releases/new", "release-new-phone"),
         ("/acme/app/releases/edit/v1.0.0", "release-edit-phone"),
-        ("/acme/app/releases/delete/v1.0.0", "confirm-delete-release-phone"),
+        (
+            "/acme/app/releases/delete/v1.0.0",
+            "confirm-delete-release-phone",
+        ),
         (confirm_asset.as_str(), "confirm-delete-asset-phone"),
         ("/acme/app/tags", "tags-phone"),
         ("/acme/app/packages", "packages-phone"),
@@ -570,6 +584,10 @@ async fn the_web_ui_in_headless_chromium() {
         shot(&c, name).await;
         assert!(fits_width(&c).await, "{path} scrolls sideways at 390 px");
     }
+    go(&c, &s, "/acme/app/releases/tag/v1.0.0").await;
+    shot_at(&c, "table.assets", "release-assets-phone").await;
+    go(&c, &s, "/acme/app/packages").await;
+    shot_at(&c, "td.pull", "packages-pull-phone").await;
     // The confirmation page deletes the file it names.
     go(&c, &s, &confirm_asset).await;
     click(&c, "form.confirm button[type=submit]").await;

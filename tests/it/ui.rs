@@ -874,8 +874,9 @@ async fn sign_in_form_locks_out_after_repeated_wrong_passwords() {
 fn confirm_form(p: &Page, action: &str) {
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
     assert!(
-        p.body
-            .contains(&format!("<form class=\"confirm\" method=\"post\" action=\"{action}\"")),
+        p.body.contains(&format!(
+            "<form class=\"confirm\" method=\"post\" action=\"{action}\""
+        )),
         "no confirm form posting to {action}: {}",
         p.body
     );
@@ -931,24 +932,53 @@ async fn one_click_on_delete_only_shows_what_would_be_deleted() {
 
     // The pages link to the confirmation pages; no page deletes in one POST button any more.
     let page = web.get("/acme/app/releases/tag/v0.9.0").await;
-    assert!(page.body.contains("href=\"/acme/app/releases/delete/v0.9.0\""), "{}", page.body);
+    assert!(
+        page.body
+            .contains("href=\"/acme/app/releases/delete/v0.9.0\""),
+        "{}",
+        page.body
+    );
     let edit = web.get("/acme/app/releases/edit/v0.9.0").await;
     let asset_confirm = format!("/acme/app/releases/delete-asset/v0.9.0/{asset_id}");
-    assert!(edit.body.contains(&format!("href=\"{asset_confirm}\"")), "{}", edit.body);
+    assert!(
+        edit.body.contains(&format!("href=\"{asset_confirm}\"")),
+        "{}",
+        edit.body
+    );
     let tags = web.get("/acme/app/tags").await;
-    assert!(tags.body.contains("href=\"/acme/app/tags/delete/scratch\""), "{}", tags.body);
-    assert!(!tags.body.contains("action=\"/acme/app/tags/delete/"), "{}", tags.body);
+    assert!(
+        tags.body.contains("href=\"/acme/app/tags/delete/scratch\""),
+        "{}",
+        tags.body
+    );
+    assert!(
+        !tags.body.contains("action=\"/acme/app/tags/delete/"),
+        "{}",
+        tags.body
+    );
     let rules = boss.get("/acme/app/settings/tag-protection").await;
     let rule_confirm = format!("/acme/app/settings/tag-protection/{rule_id}/delete");
-    assert!(rules.body.contains(&format!("href=\"{rule_confirm}\"")), "{}", rules.body);
+    assert!(
+        rules.body.contains(&format!("href=\"{rule_confirm}\"")),
+        "{}",
+        rules.body
+    );
 
     // Each confirmation page names what goes and posts back to the existing endpoint.
     let p = web.get("/acme/app/releases/delete/v0.9.0").await;
     confirm_form(&p, "/acme/app/releases/delete/v0.9.0");
-    assert!(p.body.contains("Old one") && p.body.contains("tool.bin"), "{}", p.body);
+    assert!(
+        p.body.contains("Old one") && p.body.contains("tool.bin"),
+        "{}",
+        p.body
+    );
     let p = web.get(&asset_confirm).await;
     confirm_form(&p, &asset_confirm);
-    assert!(p.body.contains("tool.bin") && p.body.contains(&sha), "{}", p.body);
+    assert!(
+        p.body.contains("tool.bin") && p.body.contains(&sha),
+        "{}",
+        p.body
+    );
     let p = web.get("/acme/app/tags/delete/scratch").await;
     confirm_form(&p, "/acme/app/tags/delete/scratch");
     let p = boss.get(&rule_confirm).await;
@@ -968,17 +998,24 @@ async fn one_click_on_delete_only_shows_what_would_be_deleted() {
 
     // Looking deleted nothing.
     assert_eq!(
-        s.get("/api/v1/forge/acme/app/releases/v0.9.0", None).await.0,
+        s.get("/api/v1/forge/acme/app/releases/v0.9.0", None)
+            .await
+            .0,
         StatusCode::OK
     );
     assert_eq!(
-        s.get("/api/v1/forge/acme/app/tags/scratch", Some(&alice)).await.0,
+        s.get("/api/v1/forge/acme/app/tags/scratch", Some(&alice))
+            .await
+            .0,
         StatusCode::OK
     );
 
     // Confirming does: asset, release, tag, rule.
     let t = web.get(&asset_confirm).await.csrf();
-    assert_eq!(web.post(&asset_confirm, &[("_csrf", &t)]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        web.post(&asset_confirm, &[("_csrf", &t)]).await.status,
+        StatusCode::SEE_OTHER
+    );
     let (_, rel) = s
         .get("/api/v1/forge/acme/app/releases/v0.9.0", Some(&alice))
         .await;
@@ -988,13 +1025,20 @@ async fn one_click_on_delete_only_shows_what_would_be_deleted() {
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     assert_eq!(
-        s.get("/api/v1/forge/acme/app/releases/v0.9.0", None).await.0,
+        s.get("/api/v1/forge/acme/app/releases/v0.9.0", None)
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
-    let p = web.post("/acme/app/tags/delete/scratch", &[("_csrf", &t)]).await;
+    let p = web
+        .post("/acme/app/tags/delete/scratch", &[("_csrf", &t)])
+        .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     let bt = boss.get(&rule_confirm).await.csrf();
-    assert_eq!(boss.post(&rule_confirm, &[("_csrf", &bt)]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        boss.post(&rule_confirm, &[("_csrf", &bt)]).await.status,
+        StatusCode::SEE_OTHER
+    );
     let (_, rules) = s
         .get("/api/v1/forge/acme/app/tag-protections", Some(&s.admin))
         .await;
@@ -1014,11 +1058,26 @@ async fn draft_form_previews_notes_without_creating_anything() {
     let mut web = Web::new(&s);
     web.sign_in("alice", PASSWORD).await;
     let form = web.get("/acme/app/releases/new").await;
-    assert!(form.body.contains("<option value=\"v0.9.0\">v0.9.0</option>"), "{}", form.body);
-    assert!(form.body.contains("<select id=\"target\" name=\"target\">"), "{}", form.body);
-    assert!(form.body.contains("formaction=\"/acme/app/releases/new/preview\""), "{}", form.body);
+    assert!(
+        form.body
+            .contains("<option value=\"v0.9.0\">v0.9.0</option>"),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body.contains("<select id=\"target\" name=\"target\">"),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body
+            .contains("formaction=\"/acme/app/releases/new/preview\""),
+        "{}",
+        form.body
+    );
     let t = form.csrf();
-    let notes = "## Fixed\n\n```sh\npfai release list\n```\n\n> quoted\n\n<script>alert(1)</script>";
+    let notes =
+        "## Fixed\n\n```sh\npfai release list\n```\n\n> quoted\n\n<script>alert(1)</script>";
     let p = web
         .post(
             "/acme/app/releases/new/preview",
@@ -1046,7 +1105,9 @@ async fn draft_form_previews_notes_without_creating_anything() {
     let (_, list) = s.get("/api/v1/forge/acme/app/releases", Some(&alice)).await;
     assert_eq!(list, json!([]));
     assert_eq!(
-        s.get("/api/v1/forge/acme/app/tags/v2.0.0", Some(&alice)).await.0,
+        s.get("/api/v1/forge/acme/app/tags/v2.0.0", Some(&alice))
+            .await
+            .0,
         StatusCode::NOT_FOUND
     );
     // Preview needs the token like every other post.
@@ -1124,6 +1185,18 @@ async fn overview_shows_the_readme_and_owner_page_the_latest_releases() {
     assert!(!p.body.contains("onerror"), "{}", p.body);
     assert!(p.body.contains("README.md"), "{}", p.body);
     assert!(p.body.contains("Nine"), "{}", p.body);
+    // A README past the cap is named, not rendered.
+    std::fs::write(wc.join("README.md"), "x".repeat(600 * 1024)).unwrap();
+    git_ok(&wc, &["commit", "-q", "-am", "huge readme"]);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let p = Web::new(&s).get("/acme/app").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(
+        p.body.contains("shown here"),
+        "{}",
+        &p.body[..2000.min(p.body.len())]
+    );
+    assert!(!p.body.contains("xxxxxxxxxx"));
     // An empty repository has no README and still renders.
     s.repo("acme", "empty", false).await;
     let p = Web::new(&s).get("/acme/empty").await;
@@ -1132,7 +1205,11 @@ async fn overview_shows_the_readme_and_owner_page_the_latest_releases() {
     // The owner page: app's latest release, nothing for empty, nothing of the private repo
     // to a visitor.
     let p = Web::new(&s).get("/acme").await;
-    assert!(p.body.contains("href=\"/acme/app/releases/tag/v0.9.0\""), "{}", p.body);
+    assert!(
+        p.body.contains("href=\"/acme/app/releases/tag/v0.9.0\""),
+        "{}",
+        p.body
+    );
     assert!(p.body.contains("Nine"), "{}", p.body);
     assert!(!p.body.contains("acme/secret"), "{}", p.body);
 }

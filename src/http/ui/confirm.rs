@@ -180,9 +180,7 @@ pub fn routes(p: PartsFilter) -> BoxedFilter<(Response,)> {
         .and(warp::path::end())
         .and(warp::get())
         .and(p.clone())
-        .then(|repo, tag, parts: Parts| {
-            parts.page(repo, |rq, path| release_delete(rq, path, tag))
-        });
+        .then(|repo, tag, parts: Parts| parts.page(repo, |rq, path| release_delete(rq, path, tag)));
     let asset = repo_segments()
         .and(warp::path("releases"))
         .and(warp::path("delete-asset"))

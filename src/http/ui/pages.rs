@@ -9,11 +9,11 @@ use super::{html, redirect, Form, Req, LOGIN_COOKIE, SESSION_COOKIE};
 use std::collections::HashMap;
 
 use crate::domain::account::{self, RepoView};
-use crate::domain::release::{self, Which};
-use crate::ids::RepoPath;
 use crate::domain::quota::human;
+use crate::domain::release::{self, Which};
 use crate::domain::session::{self, SESSION_TTL_SECS};
 use crate::domain::{DomainError, DomainResult};
+use crate::ids::RepoPath;
 
 /// The latest release of a repository, as one line of an owner's repository list.
 struct LatestLine {
@@ -23,7 +23,10 @@ struct LatestLine {
 }
 
 /// The latest release of each repository (those without one are left out).
-async fn latest_releases(rq: &Req, repos: &[RepoView]) -> DomainResult<HashMap<String, LatestLine>> {
+async fn latest_releases(
+    rq: &Req,
+    repos: &[RepoView],
+) -> DomainResult<HashMap<String, LatestLine>> {
     let mut out = HashMap::new();
     for r in repos {
         let Ok(path) = RepoPath::new(&r.owner, &r.name) else {
