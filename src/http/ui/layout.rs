@@ -215,4 +215,24 @@ mod tests {
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(5 << 30), "5.0 GiB");
     }
+
+    #[test]
+    fn pull_lines_break_between_path_segments_only() {
+        let h = breakable("docker pull host:8080/acme/app/web:1.0").into_string();
+        assert_eq!(
+            h,
+            "docker pull host:<wbr>8080/<wbr>acme/<wbr>app/<wbr>web:<wbr>1.0"
+        );
+        assert_eq!(breakable("<b>").into_string(), "&lt;b&gt;");
+    }
+
+    #[test]
+    fn sha256_keeps_the_whole_value_for_hover_and_copy() {
+        let full = "ab".repeat(32);
+        let h = sha256(&full).into_string();
+        assert_eq!(
+            h,
+            format!("<code class=\"sha256\" title=\"{full}\">{full}</code>")
+        );
+    }
 }

@@ -730,3 +730,25 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Values;
+
+    fn v(existing: &str, typed: &str) -> Values {
+        Values {
+            existing_tag: existing.into(),
+            tag: typed.into(),
+            ..Values::default()
+        }
+    }
+
+    #[test]
+    fn a_release_goes_on_exactly_one_chosen_tag() {
+        assert_eq!(v("v1", "").chosen_tag().unwrap(), ("v1".into(), true));
+        assert_eq!(v("", "v2").chosen_tag().unwrap(), ("v2".into(), false));
+        assert_eq!(v("v1", "v1").chosen_tag().unwrap(), ("v1".into(), true));
+        assert!(v("", "").chosen_tag().is_err());
+        assert!(v("v1", "v2").chosen_tag().is_err());
+    }
+}
