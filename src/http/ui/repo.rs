@@ -34,7 +34,15 @@ async fn overview(rq: Req, path: RepoPath) -> DomainResult<Response> {
         Err(DomainError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let readme = crate::domain::readme::get(&rq.core, rq.who(), &path).await?;
+    // A README that cannot be read (a damaged object) costs the README, not the page.
+    let readme = match crate::domain::readme::get(&rq.core, rq.who(), &path).await {
+        Ok(r) => r,
+        Err(e @ (DomainError::NotFound(_) | DomainError::Forbidden(_))) => return Err(e),
+        Err(e) => {
+            tracing::warn!(repo = %path, error = %e, "README not readable");
+            None
+        }
+    };
     let body = html! {
         (repo_header(&repo, Tab::Overview))
         @if !repo.description.is_empty() { p.desc { (repo.description) } }
