@@ -406,7 +406,7 @@ pub struct PackageView {
     pub name: String,
     /// Number of tags.
     pub tag_count: u64,
-    /// Sum of the declared sizes of the tagged images' layers and configs.
+    /// Bytes of the blobs the tagged images reference, each blob counted once.
     pub total_size: u64,
     /// RFC 3339 of the newest manifest push.
     pub last_push: Option<String>,

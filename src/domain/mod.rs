@@ -10,6 +10,7 @@ pub(crate) mod fsck;
 pub(crate) mod git_tag;
 pub(crate) mod protection;
 pub mod quota;
+pub(crate) mod readme;
 pub mod registry;
 pub mod release;
 pub(crate) mod retention;

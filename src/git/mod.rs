@@ -7,6 +7,7 @@ pub mod archive;
 pub mod bundle;
 pub mod hook;
 pub mod http_backend;
+pub mod readme;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -94,10 +94,42 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+/// A screenshot with the element `css` scrolled into view (a viewport shot otherwise misses
+/// what sits below the fold).
+async fn shot_at(c: &Client, css: &str, name: &str) {
+    c.execute(
+        "document.querySelector(arguments[0]).scrollIntoView({block: 'center'})",
+        vec![serde_json::json!(css)],
+    )
+    .await
+    .unwrap();
+    shot(c, name).await;
+}
+
 async fn fill(c: &Client, css: &str, text: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap();
     e.clear().await.unwrap();
     e.send_keys(text).await.unwrap();
+}
+
+async fn select(c: &Client, css: &str, value: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// Whether the page scrolls sideways (the phone-width check).
+async fn fits_width(c: &Client) -> bool {
+    c.execute(
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+        vec![],
+    )
+    .await
+    .unwrap()
+        == serde_json::Value::Bool(true)
 }
 
 async fn click(c: &Client, css: &str) {
@@ -222,12 +254,12 @@ async fn the_web_ui_in_headless_chromium() {
         .unwrap();
     assert_eq!(c.title().await.unwrap(), "New release · acme/app · pfai");
     fill(&c, "#tag", "v1.0.0").await;
-    fill(&c, "#target", "main").await;
+    select(&c, "#target", "main").await;
     fill(&c, "#title", "First release").await;
     fill(
         &c,
         "#notes",
-        "## Changes\n\n* faster\n\n<script>window.__pwned = 1; document.title = 'pwned'</script>\n\n<img src=x onerror=\"window.__pwned = 1; document.title = 'pwned'\">\n\n[click](javascript:window.__pwned=1)",
+        "## Changes\n\n* faster\n\n```sh\npfai release download v1.0.0 --pattern 'app-*'\n```\n\n> Upgrade notes: none.\n\n<script>window.__pwned = 1; document.title = 'pwned'</script>\n\n<img src=x onerror=\"window.__pwned = 1; document.title = 'pwned'\">\n\n[click](javascript:window.__pwned=1)",
     )
     .await;
     c.find(Locator::Css("#files"))
@@ -237,6 +269,36 @@ async fn the_web_ui_in_headless_chromium() {
         .await
         .unwrap();
     shot(&c, "release-new").await;
+    // Preview: the notes rendered under the form, which keeps what was typed; nothing is made.
+    click(&c, "button[value=preview]").await;
+    expect_text(&c, "choose app-linux-amd64.tar.gz again").await;
+    c.find(Locator::Css("section.preview .notes pre code"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("section.preview .notes blockquote"))
+        .await
+        .unwrap();
+    assert!(c
+        .find(Locator::Css("section.preview script"))
+        .await
+        .is_err());
+    let typed = c
+        .find(Locator::Css("#tag"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(typed.as_deref(), Some("v1.0.0"));
+    shot_at(&c, "section.preview", "release-new-preview").await;
+    let (_, list) = s.get("/api/v1/forge/acme/app/releases", Some(&alice)).await;
+    assert_eq!(list, serde_json::json!([]), "a preview creates nothing");
+    c.find(Locator::Css("#files"))
+        .await
+        .unwrap()
+        .send_keys(asset_path.to_str().unwrap())
+        .await
+        .unwrap();
     click(&c, "button[value=draft]").await;
     // Wait for the release page itself: the form it came from also says "Draft".
     let text = expect_text(&c, "app-linux-amd64.tar.gz").await;
@@ -330,11 +392,9 @@ async fn the_web_ui_in_headless_chromium() {
     // Tags: alice (write) sees delete buttons while nothing is protected.
     go(&c, &s, "/acme/app/tags").await;
     assert_eq!(c.title().await.unwrap(), "Tags · acme/app · pfai");
-    c.find(Locator::Css(
-        "form[action='/acme/app/tags/delete/v0.9.0'] button",
-    ))
-    .await
-    .unwrap();
+    c.find(Locator::Css("a[href='/acme/app/tags/delete/v0.9.0']"))
+        .await
+        .unwrap();
 
     // boss (admin), in a second browser, signs in with the keyboard only and protects v0.*.
     let boss = browser(&driver, &downloads).await;
@@ -374,8 +434,12 @@ async fn the_web_ui_in_headless_chromium() {
     assert!(text.contains("alice") && text.contains("bob"), "{text}");
     shot(&boss, "settings-collaborators").await;
 
-    // alice's page still shows the button, but the server refuses: the tag is protected now.
-    click(&c, "form[action='/acme/app/tags/delete/v0.9.0'] button").await;
+    // alice's page still shows the button, which leads to a confirmation page; the server
+    // refuses the confirmed delete: the tag is protected now.
+    click(&c, "a[href='/acme/app/tags/delete/v0.9.0']").await;
+    expect_text(&c, "Delete tag v0.9.0?").await;
+    shot(&c, "confirm-delete-tag").await;
+    click(&c, "form.confirm button[type=submit]").await;
     expect_text(&c, "is protected by rule").await;
     shot(&c, "tags-delete-refused").await;
     assert_eq!(
@@ -387,16 +451,19 @@ async fn the_web_ui_in_headless_chromium() {
     // The refreshed list mirrors the rule: no button for v0.9.0; an unprotected tag goes.
     go(&c, &s, "/acme/app/tags").await;
     assert!(c
-        .find(Locator::Css("form[action='/acme/app/tags/delete/v0.9.0']"))
+        .find(Locator::Css("a[href='/acme/app/tags/delete/v0.9.0']"))
         .await
         .is_err());
     assert!(body_text(&c).await.contains("Protected"));
-    click(&c, "form[action='/acme/app/tags/delete/scratch'] button").await;
+    click(&c, "a[href='/acme/app/tags/delete/scratch']").await;
+    click(&c, "form.confirm button[type=submit]").await;
     wait_until_gone(&c, "scratch").await;
     shot(&c, "tags").await;
     // The admin may delete the protected tag.
     go(&boss, &s, "/acme/app/tags").await;
-    click(&boss, "form[action='/acme/app/tags/delete/v0.9.0'] button").await;
+    click(&boss, "a[href='/acme/app/tags/delete/v0.9.0']").await;
+    expect_text(&boss, "only admins").await;
+    click(&boss, "form.confirm button[type=submit]").await;
     wait_until_gone(&boss, "v0.9.0").await;
     assert_eq!(
         s.get("/api/v1/forge/acme/app/tags/v0.9.0", Some(&alice))
@@ -447,18 +514,91 @@ async fn the_web_ui_in_headless_chromium() {
         assert!(s.dir.path().join("web/index.json").exists());
     }
 
-    // Phone width: the page fits without sideways scrolling.
-    c.set_window_size(390, 844).await.unwrap();
-    go(&c, &s, "/acme/app/releases").await;
-    let fits = c
+    // The overview: the README of the default branch (code block, quote) and the latest release.
+    let wc = s.checkout("acme/app", &alice);
+    crate::harness::git_ok(&wc, &["fetch", "-q", "origin", "main"]);
+    crate::harness::git_ok(&wc, &["reset", "-q", "--hard", "FETCH_HEAD"]);
+    std::fs::write(
+        wc.join("README.md"),
+        "# app\n\nInstall:\n\n```sh\ncurl -fsSL https://example.com/releases/latest/download/app-linux-amd64.tar.gz | tar -xz\n```\n\n> Needs Linux.\n",
+    )
+    .unwrap();
+    crate::harness::git_ok(&wc, &["add", "README.md"]);
+    crate::harness::git_ok(&wc, &["commit", "-q", "-m", "readme"]);
+    crate::harness::git_ok(&wc, &["push", "-q", "origin", "main"]);
+    go(&c, &s, "/acme/app").await;
+    let text = expect_text(&c, "Needs Linux.").await;
+    assert!(text.contains("Second release"), "{text}");
+    c.find(Locator::Css("section.readme pre code"))
+        .await
+        .unwrap();
+    shot(&c, "overview").await;
+    go(&c, &s, "/acme").await;
+    let text = expect_text(&c, "Second release").await;
+    assert!(text.contains("acme/app"), "{text}");
+    shot(&c, "owner").await;
+
+    // A SHA-256 shows short, with all of it in the title and the copied text.
+    go(&c, &s, "/acme/app/releases/tag/v1.0.0").await;
+    let sha = c.find(Locator::Css("code.sha256")).await.unwrap();
+    let title = sha.attr("title").await.unwrap().unwrap_or_default();
+    assert_eq!(title.len(), 64, "{title}");
+    let clipped = c
         .execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            "const e = document.querySelector('code.sha256'); return [e.textContent, e.clientWidth < e.scrollWidth]",
             vec![],
         )
         .await
         .unwrap();
-    assert_eq!(fits, true, "horizontal overflow at phone width");
-    shot(&c, "releases-phone").await;
+    assert_eq!(clipped, serde_json::json!([title, true]));
+
+    // Phone width: no main page scrolls sideways.
+    c.set_window_size(390, 844).await.unwrap();
+    let width = c.execute("return window.innerWidth", vec![]).await.unwrap();
+    assert!(width.as_u64().unwrap() <= 390, "{width}");
+    let asset_id = s
+        .get("/api/v1/forge/acme/app/releases/v1.0.0", Some(&alice))
+        .await
+        .1["assets"][0]["id"]
+        .as_u64()
+        .unwrap();
+    let confirm_asset = format!("/acme/app/releases/delete-asset/v1.0.0/{asset_id}");
+    for (path, name) in [
+        ("/", "home-phone"),
+        ("/acme", "owner-phone"),
+        ("/acme/app", "overview-phone"),
+        ("/acme/app/releases", "releases-phone"),
+        ("/acme/app/releases/tag/v1.0.0", "release-phone"),
+        ("/acme/app/releases/new", "release-new-phone"),
+        ("/acme/app/releases/edit/v1.0.0", "release-edit-phone"),
+        (
+            "/acme/app/releases/delete/v1.0.0",
+            "confirm-delete-release-phone",
+        ),
+        (confirm_asset.as_str(), "confirm-delete-asset-phone"),
+        ("/acme/app/tags", "tags-phone"),
+        ("/acme/app/packages", "packages-phone"),
+    ] {
+        go(&c, &s, path).await;
+        body_text(&c).await;
+        shot(&c, name).await;
+        assert!(fits_width(&c).await, "{path} scrolls sideways at 390 px");
+    }
+    go(&c, &s, "/acme/app/releases/tag/v1.0.0").await;
+    shot_at(&c, "table.assets", "release-assets-phone").await;
+    go(&c, &s, "/acme/app/packages").await;
+    shot_at(&c, "td.pull", "packages-pull-phone").await;
+    // The confirmation page deletes the file it names.
+    go(&c, &s, &confirm_asset).await;
+    click(&c, "form.confirm button[type=submit]").await;
+    expect_text(&c, "Edit release v1.0.0").await;
+    assert!(s
+        .get("/api/v1/forge/acme/app/releases/v1.0.0", Some(&alice))
+        .await
+        .1["assets"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 
     // Sign out.
     click(&c, "form[action='/logout'] button").await;

@@ -869,3 +869,382 @@ async fn sign_in_form_locks_out_after_repeated_wrong_passwords() {
     assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(web.cookie.is_none(), "no session during a lockout");
 }
+
+/// The form action (a `POST` target) on a confirmation page, with the page's CSRF token.
+fn confirm_form(p: &Page, action: &str) {
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(
+        p.body.contains(&format!(
+            "<form class=\"confirm\" method=\"post\" action=\"{action}\""
+        )),
+        "no confirm form posting to {action}: {}",
+        p.body
+    );
+    assert!(!p.csrf().is_empty());
+}
+
+/// A delete button used to delete on one click (a stray tap lost a release and its files):
+/// every delete is now a link to a page that says what goes, and only its form deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_click_on_delete_only_shows_what_would_be_deleted() {
+    let (s, alice) = setup().await;
+    let mut web = Web::new(&s);
+    web.sign_in("alice", PASSWORD).await;
+    let mut boss = Web::new(&s);
+    boss.sign_in("boss", PASSWORD).await;
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&alice),
+            json!({"tagName": "v0.9.0", "name": "Old one"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let up = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![7u8; 1000]).file_name("tool.bin"),
+    );
+    let r = s
+        .req(
+            reqwest::Method::POST,
+            "/api/v1/forge/acme/app/releases/v0.9.0/assets",
+            Some(&alice),
+        )
+        .multipart(up)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, rel) = s
+        .get("/api/v1/forge/acme/app/releases/v0.9.0", Some(&alice))
+        .await;
+    let asset_id = rel["assets"][0]["id"].as_u64().unwrap();
+    let sha = rel["assets"][0]["sha256"].as_str().unwrap().to_owned();
+    let (st, rule) = s
+        .post(
+            "/api/v1/forge/acme/app/tag-protections",
+            Some(&s.admin),
+            json!({"pattern": "keep-*"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{rule}");
+    let rule_id = rule["id"].as_u64().unwrap();
+
+    // The pages link to the confirmation pages; no page deletes in one POST button any more.
+    let page = web.get("/acme/app/releases/tag/v0.9.0").await;
+    assert!(
+        page.body
+            .contains("href=\"/acme/app/releases/delete/v0.9.0\""),
+        "{}",
+        page.body
+    );
+    let edit = web.get("/acme/app/releases/edit/v0.9.0").await;
+    let asset_confirm = format!("/acme/app/releases/delete-asset/v0.9.0/{asset_id}");
+    assert!(
+        edit.body.contains(&format!("href=\"{asset_confirm}\"")),
+        "{}",
+        edit.body
+    );
+    let tags = web.get("/acme/app/tags").await;
+    assert!(
+        tags.body.contains("href=\"/acme/app/tags/delete/scratch\""),
+        "{}",
+        tags.body
+    );
+    assert!(
+        !tags.body.contains("action=\"/acme/app/tags/delete/"),
+        "{}",
+        tags.body
+    );
+    let rules = boss.get("/acme/app/settings/tag-protection").await;
+    let rule_confirm = format!("/acme/app/settings/tag-protection/{rule_id}/delete");
+    assert!(
+        rules.body.contains(&format!("href=\"{rule_confirm}\"")),
+        "{}",
+        rules.body
+    );
+
+    // Each confirmation page names what goes and posts back to the existing endpoint.
+    let p = web.get("/acme/app/releases/delete/v0.9.0").await;
+    confirm_form(&p, "/acme/app/releases/delete/v0.9.0");
+    assert!(
+        p.body.contains("Old one") && p.body.contains("tool.bin"),
+        "{}",
+        p.body
+    );
+    let p = web.get(&asset_confirm).await;
+    confirm_form(&p, &asset_confirm);
+    assert!(
+        p.body.contains("tool.bin") && p.body.contains(&sha),
+        "{}",
+        p.body
+    );
+    let p = web.get("/acme/app/tags/delete/scratch").await;
+    confirm_form(&p, "/acme/app/tags/delete/scratch");
+    let p = boss.get(&rule_confirm).await;
+    confirm_form(&p, &rule_confirm);
+    assert!(p.body.contains("keep-*"), "{}", p.body);
+    // Readers get no confirmation page; signed-out visitors are sent to sign in.
+    let mut bob = Web::new(&s);
+    bob.sign_in("bob", PASSWORD).await;
+    assert_eq!(
+        bob.get("/acme/app/releases/delete/v0.9.0").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(web.get(&rule_confirm).await.status, StatusCode::FORBIDDEN);
+    let anon = Web::new(&s).get("/acme/app/tags/delete/scratch").await;
+    assert_eq!(anon.status, StatusCode::SEE_OTHER);
+    assert!(anon.location().starts_with("/login?next="));
+
+    // Looking deleted nothing.
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app/releases/v0.9.0", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app/tags/scratch", Some(&alice))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Confirming does: asset, release, tag, rule.
+    let t = web.get(&asset_confirm).await.csrf();
+    assert_eq!(
+        web.post(&asset_confirm, &[("_csrf", &t)]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let (_, rel) = s
+        .get("/api/v1/forge/acme/app/releases/v0.9.0", Some(&alice))
+        .await;
+    assert_eq!(rel["assets"], json!([]));
+    let p = web
+        .post("/acme/app/releases/delete/v0.9.0", &[("_csrf", &t)])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app/releases/v0.9.0", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let p = web
+        .post("/acme/app/tags/delete/scratch", &[("_csrf", &t)])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let bt = boss.get(&rule_confirm).await.csrf();
+    assert_eq!(
+        boss.post(&rule_confirm, &[("_csrf", &bt)]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let (_, rules) = s
+        .get("/api/v1/forge/acme/app/tag-protections", Some(&s.admin))
+        .await;
+    assert_eq!(rules, json!([]));
+    // A confirmation page for something already gone is a 404, not an empty form.
+    assert_eq!(
+        web.get("/acme/app/releases/delete/v0.9.0").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Writing release notes blind: the Preview button renders them (sanitized) under the form as
+/// typed, without creating a release or a tag, and the form picks an existing tag or a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn draft_form_previews_notes_without_creating_anything() {
+    let (s, alice) = setup().await;
+    let mut web = Web::new(&s);
+    web.sign_in("alice", PASSWORD).await;
+    let form = web.get("/acme/app/releases/new").await;
+    assert!(
+        form.body
+            .contains("<option value=\"v0.9.0\">v0.9.0</option>"),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body.contains("<select id=\"target\" name=\"target\">"),
+        "{}",
+        form.body
+    );
+    assert!(
+        form.body
+            .contains("formaction=\"/acme/app/releases/new/preview\""),
+        "{}",
+        form.body
+    );
+    let t = form.csrf();
+    let notes =
+        "## Fixed\n\n```sh\npfai release list\n```\n\n> quoted\n\n<script>alert(1)</script>";
+    let p = web
+        .post(
+            "/acme/app/releases/new/preview",
+            &[
+                ("_csrf", t.as_str()),
+                ("existing_tag", ""),
+                ("tag", "v2.0.0"),
+                ("target", "main"),
+                ("title", "Two"),
+                ("notes", notes),
+                ("files", "app.tar.gz"),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(p.body.contains("<h2>Fixed</h2>"), "{}", p.body);
+    assert!(p.body.contains("<pre><code"), "{}", p.body);
+    assert!(p.body.contains("<blockquote>"), "{}", p.body);
+    assert!(!p.body.contains("<script>alert"), "{}", p.body);
+    // The form comes back as typed, and says the chosen file must be chosen again.
+    assert!(p.body.contains("value=\"v2.0.0\""), "{}", p.body);
+    assert!(p.body.contains("value=\"Two\""), "{}", p.body);
+    assert!(p.body.contains("app.tar.gz"), "{}", p.body);
+    let (_, list) = s.get("/api/v1/forge/acme/app/releases", Some(&alice)).await;
+    assert_eq!(list, json!([]));
+    assert_eq!(
+        s.get("/api/v1/forge/acme/app/tags/v2.0.0", Some(&alice))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // Preview needs the token like every other post.
+    assert_eq!(
+        web.post("/acme/app/releases/new/preview", &[("notes", "x")])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // An existing tag and a different new one at once: refused, nothing made.
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", t.clone())
+        .text("existing_tag", "v0.9.0")
+        .text("tag", "v3.0.0")
+        .text("target", "main")
+        .text("action", "publish");
+    let p = web.post_multipart("/acme/app/releases/new", form).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("not both"), "{}", p.body);
+    // Neither: refused too.
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", t.clone())
+        .text("existing_tag", "")
+        .text("tag", "")
+        .text("action", "publish");
+    let p = web.post_multipart("/acme/app/releases/new", form).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    // The existing tag picked from the list: the release goes on it.
+    let form = reqwest::multipart::Form::new()
+        .text("_csrf", t.clone())
+        .text("existing_tag", "v0.9.0")
+        .text("tag", "")
+        .text("target", "main")
+        .text("title", "Picked")
+        .text("action", "publish");
+    let p = web.post_multipart("/acme/app/releases/new", form).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.location(), "/acme/app/releases/tag/v0.9.0");
+}
+
+/// The overview page showed only a clone line: it now shows the default branch's README
+/// (rendered, sanitized, README.md preferred) and the latest release, and the owner page shows
+/// each repository's latest release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overview_shows_the_readme_and_owner_page_the_latest_releases() {
+    let (s, alice) = setup().await;
+    // setup's commit has a plain README.
+    let p = Web::new(&s).get("/acme/app").await;
+    assert!(p.body.contains("section class=\"readme\""), "{}", p.body);
+    assert!(p.body.contains("hello"), "{}", p.body);
+    let wc = s.checkout("acme/app", &alice);
+    git_ok(&wc, &["fetch", "-q", "origin", "main"]);
+    git_ok(&wc, &["reset", "-q", "--hard", "FETCH_HEAD"]);
+    std::fs::write(
+        wc.join("README.md"),
+        "# App\n\n> Fast.\n\n```rust\nfn main() {}\n```\n\n<img src=x onerror=alert(1)>\n",
+    )
+    .unwrap();
+    git_ok(&wc, &["add", "README.md"]);
+    git_ok(&wc, &["commit", "-q", "-m", "readme"]);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&alice),
+            json!({"tagName": "v0.9.0", "name": "Nine"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let p = Web::new(&s).get("/acme/app").await;
+    assert!(p.body.contains("<h1>App</h1>"), "{}", p.body);
+    assert!(p.body.contains("<blockquote>"), "{}", p.body);
+    assert!(p.body.contains("<pre><code>fn main() {}"), "{}", p.body);
+    assert!(!p.body.contains("onerror"), "{}", p.body);
+    assert!(p.body.contains("README.md"), "{}", p.body);
+    assert!(p.body.contains("Nine"), "{}", p.body);
+    // A README past the cap is named, not rendered.
+    std::fs::write(wc.join("README.md"), "x".repeat(600 * 1024)).unwrap();
+    git_ok(&wc, &["commit", "-q", "-am", "huge readme"]);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let p = Web::new(&s).get("/acme/app").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(
+        p.body.contains("shown here"),
+        "{}",
+        &p.body[..2000.min(p.body.len())]
+    );
+    assert!(!p.body.contains("xxxxxxxxxx"));
+    // An empty repository has no README and still renders.
+    s.repo("acme", "empty", false).await;
+    let p = Web::new(&s).get("/acme/empty").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(!p.body.contains("section class=\"readme\""), "{}", p.body);
+    // The owner page: app's latest release, nothing for empty, nothing of the private repo
+    // to a visitor.
+    let p = Web::new(&s).get("/acme").await;
+    assert!(
+        p.body.contains("href=\"/acme/app/releases/tag/v0.9.0\""),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("Nine"), "{}", p.body);
+    assert!(!p.body.contains("acme/secret"), "{}", p.body);
+}
+
+/// Two tags of one image (and a second image version sharing its config) made the Packages
+/// total count shared blobs once per tag; each blob counts once, and pull lines name the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn packages_total_counts_shared_layers_once() {
+    let (s, alice) = setup().await;
+    let remote = crate::harness::Remote {
+        url: s.url.clone(),
+        token: alice.clone(),
+    };
+    let layer_a = vec![1u8; 3000];
+    let layer_b = vec![2u8; 500];
+    remote.push_image("acme/app/web", "1.0", &layer_a).await;
+    remote.push_image("acme/app/web", "latest", &layer_a).await;
+    remote.push_image("acme/app/web", "2.0", &layer_b).await;
+    let config_len = br#"{"architecture":"amd64","os":"linux"}"#.len() as u64;
+    let (st, pk) = s.get("/api/v1/forge/acme/app/packages", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let web = pk
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "acme/app/web")
+        .unwrap_or_else(|| panic!("{pk}"));
+    assert_eq!(web["tagCount"], 3);
+    assert_eq!(web["totalSize"], config_len + 3000 + 500, "{pk}");
+    let p = Web::new(&s).get("/acme/app/packages").await;
+    let host = s.url.trim_start_matches("http://");
+    let text = p.body.replace("<wbr>", "");
+    assert!(
+        text.contains(&format!("docker pull {host}/acme/app/web:1.0")),
+        "{}",
+        p.body
+    );
+}

@@ -411,6 +411,30 @@ fn package_size<R: crate::storage::Reads>(txn: &R, name: &OciName, m: &ManifestM
     }
 }
 
+/// The stored size of an image: every blob (config or layer) referenced by a tagged manifest,
+/// or by a child of a tagged index, counted once, so layers shared between tags, platforms or
+/// manifests do not inflate the Packages tab's total. Blobs sizes are the stored ones.
+fn image_size<R: crate::storage::Reads>(txn: &R, name: &OciName) -> DomainResult<u64> {
+    let mut blobs = BTreeSet::new();
+    for (_, _, m) in manifests::tags_with_manifests(txn, name)? {
+        blobs.extend(m.blobs.iter().cloned());
+        if manifest::is_index(&m.media_type) {
+            for c in &m.children {
+                if let Some(child) = manifests::get(txn, name, c)? {
+                    blobs.extend(child.blobs);
+                }
+            }
+        }
+    }
+    let mut total = 0u64;
+    for d in &blobs {
+        if let Some(b) = blob_refs::get(txn, d)? {
+            total = total.saturating_add(b.size);
+        }
+    }
+    Ok(total)
+}
+
 fn tags_of_txn<R: crate::storage::Reads>(
     txn: &R,
     name: &OciName,
@@ -441,9 +465,9 @@ pub async fn packages(
         .read(move |txn| {
             let mut out = Vec::new();
             for name in manifests::names_of_repo(txn, &repo)? {
-                let tags = match OciName::parse(&name) {
-                    Ok(n) => tags_of_txn(txn, &n)?,
-                    Err(_) => Vec::new(),
+                let (tags, total_size) = match OciName::parse(&name) {
+                    Ok(n) => (tags_of_txn(txn, &n)?, image_size(txn, &n)?),
+                    Err(_) => (Vec::new(), 0),
                 };
                 let newest = tags.iter().max_by(|a, b| a.pushed_at.cmp(&b.pushed_at));
                 out.push(PackageView {
@@ -451,7 +475,7 @@ pub async fn packages(
                         .map(|t| format!("{name}:{}", t.tag))
                         .unwrap_or_else(|| name.clone()),
                     last_push: newest.map(|t| t.pushed_at.clone()),
-                    total_size: tags.iter().map(|t| t.size).sum(),
+                    total_size,
                     tag_count: tags.len() as u64,
                     name,
                 });

@@ -122,7 +122,9 @@ pub fn csrf_field(rq: &Req) -> Markup {
     html! { input type="hidden" name="_csrf" value=(rq.csrf()); }
 }
 
-/// A POST button in its own small form (delete actions).
+/// A POST button in its own small form (deletes link to a confirmation page instead; kept
+/// for one-click actions other pages add).
+#[allow(dead_code)]
 pub fn post_button(rq: &Req, action: &str, label: &str, class: &str) -> Markup {
     html! {
         form.inline method="post" action=(action) {
@@ -160,6 +162,30 @@ pub fn short_sha(sha: &str) -> Markup {
     html! { code title=(sha) { (short) } }
 }
 
+/// A SHA-256 shown short (CSS clips it to a few characters with an ellipsis) but whole in the
+/// document: hovering shows it (`title`), one click selects it and copying yields all 64 hex
+/// digits, so a phone screen never scrolls sideways for it.
+pub fn sha256(hex: &str) -> Markup {
+    html! { code.sha256 title=(hex) { (hex) } }
+}
+
+/// A link styled as a button to a delete confirmation page (deletes are never one click).
+pub fn delete_link(href: &str, label: &str, class: &str) -> Markup {
+    html! { a href=(href) class={ "button danger " (class) } { (label) } }
+}
+
+/// Text that may wrap after `/`, `:` and `@` (pull lines, image names): `<wbr>` marks the
+/// points, so a long line breaks between path segments, not inside a word, and copying it
+/// yields the text unchanged.
+pub fn breakable(text: &str) -> Markup {
+    html! {
+        @for (i, piece) in text.split_inclusive(['/', ':', '@']).enumerate() {
+            @if i > 0 { wbr; }
+            (piece)
+        }
+    }
+}
+
 /// Sanitized HTML produced by `markdown::render`.
 pub fn trusted(html: String) -> Markup {
     PreEscaped(html)
@@ -188,5 +214,25 @@ mod tests {
         assert_eq!(size(1023), "1023 B");
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn pull_lines_break_between_path_segments_only() {
+        let h = breakable("docker pull host:8080/acme/app/web:1.0").into_string();
+        assert_eq!(
+            h,
+            "docker pull host:<wbr>8080/<wbr>acme/<wbr>app/<wbr>web:<wbr>1.0"
+        );
+        assert_eq!(breakable("<b>").into_string(), "&lt;b&gt;");
+    }
+
+    #[test]
+    fn sha256_keeps_the_whole_value_for_hover_and_copy() {
+        let full = "ab".repeat(32);
+        let h = sha256(&full).into_string();
+        assert_eq!(
+            h,
+            format!("<code class=\"sha256\" title=\"{full}\">{full}</code>")
+        );
     }
 }

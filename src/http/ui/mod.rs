@@ -4,6 +4,7 @@
 //! user as the caller, so drafts, private repositories and protected actions follow one
 //! authorization path. Sessions are cookies; every state-changing form carries a CSRF token.
 
+mod confirm;
 mod layout;
 mod links;
 mod markdown;
@@ -195,6 +196,15 @@ impl Form {
     /// The first value of a field.
     pub fn get(&self, key: &str) -> Option<&str> {
         super::query_get(&self.0, key)
+    }
+
+    /// Every value of a repeated field, in order.
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A field's value, trimmed; empty when absent.
@@ -440,6 +450,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .or(owner)
         .unify()
         .or(links::routes(p.clone()))
+        .unify()
+        .or(confirm::routes(p.clone()))
         .unify()
         .or(releases::routes(p.clone(), core.limits.asset_max))
         .unify()

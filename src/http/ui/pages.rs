@@ -6,12 +6,52 @@ use warp::reply::Response;
 
 use super::layout::{self, page};
 use super::{html, redirect, Form, Req, LOGIN_COOKIE, SESSION_COOKIE};
+use std::collections::HashMap;
+
 use crate::domain::account::{self, RepoView};
 use crate::domain::quota::human;
+use crate::domain::release::{self, Which};
 use crate::domain::session::{self, SESSION_TTL_SECS};
 use crate::domain::{DomainError, DomainResult};
+use crate::ids::RepoPath;
 
-fn repo_list(repos: &[RepoView]) -> maud::Markup {
+/// The latest release of a repository, as one line of an owner's repository list.
+struct LatestLine {
+    name: String,
+    tag: String,
+    when: String,
+}
+
+/// The latest release of each repository (those without one are left out).
+async fn latest_releases(
+    rq: &Req,
+    repos: &[RepoView],
+) -> DomainResult<HashMap<String, LatestLine>> {
+    let mut out = HashMap::new();
+    for r in repos {
+        let Ok(path) = RepoPath::new(&r.owner, &r.name) else {
+            continue;
+        };
+        match release::get(&rq.core, rq.who(), &path, Which::Latest).await {
+            Ok(rel) => {
+                let v = crate::http::render::release(&rq.base, &path, &rel);
+                out.insert(
+                    r.full_name.clone(),
+                    LatestLine {
+                        name: v.name,
+                        when: v.published_at.unwrap_or(v.created_at),
+                        tag: v.tag_name,
+                    },
+                );
+            }
+            Err(DomainError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+fn repo_list(repos: &[RepoView], latest: &HashMap<String, LatestLine>) -> maud::Markup {
     html! {
         @if repos.is_empty() {
             p.empty { "No repositories you can see yet." }
@@ -22,6 +62,13 @@ fn repo_list(repos: &[RepoView]) -> maud::Markup {
                         a href={ "/" (r.full_name) } { (r.full_name) }
                         @if r.private { " " span.badge.private { "Private" } }
                         @if !r.description.is_empty() { p.desc { (r.description) } }
+                        @if let Some(l) = latest.get(&r.full_name) {
+                            p.latest {
+                                span.badge.latest { "Latest" } " "
+                                a href={ "/" (r.full_name) "/releases/tag/" (super::seg(&l.tag)) } { (l.name) }
+                                " · " code { (l.tag) } " · " (layout::time(&l.when))
+                            }
+                        }
                     }
                 }
             }
@@ -38,7 +85,7 @@ pub async fn home(rq: Req) -> DomainResult<Response> {
             p.hint { "Showing public repositories. "
                 a href="/login" { "Sign in" } " to see yours." }
         }
-        (repo_list(&repos))
+        (repo_list(&repos, &HashMap::new()))
     };
     Ok(html(StatusCode::OK, page(&rq, "Repositories", body)))
 }
@@ -57,6 +104,7 @@ pub async fn owner(rq: Req, owner: String) -> DomainResult<Response> {
     let usage = crate::domain::quota::get(&rq.core, rq.who(), &owner)
         .await
         .ok();
+    let latest = latest_releases(&rq, &repos).await?;
     let body = html! {
         h1 { (owner) }
         @if let Some(q) = &usage {
@@ -66,7 +114,7 @@ pub async fn owner(rq: Req, owner: String) -> DomainResult<Response> {
                 @else { " (no limit)" }
             }
         }
-        (repo_list(&repos))
+        (repo_list(&repos, &latest))
     };
     Ok(html(StatusCode::OK, page(&rq, &owner, body)))
 }

@@ -57,7 +57,7 @@ fn badges(r: &ReleaseView) -> Markup {
     }
 }
 
-fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) -> Markup {
+fn release_card(repo: &RepoView, r: &ReleaseView, heading_link: bool) -> Markup {
     let b = repo_base(repo);
     let when = r.published_at.as_deref().unwrap_or(&r.created_at);
     html! {
@@ -83,16 +83,16 @@ fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) 
             }
             @if !r.assets.is_empty() {
                 div.scroll {
-                    table.assets {
+                    table.assets.reflow {
                         caption { "Assets" }
                         thead { tr { th { "Name" } th { "Size" } th { "SHA-256" } th { "Downloads" } } }
                         tbody {
                             @for a in &r.assets {
                                 tr {
-                                    td { a href={ (b) "/releases/download/" (seg(&r.tag_name)) "/" (seg(&a.name)) } download { (a.name) } }
-                                    td.num { (layout::size(a.size)) }
-                                    td { code.sha { (a.sha256) } }
-                                    td.num { (a.download_count) }
+                                    td data-label="Name" { a href={ (b) "/releases/download/" (seg(&r.tag_name)) "/" (seg(&a.name)) } download { (a.name) } }
+                                    td.num data-label="Size" { (layout::size(a.size)) }
+                                    td data-label="SHA-256" { (layout::sha256(&a.sha256)) }
+                                    td.num data-label="Downloads" { (a.download_count) }
                                 }
                             }
                         }
@@ -103,7 +103,7 @@ fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) 
             @if can_write(repo) {
                 div.actions {
                     a.button href={ (b) "/releases/edit/" (seg(&r.tag_name)) } { "Edit" }
-                    (layout::post_button(rq, &format!("{b}/releases/delete/{}", seg(&r.tag_name)), "Delete", "danger"))
+                    (layout::delete_link(&format!("{b}/releases/delete/{}", seg(&r.tag_name)), "Delete", ""))
                 }
             }
         }
@@ -126,7 +126,7 @@ async fn list(rq: Req, path: RepoPath) -> DomainResult<Response> {
             @if can_write(&repo) { a.button.primary href={ (b) "/releases/new" } { "Draft a new release" } }
         }
         @if list.items.is_empty() { p.empty { "There are no releases yet." } }
-        @for rel in &list.items { (release_card(&rq, &repo, rel, true)) }
+        @for rel in &list.items { (release_card(&repo, rel, true)) }
         (layout::pager(&format!("{b}/releases"), list.page.page, list.has_next))
     };
     Ok(html(
@@ -142,7 +142,7 @@ async fn show(rq: Req, path: RepoPath, tag: String) -> DomainResult<Response> {
     let body = html! {
         (repo_header(&repo, Tab::Releases))
         p.crumbs { a href={ (repo_base(&repo)) "/releases" } { "Releases" } " / " (rel.tag_name) }
-        (release_card(&rq, &repo, &rel, false))
+        (release_card(&repo, &rel, false))
     };
     Ok(html(
         StatusCode::OK,
@@ -157,11 +157,18 @@ async fn show(rq: Req, path: RepoPath, tag: String) -> DomainResult<Response> {
 /// What a release form holds, to show it again after a validation error.
 #[derive(Debug, Default)]
 struct Values {
+    /// A new tag typed in.
     tag: String,
     target: String,
     title: String,
     notes: String,
     prerelease: bool,
+    /// An existing tag picked from the list.
+    existing_tag: String,
+    /// Show the rendered notes under the form (the Preview button).
+    preview: bool,
+    /// Files chosen before a preview (a preview does not upload them).
+    dropped_files: Vec<String>,
 }
 
 impl Values {
@@ -172,6 +179,24 @@ impl Values {
             title: f.text("title"),
             notes: f.get("notes").unwrap_or("").to_owned(),
             prerelease: f.checked("prerelease"),
+            existing_tag: f.text("existing_tag"),
+            preview: false,
+            dropped_files: Vec::new(),
+        }
+    }
+
+    /// The tag the release goes on: the picked existing tag or the typed new one (exactly one).
+    fn chosen_tag(&self) -> DomainResult<(String, bool)> {
+        match (self.existing_tag.is_empty(), self.tag.is_empty()) {
+            (true, true) => Err(DomainError::Invalid(
+                "choose an existing tag or type a new one".into(),
+            )),
+            (false, false) if self.existing_tag != self.tag => Err(DomainError::Invalid(format!(
+                "choose an existing tag ({}) or type a new one ({}), not both",
+                self.existing_tag, self.tag
+            ))),
+            (false, _) => Ok((self.existing_tag.clone(), true)),
+            (true, false) => Ok((self.tag.clone(), false)),
         }
     }
 }
@@ -203,24 +228,50 @@ async fn new_form_page(
         (layout::flash(error))
         form.stack method="post" action={ (b) "/releases/new" } enctype="multipart/form-data" {
             (layout::csrf_field(rq))
-            label for="tag" { "Tag" }
-            input #tag type="text" name="tag" list="tag-list" value=(v.tag) required
-                placeholder="v1.0.0" autocomplete="off" aria-describedby="tag-help";
-            datalist #tag-list { @for t in &tags.items { option value=(t.name) {} } }
-            p.help #tag-help { "Pick an existing tag or type a new one; a new tag is created at the target when the release is published." }
-            label for="target" { "Target (branch or full commit SHA, for a new tag)" }
-            input #target type="text" name="target" list="branch-list" value=(default_target) autocomplete="off";
-            datalist #branch-list { @for br in &branches { option value=(br) {} } }
+            fieldset.tagpick {
+                legend { "Tag" }
+                label for="existing-tag" { "An existing tag" }
+                select #existing-tag name="existing_tag" {
+                    option value="" selected[v.existing_tag.is_empty()] { "— none: create a new tag —" }
+                    @for t in tags.items.iter().rev() {
+                        option value=(t.name) selected[t.name == v.existing_tag] { (t.name) }
+                    }
+                }
+                label for="tag" { "or a new tag" }
+                input #tag type="text" name="tag" value=(v.tag)
+                    placeholder="v1.0.0" autocomplete="off" aria-describedby="tag-help";
+                label for="target" { "created from branch" }
+                select #target name="target" {
+                    @if !default_target.is_empty() && !branches.contains(&default_target) {
+                        option value=(default_target) selected { (default_target) }
+                    }
+                    @for br in &branches { option value=(br) selected[*br == default_target] { (br) } }
+                }
+                p.help #tag-help { "Pick an existing tag, or type a new one: it is created on the branch's newest commit when the release is published." }
+            }
             label for="title" { "Release title" }
             input #title type="text" name="title" value=(v.title) placeholder="Defaults to the tag";
             label for="notes" { "Notes (Markdown)" }
             textarea #notes name="notes" rows="10" { (v.notes) }
+            @if v.preview {
+                section.preview aria-label="Preview of the notes" {
+                    h3 { "Preview" }
+                    @if v.notes.trim().is_empty() { p.empty { "Nothing to preview yet." } }
+                    @else { div.notes { (layout::trusted(super::render_markdown(&v.notes))) } }
+                }
+            }
             label.check { input type="checkbox" name="prerelease" value="1" checked[v.prerelease]; " This is a pre-release" }
             label for="files" { "Attach files" }
             input #files type="file" name="files" multiple;
+            @if !v.dropped_files.is_empty() {
+                p.hint { "Preview does not upload files: choose " (v.dropped_files.join(", ")) " again before publishing." }
+            }
+            // One group for every submit button of this form (Generate release notes goes here too).
             div.actions {
                 button.primary type="submit" name="action" value="publish" { "Publish release" }
                 button type="submit" name="action" value="draft" { "Save draft" }
+                button type="submit" name="action" value="preview" formaction={ (b) "/releases/new/preview" }
+                    formenctype="application/x-www-form-urlencoded" formnovalidate { "Preview" }
             }
         }
     };
@@ -228,6 +279,22 @@ async fn new_form_page(
         status,
         page(rq, &format!("New release · {}", repo.full_name), body),
     ))
+}
+
+/// `POST …/releases/new/preview` (the Preview button, urlencoded: no file is uploaded): the
+/// form again, as typed, with the notes rendered under it.
+async fn preview(rq: Req, path: RepoPath, form: Form) -> DomainResult<Response> {
+    let repo = account::get_repo(&rq.core, rq.who(), &path).await?;
+    require_write(&rq, &repo)?;
+    let mut v = Values::from_form(&form);
+    v.preview = true;
+    v.dropped_files = form
+        .all("files")
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect();
+    new_form_page(&rq, &path, &repo, &v, StatusCode::OK, None).await
 }
 
 async fn new_form(rq: Req, path: RepoPath) -> DomainResult<Response> {
@@ -346,12 +413,11 @@ async fn create_release(
 ) -> DomainResult<String> {
     rq.check_form(fields)?;
     let v = Values::from_form(fields);
-    if v.tag.is_empty() {
-        return Err(DomainError::Invalid("choose or type a tag".into()));
-    }
+    let (tag, existing) = v.chosen_tag()?;
     let input = CreateRelease {
-        tag_name: v.tag.clone(),
-        target_commit: (!v.target.is_empty()).then_some(v.target),
+        tag_name: tag,
+        // An existing tag already names its commit; the branch is for a new tag.
+        target_commit: (!existing && !v.target.is_empty()).then_some(v.target),
         name: (!v.title.is_empty()).then_some(v.title),
         body: Some(v.notes),
         draft,
@@ -442,14 +508,14 @@ fn edit_page(
                 @for a in &rel.assets {
                     li {
                         span { (a.name) " (" (layout::size(a.size)) ")" }
-                        (layout::post_button(rq, &format!("{b}/releases/delete-asset/{t}/{}", a.id), "Delete asset", "danger small"))
+                        (layout::delete_link(&format!("{b}/releases/delete-asset/{t}/{}", a.id), "Delete asset", "small"))
                     }
                 }
             }
         }
         h3 { "Delete this release" }
         p.help { "The git tag stays; only the release and its files are removed." }
-        (layout::post_button(rq, &format!("{b}/releases/delete/{t}"), "Delete release", "danger"))
+        (layout::delete_link(&format!("{b}/releases/delete/{t}"), "Delete release", ""))
     };
     Ok(html(
         status,
@@ -566,6 +632,12 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(p.clone())
         .then(|repo, parts: Parts| parts.page(repo, new_form));
+    let preview = repo_segments()
+        .and(warp::path!("releases" / "new" / "preview"))
+        .and(warp::post())
+        .and(p.clone())
+        .and(form_body())
+        .then(|repo, parts: Parts, form| parts.form(form, repo, preview));
     let create = repo_segments()
         .and(warp::path!("releases" / "new"))
         .and(warp::post())
@@ -646,6 +718,8 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         });
     list.or(new_form)
         .unify()
+        .or(preview)
+        .unify()
         .or(create)
         .unify()
         .or(show)
@@ -661,4 +735,26 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .or(download)
         .unify()
         .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Values;
+
+    fn v(existing: &str, typed: &str) -> Values {
+        Values {
+            existing_tag: existing.into(),
+            tag: typed.into(),
+            ..Values::default()
+        }
+    }
+
+    #[test]
+    fn a_release_goes_on_exactly_one_chosen_tag() {
+        assert_eq!(v("v1", "").chosen_tag().unwrap(), ("v1".into(), true));
+        assert_eq!(v("", "v2").chosen_tag().unwrap(), ("v2".into(), false));
+        assert_eq!(v("v1", "v1").chosen_tag().unwrap(), ("v1".into(), true));
+        assert!(v("", "").chosen_tag().is_err());
+        assert!(v("v1", "v2").chosen_tag().is_err());
+    }
 }

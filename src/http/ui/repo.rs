@@ -34,6 +34,15 @@ async fn overview(rq: Req, path: RepoPath) -> DomainResult<Response> {
         Err(DomainError::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
+    // A README that cannot be read (a damaged object) costs the README, not the page.
+    let readme = match crate::domain::readme::get(&rq.core, rq.who(), &path).await {
+        Ok(r) => r,
+        Err(e @ (DomainError::NotFound(_) | DomainError::Forbidden(_))) => return Err(e),
+        Err(e) => {
+            tracing::warn!(repo = %path, error = %e, "README not readable");
+            None
+        }
+    };
     let body = html! {
         (repo_header(&repo, Tab::Overview))
         @if !repo.description.is_empty() { p.desc { (repo.description) } }
@@ -49,6 +58,16 @@ async fn overview(rq: Req, path: RepoPath) -> DomainResult<Response> {
             }
         } @else {
             p.empty { "No published release yet." }
+        }
+        @if let Some(r) = &readme {
+            section.readme aria-label="README" {
+                h2 { (r.name) small.muted { " · " (r.branch) } }
+                @match &r.text {
+                    Some(text) => div.notes { (layout::trusted(super::render_markdown(text))) },
+                    None => p.hint { (r.name) " is " (layout::size(r.size)) ", more than the "
+                        (layout::size(crate::domain::readme::README_MAX)) " shown here." },
+                }
+            }
         }
     };
     Ok(titled(&rq, StatusCode::OK, "Overview", &repo, body))
@@ -71,32 +90,32 @@ fn tags_page(
         @if list.items.is_empty() { p.empty { "No tags yet. Push one with " code { "git push origin v1.0.0" } "." } }
         @else {
             div.scroll {
-                table.tags {
+                table.tags.reflow {
                     thead { tr { th { "Tag" } th { "Commit" } th { "Annotation" } th { "Release" } th { span.sr { "Actions" } } } }
                     tbody {
                         @for t in &list.items {
                             tr id={ "tag-" (t.name) } {
-                                td {
+                                td data-label="Tag" {
                                     code { (t.name) }
                                     @if t.protected { " " span.badge.protected title="A protection rule matches this tag" { "Protected" } }
                                 }
-                                td { (layout::short_sha(&t.commit)) }
-                                td {
+                                td data-label="Commit" { (layout::short_sha(&t.commit)) }
+                                td data-label="Annotation" {
                                     @if let Some(tg) = &t.tagger {
                                         (t.message.trim()) br;
                                         small { (tg.name) " · " (layout::time(&tg.date)) }
                                     } @else { small.muted { "lightweight" } }
                                 }
-                                td {
+                                td data-label="Release" {
                                     @if let Some(rel) = anchored.get(&t.name) {
                                         a href=(release_url(repo, &t.name)) { (rel.name) }
                                         @if rel.draft { " " span.badge.draft { "Draft" } }
                                     }
                                 }
-                                td {
+                                td.rowactions {
                                     // Mirrors the server's rule; the server decides on submit.
                                     @if role >= Some(Role::Admin) || (role >= Some(Role::Write) && !t.protected) {
-                                        (layout::post_button(rq, &format!("{b}/tags/delete/{}", seg(&t.name)), "Delete", "danger small"))
+                                        (layout::delete_link(&format!("{b}/tags/delete/{}", seg(&t.name)), "Delete", "small"))
                                     }
                                 }
                             }
@@ -202,7 +221,7 @@ async fn protection_page(
                     li {
                         code { (rule.pattern) }
                         small.muted { " added by " (rule.created_by) " · " (layout::time(&rule.created_at)) }
-                        (layout::post_button(rq, &format!("{b}/settings/tag-protection/{}/delete", rule.id), "Remove", "danger small"))
+                        (layout::delete_link(&format!("{b}/settings/tag-protection/{}/delete", rule.id), "Remove", "small"))
                     }
                 }
             }
@@ -356,23 +375,23 @@ async fn packages(rq: Req, path: RepoPath) -> DomainResult<Response> {
         }
         @for (image, tags) in &sections {
             section.package id={ "pkg-" (image.name) } {
-                h3 { code { (host) "/" (image.name) } }
+                h3 { code { (layout::breakable(&format!("{host}/{}", image.name))) } }
                 p.meta { (image.tag_count) @if image.tag_count == 1 { " tag · " } @else { " tags · " } (layout::size(image.total_size))
                     @if let Some(t) = &image.last_push { " · last push " (layout::time(t)) } }
                 div.scroll {
-                    table.ptags {
+                    table.ptags.reflow {
                         thead { tr { th { "Tag" } th { "Digest" } th { "Size" } th { "Platforms" } th { "Pushed" } th { "Pull" } } }
                         tbody {
                             @for t in tags {
                                 tr {
-                                    td { code { (t.tag) } }
-                                    td { (layout::short_sha(t.digest.trim_start_matches("sha256:"))) }
-                                    td.num { (layout::size(t.size)) }
-                                    td { @if t.platforms.is_empty() { small.muted { "single" } } @else { (t.platforms.join(", ")) } }
-                                    td { (layout::time(&t.pushed_at)) }
-                                    td.pull {
-                                        code.copy.docker { "docker pull " (host) "/" (image.name) ":" (t.tag) }
-                                        code.copy.skopeo { "skopeo copy " (tls) "docker://" (host) "/" (image.name) ":" (t.tag) " oci:" (image.name.rsplit('/').next().unwrap_or("image")) ":" (t.tag) }
+                                    td data-label="Tag" { code { (t.tag) } }
+                                    td data-label="Digest" { (layout::short_sha(t.digest.trim_start_matches("sha256:"))) }
+                                    td.num data-label="Size" { (layout::size(t.size)) }
+                                    td data-label="Platforms" { @if t.platforms.is_empty() { small.muted { "single" } } @else { (t.platforms.join(", ")) } }
+                                    td data-label="Pushed" { (layout::time(&t.pushed_at)) }
+                                    td.pull data-label="Pull" {
+                                        code.copy.docker { (layout::breakable(&format!("docker pull {host}/{}:{}", image.name, t.tag))) }
+                                        code.copy.skopeo { (layout::breakable(&format!("skopeo copy {tls}docker://{host}/{}:{} oci:{}:{}", image.name, t.tag, image.name.rsplit('/').next().unwrap_or("image"), t.tag))) }
                                     }
                                 }
                             }
