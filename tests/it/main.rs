@@ -19,6 +19,7 @@ mod metrics;
 mod protection;
 mod quota;
 mod registry;
+mod registry_protection;
 mod releases;
 mod retention;
 mod tls;
