@@ -419,3 +419,48 @@ async fn cli_creates_and_lists_registry_and_immutable_rules() {
     assert_eq!(json[0]["target"], "registry");
     assert_eq!(json[0]["immutable"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_settings_page_adds_and_shows_registry_and_immutable_rules() {
+    let (s, _writer, _maint) = setup().await;
+    let mut web = crate::ui::Web::new(&s);
+    web.sign_in("maint", "correct horse").await;
+    let path = "/acme/app/settings/tag-protection";
+    let page = web.get(path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("name=\"target\""), "{}", page.body);
+    let csrf = page.csrf();
+    let p = web
+        .post(
+            path,
+            &[
+                ("_csrf", csrf.as_str()),
+                ("pattern", "v*"),
+                ("target", "registry"),
+                ("immutable", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    // A git-only immutable rule is refused on the page, with the reason.
+    let p = web
+        .post(
+            path,
+            &[
+                ("_csrf", csrf.as_str()),
+                ("pattern", "g*"),
+                ("target", "git"),
+                ("immutable", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    assert!(p.body.contains("immutable applies to registry tags"));
+    let (_, list) = s.get(RULES, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["target"], "registry", "{list}");
+    assert_eq!(list[0]["immutable"], true, "{list}");
+    let page = web.get(path).await;
+    assert!(page.body.contains("Registry tags"), "{}", page.body);
+    assert!(page.body.contains("Immutable"), "{}", page.body);
+}
