@@ -240,6 +240,57 @@ pub struct RuleView {
     pub created_by: String,
     /// RFC 3339.
     pub created_at: String,
+    /// Which tags the rule protects: git tags, registry tags or both (older servers: git).
+    #[serde(default)]
+    pub target: RuleTarget,
+    /// Whether nobody, admins included, may move or delete a matching registry tag.
+    #[serde(default)]
+    pub immutable: bool,
+}
+
+/// What a tag-protection rule applies to, so one rule model covers git tags and the registry's
+/// tags (a `v*` release may want both, a `latest` image tag only the registry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleTarget {
+    /// Git tags only (what every rule was before targets existed).
+    #[default]
+    Git,
+    /// Registry (OCI) tags only.
+    Registry,
+    /// Both.
+    Both,
+}
+
+impl RuleTarget {
+    /// Whether the rule protects git tags.
+    pub fn git(self) -> bool {
+        matches!(self, RuleTarget::Git | RuleTarget::Both)
+    }
+
+    /// Whether the rule protects registry tags.
+    pub fn registry(self) -> bool {
+        matches!(self, RuleTarget::Registry | RuleTarget::Both)
+    }
+
+    /// The wire name (`git`, `registry`, `both`), for tables and forms.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleTarget::Git => "git",
+            RuleTarget::Registry => "registry",
+            RuleTarget::Both => "both",
+        }
+    }
+
+    /// Parses the wire name (forms send it as text).
+    pub fn parse(s: &str) -> Option<RuleTarget> {
+        match s {
+            "git" => Some(RuleTarget::Git),
+            "registry" => Some(RuleTarget::Registry),
+            "both" => Some(RuleTarget::Both),
+            _ => None,
+        }
+    }
 }
 
 /// The JSON body of `POST /tag-protections`.
@@ -248,6 +299,12 @@ pub struct RuleView {
 pub struct NewRule {
     /// Glob over tag names.
     pub pattern: String,
+    /// What the rule protects; absent means `git`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RuleTarget>,
+    /// Refuse moves and deletes of matching registry tags to admins too; absent means `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub immutable: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,6 +487,9 @@ pub struct PackageTagView {
     pub platforms: Vec<String>,
     /// RFC 3339.
     pub pushed_at: String,
+    /// Whether a registry-target protection rule matches the tag (the Packages tab's lock).
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// What a GC run found or removed.

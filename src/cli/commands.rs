@@ -9,7 +9,7 @@ use super::client::{self, decode, CliError, CliResult, Client, Saved};
 use super::{print_json, print_rows, repo};
 use crate::api::{
     FsckReport, GcReport, NewName, NewRepo, NewRule, NewTag, NewToken, OrgView, PackageTagView,
-    PackageView, RepoView, RuleView, TagView, UserView,
+    PackageView, RepoView, RuleTarget, RuleView, TagView, UserView,
 };
 use crate::domain::release::url_segment as seg;
 
@@ -70,11 +70,21 @@ pub enum ProtectedTagCmd {
         repo: Option<String>,
     },
     /// Add a rule (admin). `v*` matches v1.2.3 and also version2; `v[0-9]*` only versions.
+    /// Without `--git`/`--registry` the rule protects git tags; give both for both.
     ///
-    /// Example: pfai protected-tag create 'v*'
+    /// Example: pfai protected-tag create 'v*' --registry --immutable
     Create {
         /// Glob.
         pattern: String,
+        /// Protect git tags (the default when neither flag is given).
+        #[arg(long)]
+        git: bool,
+        /// Protect registry (OCI) tags of the repository's images.
+        #[arg(long)]
+        registry: bool,
+        /// Nobody, admins included, may move or delete a matching registry tag.
+        #[arg(long)]
+        immutable: bool,
         /// owner/repo.
         #[arg(short = 'R', long = "repo")]
         repo: Option<String>,
@@ -334,7 +344,20 @@ pub async fn protected_tag(cmd: ProtectedTagCmd) -> CliResult<()> {
     let c = Client::from_env();
     match cmd {
         ProtectedTagCmd::List { json, repo } => rule_list(&c, repo, json).await,
-        ProtectedTagCmd::Create { pattern, repo } => rule_create(&c, repo, pattern).await,
+        ProtectedTagCmd::Create {
+            pattern,
+            git,
+            registry,
+            immutable,
+            repo,
+        } => {
+            let target = match (git, registry) {
+                (true, true) => RuleTarget::Both,
+                (false, true) => RuleTarget::Registry,
+                _ => RuleTarget::Git,
+            };
+            rule_create(&c, repo, pattern, target, immutable).await
+        }
         ProtectedTagCmd::Delete { rule, repo } => rule_delete(&c, repo, rule).await,
     }
 }
@@ -353,14 +376,30 @@ async fn rule_list(c: &Client, repo: Option<String>, json: bool) -> CliResult<()
         return Ok(());
     }
     let rules: Vec<RuleView> = decode(v)?;
-    print_rows(&["ID", "PATTERN", "CREATED BY"], &rules, |r| {
-        vec![r.id.to_string(), r.pattern.clone(), r.created_by.clone()]
-    });
+    print_rows(
+        &["ID", "PATTERN", "TARGET", "IMMUTABLE", "CREATED BY"],
+        &rules,
+        |r| {
+            vec![
+                r.id.to_string(),
+                r.pattern.clone(),
+                r.target.as_str().to_owned(),
+                if r.immutable { "yes" } else { "no" }.to_owned(),
+                r.created_by.clone(),
+            ]
+        },
+    );
     Ok(())
 }
 
 /// `pfai protected-tag create`.
-async fn rule_create(c: &Client, repo: Option<String>, pattern: String) -> CliResult<()> {
+async fn rule_create(
+    c: &Client,
+    repo: Option<String>,
+    pattern: String,
+    target: RuleTarget,
+    immutable: bool,
+) -> CliResult<()> {
     let repo = repo::resolve(repo.as_deref())?;
     let v: RuleView = c
         .call_as(
@@ -368,10 +407,17 @@ async fn rule_create(c: &Client, repo: Option<String>, pattern: String) -> CliRe
             &format!("/api/v1/forge/{repo}/tag-protections"),
             &NewRule {
                 pattern: pattern.clone(),
+                target: Some(target),
+                immutable,
             },
         )
         .await?;
-    eprintln!("protected {pattern} (rule {})", v.id);
+    let imm = if v.immutable { ", immutable" } else { "" };
+    eprintln!(
+        "protected {pattern} (rule {}, {} tags{imm})",
+        v.id,
+        v.target.as_str()
+    );
     Ok(())
 }
 

@@ -1,19 +1,24 @@
-//! Tag-protection rules: globs over tag names. A tag that matches any rule of its repository can
-//! only be deleted or moved by an `admin`, on every path (REST, git push, force push).
+//! Tag-protection rules: globs over tag names, each with a target — git tags, registry tags or
+//! both. A git tag that matches a git-target rule of its repository can only be deleted or moved
+//! by an `admin`, on every path (REST, git push, force push). A registry tag (of any image under
+//! the repository, `/v2/<owner>/<repo>/…`) that matches a registry-target rule cannot be moved to
+//! another digest or deleted (by tag, or by deleting the manifest it points to) except by an
+//! `admin` — and by nobody when the rule is `immutable`.
 //!
 //! Semantics (globset, `literal_separator` off): `*` matches any run of characters including
 //! `/`, `?` one character, `[0-9]` a class, `{a,b}` alternatives; matching is case-sensitive and
 //! anchored at both ends. So `v*` matches `v1`, `v1.2.3` and also `version2`; `v[0-9]*` does not
 //! match `version2`.
 
-pub use crate::api::RuleView;
+pub use crate::api::{RuleTarget, RuleView};
 use globset::{Glob, GlobMatcher};
 
 use super::{Core, DomainError, DomainResult};
 use crate::auth::Principal;
 use crate::ids::{RepoPath, Role};
 use crate::storage::records::ProtectionRule;
-use crate::storage::rules as store;
+use crate::storage::rules::{self as store, Scope};
+use crate::storage::Reads;
 use crate::util::{now_unix, rfc3339};
 
 /// Compiles a pattern, refusing empty or oversized ones.
@@ -68,26 +73,104 @@ impl RuleSet {
     }
 }
 
-/// Loads a repository's rules. A stored pattern that no longer compiles protects nothing
-/// (patterns are checked when a rule is created).
+/// Loads a repository's git-target rules (what git tags and the pre-receive hook obey). A stored
+/// pattern that no longer compiles protects nothing (patterns are checked when a rule is
+/// created).
 pub async fn rules(core: &Core, repo: &RepoPath) -> DomainResult<RuleSet> {
     let repo = repo.clone();
     let stored = core.db.read(move |txn| store::of_repo(txn, &repo)).await?;
     let rules = stored
         .into_iter()
-        .filter_map(|r| compile(&r.pattern).ok().map(|m| (r.pattern, m)))
+        .filter(|(_, s)| s.git)
+        .filter_map(|(r, _)| compile(&r.pattern).ok().map(|m| (r.pattern, m)))
         .collect();
     Ok(RuleSet { rules })
 }
 
-impl From<ProtectionRule> for RuleView {
-    fn from(r: ProtectionRule) -> Self {
-        RuleView {
-            id: r.id,
-            pattern: r.pattern,
-            created_by: r.created_by,
-            created_at: rfc3339(r.created_at),
+/// The registry-target rules of one repository, read inside the caller's transaction so a
+/// manifest push or delete is judged against the rules of the state it changes.
+pub struct RegistryRules {
+    rules: Vec<(String, GlobMatcher, bool)>,
+}
+
+/// A registry rule that protects a tag: its pattern and whether it is immutable.
+pub struct RegistryHit<'a> {
+    /// The matching pattern (named in refusals).
+    pub pattern: &'a str,
+    /// No admin override.
+    pub immutable: bool,
+}
+
+impl RegistryRules {
+    /// Loads `repo`'s registry-target rules within `txn`.
+    pub fn load<R: Reads>(txn: &R, repo: &RepoPath) -> DomainResult<RegistryRules> {
+        let rules = store::of_repo(txn, repo)?
+            .into_iter()
+            .filter(|(_, s)| s.registry)
+            .filter_map(|(r, s)| {
+                compile(&r.pattern)
+                    .ok()
+                    .map(|m| (r.pattern, m, s.immutable))
+            })
+            .collect();
+        Ok(RegistryRules { rules })
+    }
+
+    /// The rule protecting registry tag `tag`, preferring an immutable one (the stricter rule
+    /// decides).
+    pub fn protecting(&self, tag: &str) -> Option<RegistryHit<'_>> {
+        let mut hits = self.rules.iter().filter(|(_, m, _)| m.is_match(tag));
+        let first = hits.next()?;
+        let pick = if first.2 {
+            first
+        } else {
+            hits.find(|(_, _, imm)| *imm).unwrap_or(first)
+        };
+        Some(RegistryHit {
+            pattern: &pick.0,
+            immutable: pick.2,
+        })
+    }
+
+    /// Refuses (`Forbidden`, OCI `DENIED` 403) `what` — moving or deleting registry tag `tag` of
+    /// image `image` — when a rule protects it: for everyone when the rule is immutable, else
+    /// for callers below `admin`.
+    pub fn check(&self, role: Role, image: &str, tag: &str, what: &str) -> DomainResult<()> {
+        let Some(hit) = self.protecting(tag) else {
+            return Ok(());
+        };
+        if hit.immutable {
+            return Err(DomainError::Forbidden(format!(
+                "tag {image}:{tag} is immutable (protection rule {:?}); nobody can {what} it",
+                hit.pattern
+            )));
         }
+        if role < Role::Admin {
+            return Err(DomainError::Forbidden(format!(
+                "tag {image}:{tag} is protected by rule {:?}; only repository admins can {what} it",
+                hit.pattern
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn target_of(s: Scope) -> RuleTarget {
+    match (s.git, s.registry) {
+        (true, true) => RuleTarget::Both,
+        (false, true) => RuleTarget::Registry,
+        _ => RuleTarget::Git,
+    }
+}
+
+fn view(r: ProtectionRule, s: Scope) -> RuleView {
+    RuleView {
+        id: r.id,
+        pattern: r.pattern,
+        created_by: r.created_by,
+        created_at: rfc3339(r.created_at),
+        target: target_of(s),
+        immutable: s.immutable,
     }
 }
 
@@ -100,18 +183,32 @@ pub async fn list(
     core.repo_access(who, repo, Role::Read).await?;
     let repo = repo.clone();
     let rules = core.db.read(move |txn| store::of_repo(txn, &repo)).await?;
-    Ok(rules.into_iter().map(RuleView::from).collect())
+    Ok(rules.into_iter().map(|(r, s)| view(r, s)).collect())
 }
 
-/// Adds a rule (admin). A duplicate pattern is a conflict.
+/// Adds a rule (admin) for `target`. A duplicate pattern is a conflict. `immutable` is about
+/// registry tags (git tags keep the admin override), so a git-only immutable rule is refused
+/// rather than silently meaning nothing.
 pub async fn create(
     core: &Core,
     who: Option<&Principal>,
     repo: &RepoPath,
     pattern: &str,
+    target: RuleTarget,
+    immutable: bool,
 ) -> DomainResult<RuleView> {
     core.repo_access(who, repo, Role::Admin).await?;
     compile(pattern)?;
+    if immutable && !target.registry() {
+        return Err(DomainError::Invalid(
+            "immutable applies to registry tags: use target registry or both".into(),
+        ));
+    }
+    let scope = Scope {
+        git: target.git(),
+        registry: target.registry(),
+        immutable,
+    };
     let repo = repo.clone();
     let pattern = pattern.to_owned();
     let by = who.map(|p| p.username.clone()).unwrap_or_default();
@@ -123,7 +220,7 @@ pub async fn create(
                     "a repository can have at most {MAX_RULES_PER_REPO} tag-protection rules"
                 )));
             }
-            if existing.iter().any(|r| r.pattern == pattern) {
+            if existing.iter().any(|(r, _)| r.pattern == pattern) {
                 return Err(DomainError::Conflict(format!(
                     "rule {pattern:?} already exists"
                 )));
@@ -135,8 +232,8 @@ pub async fn create(
                 created_by: by,
                 created_at: now_unix(),
             };
-            store::insert(txn, &rule)?;
-            Ok(RuleView::from(rule))
+            store::insert(txn, &rule, scope)?;
+            Ok(view(rule, scope))
         })
         .await
 }

@@ -3,7 +3,8 @@
 //! - a tag matched by a keep rule stays while it is among that rule's `newest` tags of its image,
 //!   newest by the push time of the manifest it points at (ties: the greater tag name); a tag
 //!   matched by several rules stays if any keeps it; a tag no rule matches is never touched;
-//! - a tag matching one of the repository's tag-protection patterns is never touched;
+//! - a tag matching one of the repository's registry-target tag-protection rules is never
+//!   touched;
 //! - an untagged manifest pushed longer ago than `untagged_older_than` goes, unless an index of
 //!   the image lists it (delete the index first: its children go in a later run) or it is a
 //!   referrer (signature, SBOM) of a manifest still stored.
@@ -121,7 +122,8 @@ pub(crate) fn plan<R: Reads>(txn: &R, now: i64) -> DomainResult<Vec<RetentionAct
         };
         let protected: Vec<GlobMatcher> = rules::of_repo(txn, &repo)?
             .into_iter()
-            .filter_map(|r| protection::compile(&r.pattern).ok())
+            .filter(|(_, scope)| scope.registry)
+            .filter_map(|(r, _)| protection::compile(&r.pattern).ok())
             .collect();
         let keep: Vec<(&KeepRule, GlobMatcher)> = policy
             .keep

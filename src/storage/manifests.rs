@@ -122,6 +122,27 @@ pub fn remove_tag(txn: &WriteTransaction, name: &OciName, tag: &str) -> Result<b
         .is_some())
 }
 
+/// The tags of `name` that point at `digest` (what deleting the manifest would take away).
+pub fn tags_pointing_at<R: Reads>(
+    txn: &R,
+    name: &OciName,
+    digest: &str,
+) -> Result<Vec<String>, StorageError> {
+    let n = name.as_str();
+    let mut out = Vec::new();
+    for row in txn.table(tables::OCI_TAGS)?.range((n, "")..)? {
+        let (k, v) = row?;
+        let (rn, tag) = k.value();
+        if rn != n {
+            break;
+        }
+        if v.value() == digest {
+            out.push(tag.to_owned());
+        }
+    }
+    Ok(out)
+}
+
 /// How many indexes of `name` list the manifest `digest`.
 pub fn listed_by_indexes<R: Reads>(
     txn: &R,

@@ -129,3 +129,9 @@ pub const OWNER_USAGE: TableDefinition<&str, u64> = TableDefinition::new("owner_
 /// whose name starts with `owner/`), so a blob in two repositories of one owner counts once.
 /// Writer: `storage::quota` (called by `storage::blob_refs`).
 pub const OWNER_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("owner_blobs");
+
+/// `rule id -> scope bits` of a TAG_PROTECTIONS rule: 1 = git tags, 2 = registry tags,
+/// 4 = immutable (no admin override). No row means git only, not immutable (every rule made
+/// before targets existed), so rules need no schema step. Invariant: a row only exists with its
+/// rule. Writer: `storage::rules`.
+pub const PROTECTION_SCOPES: TableDefinition<u64, u8> = TableDefinition::new("protection_scopes");

@@ -21,6 +21,7 @@ mod metrics;
 mod protection;
 mod quota;
 mod registry;
+mod registry_protection;
 mod releases;
 mod retention;
 mod tls;

@@ -79,12 +79,12 @@ async fn gc_applies_retention_by_push_time_and_spares_protected_unmatched_and_li
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    // v1 is protected.
+    // v1 is protected (a registry-target rule: git-only rules do not spare registry tags).
     let (st, _) = s
         .post(
             "/api/v1/forge/acme/app/tag-protections",
             Some(&s.admin),
-            json!({"pattern": "v1"}),
+            json!({"pattern": "v1", "target": "registry"}),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED);

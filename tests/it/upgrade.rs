@@ -89,6 +89,9 @@ async fn a_data_dir_from_schema_1_is_upgraded_and_serves_all_it_held() {
         .await;
     assert_eq!(st, StatusCode::OK, "{rules}");
     assert!(rules.to_string().contains("\"v*\""), "{rules}");
+    // A rule from before targets existed still protects git tags only, with the admin override.
+    assert_eq!(rules[0]["target"], "git", "{rules}");
+    assert_eq!(rules[0]["immutable"], false, "{rules}");
     let clone = tempfile::tempdir().unwrap();
     git_ok(
         clone.path(),

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 pub use crate::api::{BlobFsckReport as FsckReport, GcReport, PackageTagView, PackageView};
 use serde::Serialize;
 
-use super::{repo_access_txn, Core, DomainError, DomainResult};
+use super::{protection, repo_access_txn, Core, DomainError, DomainResult};
 use crate::auth::Principal;
 use crate::ids::{Digest, OciName, OciTag, Reference, RepoPath, Role};
 use crate::storage::mmap::Mapped;
@@ -173,7 +173,7 @@ pub async fn put_manifest(
     content_type: Option<String>,
     bytes: Vec<u8>,
 ) -> DomainResult<PutOutcome> {
-    access(core, who, name, Role::Write).await?;
+    let role = access(core, who, name, Role::Write).await?;
     let parsed = manifest::parse(content_type.as_deref(), &bytes).map_err(|e| match e {
         manifest::ManifestError::Invalid(m) => DomainError::ManifestInvalid(m),
         manifest::ManifestError::Digest(m) => DomainError::DigestInvalid(m),
@@ -229,6 +229,13 @@ pub async fn put_manifest(
             if !missing.is_empty() {
                 return Err(DomainError::ManifestBlobUnknown(missing));
             }
+            let rules = protection::RegistryRules::load(txn, &n.repo())?;
+            for t in &tags {
+                match manifests::tagged(txn, &n, t.as_str())? {
+                    Some(old) if old != d => rules.check(role, n.as_str(), t.as_str(), "move")?,
+                    _ => {}
+                }
+            }
             manifests::put(txn, &n, &d, &meta)?;
             manifests::set_tags(txn, &n, &d, &tags)?;
             Ok(())
@@ -248,19 +255,30 @@ pub async fn delete_manifest(
     name: &OciName,
     reference: &Reference,
 ) -> DomainResult<()> {
-    access(core, who, name, Role::Write).await?;
+    let role = access(core, who, name, Role::Write).await?;
     let n = name.clone();
     let r = reference.clone();
     core.db
         .write(move |txn| match r {
             Reference::Tag(t) => {
-                if !manifests::remove_tag(txn, &n, t.as_str())? {
+                if manifests::tagged(txn, &n, t.as_str())?.is_none() {
                     return Err(DomainError::ManifestUnknown);
                 }
+                protection::RegistryRules::load(txn, &n.repo())?.check(
+                    role,
+                    n.as_str(),
+                    t.as_str(),
+                    "delete",
+                )?;
+                manifests::remove_tag(txn, &n, t.as_str())?;
                 Ok(())
             }
             Reference::Digest(d) => {
                 let d = d.to_string();
+                let rules = protection::RegistryRules::load(txn, &n.repo())?;
+                for t in manifests::tags_pointing_at(txn, &n, &d)? {
+                    rules.check(role, n.as_str(), &t, &format!("delete the manifest {d} of"))?;
+                }
                 let in_use = manifests::listed_by_indexes(txn, &n, &d)?;
                 if in_use > 0 {
                     return Err(DomainError::Conflict(format!(
@@ -440,8 +458,10 @@ fn tags_of_txn<R: crate::storage::Reads>(
     name: &OciName,
 ) -> DomainResult<Vec<PackageTagView>> {
     let mut out = Vec::new();
+    let rules = protection::RegistryRules::load(txn, &name.repo())?;
     for (tag, digest, m) in manifests::tags_with_manifests(txn, name)? {
         out.push(PackageTagView {
+            protected: rules.protecting(&tag).is_some(),
             tag,
             digest,
             size: package_size(txn, name, &m),

@@ -60,7 +60,15 @@ async fn create_rule(c: Caller, repo: RepoPath, body: BodyStream) -> DomainResul
     let b: NewRule = read_json(&c.core, body).await?;
     Ok(reply::json(
         StatusCode::CREATED,
-        &protection::create(&c.core, c.who(), &repo, &b.pattern).await?,
+        &protection::create(
+            &c.core,
+            c.who(),
+            &repo,
+            &b.pattern,
+            b.target.unwrap_or_default(),
+            b.immutable,
+        )
+        .await?,
     ))
 }
 

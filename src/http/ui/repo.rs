@@ -13,6 +13,7 @@ use super::{
     PartsFilter, Req,
 };
 use crate::domain::account::{self, RepoView};
+use crate::domain::protection::RuleTarget;
 use crate::domain::release::{self, Which};
 use crate::domain::{git_tag, protection, registry, DomainError, DomainResult};
 use crate::http::edge::name_segment;
@@ -213,6 +214,11 @@ async fn protection_page(
             code { "v*" } " protects " code { "v1.2.0" } " and also " code { "version2" } "; "
             code { "v[0-9]*" } " only tags like " code { "v1.2.0" } ". Matching is case-sensitive."
         }
+        p.help {
+            "A rule protects git tags, registry tags (the tags of this repository's container images), or both. "
+            "A protected registry tag cannot be pushed to another digest or deleted — by tag, or by deleting the manifest it points to — except by an admin; "
+            "an " strong { "immutable" } " rule refuses that to admins too (what " code { "v*" } " release images want)."
+        }
         (layout::flash(error))
         @if rules.is_empty() { p.empty { "No tags are protected." } }
         @else {
@@ -220,6 +226,8 @@ async fn protection_page(
                 @for rule in &rules {
                     li {
                         code { (rule.pattern) }
+                        " " span.badge.target title="What the rule protects" { (target_label(rule.target)) }
+                        @if rule.immutable { " " span.badge.immutable title="Nobody, admins included, can move or delete a matching registry tag" { "🔒 Immutable" } }
                         small.muted { " added by " (rule.created_by) " · " (layout::time(&rule.created_at)) }
                         (layout::delete_link(&format!("{b}/settings/tag-protection/{}/delete", rule.id), "Remove", "small"))
                     }
@@ -230,6 +238,13 @@ async fn protection_page(
             (layout::csrf_field(rq))
             label for="pattern" { "Pattern" }
             input #pattern type="text" name="pattern" value=(pattern) placeholder="v*" required autocomplete="off";
+            label for="target" { "Protects" }
+            select #target name="target" {
+                @for t in [RuleTarget::Git, RuleTarget::Registry, RuleTarget::Both] {
+                    option value=(t.as_str()) selected[t == RuleTarget::Git] { (target_label(t)) }
+                }
+            }
+            label.check { input type="checkbox" name="immutable" value="1"; " Immutable (registry tags; no admin override)" }
             button.primary type="submit" { "Add rule" }
         }
     };
@@ -240,9 +255,29 @@ async fn protection_get(rq: Req, path: RepoPath) -> DomainResult<Response> {
     protection_page(&rq, &path, "", StatusCode::OK, None).await
 }
 
+/// How the settings page names a rule's target.
+fn target_label(t: RuleTarget) -> &'static str {
+    match t {
+        RuleTarget::Git => "Git tags",
+        RuleTarget::Registry => "Registry tags",
+        RuleTarget::Both => "Git and registry tags",
+    }
+}
+
 async fn protection_add(rq: Req, path: RepoPath, form: Form) -> DomainResult<Response> {
     let pattern = form.text("pattern");
-    match protection::create(&rq.core, rq.who(), &path, &pattern).await {
+    let target = match form.text("target").as_str() {
+        "" => Some(RuleTarget::Git),
+        t => RuleTarget::parse(t),
+    };
+    let immutable = form.checked("immutable");
+    let created = match target {
+        Some(t) => protection::create(&rq.core, rq.who(), &path, &pattern, t, immutable).await,
+        None => Err(DomainError::Invalid(
+            "target must be git, registry or both".into(),
+        )),
+    };
+    match created {
         Ok(_) => Ok(redirect(&format!("/{path}/settings/tag-protection"))),
         Err(e @ (DomainError::Invalid(_) | DomainError::Conflict(_))) => {
             let status = super::status_of(&e);
@@ -384,7 +419,7 @@ async fn packages(rq: Req, path: RepoPath) -> DomainResult<Response> {
                         tbody {
                             @for t in tags {
                                 tr {
-                                    td data-label="Tag" { code { (t.tag) } }
+                                    td data-label="Tag" { code { (t.tag) } @if t.protected { " " span.lock title="Protected by a registry tag-protection rule" aria-label="protected" { "🔒" } } }
                                     td data-label="Digest" { (layout::short_sha(t.digest.trim_start_matches("sha256:"))) }
                                     td.num data-label="Size" { (layout::size(t.size)) }
                                     td data-label="Platforms" { @if t.platforms.is_empty() { small.muted { "single" } } @else { (t.platforms.join(", ")) } }
