@@ -13,6 +13,7 @@ pub(crate) mod release;
 pub(crate) mod repo;
 pub(crate) mod retention;
 pub(crate) mod serve;
+pub(crate) mod settings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -91,6 +91,7 @@ pub fn release(base_url: &str, repo: &RepoPath, d: &ReleaseDetail) -> ReleaseVie
             .tag_commit
             .as_ref()
             .map(|_| archive_url(base_url, repo, &r.tag_name, ArchiveFormat::Zip)),
+        immutable: d.immutable,
     }
 }
 

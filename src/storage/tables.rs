@@ -135,3 +135,24 @@ pub const OWNER_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 /// before targets existed), so rules need no schema step. Invariant: a row only exists with its
 /// rule. Writer: `storage::rules`.
 pub const PROTECTION_SCOPES: TableDefinition<u64, u8> = TableDefinition::new("protection_scopes");
+/// `"owner/repo" -> RepoSettings`: per-repository settings kept apart from the `Repo` record
+/// (whose encoding stays as it is). No row: every setting inherits. Removed with the repository.
+/// Writer: `storage::immutable`.
+pub const REPO_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_settings");
+
+/// `org -> OwnerSettings`: defaults an organization's repositories inherit unless set per
+/// repository. Writer: `storage::immutable`.
+pub const OWNER_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("owner_settings");
+
+/// `release id -> ImmutableMark`: releases made immutable when published. Invariant: the
+/// release exists and is published; the row goes only with the release, which the domain
+/// deletes only with its repository. Writer: `storage::immutable` (and `storage::releases`
+/// on removal).
+pub const IMMUTABLE_RELEASES: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("immutable_releases");
+
+/// `("owner/repo", tag name) -> TagTombstone`: tag names an immutable release used. Never
+/// removed, not even with the repository, so a repository created again under the same name
+/// cannot reuse them. Writer: `storage::immutable`.
+pub const TAG_TOMBSTONES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("tag_tombstones");

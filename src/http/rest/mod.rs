@@ -9,6 +9,7 @@ pub mod backup;
 pub mod quotas;
 pub mod releases;
 pub mod retention;
+pub mod settings;
 pub mod tags;
 
 use warp::filters::BoxedFilter;
@@ -37,7 +38,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(retention::routes(core.clone()))
         .unify()
-        .or(quotas::routes(core))
+        .or(quotas::routes(core.clone()))
+        .unify()
+        .or(settings::routes(core))
         .unify()
         .boxed()
 }
