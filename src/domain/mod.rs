@@ -4,9 +4,12 @@
 
 pub(crate) mod account;
 pub mod backup;
+pub mod changelog;
 pub mod error;
 pub(crate) mod fsck;
 pub(crate) mod git_tag;
+pub mod latest;
+pub mod notes;
 pub(crate) mod protection;
 pub mod quota;
 pub mod registry;

@@ -4,6 +4,7 @@
 //! Every function here is synchronous: callers run them on the blocking pool.
 
 pub mod bundle;
+pub mod changelog;
 pub mod hook;
 pub mod http_backend;
 

@@ -129,3 +129,9 @@ pub const OWNER_USAGE: TableDefinition<&str, u64> = TableDefinition::new("owner_
 /// whose name starts with `owner/`), so a blob in two repositories of one owner counts once.
 /// Writer: `storage::quota` (called by `storage::blob_refs`).
 pub const OWNER_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("owner_blobs");
+
+/// The release a repository's owner marked Latest (`makeLatest: "true"`), by repository key;
+/// 0 marks "no release is Latest" after a `makeLatest: "false"` with no other candidate. A
+/// missing row, or one naming a release that can no longer be Latest, means the Latest is
+/// computed (semver-aware tag order, see `domain::latest`). Writer: `storage::releases`.
+pub const LATEST_RELEASE: TableDefinition<&str, u64> = TableDefinition::new("latest_release");

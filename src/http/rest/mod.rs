@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod backup;
+pub mod notes;
 pub mod quotas;
 pub mod releases;
 pub mod retention;
@@ -37,7 +38,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(retention::routes(core.clone()))
         .unify()
-        .or(quotas::routes(core))
+        .or(quotas::routes(core.clone()))
+        .unify()
+        .or(notes::routes(core))
         .unify()
         .boxed()
 }
