@@ -82,7 +82,13 @@ pub struct CreateArgs {
     pub notes_start_tag: Option<String>,
     /// Mark as Latest (`--latest=false`: leave Latest where it is). Default: a published
     /// release becomes Latest.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     pub latest: Option<bool>,
     /// Files to upload as assets.
     pub assets: Vec<PathBuf>,
@@ -140,7 +146,13 @@ pub struct EditArgs {
     pub prerelease: Option<bool>,
     /// Mark as Latest (`--latest=false`: it stops being Latest; the highest other version
     /// takes over).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
     pub latest: Option<bool>,
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]

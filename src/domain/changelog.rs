@@ -71,8 +71,7 @@ pub fn parse(message: &str) -> Parsed {
         },
         None => (head, None),
     };
-    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphabetic()) || description.is_empty()
-    {
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphabetic()) || description.is_empty() {
         return plain;
     }
     let group = match kind.to_ascii_lowercase().as_str() {
@@ -140,8 +139,11 @@ fn line(c: &NoteCommit, p: &Parsed) -> String {
 /// newest first; then new contributors (authors whose first commit is in the range, in the
 /// order of their first commit) and the full-changelog line.
 pub fn format(input: &NotesInput<'_>) -> String {
-    let parsed: Vec<(&NoteCommit, Parsed)> =
-        input.commits.iter().map(|c| (c, parse(&c.message))).collect();
+    let parsed: Vec<(&NoteCommit, Parsed)> = input
+        .commits
+        .iter()
+        .map(|c| (c, parse(&c.message)))
+        .collect();
     let mut out = String::from("## What's changed\n");
     if parsed.is_empty() {
         out.push_str("\nNo changes since the previous release.\n");
@@ -150,7 +152,9 @@ pub fn format(input: &NotesInput<'_>) -> String {
         ("⚠️ Breaking changes", |p| p.breaking),
         ("Features", |p| !p.breaking && p.group == Group::Features),
         ("Fixes", |p| !p.breaking && p.group == Group::Fixes),
-        ("Performance", |p| !p.breaking && p.group == Group::Performance),
+        ("Performance", |p| {
+            !p.breaking && p.group == Group::Performance
+        }),
         ("Other", |p| !p.breaking && p.group == Group::Other),
     ];
     for (title, member) in sections {
@@ -168,8 +172,7 @@ pub fn format(input: &NotesInput<'_>) -> String {
     let mut newcomers = Vec::new();
     // Oldest first: each newcomer's first commit in the range.
     for c in input.commits.iter().rev() {
-        if !input.earlier_authors.contains(&c.author_email) && seen.insert(c.author_email.clone())
-        {
+        if !input.earlier_authors.contains(&c.author_email) && seen.insert(c.author_email.clone()) {
             newcomers.push(c);
         }
     }
@@ -207,15 +210,26 @@ mod tests {
     fn conventional_subjects_are_parsed_and_others_are_kept_whole() {
         let p = parse("feat(api)!: drop v0 routes");
         assert_eq!(
-            (p.group, p.scope.as_deref(), p.description.as_str(), p.breaking),
+            (
+                p.group,
+                p.scope.as_deref(),
+                p.description.as_str(),
+                p.breaking
+            ),
             (Group::Features, Some("api"), "drop v0 routes", true)
         );
         let p = parse("fix: off by one\n\nBREAKING CHANGE: limits are inclusive now");
         assert_eq!((p.group, p.breaking), (Group::Fixes, true));
         let p = parse("Merge branch 'x': y");
-        assert_eq!((p.group, p.description.as_str()), (Group::Other, "Merge branch 'x': y"));
+        assert_eq!(
+            (p.group, p.description.as_str()),
+            (Group::Other, "Merge branch 'x': y")
+        );
         let p = parse("docs: readme");
-        assert_eq!((p.group, p.description.as_str()), (Group::Other, "docs: readme"));
+        assert_eq!(
+            (p.group, p.description.as_str()),
+            (Group::Other, "docs: readme")
+        );
         assert_eq!(parse("PERF: faster").group, Group::Performance);
         assert_eq!(parse("fix(: broken").group, Group::Other);
     }
@@ -236,7 +250,10 @@ mod tests {
             previous_tag: Some("v1.0.0"),
             tag: "v1.1.0",
         });
-        let pos = |s: &str| out.find(s).unwrap_or_else(|| panic!("{s} missing in\n{out}"));
+        let pos = |s: &str| {
+            out.find(s)
+                .unwrap_or_else(|| panic!("{s} missing in\n{out}"))
+        };
         assert!(pos("### ⚠️ Breaking changes") < pos("### Features"));
         assert!(pos("### Features") < pos("### Fixes"));
         assert!(pos("### Fixes") < pos("### Performance"));
@@ -245,7 +262,9 @@ mod tests {
         assert_eq!(out.matches("new config format").count(), 1);
         assert!(out.contains("- **cli:** exit code (c3c3c3c) by Bob\n"));
         assert!(out.contains("- chore: bump (e5e5e5e) by Alice\n"));
-        assert!(out.contains("### New contributors\n- Bob made their first contribution in c3c3c3c\n"));
+        assert!(
+            out.contains("### New contributors\n- Bob made their first contribution in c3c3c3c\n")
+        );
         assert!(!out.contains("Alice made"));
         assert!(out.ends_with("**Full changelog**: v1.0.0...v1.1.0\n"));
     }

@@ -31,7 +31,11 @@ fn commit(wc: &Path, n: u32, msg: &str, who: &str) -> String {
         c.args(["-m", body]);
     }
     let out = c.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     git_ok(wc, &["rev-parse", "HEAD"])
 }
 
@@ -92,7 +96,10 @@ async fn generated_notes_group_breaking_first_and_start_at_the_nearest_ancestor_
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["name"], "v2.0.0");
     let body = v["body"].as_str().unwrap();
-    let pos = |t: &str| body.find(t).unwrap_or_else(|| panic!("{t:?} missing in\n{body}"));
+    let pos = |t: &str| {
+        body.find(t)
+            .unwrap_or_else(|| panic!("{t:?} missing in\n{body}"))
+    };
     // Sections in order, breaking first; each breaking commit only there, newest first.
     assert!(pos("### ⚠️ Breaking changes") < pos("### Features"));
     assert!(pos("### Features") < pos("### Fixes"));
@@ -101,7 +108,10 @@ async fn generated_notes_group_breaking_first_and_start_at_the_nearest_ancestor_
     assert!(pos("### Other") < pos("### New contributors"));
     assert!(pos("### New contributors") < pos("**Full changelog**"));
     let edge = format!("- fix: edge case ({}) by Alice Doe\n", short(&shas[5]));
-    let config = format!("- feat: new config format ({}) by Alice Doe\n", short(&shas[1]));
+    let config = format!(
+        "- feat: new config format ({}) by Alice Doe\n",
+        short(&shas[1])
+    );
     assert!(pos(&edge) < pos(&config), "newest first:\n{body}");
     assert!(pos(&config) < pos("### Features"));
     assert_eq!(body.matches("new config format").count(), 1);
@@ -128,7 +138,10 @@ async fn generated_notes_group_breaking_first_and_start_at_the_nearest_ancestor_
     )));
     assert!(!body.contains("Alice Doe made"));
     // The side branch's newer release is not an ancestor: the range starts at v1.0.0.
-    assert!(body.ends_with("**Full changelog**: v1.0.0...v2.0.0\n"), "{body}");
+    assert!(
+        body.ends_with("**Full changelog**: v1.0.0...v2.0.0\n"),
+        "{body}"
+    );
     assert!(!body.contains("side thing") && !body.contains("first feature"));
 
     // An explicit start: after `mid` only; Bob committed before it, so he is not new.
@@ -142,7 +155,10 @@ async fn generated_notes_group_breaking_first_and_start_at_the_nearest_ancestor_
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let body = v["body"].as_str().unwrap();
-    assert!(body.ends_with("**Full changelog**: mid...v2.0.0\n"), "{body}");
+    assert!(
+        body.ends_with("**Full changelog**: mid...v2.0.0\n"),
+        "{body}"
+    );
     assert!(!body.contains("exit code") && !body.contains("new config format"));
     assert!(body.contains("edge case") && body.contains("readme"));
     assert!(!body.contains("New contributors"));
@@ -151,7 +167,10 @@ async fn generated_notes_group_breaking_first_and_start_at_the_nearest_ancestor_
     let (st, v) = post_notes(&s, a, json!({"tagName": "v1.5.0"})).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let body = v["body"].as_str().unwrap();
-    assert!(body.contains("side thing") && body.ends_with("v1.0.0...v1.5.0\n"), "{body}");
+    assert!(
+        body.contains("side thing") && body.ends_with("v1.0.0...v1.5.0\n"),
+        "{body}"
+    );
 
     // Refusals: no tag and no target, an unknown start tag, readers, anonymous callers.
     let (st, v) = post_notes(&s, a, json!({"tagName": "v9"})).await;
@@ -169,7 +188,10 @@ async fn generated_notes_group_breaking_first_and_start_at_the_nearest_ancestor_
     let (st, _) = post_notes(&s, Some(&reader), json!({"tagName": "v1.5.0"})).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = post_notes(&s, None, json!({"tagName": "v1.5.0"})).await;
-    assert!(st == StatusCode::UNAUTHORIZED || st == StatusCode::NOT_FOUND, "{st}");
+    assert!(
+        st == StatusCode::UNAUTHORIZED || st == StatusCode::NOT_FOUND,
+        "{st}"
+    );
     let (st, _) = post_notes(&s, a, json!({"tagName": "v1.5.0", "bogus": 1})).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
@@ -184,7 +206,10 @@ async fn generated_notes_group_breaking_first_and_start_at_the_nearest_ancestor_
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let body = v["body"].as_str().unwrap();
     assert!(body.starts_with("## What's changed\n"), "{body}");
-    assert!(body.contains("v1.0.0...v2.0.0\n\nHand-written intro."), "{body}");
+    assert!(
+        body.contains("v1.0.0...v2.0.0\n\nHand-written intro."),
+        "{body}"
+    );
 }
 
 fn latest_tags(list: &Value) -> Vec<String> {
@@ -208,8 +233,13 @@ async fn latest(s: &TestServer) -> Vec<String> {
 }
 
 async fn patch(s: &TestServer, tag: &str, body: Value) -> (StatusCode, Value) {
-    s.call(Method::PATCH, &format!("{BASE}/{tag}"), Some(&s.admin), Some(body))
-        .await
+    s.call(
+        Method::PATCH,
+        &format!("{BASE}/{tag}"),
+        Some(&s.admin),
+        Some(body),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -228,7 +258,10 @@ async fn make_latest_is_honoured_and_a_legacy_backfill_never_takes_latest_from_a
     };
     let (st, v) = s.post(BASE, a, create("v2.0.0", json!({}))).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    assert_eq!(v["latest"], true, "a new published release is Latest by default");
+    assert_eq!(
+        v["latest"], true,
+        "a new published release is Latest by default"
+    );
 
     // Backfills published later: legacy computes by version, false leaves Latest alone.
     let (st, v) = s
@@ -245,7 +278,11 @@ async fn make_latest_is_honoured_and_a_legacy_backfill_never_takes_latest_from_a
         .post(BASE, a, create("v2.1.0", json!({"makeLatest": "false"})))
         .await;
     assert_eq!(st, StatusCode::CREATED);
-    assert_eq!(latest(&s).await, ["v2.0.0"], "false holds even for a higher version");
+    assert_eq!(
+        latest(&s).await,
+        ["v2.0.0"],
+        "false holds even for a higher version"
+    );
 
     // Update: true moves it; false hands it to the highest other version; legacy computes.
     let (st, v) = patch(&s, "v2.1.0", json!({"makeLatest": "true"})).await;
@@ -261,7 +298,10 @@ async fn make_latest_is_honoured_and_a_legacy_backfill_never_takes_latest_from_a
         .post(
             BASE,
             a,
-            create("v3.0.0-rc.1", json!({"prerelease": true, "makeLatest": "true"})),
+            create(
+                "v3.0.0-rc.1",
+                json!({"prerelease": true, "makeLatest": "true"}),
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -319,7 +359,10 @@ async fn publishing_a_draft_stamps_now_and_back_to_draft_clears_published_at() {
     assert_eq!(st, StatusCode::OK, "{v}");
     let again = v["publishedAt"].as_str().unwrap();
     assert!(again > first.as_str(), "{again} should be after {first}");
-    assert_eq!(v["latest"], true, "a newly published release becomes Latest");
+    assert_eq!(
+        v["latest"], true,
+        "a newly published release becomes Latest"
+    );
     let (_, list) = s.get(BASE, None).await;
     assert_eq!(list[0]["tagName"], "v1");
 }
@@ -353,7 +396,10 @@ async fn cli_generate_notes_and_latest_flags_reach_the_server() {
     let (_, v) = s.get(&format!("{BASE}/v1.1.0"), None).await;
     let body = v["body"].as_str().unwrap();
     assert!(
-        body.contains(&format!("### Features\n- shiny ({}) by Bob Roe", short(&feat))),
+        body.contains(&format!(
+            "### Features\n- shiny ({}) by Bob Roe",
+            short(&feat)
+        )),
         "{body}"
     );
     assert!(body.ends_with("v1.0.0...v1.1.0\n\nIntro."), "{body}");
@@ -372,7 +418,10 @@ async fn cli_generate_notes_and_latest_flags_reach_the_server() {
         "--latest=false",
     ]);
     let (_, v) = s.get(&format!("{BASE}/v1.2.0"), None).await;
-    assert!(v["body"].as_str().unwrap().ends_with("v1.0.0...v1.2.0\n"), "{v}");
+    assert!(
+        v["body"].as_str().unwrap().ends_with("v1.0.0...v1.2.0\n"),
+        "{v}"
+    );
     assert_eq!(v["latest"], false);
     assert_eq!(latest(&s).await, ["v1.1.0"]);
     run(&["release", "edit", "v1.2.0", "--latest"]);
@@ -383,7 +432,17 @@ async fn cli_generate_notes_and_latest_flags_reach_the_server() {
     let (_, err) = cli.fails(
         &wc,
         Some(&s.admin),
-        &["release", "create", "v1.3.0", "--target", "main", "--notes-start-tag", "v1.0.0", "-R", "acme/app"],
+        &[
+            "release",
+            "create",
+            "v1.3.0",
+            "--target",
+            "main",
+            "--notes-start-tag",
+            "v1.0.0",
+            "-R",
+            "acme/app",
+        ],
     );
     assert!(err.contains("--generate-notes"), "{err}");
 }
@@ -408,7 +467,11 @@ async fn draft_form_generate_button_fills_the_notes_and_creates_nothing() {
     web.sign_in("alice", "correct horse").await;
     let page = web.get("/acme/app/releases/new").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("Generate release notes"), "{}", page.body);
+    assert!(
+        page.body.contains("Generate release notes"),
+        "{}",
+        page.body
+    );
     let form = reqwest::multipart::Form::new()
         .text("_csrf", page.csrf())
         .text("tag", "v1.1.0")
@@ -430,7 +493,11 @@ async fn draft_form_generate_button_fills_the_notes_and_creates_nothing() {
         "{}",
         page.body
     );
-    assert!(page.body.contains("v1.0.0...v1.1.0\n\nIntro.</textarea>"), "{}", page.body);
+    assert!(
+        page.body.contains("v1.0.0...v1.1.0\n\nIntro.</textarea>"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("value=\"v1.1.0\""));
     // Nothing was created: no release, no tag.
     let (st, _) = s.get(&format!("{BASE}/v1.1.0"), Some(&alice)).await;

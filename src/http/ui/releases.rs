@@ -390,7 +390,9 @@ async fn create(rq: Req, path: RepoPath, mut form: FormData) -> DomainResult<Res
     let outcome = create_from_form(&rq, &path, &mut form, &mut fields, &mut created).await;
     drain_form(&mut form, u64::MAX).await;
     match (outcome, created) {
-        (Ok(()), None) if generating(&fields) => generate_notes_page(&rq, &path, &repo, &fields).await,
+        (Ok(()), None) if generating(&fields) => {
+            generate_notes_page(&rq, &path, &repo, &fields).await
+        }
         (Ok(()), Some(tag)) => Ok(redirect(&release_url(&repo, &tag))),
         (Ok(()), None) => Err(DomainError::internal("release form ended unhandled")),
         // The release exists but a file was refused: continue on its edit page.
