@@ -135,6 +135,9 @@ fn line(c: &NoteCommit, p: &Parsed) -> String {
     )
 }
 
+/// Whether a parsed commit belongs in a section.
+type Member = fn(&Parsed) -> bool;
+
 /// The Markdown notes: sections in a fixed order (empty ones left out), each commit once,
 /// newest first; then new contributors (authors whose first commit is in the range, in the
 /// order of their first commit) and the full-changelog line.
@@ -148,7 +151,7 @@ pub fn format(input: &NotesInput<'_>) -> String {
     if parsed.is_empty() {
         out.push_str("\nNo changes since the previous release.\n");
     }
-    let sections: [(&str, fn(&Parsed) -> bool); 5] = [
+    let sections: [(&str, Member); 5] = [
         ("⚠️ Breaking changes", |p| p.breaking),
         ("Features", |p| !p.breaking && p.group == Group::Features),
         ("Fixes", |p| !p.breaking && p.group == Group::Fixes),
