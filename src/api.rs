@@ -156,6 +156,12 @@ pub struct CreateRelease {
     /// Pre-release.
     #[serde(default)]
     pub prerelease: bool,
+    /// Prepend notes generated from the git history (as `generate-notes` makes them) to `body`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generate_notes: bool,
+    /// Whether the release becomes Latest (GitHub's field; `"true"` when absent and published).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub make_latest: Option<MakeLatest>,
 }
 
 /// The JSON body of `PATCH /releases/{tag}`: absent or null fields are unchanged.
@@ -174,6 +180,9 @@ pub struct UpdateRelease {
     /// Pre-release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prerelease: Option<bool>,
+    /// Whether the release becomes Latest; `"true"` when absent and this patch publishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub make_latest: Option<MakeLatest>,
 }
 
 impl UpdateRelease {
@@ -183,7 +192,46 @@ impl UpdateRelease {
             && self.body.is_none()
             && self.draft.is_none()
             && self.prerelease.is_none()
+            && self.make_latest.is_none()
     }
+}
+
+/// GitHub's `make_latest`: which release the repository's Latest is. Sent as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MakeLatest {
+    /// This release becomes Latest (drafts and pre-releases cannot).
+    #[serde(rename = "true")]
+    True,
+    /// This release does not become Latest; the current one stays.
+    #[serde(rename = "false")]
+    False,
+    /// Latest is computed: the highest tag in semver-aware order among published
+    /// non-prereleases (publication time does not matter, so a backfill never takes it).
+    #[serde(rename = "legacy")]
+    Legacy,
+}
+
+/// The JSON body of `POST /releases/generate-notes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerateNotes {
+    /// The tag of the release the notes are for (it need not exist yet).
+    pub tag_name: String,
+    /// Branch or SHA the notes run up to when the tag does not exist yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_commit: Option<String>,
+    /// The tag the notes start after (default: the nearest earlier published release's tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_tag_name: Option<String>,
+}
+
+/// What `generate-notes` returns: a title and Markdown notes, like GitHub's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GeneratedNotes {
+    /// Suggested release title (the tag).
+    pub name: String,
+    /// Markdown notes.
+    pub body: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -775,6 +823,8 @@ mod tests {
             body: None,
             draft: false,
             prerelease: true,
+            generate_notes: false,
+            make_latest: None,
         };
         assert_eq!(
             serde_json::to_string(&c).unwrap(),

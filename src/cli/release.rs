@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::client::{decode, CliError, CliResult, Client};
 use super::{print_json, print_table, read_body, repo};
 use crate::api::{AssetView, CreateRelease, ReleaseView, UpdateRelease};
+use crate::api::{GenerateNotes, GeneratedNotes, MakeLatest};
 
 /// Release subcommands.
 #[derive(Debug, Subcommand)]
@@ -72,6 +73,23 @@ pub struct CreateArgs {
     /// Mark as a pre-release (never Latest).
     #[arg(long)]
     pub prerelease: bool,
+    /// Put notes generated from the git history (commits since the previous release, grouped
+    /// by Conventional Commit type) before the notes given.
+    #[arg(long)]
+    pub generate_notes: bool,
+    /// Start the generated notes after this tag (default: the nearest earlier release's tag).
+    #[arg(long, value_name = "TAG", requires = "generate_notes")]
+    pub notes_start_tag: Option<String>,
+    /// Mark as Latest (`--latest=false`: leave Latest where it is). Default: a published
+    /// release becomes Latest.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub latest: Option<bool>,
     /// Files to upload as assets.
     pub assets: Vec<PathBuf>,
     /// owner/repo (default: from the origin remote).
@@ -129,6 +147,16 @@ pub struct EditArgs {
     /// Pre-release.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub prerelease: Option<bool>,
+    /// Mark as Latest (`--latest=false`: it stops being Latest; the highest other version
+    /// takes over).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub latest: Option<bool>,
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
@@ -340,6 +368,15 @@ fn kind(r: &ReleaseView) -> &'static str {
     }
 }
 
+/// `--latest[=BOOL]` as the API's `makeLatest`.
+fn make_latest(latest: bool) -> MakeLatest {
+    if latest {
+        MakeLatest::True
+    } else {
+        MakeLatest::False
+    }
+}
+
 /// Runs a release subcommand.
 pub async fn run(cmd: ReleaseCmd) -> CliResult<()> {
     let c = Client::from_env();
@@ -368,13 +405,37 @@ async fn create(c: &Client, a: CreateArgs) -> CliResult<()> {
             )));
         }
     }
+    let mut body = read_body(a.body, a.body_file)?;
+    let mut title = a.title;
+    if a.generate_notes {
+        // Like gh: ask for the notes first, then create with them.
+        let req = GenerateNotes {
+            tag_name: a.tag.clone(),
+            target_commit: a.target.clone(),
+            previous_tag_name: a.notes_start_tag,
+        };
+        let notes: GeneratedNotes = c
+            .call_as(
+                Method::POST,
+                &format!("/api/v1/forge/{repo}/releases/generate-notes"),
+                &req,
+            )
+            .await?;
+        body = Some(match body.filter(|b| !b.trim().is_empty()) {
+            Some(b) => format!("{}\n{b}", notes.body),
+            None => notes.body,
+        });
+        title = title.or(Some(notes.name));
+    }
     let req = CreateRelease {
-        body: read_body(a.body, a.body_file)?,
+        body,
         tag_name: a.tag,
         target_commit: a.target,
-        name: a.title,
+        name: title,
         draft: a.draft,
         prerelease: a.prerelease,
+        generate_notes: false,
+        make_latest: a.latest.map(make_latest),
     };
     let v: ReleaseView = c
         .call_as(
@@ -475,10 +536,11 @@ async fn edit(c: &Client, a: EditArgs) -> CliResult<()> {
         body: read_body(a.body, a.body_file)?,
         draft: a.draft,
         prerelease: a.prerelease,
+        make_latest: a.latest.map(make_latest),
     };
     if patch.is_empty() {
         return Err(CliError::Msg(
-            "nothing to change: pass --title, --body, --draft or --prerelease".into(),
+            "nothing to change: pass --title, --body, --draft, --prerelease or --latest".into(),
         ));
     }
     get_release(c, &repo, &a.tag).await?;

@@ -5,10 +5,13 @@
 pub(crate) mod account;
 pub(crate) mod archive;
 pub mod backup;
+pub mod changelog;
 pub mod error;
 pub(crate) mod fsck;
 pub(crate) mod git_tag;
 pub(crate) mod immutable;
+pub mod latest;
+pub mod notes;
 pub(crate) mod protection;
 pub mod quota;
 pub(crate) mod readme;

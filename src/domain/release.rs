@@ -54,18 +54,13 @@ pub struct AssetDetail {
     pub asset: Asset,
 }
 
-fn is_latest_candidate(r: &Release) -> bool {
-    !r.draft && !r.prerelease && r.published_at.is_some()
-}
-
 fn visible(r: &Release, role: Role) -> bool {
     !r.draft || role >= Role::Write
 }
 
-/// The release marked Latest: the newest published one that is neither a draft nor a
-/// pre-release.
+/// The release marked Latest (see `latest`: the explicit choice, else the highest version).
 fn latest_txn<R: Reads>(txn: &R, repo: &RepoPath) -> DomainResult<Option<Release>> {
-    Ok(releases::newest_published(txn, repo, is_latest_candidate)?)
+    super::latest::latest_txn(txn, repo)
 }
 
 /// Percent-encodes a tag for use as one URL path segment (tags may contain `/`).
@@ -405,6 +400,7 @@ async fn insert_release(
     repo: &RepoPath,
     release: Release,
     made_tag: bool,
+    make_latest: Option<super::latest::MakeLatest>,
 ) -> DomainResult<bool> {
     let repo = repo.clone();
     let who = who.cloned();
@@ -419,6 +415,7 @@ async fn insert_release(
                 ..release
             };
             releases::insert(txn, &release)?;
+            super::latest::apply(txn, &repo, &release, make_latest, !release.draft)?;
             if made_tag {
                 releases::clear_pending_tag(txn, &repo, &release.tag_name)?;
             }
@@ -456,12 +453,25 @@ pub async fn create(
 ) -> DomainResult<ReleaseDetail> {
     core.repo_access(who, repo, Role::Write).await?;
     let Checked { tag, name, body } = check_new(&input)?;
+    super::latest::check(input.make_latest, input.prerelease)?;
     refuse_taken_tag(core, repo, &tag).await?;
     immutable::check_tag(core, repo, tag.as_str(), "reused").await?;
     // Held from looking at the tag to the release's commit (see `Core::fsck_gate`): fsck must
     // not judge the tag an orphan (and delete it) while this release is taking it up.
     let gate = core.fsck_gate.clone().read_owned().await;
     let anchor = resolve_anchor(core, repo, &tag, input.target_commit.as_deref()).await?;
+    let body = if input.generate_notes {
+        let notes = super::notes::for_commit(core, repo, &tag, &anchor.commit, None).await?;
+        let body = if body.trim().is_empty() {
+            notes.body
+        } else {
+            format!("{}\n{body}", notes.body)
+        };
+        check_text(&name, &body)?;
+        body
+    } else {
+        body
+    };
     // A draft's tag is made only when it is published.
     let make_tag = !anchor.tag_exists && !input.draft;
     if make_tag {
@@ -482,7 +492,8 @@ pub async fn create(
         created_at: now,
         published_at: if input.draft { None } else { Some(now) },
     };
-    let locked = match insert_release(core, gate, who, repo, release, make_tag).await {
+    let inserted = insert_release(core, gate, who, repo, release, make_tag, input.make_latest);
+    let locked = match inserted.await {
         Ok(locked) => locked,
         Err(e) => {
             if make_tag {
@@ -534,7 +545,8 @@ async fn forget_pending_tag(core: &Core, repo: &RepoPath, tag: &GitTagName) -> D
         .await?)
 }
 
-/// Applies a patch to a release; publishing a draft stamps `publishedAt` once.
+/// Applies a patch to a release: publishing a draft stamps `publishedAt` with now, and turning
+/// a release back into a draft clears it (so it is listed with the drafts again).
 fn apply_patch(r: &mut Release, patch: UpdateRelease) {
     if let Some(n) = patch.name {
         r.name = n;
@@ -546,8 +558,10 @@ fn apply_patch(r: &mut Release, patch: UpdateRelease) {
         r.prerelease = p;
     }
     if let Some(d) = patch.draft {
-        if r.draft && !d && r.published_at.is_none() {
+        if r.draft && !d {
             r.published_at = Some(now_unix());
+        } else if d {
+            r.published_at = None;
         }
         r.draft = d;
     }
@@ -569,6 +583,8 @@ pub async fn update(
         patch.body.as_deref().unwrap_or(""),
     )?;
     let publishing = current.draft && patch.draft == Some(false);
+    let make_latest = patch.make_latest;
+    super::latest::check(make_latest, patch.prerelease.unwrap_or(current.prerelease))?;
     let mut made_tag = false;
     // Held from looking at the tag to the commit, as in `create`.
     let gate = if publishing {
@@ -597,8 +613,14 @@ pub async fn update(
                 immutable::check_patch(&current, &patch)?;
             }
             match releases::update(txn, current.id, |rel| apply_patch(rel, patch))? {
-                Some(rel) if publishing => immutable::on_publish(txn, &r, &rel, publisher.as_ref()),
-                Some(_) => Ok(false),
+                Some(rel) => {
+                    super::latest::apply(txn, &r, &rel, make_latest, publishing)?;
+                    if publishing {
+                        immutable::on_publish(txn, &r, &rel, publisher.as_ref())
+                    } else {
+                        Ok(false)
+                    }
+                }
                 None => Err(DomainError::NotFound("release was deleted".into())),
             }
         })

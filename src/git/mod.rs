@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod changelog;
 pub mod hook;
 pub mod http_backend;
 pub mod readme;

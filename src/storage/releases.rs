@@ -97,28 +97,6 @@ pub fn scan<R: Reads>(
     })
 }
 
-/// The newest published release of a repository that `accept` takes (unpublished drafts are
-/// not even read).
-pub fn newest_published<R: Reads>(
-    txn: &R,
-    repo: &RepoPath,
-    accept: impl Fn(&Release) -> bool,
-) -> Result<Option<Release>, StorageError> {
-    let releases = txn.table(tables::RELEASES)?;
-    let mut found = None;
-    ids_in_order(txn, &repo.key(), true, |id| {
-        if let Some(v) = releases.get(id)? {
-            let r: Release = codec::decode(v.value())?;
-            if accept(&r) {
-                found = Some(r);
-                return Ok(ControlFlow::Break(()));
-            }
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
-    Ok(found)
-}
-
 /// Records a new release (its id from `next_id`): the row, its tag index and its place in the
 /// list. The caller has checked that no release is anchored on its tag yet.
 pub fn insert(txn: &WriteTransaction, r: &Release) -> Result<(), StorageError> {
@@ -188,6 +166,7 @@ pub fn remove_all_of_repo(
     for id in &ids {
         remove(txn, *id)?;
     }
+    clear_latest_pointer(txn, repo)?;
     Ok(ids)
 }
 
@@ -218,6 +197,50 @@ pub fn clear_pending_tag(
     let key = repo.key();
     txn.open_table(tables::PENDING_RELEASE_TAGS)?
         .remove((key.as_str(), tag))?;
+    Ok(())
+}
+
+/// Every published release of a repository (drafts never published are not read), newest
+/// publication first: the candidates the computed Latest is chosen among.
+pub fn published<R: Reads>(txn: &R, repo: &RepoPath) -> Result<Vec<Release>, StorageError> {
+    let releases = txn.table(tables::RELEASES)?;
+    let mut out = Vec::new();
+    ids_in_order(txn, &repo.key(), true, |id| {
+        if let Some(v) = releases.get(id)? {
+            out.push(codec::decode(v.value())?);
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    Ok(out)
+}
+
+/// The release id a repository's Latest was explicitly set to (see LATEST_RELEASE; 0 means
+/// "none"), `None` when the Latest is computed.
+pub fn latest_pointer<R: Reads>(txn: &R, repo: &RepoPath) -> Result<Option<u64>, StorageError> {
+    let key = repo.key();
+    Ok(txn
+        .table(tables::LATEST_RELEASE)?
+        .get(key.as_str())?
+        .map(|v| v.value()))
+}
+
+/// Sets a repository's explicit Latest to release `id` (0: no release is Latest).
+pub fn set_latest_pointer(
+    txn: &WriteTransaction,
+    repo: &RepoPath,
+    id: u64,
+) -> Result<(), StorageError> {
+    let key = repo.key();
+    txn.open_table(tables::LATEST_RELEASE)?
+        .insert(key.as_str(), id)?;
+    Ok(())
+}
+
+/// Drops a repository's explicit Latest: from now on it is computed (`makeLatest: "legacy"`).
+pub fn clear_latest_pointer(txn: &WriteTransaction, repo: &RepoPath) -> Result<(), StorageError> {
+    let key = repo.key();
+    txn.open_table(tables::LATEST_RELEASE)?
+        .remove(key.as_str())?;
     Ok(())
 }
 
@@ -279,7 +302,9 @@ mod tests {
         let r3 = repo.clone();
         let (newest, removed, left) = db
             .write(move |txn| {
-                let newest = newest_published(txn, &r3, |r| r.tag_name != "draft")?;
+                let newest = published(txn, &r3)?
+                    .into_iter()
+                    .find(|r| r.tag_name != "draft");
                 let removed = remove_all_of_repo(txn, &r3)?;
                 Ok::<_, StorageError>((newest, removed, tags(txn, &r3)?))
             })

@@ -61,6 +61,7 @@ macro_rules! for_each_table {
         $m!(OWNER_SETTINGS, true);
         $m!(IMMUTABLE_RELEASES, true);
         $m!(TAG_TOMBSTONES, true);
+        $m!(LATEST_RELEASE, true);
     };
 }
 pub(super) use for_each_table;

@@ -156,3 +156,8 @@ pub const IMMUTABLE_RELEASES: TableDefinition<u64, &[u8]> =
 /// cannot reuse them. Writer: `storage::immutable`.
 pub const TAG_TOMBSTONES: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("tag_tombstones");
+/// The release a repository's owner marked Latest (`makeLatest: "true"`), by repository key;
+/// 0 marks "no release is Latest" after a `makeLatest: "false"` with no other candidate. A
+/// missing row, or one naming a release that can no longer be Latest, means the Latest is
+/// computed (semver-aware tag order, see `domain::latest`). Writer: `storage::releases`.
+pub const LATEST_RELEASE: TableDefinition<&str, u64> = TableDefinition::new("latest_release");

@@ -19,6 +19,7 @@ mod immutable;
 mod limits;
 mod links;
 mod metrics;
+mod notes;
 mod protection;
 mod quota;
 mod registry;

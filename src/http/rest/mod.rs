@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod backup;
+pub mod notes;
 pub mod quotas;
 pub mod releases;
 pub mod retention;
@@ -40,7 +41,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(quotas::routes(core.clone()))
         .unify()
-        .or(settings::routes(core))
+        .or(settings::routes(core.clone()))
+        .unify()
+        .or(notes::routes(core))
         .unify()
         .boxed()
 }

@@ -263,6 +263,8 @@ async fn new_form_page(
                     @else { div.notes { (layout::trusted(super::render_markdown(&v.notes))) } }
                 }
             }
+            // Before the files, so its `action` arrives before any file part (see `generating`).
+            div.actions { button type="submit" name="action" value=(GENERATE) { "Generate release notes" } }
             label.check { input type="checkbox" name="prerelease" value="1" checked[v.prerelease]; " This is a pre-release" }
             label for="files" { "Attach files" }
             input #files type="file" name="files" multiple;
@@ -380,6 +382,10 @@ async fn create_from_form(
     created: &mut Option<String>,
 ) -> DomainResult<()> {
     while let Some((file_name, part)) = next_file(form, fields).await? {
+        if generating(fields) {
+            // Only the notes are asked for: the files are drained, nothing is created.
+            return Ok(());
+        }
         let tag = match created.clone() {
             Some(t) => t,
             None => {
@@ -389,6 +395,9 @@ async fn create_from_form(
             }
         };
         store_file(rq, path, &tag, file_name, part).await?;
+    }
+    if generating(fields) {
+        return Ok(());
     }
     let publish = fields.get("action") != Some("draft");
     match created.clone() {
@@ -425,6 +434,8 @@ async fn create_release(
         body: Some(v.notes),
         draft,
         prerelease: v.prerelease,
+        generate_notes: false,
+        make_latest: None,
     };
     let created = release::create(&rq.core, rq.who(), path, input).await?;
     Ok(created.release.tag_name)
@@ -449,6 +460,9 @@ async fn create(rq: Req, path: RepoPath, mut form: FormData) -> DomainResult<Res
     let outcome = create_from_form(&rq, &path, &mut form, &mut fields, &mut created).await;
     drain_form(&mut form, u64::MAX).await;
     match (outcome, created) {
+        (Ok(()), None) if generating(&fields) => {
+            generate_notes_page(&rq, &path, &repo, &fields).await
+        }
         (Ok(()), Some(tag)) => Ok(redirect(&release_url(&repo, &tag))),
         (Ok(()), None) => Err(DomainError::internal("release form ended unhandled")),
         // The release exists but a file was refused: continue on its edit page.
@@ -470,6 +484,46 @@ async fn create(rq: Req, path: RepoPath, mut form: FormData) -> DomainResult<Res
             .await
         }
         (Err(e), _) => Err(e),
+    }
+}
+
+/// The `action` of the draft form's "Generate release notes" button.
+const GENERATE: &str = "generate-notes";
+
+/// Whether the draft form was sent by its "Generate release notes" button.
+fn generating(fields: &Form) -> bool {
+    fields.get("action") == Some(GENERATE)
+}
+
+/// The draft form again, with notes generated from the git history put before what the notes
+/// field held (no JavaScript: the button submits the form and this re-renders it).
+async fn generate_notes_page(
+    rq: &Req,
+    path: &RepoPath,
+    repo: &RepoView,
+    fields: &Form,
+) -> DomainResult<Response> {
+    rq.check_form(fields)?;
+    let mut v = Values::from_form(fields);
+    let req = crate::domain::notes::GenerateNotes {
+        tag_name: v.tag.clone(),
+        target_commit: (!v.target.is_empty()).then(|| v.target.clone()),
+        previous_tag_name: None,
+    };
+    match crate::domain::notes::generate(&rq.core, rq.who(), path, req).await {
+        Ok(notes) => {
+            v.notes = if v.notes.trim().is_empty() {
+                notes.body
+            } else {
+                format!("{}\n{}", notes.body, v.notes)
+            };
+            new_form_page(rq, path, repo, &v, StatusCode::OK, None).await
+        }
+        Err(e) if is_form_error(&e) => {
+            let status = super::status_of(&e);
+            new_form_page(rq, path, repo, &v, status, Some(&e.to_string())).await
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -567,6 +621,7 @@ async fn update_from_form(
         body: Some(fields.get("notes").unwrap_or("").to_owned()),
         prerelease: Some(fields.checked("prerelease")),
         draft: (fields.get("action") == Some("publish")).then_some(false),
+        make_latest: None,
     };
     release::update(&rq.core, rq.who(), path, tag, patch).await?;
     Ok(())
