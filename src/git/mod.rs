@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod hook;
 pub mod http_backend;
+pub mod revs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
