@@ -293,7 +293,20 @@ impl Client {
 
     /// Names the likely cause of a failed request: no server listening is the common one.
     fn connect_error(&self, source: reqwest::Error) -> CliError {
-        if source.is_connect() {
+        // Refused (nothing listens) or unreachable: not a TLS or protocol failure.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        let mut nobody_listens = false;
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind as K;
+                nobody_listens |= matches!(
+                    io.kind(),
+                    K::ConnectionRefused | K::AddrNotAvailable | K::HostUnreachable | K::NetworkUnreachable
+                );
+            }
+            cause = e.source();
+        }
+        if source.is_connect() && nobody_listens {
             return CliError::Msg(format!(
                 "cannot connect to {}: is `pfai serve` running? set PFAI_URL (or `pfai login --url`) to its address",
                 self.url

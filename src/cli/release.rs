@@ -430,7 +430,7 @@ fn check_assets(args: &[String]) -> Result<Vec<(AssetArg, String)>, String> {
         let a = parse_asset(arg);
         let shown = a.path.display().to_string();
         let meta = std::fs::metadata(&a.path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
+            std::io::ErrorKind::NotFound => format!("{shown} is not a file: no such file"),
             _ => format!("{shown}: {e}"),
         })?;
         if meta.is_dir() {

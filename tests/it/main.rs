@@ -24,3 +24,4 @@ mod retention;
 mod tls;
 mod ui;
 mod upgrade;
+mod gh_cli;
