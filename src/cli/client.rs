@@ -209,10 +209,7 @@ impl Client {
         let body = resp.text().await.unwrap_or_default();
         let ours = server_message(&body);
         // A 404/405 without pfai's error body is some other web server answering.
-        if ours.is_none()
-            && matches!(status.as_u16(), 404 | 405)
-            && path.starts_with("/api/")
-        {
+        if ours.is_none() && matches!(status.as_u16(), 404 | 405) && path.starts_with("/api/") {
             return Err(self.not_pfai(&path, &format!("{status} ({kind})")));
         }
         let message = ours.unwrap_or_else(|| {
@@ -266,7 +263,10 @@ impl Client {
         let resp = self.send(req).await?;
         let path = resp.url().path().to_owned();
         let kind = content_type(&resp);
-        let text = resp.text().await.map_err(|source| self.connect_error(source))?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|source| self.connect_error(source))?;
         if text.is_empty() {
             return Ok(Value::Null);
         }
@@ -301,7 +301,10 @@ impl Client {
                 use std::io::ErrorKind as K;
                 nobody_listens |= matches!(
                     io.kind(),
-                    K::ConnectionRefused | K::AddrNotAvailable | K::HostUnreachable | K::NetworkUnreachable
+                    K::ConnectionRefused
+                        | K::AddrNotAvailable
+                        | K::HostUnreachable
+                        | K::NetworkUnreachable
                 );
             }
             cause = e.source();

@@ -31,9 +31,9 @@ pub enum ReleaseCmd {
     ///
     /// Example: pfai release edit v1.2.3 --draft=false
     Edit(EditArgs),
-    /// Delete a release and its assets (the git tag stays).
+    /// Delete a release and its assets (the git tag stays unless --cleanup-tag).
     ///
-    /// Example: pfai release delete v1.2.3 --yes
+    /// Example: pfai release delete v1.2.3 --yes --cleanup-tag
     Delete(DeleteArgs),
     /// Upload assets to a release.
     ///
@@ -669,7 +669,9 @@ async fn list(c: &Client, a: ListArgs) -> CliResult<()> {
     let (raw, list): (Vec<Value>, Vec<ReleaseView>) = raw
         .into_iter()
         .zip(views)
-        .filter(|(_, r)| !(a.exclude_drafts && r.draft) && !(a.exclude_pre_releases && r.prerelease))
+        .filter(|(_, r)| {
+            !(a.exclude_drafts && r.draft) && !(a.exclude_pre_releases && r.prerelease)
+        })
         .take(a.limit)
         .unzip();
     if let Some(fields) = &a.json {
@@ -757,7 +759,8 @@ async fn edit(c: &Client, a: EditArgs) -> CliResult<()> {
     };
     if patch.is_empty() {
         return Err(CliError::Msg(
-            "nothing to change: pass --title, --notes, --notes-file, --draft or --prerelease".into(),
+            "nothing to change: pass --title, --notes, --notes-file, --draft or --prerelease"
+                .into(),
         ));
     }
     get_release(c, &repo, &a.tag).await?;

@@ -68,7 +68,11 @@ fn same_server(remote_url: &str, server: &str) -> bool {
         return remote == host;
     }
     let remote_with_port = if strip_port(&remote) == remote {
-        let port = if lower.starts_with("https://") { 443 } else { 80 };
+        let port = if lower.starts_with("https://") {
+            443
+        } else {
+            80
+        };
         format!("{remote}:{port}")
     } else {
         remote
@@ -118,7 +122,9 @@ fn pick(remotes: &[(String, String)], server: &str) -> Result<(String, String), 
             .iter()
             .map(|(n, u)| format!("{n} → {}", remote_host(u).unwrap_or_else(|| u.clone())))
             .collect();
-        let want = server_host(server).map(|(_, hp)| hp).unwrap_or_else(|| server.to_owned());
+        let want = server_host(server)
+            .map(|(_, hp)| hp)
+            .unwrap_or_else(|| server.to_owned());
         return Err(format!(
             "no git remote is on the server {want} (PFAI_URL): {}",
             seen.join(", ")
@@ -135,7 +141,8 @@ pub fn resolve(flag: Option<&str>) -> CliResult<String> {
         return validate(r);
     }
     let server = super::client::server_url();
-    let why = |reason: String| CliError::Msg(format!("no repository: pass -R owner/repo ({reason})"));
+    let why =
+        |reason: String| CliError::Msg(format!("no repository: pass -R owner/repo ({reason})"));
     let list = remotes().map_err(why)?;
     let (name, repo) = pick(&list, &server).map_err(why)?;
     if name != "origin" {
@@ -171,17 +178,35 @@ mod tests {
     #[test]
     fn the_remote_on_the_server_is_picked_whatever_its_name() {
         let remotes = vec![
-            ("origin".to_owned(), "git@github.com:acme/app.git".to_owned()),
-            ("pfai".to_owned(), "http://127.0.0.1:3000/acme/app.git".to_owned()),
+            (
+                "origin".to_owned(),
+                "git@github.com:acme/app.git".to_owned(),
+            ),
+            (
+                "pfai".to_owned(),
+                "http://127.0.0.1:3000/acme/app.git".to_owned(),
+            ),
         ];
         assert_eq!(
             pick(&remotes, "http://127.0.0.1:3000"),
             Ok(("pfai".to_owned(), "acme/app".to_owned()))
         );
         let err = pick(&remotes, "http://127.0.0.1:4000").unwrap_err();
-        assert!(err.contains("127.0.0.1:4000") && err.contains("origin → github.com"), "{err}");
-        assert!(same_server("https://x:t@pfai.example.com/a/b", "https://pfai.example.com:443/"));
-        assert!(!same_server("http://pfai.example.com:3001/a/b", "http://pfai.example.com:3000"));
-        assert!(same_server("ssh://git@pfai.example.com:2222/a/b", "https://pfai.example.com"));
+        assert!(
+            err.contains("127.0.0.1:4000") && err.contains("origin → github.com"),
+            "{err}"
+        );
+        assert!(same_server(
+            "https://x:t@pfai.example.com/a/b",
+            "https://pfai.example.com:443/"
+        ));
+        assert!(!same_server(
+            "http://pfai.example.com:3001/a/b",
+            "http://pfai.example.com:3000"
+        ));
+        assert!(same_server(
+            "ssh://git@pfai.example.com:2222/a/b",
+            "https://pfai.example.com"
+        ));
     }
 }

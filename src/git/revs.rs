@@ -48,8 +48,7 @@ impl GitStore {
             return Ok(ShortSha::None);
         }
         let r = self.open_repo(repo)?;
-        let prefix =
-            gix::hash::Prefix::from_hex(&short.to_ascii_lowercase()).map_err(read_err)?;
+        let prefix = gix::hash::Prefix::from_hex(&short.to_ascii_lowercase()).map_err(read_err)?;
         match r.objects.lookup_prefix(prefix, None).map_err(read_err)? {
             None => Ok(ShortSha::None),
             Some(Err(())) => Ok(ShortSha::Ambiguous),

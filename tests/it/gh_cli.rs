@@ -41,7 +41,14 @@ async fn gh_release_create_list_view_flags_work_as_gh_users_type_them() {
     cli.ok(
         &wc,
         &[
-            "release", "create", "v1.0.0", "-t", "One", "-n", "## Notes\n- a", "-p",
+            "release",
+            "create",
+            "v1.0.0",
+            "-t",
+            "One",
+            "-n",
+            "## Notes\n- a",
+            "-p",
             "app.bin#Linux build",
         ],
     );
@@ -52,23 +59,52 @@ async fn gh_release_create_list_view_flags_work_as_gh_users_type_them() {
     assert_eq!(v["prerelease"], true);
     assert_eq!(v["assets"][0]["label"], "Linux build", "{v}");
     // --json with a field list prints only those, gh's names included.
-    let v = json(&cli.ok(&wc, &["release", "view", "v1.0.0", "--json", "tagName,isPrerelease"]));
-    assert_eq!(v, serde_json::json!({"tagName": "v1.0.0", "isPrerelease": true}));
-    let (_, err) = cli.fails(&wc, Some(&s.admin), &["release", "view", "v1.0.0", "--json", "nope"]);
-    assert!(err.contains("unknown JSON field") && err.contains("tagName"), "{err}");
+    let v = json(&cli.ok(
+        &wc,
+        &[
+            "release",
+            "view",
+            "v1.0.0",
+            "--json",
+            "tagName,isPrerelease",
+        ],
+    ));
+    assert_eq!(
+        v,
+        serde_json::json!({"tagName": "v1.0.0", "isPrerelease": true})
+    );
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "view", "v1.0.0", "--json", "nope"],
+    );
+    assert!(
+        err.contains("unknown JSON field") && err.contains("tagName"),
+        "{err}"
+    );
 
     // -F - (stdin), -d; a short SHA as --target.
     let short = &head[..7];
     let out = cli.run(
         &wc,
         Some(&s.admin),
-        &["release", "create", "v1.1.0", "-F", "-", "-d", "--target", short],
+        &[
+            "release", "create", "v1.1.0", "-F", "-", "-d", "--target", short,
+        ],
         Some("from stdin\n"),
     );
     assert!(out.status.success(), "{}", text(&out).1);
     let v = json(&cli.ok(&wc, &["release", "view", "v1.1.0", "--json", "body,draft"]));
-    assert_eq!(v, serde_json::json!({"body": "from stdin\n", "draft": true}));
-    cli.ok(&wc, &["release", "create", "v2.0.0", "--target", short, "--notes", "2"]);
+    assert_eq!(
+        v,
+        serde_json::json!({"body": "from stdin\n", "draft": true})
+    );
+    cli.ok(
+        &wc,
+        &[
+            "release", "create", "v2.0.0", "--target", short, "--notes", "2",
+        ],
+    );
     let v = json(&cli.ok(&wc, &["release", "view", "v2.0.0", "--json", "tagCommit"]));
     assert_eq!(v["tagCommit"], head.as_str());
 
@@ -88,13 +124,26 @@ async fn gh_release_create_list_view_flags_work_as_gh_users_type_them() {
     let mut t = tags(&["--exclude-drafts"]);
     t.sort();
     assert_eq!(t, ["v1.0.0", "v2.0.0"]);
-    assert_eq!(tags(&["--exclude-drafts", "--exclude-pre-releases"]), ["v2.0.0"]);
+    assert_eq!(
+        tags(&["--exclude-drafts", "--exclude-pre-releases"]),
+        ["v2.0.0"]
+    );
     let plain = json(&cli.ok(&wc, &["release", "list", "--json"]));
-    assert!(plain[0].get("assets").is_some(), "plain --json keeps every field");
+    assert!(
+        plain[0].get("assets").is_some(),
+        "plain --json keeps every field"
+    );
 
     // --verify-tag refuses a tag that does not exist, and creates nothing.
-    let (_, err) = cli.fails(&wc, Some(&s.admin), &["release", "create", "v9", "--verify-tag"]);
-    assert!(err.contains("does not exist") && err.contains("--verify-tag"), "{err}");
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "create", "v9", "--verify-tag"],
+    );
+    assert!(
+        err.contains("does not exist") && err.contains("--verify-tag"),
+        "{err}"
+    );
     cli.fails(&wc, Some(&s.admin), &["release", "view", "v9"]);
     cli.ok(&wc, &["tag", "create", "v3.0.0", "--target", "main"]);
     cli.ok(&wc, &["release", "create", "v3.0.0", "--verify-tag"]);
@@ -115,41 +164,94 @@ async fn download_delete_and_upload_refuse_what_gh_refuses() {
     std::fs::create_dir(wc.join("dist")).unwrap();
 
     // A directory as an asset is named as one; nothing is created.
-    let (_, err) = cli.fails(&wc, Some(&s.admin), &["release", "create", "v1", "a.txt", "dist"]);
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "create", "v1", "a.txt", "dist"],
+    );
     assert!(err.contains("dist is a directory"), "{err}");
     cli.fails(&wc, Some(&s.admin), &["release", "view", "v1"]);
     cli.ok(&wc, &["release", "create", "v1", "a.txt", "b.bin", "c.zip"]);
 
     // upload checks every file before uploading any.
     std::fs::write(wc.join("d.txt"), b"d").unwrap();
-    let (_, err) =
-        cli.fails(&wc, Some(&s.admin), &["release", "upload", "v1", "d.txt", "missing.txt"]);
-    assert!(err.contains("missing.txt") && err.contains("nothing was uploaded"), "{err}");
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "upload", "v1", "d.txt", "missing.txt"],
+    );
+    assert!(
+        err.contains("missing.txt") && err.contains("nothing was uploaded"),
+        "{err}"
+    );
     let v = json(&cli.ok(&wc, &["release", "view", "v1", "--json", "assets"]));
-    assert_eq!(v["assets"].as_array().unwrap().len(), 3, "d.txt was not uploaded");
+    assert_eq!(
+        v["assets"].as_array().unwrap().len(),
+        3,
+        "d.txt was not uploaded"
+    );
 
     // download: repeatable -p, refusing to overwrite, --skip-existing, --clobber, -O.
     let out_dir = wc.join("out");
     let out_s = out_dir.to_str().unwrap();
-    cli.ok(&wc, &["release", "download", "v1", "-p", "*.txt", "-p", "*.bin", "-D", out_s]);
+    cli.ok(
+        &wc,
+        &[
+            "release", "download", "v1", "-p", "*.txt", "-p", "*.bin", "-D", out_s,
+        ],
+    );
     assert_eq!(std::fs::read(out_dir.join("a.txt")).unwrap(), b"text a");
     assert_eq!(std::fs::read(out_dir.join("b.bin")).unwrap(), b"bin b");
     assert!(!out_dir.join("c.zip").exists());
     std::fs::write(out_dir.join("a.txt"), b"mine").unwrap();
-    let (_, err) = cli.fails(&wc, Some(&s.admin), &["release", "download", "v1", "-D", out_s]);
-    assert!(err.contains("already exists") && err.contains("--clobber"), "{err}");
-    assert!(!out_dir.join("c.zip").exists(), "refused before downloading anything");
-    cli.ok(&wc, &["release", "download", "v1", "-D", out_s, "--skip-existing"]);
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "download", "v1", "-D", out_s],
+    );
+    assert!(
+        err.contains("already exists") && err.contains("--clobber"),
+        "{err}"
+    );
+    assert!(
+        !out_dir.join("c.zip").exists(),
+        "refused before downloading anything"
+    );
+    cli.ok(
+        &wc,
+        &["release", "download", "v1", "-D", out_s, "--skip-existing"],
+    );
     assert_eq!(std::fs::read(out_dir.join("a.txt")).unwrap(), b"mine");
     assert_eq!(std::fs::read(out_dir.join("c.zip")).unwrap(), b"zip c");
-    cli.ok(&wc, &["release", "download", "v1", "-D", out_s, "--clobber"]);
+    cli.ok(
+        &wc,
+        &["release", "download", "v1", "-D", out_s, "--clobber"],
+    );
     assert_eq!(std::fs::read(out_dir.join("a.txt")).unwrap(), b"text a");
-    let stdout = cli.ok(&wc, &["release", "download", "v1", "-p", "*.zip", "-O", "-"]);
+    let stdout = cli.ok(
+        &wc,
+        &["release", "download", "v1", "-p", "*.zip", "-O", "-"],
+    );
     assert_eq!(stdout, "zip c");
     let one = wc.join("one.bin");
-    cli.ok(&wc, &["release", "download", "v1", "-p", "b.*", "-O", one.to_str().unwrap()]);
+    cli.ok(
+        &wc,
+        &[
+            "release",
+            "download",
+            "v1",
+            "-p",
+            "b.*",
+            "-O",
+            one.to_str().unwrap(),
+        ],
+    );
     assert_eq!(std::fs::read(&one).unwrap(), b"bin b");
-    let (_, err) = cli.fails(&wc, Some(&s.admin), &["release", "download", "v1", "-O", "-"]);
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "download", "v1", "-O", "-"],
+    );
     assert!(err.contains("--output takes one asset"), "{err}");
 
     // delete: without a terminal and without -y gh refuses; --cleanup-tag removes the tag.
@@ -196,12 +298,21 @@ async fn errors_name_the_server_the_remote_and_the_flag_not_a_symptom() {
         format!("http://{}", l.local_addr().unwrap())
     };
     let (_, err) = text(&cli.run_at(&closed, &root, Some(&s.admin), &args, None));
-    assert!(err.contains(&format!("cannot connect to {closed}")), "{err}");
-    assert!(err.contains("`pfai serve` running") && err.contains("PFAI_URL"), "{err}");
+    assert!(
+        err.contains(&format!("cannot connect to {closed}")),
+        "{err}"
+    );
+    assert!(
+        err.contains("`pfai serve` running") && err.contains("PFAI_URL"),
+        "{err}"
+    );
     // No scheme.
     let bare = s.url.trim_start_matches("http://");
     let (_, err) = text(&cli.run_at(bare, &root, Some(&s.admin), &args, None));
-    assert!(err.contains("no scheme") && err.contains(&format!("http://{bare}")), "{err}");
+    assert!(
+        err.contains("no scheme") && err.contains(&format!("http://{bare}")),
+        "{err}"
+    );
     // Another web server.
     let other = not_pfai_server().await;
     let (_, err) = text(&cli.run_at(&other, &root, Some(&s.admin), &args, None));
@@ -213,7 +324,10 @@ async fn errors_name_the_server_the_remote_and_the_flag_not_a_symptom() {
     cli.ok(&root, &["repo", "create", "acme/app"]);
     let wc = s.checkout("acme/app", &s.admin);
     git_ok(&wc, &["remote", "rename", "origin", "pfai"]);
-    git_ok(&wc, &["remote", "add", "origin", "git@github.com:acme/app.git"]);
+    git_ok(
+        &wc,
+        &["remote", "add", "origin", "git@github.com:acme/app.git"],
+    );
     let out = cli.run(&wc, Some(&s.admin), &["release", "list"], None);
     let (_, err) = text(&out);
     assert!(out.status.success(), "{err}");
@@ -226,9 +340,15 @@ async fn errors_name_the_server_the_remote_and_the_flag_not_a_symptom() {
     assert!(err.contains("-R owner/repo"), "{err}");
 
     // An empty repository has no default branch: the message names the CLI flag.
-    let (_, err) =
-        cli.fails(&root, Some(&s.admin), &["release", "create", "v1", "-R", "acme/app"]);
-    assert!(err.contains("--target") && !err.contains("targetCommit"), "{err}");
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &["release", "create", "v1", "-R", "acme/app"],
+    );
+    assert!(
+        err.contains("--target") && !err.contains("targetCommit"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -249,7 +369,13 @@ async fn an_ambiguous_short_sha_is_refused_by_name() {
                 p.to_string_lossy().into_owned()
             })
             .collect();
-        let mut a = vec!["--git-dir", bare.to_str().unwrap(), "hash-object", "-w", "--"];
+        let mut a = vec![
+            "--git-dir",
+            bare.to_str().unwrap(),
+            "hash-object",
+            "-w",
+            "--",
+        ];
         a.extend(files.iter().map(String::as_str));
         for id in git_ok(&wc, &a).lines() {
             if let Some(prev) = seen.insert(id[..4].to_owned(), id.to_owned()) {
@@ -263,8 +389,11 @@ async fn an_ambiguous_short_sha_is_refused_by_name() {
         }
     }
     let prefix = prefix.expect("a shared 4-digit prefix among 4000 objects");
-    let (_, err) =
-        cli.fails(&wc, Some(&s.admin), &["release", "create", "v1", "--target", &prefix]);
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "create", "v1", "--target", &prefix],
+    );
     assert!(err.contains("ambiguous"), "{err}");
 }
 
@@ -293,7 +422,10 @@ async fn a_closed_pipe_ends_the_client_quietly() {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{cmd}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{cmd}: {err}"
+        );
         assert!(
             err.contains("status=0") || err.contains("status=141"),
             "{cmd}: {err}"
