@@ -549,11 +549,7 @@ pub fn render_notes(md: &str) -> String {
                     _ => out.push_str("• "),
                 }
             }
-            Event::End(TagEnd::Item) => {
-                if !out.ends_with('\n') {
-                    newline(&mut out, quote);
-                }
-            }
+            Event::End(TagEnd::Item) if !out.ends_with('\n') => newline(&mut out, quote),
             Event::Start(Tag::CodeBlock(_)) => in_code = true,
             Event::End(TagEnd::CodeBlock) => {
                 in_code = false;
@@ -670,7 +666,7 @@ async fn list(c: &Client, a: ListArgs) -> CliResult<()> {
         .into_iter()
         .zip(views)
         .filter(|(_, r)| {
-            !(a.exclude_drafts && r.draft) && !(a.exclude_pre_releases && r.prerelease)
+            !((a.exclude_drafts && r.draft) || (a.exclude_pre_releases && r.prerelease))
         })
         .take(a.limit)
         .unzip();

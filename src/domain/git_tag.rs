@@ -100,7 +100,7 @@ pub async fn resolve_target(core: &Core, repo: &RepoPath, target: &str) -> Domai
 /// The repository's default branch (what its `HEAD` names), when it has a commit.
 pub async fn default_branch(core: &Core, repo: &RepoPath) -> DomainResult<Option<String>> {
     let r = repo.clone();
-    Ok(core.git(move |g| g.default_branch(&r)).await?)
+    core.git(move |g| g.default_branch(&r)).await
 }
 
 /// Creates a tag at `target` (write). Annotated when `message` is given. 409 if it exists.
