@@ -19,6 +19,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A client's output piped into `head` must end it quietly, like any Unix tool, not panic
+    // in `println!` on EPIPE. The server keeps Rust's ignored SIGPIPE (its sockets and pipes
+    // report errors instead).
+    if !matches!(
+        cli.command,
+        pfai::cli::Command::Serve(_) | pfai::cli::Command::Hook { .. }
+    ) {
+        default_sigpipe();
+    }
     // git runs the hook for every push: answer without logging setup or a runtime.
     if let pfai::cli::Command::Hook { name } = &cli.command {
         return pfai::cli::hook::run(name);
@@ -57,3 +66,17 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Restores the default action of SIGPIPE (terminate quietly) that Rust's runtime replaced by
+/// "ignore".
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: called once, before any thread is started; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}

@@ -128,6 +128,19 @@ pub fn http_builder() -> reqwest::ClientBuilder {
     b
 }
 
+/// The server URL the commands talk to: `PFAI_URL`, else the saved login, else the default.
+pub fn server_url() -> String {
+    server_url_from(load_saved().url)
+}
+
+fn server_url_from(saved: Option<String>) -> String {
+    std::env::var("PFAI_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or(saved)
+        .unwrap_or_else(|| DEFAULT_URL.into())
+}
+
 /// Default server when nothing is configured.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3000";
 
@@ -144,11 +157,7 @@ impl Client {
     /// Resolves URL and token: `PFAI_URL`/`PFAI_TOKEN` override the saved login.
     pub fn from_env() -> Client {
         let saved = load_saved();
-        let url = std::env::var("PFAI_URL")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .or(saved.url)
-            .unwrap_or_else(|| DEFAULT_URL.into());
+        let url = server_url_from(saved.url);
         let token = std::env::var("PFAI_TOKEN")
             .ok()
             .filter(|v| !v.is_empty())
@@ -184,16 +193,26 @@ impl Client {
 
     /// Sends and returns the response when it succeeded, else a phrased error.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> CliResult<reqwest::Response> {
-        let resp = req.send().await.map_err(|source| CliError::Connect {
-            url: self.url.clone(),
-            source,
-        })?;
+        self.check_url()?;
+        let req = req.build().map_err(|source| self.connect_error(source))?;
+        let path = req.url().path().to_owned();
+        let resp = self
+            .http
+            .execute(req)
+            .await
+            .map_err(|source| self.connect_error(source))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
+        let kind = content_type(&resp);
         let body = resp.text().await.unwrap_or_default();
-        let message = server_message(&body).unwrap_or_else(|| {
+        let ours = server_message(&body);
+        // A 404/405 without pfai's error body is some other web server answering.
+        if ours.is_none() && matches!(status.as_u16(), 404 | 405) && path.starts_with("/api/") {
+            return Err(self.not_pfai(&path, &format!("{status} ({kind})")));
+        }
+        let message = ours.unwrap_or_else(|| {
             status
                 .canonical_reason()
                 .unwrap_or("request failed")
@@ -242,15 +261,72 @@ impl Client {
 
     async fn reply(&self, req: reqwest::RequestBuilder) -> CliResult<Value> {
         let resp = self.send(req).await?;
-        let text = resp.text().await.map_err(|source| CliError::Connect {
-            url: self.url.clone(),
-            source,
-        })?;
+        let path = resp.url().path().to_owned();
+        let kind = content_type(&resp);
+        let text = resp
+            .text()
+            .await
+            .map_err(|source| self.connect_error(source))?;
         if text.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text)
-            .map_err(|e| CliError::Msg(format!("the server sent invalid JSON: {e}")))
+        serde_json::from_str(&text).map_err(|e| {
+            if kind.starts_with("application/json") {
+                CliError::Msg(format!("the server sent invalid JSON: {e}"))
+            } else {
+                self.not_pfai(&path, &format!("200 with {kind}, not JSON"))
+            }
+        })
+    }
+
+    /// A URL without `http://` or `https://` is a mistake to name, not a DNS error to show.
+    fn check_url(&self) -> CliResult<()> {
+        let lower = self.url.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return Ok(());
+        }
+        Err(CliError::Msg(format!(
+            "the server URL {:?} has no scheme: write http://{} or https://{} (PFAI_URL or `pfai login --url`)",
+            self.url, self.url, self.url
+        )))
+    }
+
+    /// Names the likely cause of a failed request: no server listening is the common one.
+    fn connect_error(&self, source: reqwest::Error) -> CliError {
+        // Refused (nothing listens) or unreachable: not a TLS or protocol failure.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        let mut nobody_listens = false;
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind as K;
+                nobody_listens |= matches!(
+                    io.kind(),
+                    K::ConnectionRefused
+                        | K::AddrNotAvailable
+                        | K::HostUnreachable
+                        | K::NetworkUnreachable
+                );
+            }
+            cause = e.source();
+        }
+        if source.is_connect() && nobody_listens {
+            return CliError::Msg(format!(
+                "cannot connect to {}: is `pfai serve` running? set PFAI_URL (or `pfai login --url`) to its address",
+                self.url
+            ));
+        }
+        CliError::Connect {
+            url: self.url.clone(),
+            source,
+        }
+    }
+
+    /// The reply of a web server that is not pfai (wrong port, a proxy's default page).
+    fn not_pfai(&self, path: &str, got: &str) -> CliError {
+        CliError::Msg(format!(
+            "{} does not look like a pfai server: {path} answered {got}; set PFAI_URL to pfai's address",
+            self.url
+        ))
     }
 
     /// GET that rephrases a 404 with `what`.
@@ -280,6 +356,15 @@ impl Client {
             page += 1;
         }
     }
+}
+
+/// The reply's content type, for messages (`none` when absent).
+fn content_type(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_owned()
 }
 
 /// Reads a reply as its [`crate::api`] type: a field renamed on the server breaks the build

@@ -32,9 +32,9 @@ pub enum ReleaseCmd {
     ///
     /// Example: pfai release edit v1.2.3 --draft=false
     Edit(EditArgs),
-    /// Delete a release and its assets (the git tag stays).
+    /// Delete a release and its assets (the git tag stays unless --cleanup-tag).
     ///
-    /// Example: pfai release delete v1.2.3 --yes
+    /// Example: pfai release delete v1.2.3 --yes --cleanup-tag
     Delete(DeleteArgs),
     /// Upload assets to a release.
     ///
@@ -55,23 +55,24 @@ pub enum ReleaseCmd {
 pub struct CreateArgs {
     /// Tag name.
     pub tag: String,
-    /// Branch or commit SHA to tag when the tag does not exist yet.
+    /// Branch, commit SHA (a short one too) or tag to tag when the tag does not exist yet
+    /// (default: the repository's default branch).
     #[arg(long)]
     pub target: Option<String>,
     /// Title (defaults to the tag).
-    #[arg(long)]
+    #[arg(short = 't', long)]
     pub title: Option<String>,
     /// Release notes.
-    #[arg(long)]
+    #[arg(short = 'n', long = "notes", visible_alias = "body")]
     pub body: Option<String>,
     /// Read the notes from a file (`-` for standard input).
-    #[arg(long)]
+    #[arg(short = 'F', long = "notes-file", visible_alias = "body-file")]
     pub body_file: Option<PathBuf>,
     /// Save as a draft (visible to maintainers only; its tag is created when published).
-    #[arg(long)]
+    #[arg(short = 'd', long)]
     pub draft: bool,
     /// Mark as a pre-release (never Latest).
-    #[arg(long)]
+    #[arg(short = 'p', long)]
     pub prerelease: bool,
     /// Put notes generated from the git history (commits since the previous release, grouped
     /// by Conventional Commit type) before the notes given.
@@ -90,8 +91,11 @@ pub struct CreateArgs {
         value_name = "BOOL"
     )]
     pub latest: Option<bool>,
-    /// Files to upload as assets.
-    pub assets: Vec<PathBuf>,
+    /// Abort unless the tag already exists on the server (no tag is made).
+    #[arg(long)]
+    pub verify_tag: bool,
+    /// Files to upload as assets; `file#label` sets the asset's display label.
+    pub assets: Vec<String>,
     /// owner/repo (default: from the origin remote).
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
@@ -101,11 +105,17 @@ pub struct CreateArgs {
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// How many.
-    #[arg(long, default_value_t = 30)]
+    #[arg(short = 'L', long, default_value_t = 30)]
     pub limit: usize,
-    /// Print JSON.
+    /// Leave drafts out.
     #[arg(long)]
-    pub json: bool,
+    pub exclude_drafts: bool,
+    /// Leave pre-releases out.
+    #[arg(long)]
+    pub exclude_pre_releases: bool,
+    /// Print JSON: every field, or only the comma-separated FIELDS (`--json tagName,name`).
+    #[arg(long, value_name = "FIELDS", num_args = 0..=1, default_missing_value = "")]
+    pub json: Option<String>,
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
@@ -116,9 +126,9 @@ pub struct ListArgs {
 pub struct ViewArgs {
     /// Tag, or `latest`.
     pub tag: String,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Print JSON: every field, or only the comma-separated FIELDS.
+    #[arg(long, value_name = "FIELDS", num_args = 0..=1, default_missing_value = "")]
+    pub json: Option<String>,
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
@@ -133,13 +143,13 @@ pub struct EditArgs {
     /// Tag.
     pub tag: String,
     /// New title.
-    #[arg(long)]
+    #[arg(short = 't', long)]
     pub title: Option<String>,
     /// New notes.
-    #[arg(long)]
+    #[arg(short = 'n', long = "notes", visible_alias = "body")]
     pub body: Option<String>,
     /// Read new notes from a file (`-` for standard input).
-    #[arg(long)]
+    #[arg(short = 'F', long = "notes-file", visible_alias = "body-file")]
     pub body_file: Option<PathBuf>,
     /// Draft (`--draft=false` publishes).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -170,6 +180,9 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Also delete the git tag.
+    #[arg(long)]
+    pub cleanup_tag: bool,
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
@@ -180,9 +193,9 @@ pub struct DeleteArgs {
 pub struct UploadArgs {
     /// Tag.
     pub tag: String,
-    /// Files.
+    /// Files; `file#label` sets the asset's display label.
     #[arg(required = true)]
-    pub files: Vec<PathBuf>,
+    pub files: Vec<String>,
     /// Replace assets of the same name.
     #[arg(long)]
     pub clobber: bool,
@@ -196,12 +209,18 @@ pub struct UploadArgs {
 pub struct DownloadArgs {
     /// Tag, or `latest`.
     pub tag: String,
-    /// Only assets whose name matches this glob.
-    #[arg(long)]
-    pub pattern: Option<String>,
+    /// Only assets whose name matches this glob (repeatable: any of them).
+    #[arg(short = 'p', long)]
+    pub pattern: Vec<String>,
     /// Directory to write to.
-    #[arg(long, default_value = ".")]
+    #[arg(short = 'D', long, default_value = ".")]
     pub dir: PathBuf,
+    /// Write the one matching asset to this file (`-`: standard output).
+    #[arg(short = 'O', long)]
+    pub output: Option<PathBuf>,
+    /// Overwrite files that exist (otherwise an existing file is an error).
+    #[arg(long, conflicts_with = "skip_existing")]
+    pub clobber: bool,
     /// Skip files that already exist.
     #[arg(long)]
     pub skip_existing: bool,
@@ -263,8 +282,14 @@ fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
-/// Streams one file as an asset.
-pub async fn upload_file(c: &Client, repo: &str, tag: &str, path: &Path) -> CliResult<AssetView> {
+/// Streams one file as an asset, with its display label when one was given (`file#label`).
+pub async fn upload_file(
+    c: &Client,
+    repo: &str,
+    tag: &str,
+    path: &Path,
+    label: Option<&str>,
+) -> CliResult<AssetView> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -288,12 +313,14 @@ pub async fn upload_file(c: &Client, repo: &str, tag: &str, path: &Path) -> CliR
             .file_name(name.clone())
             .mime_str(&mime)
             .map_err(|e| CliError::Msg(e.to_string()))?;
-    let req = c
-        .request(
-            Method::POST,
-            &format!("/api/v1/forge/{repo}/releases/{}/assets", seg(tag)),
-        )
-        .multipart(reqwest::multipart::Form::new().part("file", part));
+    let mut req = c.request(
+        Method::POST,
+        &format!("/api/v1/forge/{repo}/releases/{}/assets", seg(tag)),
+    );
+    if let Some(l) = label {
+        req = req.query(&[("label", l)]);
+    }
+    let req = req.multipart(reqwest::multipart::Form::new().part("file", part));
     let resp = c.send(req).await;
     pb.finish_and_clear();
     let v: AssetView = resp?
@@ -304,11 +331,16 @@ pub async fn upload_file(c: &Client, repo: &str, tag: &str, path: &Path) -> CliR
     Ok(v)
 }
 
-async fn download_asset(c: &Client, asset: &AssetView, dir: &Path) -> CliResult<PathBuf> {
+/// The asset's name, refused when it could escape the download directory.
+fn safe_name(asset: &AssetView) -> CliResult<String> {
     let name = asset.name.as_str();
-    let safe = crate::ids::AssetName::parse(name)
-        .map_err(|e| CliError::Msg(format!("refusing asset name {name:?}: {e}")))?;
-    let dst = dir.join(safe.as_str());
+    crate::ids::AssetName::parse(name)
+        .map(|n| n.as_str().to_owned())
+        .map_err(|e| CliError::Msg(format!("refusing asset name {name:?}: {e}")))
+}
+
+/// Starts the download of an asset (the server may know itself under another host name).
+async fn fetch_asset(c: &Client, asset: &AssetView) -> CliResult<reqwest::Response> {
     let url = asset.download_url.as_str();
     let path = url
         .strip_prefix(&c.url)
@@ -319,10 +351,25 @@ async fn download_asset(c: &Client, asset: &AssetView, dir: &Path) -> CliResult<
                 .map(|(_, p)| format!("/api/{p}"))
                 .unwrap_or_default()
         });
-    let resp = c.send(c.request(Method::GET, &path)).await?;
+    c.send(c.request(Method::GET, &path)).await
+}
+
+/// Downloads an asset to `dst` through a temporary file beside it, renamed into place only
+/// when its sha256 matches.
+async fn download_asset(c: &Client, asset: &AssetView, dst: &Path) -> CliResult<PathBuf> {
+    let name = asset.name.as_str();
+    let resp = fetch_asset(c, asset).await?;
     let len = resp.content_length().unwrap_or(0);
     let pb = progress(len, name);
-    let tmp = dir.join(format!(".{}.part", safe.as_str()));
+    let file_name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_owned());
+    let parent = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = parent.join(format!(".{file_name}.part"));
     let mut file = tokio::fs::File::create(&tmp).await?;
     use sha2::Digest as _;
     use tokio::io::AsyncWriteExt;
@@ -352,8 +399,224 @@ async fn download_asset(c: &Client, asset: &AssetView, dir: &Path) -> CliResult<
             "{name}: sha256 mismatch (got {got}); the download was discarded"
         )));
     }
-    tokio::fs::rename(&tmp, &dst).await?;
-    Ok(dst)
+    tokio::fs::rename(&tmp, dst).await?;
+    Ok(dst.to_path_buf())
+}
+
+/// `-O -`: streams an asset to standard output, checking its sha256 at the end (the bytes are
+/// out already, so a mismatch is reported, not undone).
+async fn download_to_stdout(c: &Client, asset: &AssetView) -> CliResult<()> {
+    use sha2::Digest as _;
+    use std::io::Write;
+    let name = asset.name.as_str();
+    let resp = fetch_asset(c, asset).await?;
+    let mut out = std::io::stdout();
+    let mut h = sha2::Sha256::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| CliError::Msg(format!("download of {name} failed: {e}")))?;
+        h.update(&chunk);
+        out.write_all(&chunk)?;
+    }
+    out.flush()?;
+    let got = hex::encode(h.finalize());
+    if got != asset.sha256 {
+        return Err(CliError::Msg(format!(
+            "{name}: sha256 mismatch (got {got}, expected {}); the output is not the asset",
+            asset.sha256
+        )));
+    }
+    Ok(())
+}
+
+/// A file argument of `create` / `upload`: its path and the label after `#`, if any.
+#[derive(Debug, PartialEq)]
+struct AssetArg {
+    path: PathBuf,
+    label: Option<String>,
+}
+
+/// `file#label` like `gh`; a file whose own name contains `#` is taken whole.
+fn parse_asset(arg: &str) -> AssetArg {
+    if Path::new(arg).exists() {
+        return AssetArg {
+            path: arg.into(),
+            label: None,
+        };
+    }
+    match arg.split_once('#') {
+        Some((p, l)) => AssetArg {
+            path: p.into(),
+            label: Some(l.to_owned()).filter(|l| !l.is_empty()),
+        },
+        None => AssetArg {
+            path: arg.into(),
+            label: None,
+        },
+    }
+}
+
+/// Checks every asset argument before anything is created or uploaded: each must be a
+/// readable regular file, and no two may have the same name.
+fn check_assets(args: &[String]) -> Result<Vec<(AssetArg, String)>, String> {
+    let mut out: Vec<(AssetArg, String)> = Vec::new();
+    for arg in args {
+        let a = parse_asset(arg);
+        let shown = a.path.display().to_string();
+        let meta = std::fs::metadata(&a.path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{shown} is not a file: no such file"),
+            _ => format!("{shown}: {e}"),
+        })?;
+        if meta.is_dir() {
+            return Err(format!("{shown} is a directory, not a file"));
+        }
+        if !meta.is_file() {
+            return Err(format!("{shown} is not a regular file"));
+        }
+        let name = a
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| format!("{shown} is not a file"))?;
+        if out.iter().any(|(_, n)| *n == name) {
+            return Err(format!("two files are named {name}"));
+        }
+        out.push((a, name));
+    }
+    Ok(out)
+}
+
+/// `gh`'s `--json` field names for the fields pfai names differently.
+fn json_field_alias(f: &str) -> &str {
+    match f {
+        "isDraft" => "draft",
+        "isPrerelease" => "prerelease",
+        "isLatest" => "latest",
+        "isImmutable" => "immutable",
+        other => other,
+    }
+}
+
+/// `--json FIELDS`: only the named fields of a release, under the names asked for.
+fn select_fields(v: &Value, fields: &str) -> CliResult<Value> {
+    if fields.trim().is_empty() {
+        return Ok(v.clone());
+    }
+    let mut out = serde_json::Map::new();
+    for f in fields.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        match v.get(json_field_alias(f)) {
+            Some(x) => {
+                out.insert(f.to_owned(), x.clone());
+            }
+            None => {
+                let mut known: Vec<&str> = v
+                    .as_object()
+                    .map(|o| o.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                known.sort_unstable();
+                return Err(CliError::Msg(format!(
+                    "unknown JSON field {f:?}; available fields: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// Release notes (Markdown) as plain text for a terminal: headings, lists, code blocks and
+/// links made readable without the markup.
+pub fn render_notes(md: &str) -> String {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let mut out = String::new();
+    let mut lists: Vec<Option<u64>> = Vec::new();
+    let mut link: Vec<String> = Vec::new();
+    let mut in_code = false;
+    let mut quote = 0usize;
+    let newline = |out: &mut String, quote: usize| {
+        out.push('\n');
+        for _ in 0..quote {
+            out.push_str("│ ");
+        }
+    };
+    for ev in Parser::new(md) {
+        match ev {
+            Event::Start(Tag::Heading { .. }) => {}
+            Event::End(TagEnd::Heading(_)) => {
+                newline(&mut out, quote);
+                newline(&mut out, quote);
+            }
+            Event::Start(Tag::BlockQuote(_)) => {
+                quote += 1;
+                out.push_str("│ ");
+            }
+            Event::End(TagEnd::BlockQuote(_)) => {
+                quote = quote.saturating_sub(1);
+                newline(&mut out, quote);
+            }
+            Event::End(TagEnd::Paragraph) => {
+                newline(&mut out, quote);
+                if lists.is_empty() {
+                    newline(&mut out, quote);
+                }
+            }
+            Event::Start(Tag::List(first)) => {
+                if !lists.is_empty() && !out.ends_with('\n') {
+                    newline(&mut out, quote);
+                }
+                lists.push(first);
+            }
+            Event::End(TagEnd::List(_)) => {
+                lists.pop();
+                if lists.is_empty() {
+                    newline(&mut out, quote);
+                }
+            }
+            Event::Start(Tag::Item) => {
+                let depth = lists.len().saturating_sub(1);
+                out.push_str(&"  ".repeat(depth + 1));
+                match lists.last_mut() {
+                    Some(Some(n)) => {
+                        out.push_str(&format!("{n}. "));
+                        *n += 1;
+                    }
+                    _ => out.push_str("• "),
+                }
+            }
+            Event::End(TagEnd::Item) if !out.ends_with('\n') => newline(&mut out, quote),
+            Event::Start(Tag::CodeBlock(_)) => in_code = true,
+            Event::End(TagEnd::CodeBlock) => {
+                in_code = false;
+                newline(&mut out, quote);
+            }
+            Event::Start(Tag::Link { dest_url, .. }) => link.push(dest_url.to_string()),
+            Event::End(TagEnd::Link) => {
+                if let Some(url) = link.pop() {
+                    if !out.ends_with(url.as_str()) {
+                        out.push_str(&format!(" ({url})"));
+                    }
+                }
+            }
+            Event::Text(t) if in_code => {
+                for line in t.lines() {
+                    out.push_str("    ");
+                    out.push_str(line);
+                    newline(&mut out, quote);
+                }
+            }
+            Event::Text(t) | Event::Code(t) | Event::Html(t) | Event::InlineHtml(t) => {
+                out.push_str(&t)
+            }
+            Event::SoftBreak | Event::HardBreak => newline(&mut out, quote),
+            Event::Rule => {
+                out.push_str("────────");
+                newline(&mut out, quote);
+                newline(&mut out, quote);
+            }
+            _ => {}
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 fn kind(r: &ReleaseView) -> &'static str {
@@ -397,11 +660,14 @@ pub async fn run(cmd: ReleaseCmd) -> CliResult<()> {
 async fn create(c: &Client, a: CreateArgs) -> CliResult<()> {
     let repo = repo::resolve(a.repo.as_deref())?;
     c.token()?;
-    for f in &a.assets {
-        if !f.is_file() {
+    let assets =
+        check_assets(&a.assets).map_err(|e| CliError::Msg(format!("{e}; nothing was created")))?;
+    if a.verify_tag {
+        let path = format!("/api/v1/forge/{repo}/tags/{}", seg(&a.tag));
+        if let Err(CliError::Api { status: 404, .. }) = c.call(Method::GET, &path).await {
             return Err(CliError::Msg(format!(
-                "{} is not a file; nothing was created",
-                f.display()
+                "tag {} does not exist in {repo} (--verify-tag); nothing was created",
+                a.tag
             )));
         }
     }
@@ -443,9 +709,10 @@ async fn create(c: &Client, a: CreateArgs) -> CliResult<()> {
             &format!("/api/v1/forge/{repo}/releases"),
             &req,
         )
-        .await?;
-    for f in &a.assets {
-        upload_file(c, &repo, &req.tag_name, f).await?;
+        .await
+        .map_err(name_cli_flags)?;
+    for (f, _) in &assets {
+        upload_file(c, &repo, &req.tag_name, &f.path, f.label.as_deref()).await?;
     }
     println!("{}", release_url(c, &repo, &v));
     Ok(())
@@ -454,14 +721,30 @@ async fn create(c: &Client, a: CreateArgs) -> CliResult<()> {
 /// `pfai release list`.
 async fn list(c: &Client, a: ListArgs) -> CliResult<()> {
     let repo = repo::resolve(a.repo.as_deref())?;
-    let list = c
-        .list_all(&format!("/api/v1/forge/{repo}/releases"), a.limit)
+    let filtering = a.exclude_drafts || a.exclude_pre_releases;
+    let raw = c
+        .list_all(
+            &format!("/api/v1/forge/{repo}/releases"),
+            if filtering { usize::MAX } else { a.limit },
+        )
         .await?;
-    if a.json {
-        print_json(&Value::Array(list));
+    let views: Vec<ReleaseView> = decode(Value::Array(raw.clone()))?;
+    let (raw, list): (Vec<Value>, Vec<ReleaseView>) = raw
+        .into_iter()
+        .zip(views)
+        .filter(|(_, r)| {
+            !((a.exclude_drafts && r.draft) || (a.exclude_pre_releases && r.prerelease))
+        })
+        .take(a.limit)
+        .unzip();
+    if let Some(fields) = &a.json {
+        let picked = raw
+            .iter()
+            .map(|v| select_fields(v, fields))
+            .collect::<CliResult<Vec<Value>>>()?;
+        print_json(&Value::Array(picked));
         return Ok(());
     }
-    let list: Vec<ReleaseView> = decode(Value::Array(list))?;
     if list.is_empty() {
         eprintln!("no releases in {repo}");
         return Ok(());
@@ -485,8 +768,8 @@ async fn list(c: &Client, a: ListArgs) -> CliResult<()> {
 async fn view(c: &Client, a: ViewArgs) -> CliResult<()> {
     let repo = repo::resolve(a.repo.as_deref())?;
     let raw = get_release_raw(c, &repo, &a.tag).await?;
-    if a.json {
-        print_json(&raw);
+    if let Some(fields) = &a.json {
+        print_json(&select_fields(&raw, fields)?);
         return Ok(());
     }
     let r: ReleaseView = decode(raw)?;
@@ -514,7 +797,12 @@ async fn view(c: &Client, a: ViewArgs) -> CliResult<()> {
     println!("published: {}", r.published_at.as_deref().unwrap_or("-"));
     println!("url:       {}", release_url(c, &repo, &r));
     if !r.body.is_empty() {
-        println!("\n{}", r.body);
+        // Rendered for people; piped, the Markdown as written (like `gh`).
+        if std::io::stdout().is_terminal() {
+            println!("\n{}", render_notes(&r.body));
+        } else {
+            println!("\n{}", r.body);
+        }
     }
     if !r.assets.is_empty() {
         println!("\nassets:");
@@ -540,7 +828,9 @@ async fn edit(c: &Client, a: EditArgs) -> CliResult<()> {
     };
     if patch.is_empty() {
         return Err(CliError::Msg(
-            "nothing to change: pass --title, --body, --draft, --prerelease or --latest".into(),
+            "nothing to change: pass --title, --notes, --notes-file, --draft, --prerelease or \
+             --latest"
+                .into(),
         ));
     }
     get_release(c, &repo, &a.tag).await?;
@@ -559,17 +849,45 @@ async fn edit(c: &Client, a: EditArgs) -> CliResult<()> {
 async fn delete(c: &Client, a: DeleteArgs) -> CliResult<()> {
     let (tag, repo) = (a.tag, repo::resolve(a.repo.as_deref())?);
     get_release(c, &repo, &tag).await?;
-    if !a.yes && !confirm(&format!("delete release {tag} of {repo} and its assets?"))? {
-        return Err(CliError::Msg(
-            "not deleted (pass --yes to skip the question)".into(),
-        ));
+    if !a.yes {
+        // Like `gh`: no question without a terminal to answer it.
+        if !std::io::stdin().is_terminal() {
+            return Err(CliError::Msg(
+                "--yes required when not running interactively; nothing was deleted".into(),
+            ));
+        }
+        let what = if a.cleanup_tag {
+            "its assets and its git tag"
+        } else {
+            "its assets"
+        };
+        if !confirm(&format!("delete release {tag} of {repo}, {what}?"))? {
+            return Err(CliError::Msg(
+                "not deleted (pass --yes to skip the question)".into(),
+            ));
+        }
     }
     c.call(
         Method::DELETE,
         &format!("/api/v1/forge/{repo}/releases/{}", seg(&tag)),
     )
     .await?;
-    eprintln!("deleted release {tag} (the tag stays)");
+    if !a.cleanup_tag {
+        eprintln!("deleted release {tag} (the tag stays)");
+        return Ok(());
+    }
+    let path = format!("/api/v1/forge/{repo}/tags/{}", seg(&tag));
+    match c.call(Method::DELETE, &path).await {
+        Ok(_) => eprintln!("deleted release {tag} and its tag"),
+        Err(CliError::Api { status: 404, .. }) => {
+            eprintln!("deleted release {tag} (its tag did not exist)")
+        }
+        Err(e) => {
+            return Err(CliError::Msg(format!(
+                "deleted release {tag}, but not its tag: {e}"
+            )))
+        }
+    }
     Ok(())
 }
 
@@ -577,20 +895,24 @@ async fn delete(c: &Client, a: DeleteArgs) -> CliResult<()> {
 async fn upload(c: &Client, a: UploadArgs) -> CliResult<()> {
     let (tag, repo) = (a.tag, repo::resolve(a.repo.as_deref())?);
     let r = get_release(c, &repo, &tag).await?;
-    for f in &a.files {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Some(existing) = r.assets.iter().find(|x| x.name == name) {
-            if !a.clobber {
-                return Err(CliError::Msg(format!(
-                    "release {tag} already has {name}; pass --clobber to replace it"
-                )));
-            }
+    // Every file is checked before any is uploaded: a typo in the last one uploads nothing.
+    let files =
+        check_assets(&a.files).map_err(|e| CliError::Msg(format!("{e}; nothing was uploaded")))?;
+    if !a.clobber {
+        if let Some((_, name)) = files
+            .iter()
+            .find(|(_, n)| r.assets.iter().any(|x| x.name == *n))
+        {
+            return Err(CliError::Msg(format!(
+                "release {tag} already has {name}; pass --clobber to replace it (nothing was uploaded)"
+            )));
+        }
+    }
+    for (f, name) in &files {
+        if let Some(existing) = r.assets.iter().find(|x| x.name == *name) {
             delete_asset_by_id(c, &repo, &tag, existing.id).await?;
         }
-        upload_file(c, &repo, &tag, f).await?;
+        upload_file(c, &repo, &tag, &f.path, f.label.as_deref()).await?;
     }
     Ok(())
 }
@@ -606,36 +928,85 @@ async fn download(c: &Client, a: DownloadArgs) -> CliResult<()> {
         eprintln!("downloaded {}", p.display());
         return Ok(());
     }
-    let matcher = match &a.pattern {
-        Some(p) => Some(
-            globset::Glob::new(p)
-                .map_err(|e| CliError::Msg(format!("--pattern {p:?}: {e}")))?
-                .compile_matcher(),
-        ),
-        None => None,
-    };
-    std::fs::create_dir_all(&dir)?;
-    let mut n = 0;
-    for asset in &r.assets {
-        let name = asset.name.as_str();
-        if matcher.as_ref().is_some_and(|m| !m.is_match(name)) {
-            continue;
-        }
-        n += 1;
-        if a.skip_existing && dir.join(name).exists() {
-            eprintln!("skipped {name} (exists)");
-            continue;
-        }
-        let p = download_asset(c, asset, &dir).await?;
-        eprintln!("downloaded {} (sha256 verified)", p.display());
+    let mut globs = globset::GlobSetBuilder::new();
+    for p in &a.pattern {
+        globs.add(
+            globset::Glob::new(p).map_err(|e| CliError::Msg(format!("--pattern {p:?}: {e}")))?,
+        );
     }
-    if n == 0 {
-        return Err(CliError::Msg(match a.pattern {
-            Some(p) => format!("no asset of {tag} matches {p:?}"),
-            None => format!("release {tag} has no assets"),
+    let globs = globs
+        .build()
+        .map_err(|e| CliError::Msg(format!("--pattern: {e}")))?;
+    let chosen: Vec<&AssetView> = r
+        .assets
+        .iter()
+        .filter(|x| a.pattern.is_empty() || globs.is_match(&x.name))
+        .collect();
+    if chosen.is_empty() {
+        return Err(CliError::Msg(if a.pattern.is_empty() {
+            format!("release {tag} has no assets")
+        } else {
+            format!("no asset of {tag} matches {}", a.pattern.join(", "))
         }));
     }
+    let targets: Vec<(&AssetView, PathBuf)> = match &a.output {
+        Some(out) => {
+            if chosen.len() != 1 {
+                let names: Vec<&str> = chosen.iter().map(|x| x.name.as_str()).collect();
+                return Err(CliError::Msg(format!(
+                    "--output takes one asset, but {} match ({}); narrow it with --pattern",
+                    chosen.len(),
+                    names.join(", ")
+                )));
+            }
+            if out.as_os_str() == "-" {
+                return download_to_stdout(c, chosen[0]).await;
+            }
+            vec![(chosen[0], out.clone())]
+        }
+        None => chosen
+            .iter()
+            .map(|x| Ok((*x, dir.join(safe_name(x)?))))
+            .collect::<CliResult<_>>()?,
+    };
+    // Decided for every file before anything is downloaded.
+    if !a.clobber && !a.skip_existing {
+        if let Some((_, p)) = targets.iter().find(|(_, p)| p.exists()) {
+            return Err(CliError::Msg(format!(
+                "{} already exists; pass --clobber to overwrite it or --skip-existing to keep it",
+                p.display()
+            )));
+        }
+    }
+    if a.output.is_none() {
+        std::fs::create_dir_all(&dir)?;
+    }
+    for (asset, dst) in targets {
+        if dst.is_dir() {
+            return Err(CliError::Msg(format!(
+                "{} is a directory; nothing was written to it",
+                dst.display()
+            )));
+        }
+        if a.skip_existing && dst.exists() {
+            eprintln!("skipped {} (exists)", dst.display());
+            continue;
+        }
+        let p = download_asset(c, asset, &dst).await?;
+        eprintln!("downloaded {} (sha256 verified)", p.display());
+    }
     Ok(())
+}
+
+/// The server's wire names in its messages become the flags a CLI user types.
+fn name_cli_flags(e: CliError) -> CliError {
+    match e {
+        CliError::Api { status, message } => CliError::Api {
+            status,
+            message: message.replace("targetCommit", "--target"),
+        },
+        other => other,
+    }
 }
 
 /// `pfai release delete-asset`.

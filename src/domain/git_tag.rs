@@ -6,6 +6,7 @@ pub use crate::api::{TagView, TaggerView};
 use super::{protection, Core, DomainError, DomainResult, Page, Paged};
 use crate::auth::Principal;
 use crate::git::http_backend::RefUpdate;
+use crate::git::revs::ShortSha;
 use crate::git::TagInfo;
 use crate::ids::{GitTagName, RepoPath, Role};
 use crate::util::rfc3339;
@@ -80,13 +81,26 @@ pub async fn resolve_target(core: &Core, repo: &RepoPath, target: &str) -> Domai
     }
     let r = repo.clone();
     let t2 = t.clone();
-    core.git(move |g| g.resolve_commit(&r, &t2))
-        .await?
-        .ok_or_else(|| {
-            DomainError::Invalid(format!(
-                "target {t:?} does not resolve to a commit in {repo} (give a branch name or a full commit SHA)"
-            ))
-        })
+    if let Some(c) = core.git(move |g| g.resolve_commit(&r, &t2)).await? {
+        return Ok(c);
+    }
+    // Not a branch, tag or full SHA: an abbreviated SHA, when it names exactly one commit.
+    let (r, t2) = (repo.clone(), t.clone());
+    match core.git(move |g| g.resolve_short_sha(&r, &t2)).await? {
+        ShortSha::One(c) => Ok(c),
+        ShortSha::Ambiguous => Err(DomainError::Invalid(format!(
+            "target {t:?} is an ambiguous short SHA in {repo}: give more of its digits"
+        ))),
+        ShortSha::None => Err(DomainError::Invalid(format!(
+            "target {t:?} does not resolve to a commit in {repo} (give a branch name or a commit SHA)"
+        ))),
+    }
+}
+
+/// The repository's default branch (what its `HEAD` names), when it has a commit.
+pub async fn default_branch(core: &Core, repo: &RepoPath) -> DomainResult<Option<String>> {
+    let r = repo.clone();
+    core.git(move |g| g.default_branch(&r)).await
 }
 
 /// Creates a tag at `target` (write). Annotated when `message` is given. 409 if it exists.

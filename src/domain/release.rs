@@ -375,16 +375,18 @@ async fn resolve_anchor(
             tag_exists: true,
         });
     }
-    let target = target_commit
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| {
+    // Like GitHub: a new tag without a target is made on the default branch.
+    let target = match target_commit.filter(|t| !t.trim().is_empty()) {
+        Some(t) => t.to_owned(),
+        None => git_tag::default_branch(core, repo).await?.ok_or_else(|| {
             DomainError::Invalid(format!(
-                "tag {tag} does not exist; pass targetCommit (a branch or commit SHA) to create it"
+                "tag {tag} does not exist and {repo} has no default branch to make it on; pass targetCommit (a branch or commit SHA) to create it"
             ))
-        })?;
+        })?,
+    };
     Ok(Anchor {
-        commit: git_tag::resolve_target(core, repo, target).await?,
-        target: target.to_owned(),
+        commit: git_tag::resolve_target(core, repo, &target).await?,
+        target,
         tag_exists: false,
     })
 }

@@ -9,6 +9,7 @@ pub mod changelog;
 pub mod hook;
 pub mod http_backend;
 pub mod readme;
+pub mod revs;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -339,10 +339,22 @@ impl<'a> Cli<'a> {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Output {
+        self.run_at(&self.s.url, cwd, token, args, stdin)
+    }
+
+    /// [`Cli::run`] with `PFAI_URL` set to `url` (a wrong or missing server).
+    pub fn run_at(
+        &self,
+        url: &str,
+        cwd: &Path,
+        token: Option<&str>,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pfai"));
         c.args(args)
             .current_dir(cwd)
-            .env("PFAI_URL", &self.s.url)
+            .env("PFAI_URL", url)
             .env("XDG_CONFIG_HOME", &self.config)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")

@@ -13,6 +13,7 @@ mod conformance;
 mod crash;
 mod disk;
 mod dist;
+mod gh_cli;
 mod git_hosting;
 mod harness;
 mod immutable;
