@@ -3,6 +3,7 @@
 //! REST API, git, the registry and the UI share one authorization path.
 
 pub(crate) mod account;
+pub mod attestation;
 pub mod backup;
 pub mod error;
 pub(crate) mod fsck;
@@ -100,6 +101,8 @@ pub struct Core {
     pub backup_gate: Arc<tokio::sync::RwLock<()>>,
     /// Counters for `/metrics` (requests, bytes, GC and fsck runs).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The release attestation keys: the current signer and every public key listed.
+    pub attest: crate::storage::attest_keys::AttestKeys,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -218,6 +221,7 @@ impl Core {
             backups,
             backup_gate: Arc::default(),
             metrics: Arc::default(),
+            attest: crate::storage::attest_keys::AttestKeys::open(data_dir)?,
         }))
     }
 

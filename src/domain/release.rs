@@ -395,6 +395,7 @@ async fn insert_release(
     made_tag: bool,
 ) -> DomainResult<()> {
     let repo = repo.clone();
+    let signer = core.attest.signer();
     core.db
         .write_holding(gate, move |txn| {
             if releases::by_tag(txn, &repo, &release.tag_name)?.is_some() {
@@ -405,6 +406,10 @@ async fn insert_release(
                 ..release
             };
             releases::insert(txn, &release)?;
+            // Published at creation: attested now (with no assets yet).
+            if !release.draft {
+                super::attestation::record(txn, &signer, &release, &release.author)?;
+            }
             if made_tag {
                 releases::clear_pending_tag(txn, &repo, &release.tag_name)?;
             }
@@ -560,12 +565,18 @@ pub async fn update(
         }
     }
     let (r, t) = (repo.clone(), current.tag_name.clone());
+    let signer = core.attest.signer();
+    let publisher = who.map(|p| p.username.clone()).unwrap_or_default();
     core.db
         .write_holding(gate, move |txn| {
             if made_tag {
                 releases::clear_pending_tag(txn, &r, &t)?;
             }
             match releases::update(txn, current.id, |rel| apply_patch(rel, patch))? {
+                // A draft published: attested with the assets it has now, in this transaction.
+                Some(rel) if publishing => {
+                    super::attestation::record(txn, &signer, &rel, &publisher)
+                }
                 Some(_) => Ok(()),
                 None => Err(DomainError::NotFound("release was deleted".into())),
             }

@@ -56,6 +56,7 @@ macro_rules! for_each_table {
         $m!(QUOTAS, true);
         $m!(OWNER_USAGE, true);
         $m!(OWNER_BLOBS, true);
+        $m!(ATTESTATIONS, true);
     };
 }
 pub(super) use for_each_table;

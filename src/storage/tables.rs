@@ -129,3 +129,9 @@ pub const OWNER_USAGE: TableDefinition<&str, u64> = TableDefinition::new("owner_
 /// whose name starts with `owner/`), so a blob in two repositories of one owner counts once.
 /// Writer: `storage::quota` (called by `storage::blob_refs`).
 pub const OWNER_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("owner_blobs");
+
+/// `release id -> DSSE envelope JSON` (raw bytes, not a codec record): the signed attestation
+/// of a published release (`crate::attest`). Invariant: written in the transaction that
+/// publishes the release, never changed afterwards, removed with the release.
+/// Writer: `storage::attestations` (called by `domain::attestation`).
+pub const ATTESTATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("attestations");

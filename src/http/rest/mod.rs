@@ -4,6 +4,7 @@
 //! checks the ids and turns errors into the REST reply; handlers take a `Caller` and ids.
 
 pub mod accounts;
+pub mod attestations;
 pub mod admin;
 pub mod backup;
 pub mod quotas;
@@ -37,7 +38,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(retention::routes(core.clone()))
         .unify()
-        .or(quotas::routes(core))
+        .or(quotas::routes(core.clone()))
+        .unify()
+        .or(attestations::routes(core))
         .unify()
         .boxed()
 }
