@@ -13,6 +13,7 @@ pub(crate) mod release;
 pub(crate) mod repo;
 pub(crate) mod retention;
 pub(crate) mod serve;
+pub(crate) mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
