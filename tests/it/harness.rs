@@ -321,6 +321,9 @@ pub struct Cli<'a> {
     s: &'a TestServer,
     /// The client's `XDG_CONFIG_HOME` (its saved login lands under `pfai/`).
     pub config: PathBuf,
+    /// The `PFAI_URL` given to the binary (the server's; a test of offline use points it at a
+    /// closed port).
+    pub url: String,
 }
 
 impl<'a> Cli<'a> {
@@ -329,7 +332,11 @@ impl<'a> Cli<'a> {
             .dir
             .path()
             .join(format!("xdg-{}", crate::harness::rand_suffix()));
-        Cli { s, config }
+        Cli {
+            s,
+            config,
+            url: s.url.clone(),
+        }
     }
 
     pub fn run(
@@ -342,7 +349,7 @@ impl<'a> Cli<'a> {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pfai"));
         c.args(args)
             .current_dir(cwd)
-            .env("PFAI_URL", &self.s.url)
+            .env("PFAI_URL", &self.url)
             .env("XDG_CONFIG_HOME", &self.config)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")

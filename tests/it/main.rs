@@ -25,3 +25,4 @@ mod retention;
 mod tls;
 mod ui;
 mod upgrade;
+mod attest;
