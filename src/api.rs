@@ -119,6 +119,10 @@ pub struct ReleaseView {
     pub tag_commit: Option<String>,
     /// Assets, by name.
     pub assets: Vec<AssetView>,
+    /// Published while the repository's `immutableReleases` setting was on: its tag, assets and
+    /// publication are locked; only name and notes can change.
+    #[serde(default)]
+    pub immutable: bool,
 }
 
 /// The JSON body of `POST /releases`.
@@ -789,4 +793,53 @@ pub struct AttestationKeyView {
     pub created_at: String,
     /// Whether it signs new attestations (older keys stay listed after a rotation).
     pub current: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Immutable releases
+// ---------------------------------------------------------------------------------------------
+
+/// A repository's settings (`GET|PATCH /api/v1/forge/{owner}/{repo}/settings`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoSettingsView {
+    /// Whether publishing a release makes it immutable (the repository's own value, else the
+    /// organization's default, else false).
+    pub immutable_releases: bool,
+    /// Where `immutableReleases` comes from: `repository`, `organization` or `default`.
+    pub immutable_releases_source: String,
+}
+
+/// The body of `PATCH /api/v1/forge/{owner}/{repo}/settings`: an absent field is unchanged, a
+/// null one goes back to inheriting the organization's default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EditRepoSettings {
+    /// `true`/`false` sets it on the repository; `null` inherits.
+    #[serde(default, with = "double_option")]
+    pub immutable_releases: Option<Option<bool>>,
+}
+
+/// An organization's defaults for its repositories (`GET|PATCH /api/v1/orgs/{org}/settings`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrgSettings {
+    /// Default of `immutableReleases` for repositories that do not set it.
+    pub immutable_releases: bool,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Option<bool>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<bool>>, D::Error> {
+        Option::<bool>::deserialize(d).map(Some)
+    }
 }

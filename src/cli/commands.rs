@@ -137,6 +137,20 @@ pub enum RepoCmd {
     /// Example: pfai repo collaborator add alice --role write -R acme/app
     #[command(subcommand)]
     Collaborator(super::admin::CollaboratorCmd),
+    /// Change a repository's settings (admin); without flags, show them.
+    ///
+    /// Example: pfai repo edit acme/app --immutable-releases=true
+    Edit {
+        /// owner/name (default: the current checkout's).
+        name: Option<String>,
+        /// Publishing a release makes it immutable: `true`, `false`, or `inherit` (the
+        /// organization's default).
+        #[arg(long, value_name = "true|false|inherit", value_parser = ["true", "false", "inherit"])]
+        immutable_releases: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Organization subcommands.
@@ -161,6 +175,20 @@ pub enum OrgCmd {
         /// The organization.
         org: String,
         /// Print JSON (`{name, members, storage}`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an organization's defaults for its repositories (org admin); without flags, show
+    /// them.
+    ///
+    /// Example: pfai org edit acme --immutable-releases=true
+    Edit {
+        /// The organization.
+        org: String,
+        /// Default of `immutableReleases` for repositories that do not set it.
+        #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+        immutable_releases: Option<bool>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -411,6 +439,11 @@ pub async fn repo(cmd: RepoCmd) -> CliResult<()> {
         RepoCmd::Delete { name, yes } => repo_delete(&c, name, yes).await,
         RepoCmd::Retention(cmd) => super::retention::run(cmd).await,
         RepoCmd::Collaborator(cmd) => super::admin::collaborator(cmd).await,
+        RepoCmd::Edit {
+            name,
+            immutable_releases,
+            json,
+        } => super::settings::repo_edit(name, immutable_releases, json).await,
     }
 }
 
@@ -496,6 +529,11 @@ pub async fn org(cmd: OrgCmd) -> CliResult<()> {
         }
         OrgCmd::Member(cmd) => super::admin::member(cmd).await,
         OrgCmd::View { org, json } => org_view(&c, org, json).await,
+        OrgCmd::Edit {
+            org,
+            immutable_releases,
+            json,
+        } => super::settings::org_edit(org, immutable_releases, json).await,
     }
 }
 

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use crate::domain::git_tag::{self, HookInput};
-use crate::git::hook::{ALLOW_LINE, ENV_PUSH_CERT, ENV_ROLE, ENV_RULES};
+use crate::git::hook::{ALLOW_LINE, ENV_IMMUTABLE, ENV_PUSH_CERT, ENV_ROLE, ENV_RULES};
 
 /// Runs the named hook: prints the allow line and exits 0 to let git go on, or prints the
 /// refusal to stderr (git shows it as `remote:` lines) and exits 1.
@@ -37,10 +37,12 @@ pub fn judge(name: &str) -> Result<(), String> {
         std::env::var(ENV_RULES).ok(),
         std::env::var(ENV_PUSH_CERT).ok(),
     );
+    let immutable = std::env::var(ENV_IMMUTABLE).ok();
     git_tag::pre_receive(&HookInput {
         role: role.as_deref(),
         rules_json: rules.as_deref(),
         push_cert: cert.as_deref(),
         updates: &stdin,
+        immutable_json: immutable.as_deref(),
     })
 }

@@ -500,6 +500,7 @@ pub async fn delete_repo(
             accounts::remove_repo(txn, &p)?;
             storage::rules::remove_all_of_repo(txn, &p)?;
             storage::retention::remove(txn, &p)?;
+            storage::immutable::remove_repo_settings(txn, &p)?;
             Ok::<_, DomainError>(storage::releases::remove_all_of_repo(txn, &p)?)
         })
         .await?;

@@ -100,6 +100,7 @@ pub async fn create(
 ) -> DomainResult<TagView> {
     core.repo_access(who, repo, Role::Write).await?;
     let name = GitTagName::parse(tag)?;
+    super::immutable::check_tag(core, repo, name.as_str(), "reused").await?;
     let commit = resolve_target(core, repo, target).await?;
     create_at(core, who, repo, &name, &commit, message).await?;
     get(core, who, repo, name.as_str()).await
@@ -138,6 +139,8 @@ pub async fn delete(
     let (_, role) = core.repo_access(who, repo, Role::Write).await?;
     let name = GitTagName::parse(tag)
         .map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
+    // No role deletes the tag of an immutable release.
+    super::immutable::check_tag(core, repo, name.as_str(), "deleted").await?;
     let rules = protection::rules(core, repo).await?;
     if let Some(p) = rules.protecting(name.as_str()) {
         if role < Role::Admin {
@@ -203,6 +206,8 @@ pub struct HookInput<'a> {
     pub push_cert: Option<&'a str>,
     /// Standard input: one `old new ref` line per update.
     pub updates: &'a str,
+    /// The tombstoned tag names as a JSON array (`PFAI_HOOK_IMMUTABLE`).
+    pub immutable_json: Option<&'a str>,
 }
 
 /// The pre-receive decision: `Err(message)` refuses the whole push and the message reaches the
@@ -215,7 +220,9 @@ pub fn pre_receive(input: &HookInput<'_>) -> Result<(), String> {
             "{PREFIX} signed pushes (push certificates) are not accepted; this server does not verify them. Push without --signed"
         ));
     }
-    let (Some(role), Some(rules_json)) = (input.role, input.rules_json) else {
+    let (Some(role), Some(rules_json), Some(immutable_json)) =
+        (input.role, input.rules_json, input.immutable_json)
+    else {
         return Err(format!("{PREFIX} it did not come through the pfai server"));
     };
     let role = Role::parse(role).map_err(|_| format!("{PREFIX} unknown role {role:?}"))?;
@@ -229,6 +236,11 @@ pub fn pre_receive(input: &HookInput<'_>) -> Result<(), String> {
             RefUpdate::parse(line)
                 .ok_or_else(|| format!("{PREFIX} unrecognised ref update {line:?}"))?,
         );
+    }
+    let locked: std::collections::HashSet<String> = serde_json::from_str(immutable_json)
+        .map_err(|e| format!("{PREFIX} cannot read the immutable release tags: {e}"))?;
+    if let Some(msg) = super::immutable::judge_push("this repository", &locked, &updates) {
+        return Err(msg);
     }
     match judge_push(&rules, role, &updates) {
         Some(msg) => Err(msg),
@@ -246,6 +258,7 @@ mod tests {
             rules_json: Some(r#"["v*"]"#),
             push_cert: None,
             updates,
+            immutable_json: Some("[]"),
         }
     }
 

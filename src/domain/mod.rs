@@ -8,6 +8,7 @@ pub mod backup;
 pub mod error;
 pub(crate) mod fsck;
 pub(crate) mod git_tag;
+pub mod immutable;
 pub(crate) mod protection;
 pub mod quota;
 pub mod registry;

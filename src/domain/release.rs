@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::OwnedRwLockReadGuard;
 
-use super::{git_tag, Core, DomainError, DomainResult, Page, Paged};
+use super::{git_tag, immutable, Core, DomainError, DomainResult, Page, Paged};
 use crate::auth::Principal;
 use crate::ids::{AssetName, GitTagName, RepoPath, Role};
 use crate::storage::blob::{Hasher, Sink, TempGuard};
@@ -24,6 +24,8 @@ use crate::util::now_unix;
 const MAX_BODY: usize = 1 << 20;
 const MAX_TITLE: usize = 1024;
 const MAX_LABEL: usize = 255;
+/// The refusal's tail for asset changes on an immutable release.
+const ASSETS_LOCKED: &str = "its assets cannot change";
 
 /// A release with everything its views show, as the domain knows it: no URLs (the HTTP layer
 /// builds them from ids and the tag).
@@ -38,6 +40,8 @@ pub struct ReleaseDetail {
     pub latest: bool,
     /// The commit its tag points at now, `None` once the tag was deleted.
     pub tag_commit: Option<String>,
+    /// Published while `immutableReleases` was on (see `domain::immutable`).
+    pub immutable: bool,
 }
 
 /// An asset with the tag of its release (its download URL names both).
@@ -120,9 +124,15 @@ async fn details(
     )
     .await?;
     let pending = pending(core);
+    let ids: Vec<u64> = rows.iter().map(|(r, _)| r.id).collect();
+    let locked = core
+        .db
+        .read(move |txn| immutable::immutable_ids(txn, &ids))
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(release, assets)| ReleaseDetail {
+            immutable: locked.contains(&release.id),
             latest: latest == Some(release.id),
             tag_commit: tags.get(&release.tag_name).cloned(),
             assets: with_pending(assets, &pending),
@@ -384,36 +394,44 @@ async fn resolve_anchor(
     })
 }
 
-/// Records a new release in one transaction: refused if a release took the tag meanwhile;
-/// withdraws the pending record of a tag made for it (`made_tag`). The fsck gate is released
-/// after the commit.
+/// Records a new release in one transaction: refused if a release took the tag meanwhile (or
+/// an immutable release ever used it); withdraws the pending record of a tag made for it
+/// (`made_tag`); marks a published one immutable when the repository says so. Returns whether
+/// it became immutable. The fsck gate is released after the commit.
 async fn insert_release(
     core: &Core,
     gate: OwnedRwLockReadGuard<()>,
+    who: Option<&Principal>,
     repo: &RepoPath,
     release: Release,
     made_tag: bool,
-) -> DomainResult<()> {
+) -> DomainResult<bool> {
     let repo = repo.clone();
+    let who = who.cloned();
     let signer = core.attest.signer();
     core.db
         .write_holding(gate, move |txn| {
             if releases::by_tag(txn, &repo, &release.tag_name)?.is_some() {
                 return Err(tag_taken(&release.tag_name));
             }
+            immutable::refuse_tombstoned(txn, &repo, &release.tag_name, "reused")?;
             let release = Release {
                 id: releases::next_id(txn)?,
                 ..release
             };
             releases::insert(txn, &release)?;
-            // Published at creation: attested now (with no assets yet).
-            if !release.draft {
-                super::attestation::record(txn, &signer, &release, &release.author)?;
-            }
             if made_tag {
                 releases::clear_pending_tag(txn, &repo, &release.tag_name)?;
             }
-            Ok(())
+            if release.draft {
+                return Ok(false);
+            }
+            let locked = immutable::on_publish(txn, &repo, &release, who.as_ref())?;
+            // Published immutable at creation: attested in the same transaction (no assets yet).
+            if locked {
+                super::attestation::record(txn, &signer, &release, &release.author)?;
+            }
+            Ok(locked)
         })
         .await
 }
@@ -445,6 +463,7 @@ pub async fn create(
     core.repo_access(who, repo, Role::Write).await?;
     let Checked { tag, name, body } = check_new(&input)?;
     refuse_taken_tag(core, repo, &tag).await?;
+    immutable::check_tag(core, repo, tag.as_str(), "reused").await?;
     // Held from looking at the tag to the release's commit (see `Core::fsck_gate`): fsck must
     // not judge the tag an orphan (and delete it) while this release is taking it up.
     let gate = core.fsck_gate.clone().read_owned().await;
@@ -469,14 +488,21 @@ pub async fn create(
         created_at: now,
         published_at: if input.draft { None } else { Some(now) },
     };
-    if let Err(e) = insert_release(core, gate, repo, release, make_tag).await {
-        if make_tag {
-            // The tag made for this release must not outlive its failure.
-            roll_back_release_tag(core, repo, &tag).await;
+    let locked = match insert_release(core, gate, who, repo, release, make_tag).await {
+        Ok(locked) => locked,
+        Err(e) => {
+            if make_tag {
+                // The tag made for this release must not outlive its failure.
+                roll_back_release_tag(core, repo, &tag).await;
+            }
+            return Err(e);
         }
-        return Err(e);
+    };
+    let detail = get(core, who, repo, Which::Tag(tag.to_string())).await?;
+    if locked {
+        immutable::published(core, who, repo, &detail).await?;
     }
-    get(core, who, repo, Which::Tag(tag.to_string())).await
+    Ok(detail)
 }
 
 /// Creates the lightweight tag of a release at `commit`, first recording it in
@@ -557,6 +583,7 @@ pub async fn update(
         None
     };
     if publishing {
+        immutable::check_tag(core, repo, &current.tag_name, "reused").await?;
         let name = GitTagName::parse(&current.tag_name)?;
         let (r, n) = (repo.clone(), name.clone());
         if core.git(move |g| g.find_tag(&r, &n)).await?.is_none() {
@@ -565,24 +592,38 @@ pub async fn update(
         }
     }
     let (r, t) = (repo.clone(), current.tag_name.clone());
+    let publisher = who.cloned();
     let signer = core.attest.signer();
-    let publisher = who.map(|p| p.username.clone()).unwrap_or_default();
-    core.db
+    let locked = core
+        .db
         .write_holding(gate, move |txn| {
             if made_tag {
                 releases::clear_pending_tag(txn, &r, &t)?;
             }
+            if immutable::is_immutable(txn, current.id)? {
+                immutable::check_patch(&current, &patch)?;
+            }
             match releases::update(txn, current.id, |rel| apply_patch(rel, patch))? {
-                // A draft published: attested with the assets it has now, in this transaction.
                 Some(rel) if publishing => {
-                    super::attestation::record(txn, &signer, &rel, &publisher)
+                    let locked = immutable::on_publish(txn, &r, &rel, publisher.as_ref())?;
+                    // Published immutable: attested with the assets it has now, in this
+                    // transaction, so an immutable release never exists without its attestation.
+                    if locked {
+                        let by = publisher.as_ref().map(|p| p.username.as_str()).unwrap_or("");
+                        super::attestation::record(txn, &signer, &rel, by)?;
+                    }
+                    Ok(locked)
                 }
-                Some(_) => Ok(()),
+                Some(_) => Ok(false),
                 None => Err(DomainError::NotFound("release was deleted".into())),
             }
         })
         .await?;
-    get(core, who, repo, Which::Tag(tag.to_owned())).await
+    let detail = get(core, who, repo, Which::Tag(tag.to_owned())).await?;
+    if locked {
+        immutable::published(core, who, repo, &detail).await?;
+    }
+    Ok(detail)
 }
 
 /// Deletes a release and its asset files (write). The git tag stays.
@@ -592,13 +633,18 @@ pub async fn delete(
     repo: &RepoPath,
     tag: &str,
 ) -> DomainResult<()> {
-    let id = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write)
+    let release = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write)
         .await?
-        .release
-        .id;
+        .release;
+    let id = release.id;
     // A backup links the files of its snapshot while holding this exclusively.
     let _gate = core.backup_gate.clone().read_owned().await;
-    core.db.write(move |txn| releases::remove(txn, id)).await?;
+    core.db
+        .write(move |txn| {
+            immutable::refuse_change(txn, &release, "it cannot be deleted")?;
+            Ok::<_, DomainError>(releases::remove(txn, id)?)
+        })
+        .await?;
     core.assets.remove_release(repo, id)?;
     Ok(())
 }
@@ -712,11 +758,12 @@ async fn record_asset(
 ) -> DomainResult<()> {
     core.db
         .write_holding(gate, move |txn| {
-            if releases::get(txn, asset.release_id)?.is_none() {
+            let Some(release) = releases::get(txn, asset.release_id)? else {
                 return Err(DomainError::NotFound(
                     "the release was deleted during the upload".into(),
                 ));
-            }
+            };
+            immutable::refuse_change(txn, &release, ASSETS_LOCKED)?;
             if assets::name_taken(txn, asset.release_id, &asset.name)? {
                 return Err(DomainError::Conflict(format!(
                     "the release already has an asset named {}",
@@ -747,6 +794,14 @@ where
     let Loaded {
         release, assets, ..
     } = load(core, who, repo, Which::Tag(tag.to_owned()), Role::Write).await?;
+    let (rel, id) = (release.clone(), release.id);
+    let locked = core
+        .db
+        .read(move |txn| immutable::is_immutable(txn, id))
+        .await?;
+    if locked {
+        return Err(immutable::refusal(&rel.tag_name, ASSETS_LOCKED));
+    }
     let name = asset_name(&meta)?;
     let label = asset_label(&meta)?;
     refuse_duplicate_name(&assets, tag, &name)?;
@@ -911,7 +966,13 @@ pub async fn delete_asset(
         .find(|a| a.id == id)
         .ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
     let _gate = core.backup_gate.clone().read_owned().await;
-    core.db.write(move |txn| assets::remove(txn, id)).await?;
+    let rel = release.clone();
+    core.db
+        .write(move |txn| {
+            immutable::refuse_change(txn, &rel, ASSETS_LOCKED)?;
+            Ok::<_, DomainError>(assets::remove(txn, id)?)
+        })
+        .await?;
     core.assets.remove(&AssetKey {
         repo: repo.clone(),
         release: release.id,

@@ -14,6 +14,9 @@ pub const ENV_EXE: &str = "PFAI_HOOK_EXE";
 pub const ENV_ROLE: &str = "PFAI_HOOK_ROLE";
 /// The repository's tag-protection patterns, a JSON array of strings.
 pub const ENV_RULES: &str = "PFAI_HOOK_RULES";
+/// The tag names of the repository's immutable releases (and of earlier repositories of the
+/// same owner/name), a JSON array of strings: no update may touch them.
+pub const ENV_IMMUTABLE: &str = "PFAI_HOOK_IMMUTABLE";
 /// Set by git (to the certificate's blob id) when the push carried a push certificate.
 pub const ENV_PUSH_CERT: &str = "GIT_PUSH_CERT";
 

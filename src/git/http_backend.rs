@@ -155,6 +155,8 @@ pub struct PushPolicy {
     pub role: crate::ids::Role,
     /// The repository's tag-protection patterns as a JSON array of strings.
     pub rules_json: String,
+    /// The repository's tombstoned (immutable-release) tag names as a JSON array of strings.
+    pub immutable_json: String,
 }
 
 /// The CGI's answer: status, headers, and the body still streaming from the process.
@@ -215,7 +217,8 @@ where
     if let Some(policy) = &req.push_policy {
         cmd.env(super::hook::ENV_EXE, &policy.hook_exe)
             .env(super::hook::ENV_ROLE, policy.role.as_str())
-            .env(super::hook::ENV_RULES, &policy.rules_json);
+            .env(super::hook::ENV_RULES, &policy.rules_json)
+            .env(super::hook::ENV_IMMUTABLE, &policy.immutable_json);
     }
     let mut child = cmd.spawn()?;
     let mut stdin = child

@@ -16,7 +16,7 @@ use warp::Filter;
 use super::edge::{edge, Edge};
 use super::error::rest_reply;
 use super::{raw_query, reply, BodyStream, Ctx};
-use crate::domain::{protection, DomainError, DomainResult};
+use crate::domain::{immutable, protection, DomainError, DomainResult};
 use crate::git::http_backend::{self, CgiRequest, PushParseError, PushPolicy};
 use crate::ids::{RepoPath, Role};
 
@@ -106,6 +106,10 @@ async fn handle(edge: Edge, repo: RepoPath, call: GitCall) -> DomainResult<Respo
             role,
             rules_json: serde_json::to_string(&patterns)
                 .map_err(|e| DomainError::internal_from("encoding rules", e))?,
+            immutable_json: immutable_hand_over(
+                immutable::hook_tags(&core, &repo).await?,
+                &prefix,
+            )?,
         });
     }
 
@@ -146,6 +150,38 @@ async fn handle(edge: Edge, repo: RepoPath, call: GitCall) -> DomainResult<Respo
         }
     }
     Ok(resp)
+}
+
+/// The most bytes of immutable tag names handed to the hook whole; Linux refuses an environment
+/// string over 128 KiB, which would fail every push (closed, but for good).
+const MAX_IMMUTABLE_HAND_OVER: usize = 96 * 1024;
+
+/// The JSON array of tombstoned tag names for the hook: all of them, or, for a repository with
+/// more than fit, those the push's command section names (git applies nothing else). Still too
+/// many is a refusal, never a shorter list.
+fn immutable_hand_over(tags: Vec<String>, commands: &[u8]) -> DomainResult<String> {
+    let encode = |t: &[String]| {
+        serde_json::to_string(t)
+            .map_err(|e| DomainError::internal_from("encoding immutable tags", e))
+    };
+    let all = encode(&tags)?;
+    if all.len() <= MAX_IMMUTABLE_HAND_OVER {
+        return Ok(all);
+    }
+    let named: std::collections::HashSet<String> = http_backend::parse_ref_updates(commands)
+        .map(|(updates, _)| updates.into_iter().map(|u| u.name).collect())
+        .unwrap_or_default();
+    let touched: Vec<String> = tags
+        .into_iter()
+        .filter(|t| named.contains(&format!("refs/tags/{t}")))
+        .collect();
+    let some = encode(&touched)?;
+    if some.len() > MAX_IMMUTABLE_HAND_OVER {
+        return Err(DomainError::TooLarge(
+            "this push touches too many tags of immutable releases to check".into(),
+        ));
+    }
+    Ok(some)
 }
 
 /// Reads the command section of a push (up to its flush packet) so that every line is

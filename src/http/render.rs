@@ -67,6 +67,7 @@ pub fn release(base_url: &str, repo: &RepoPath, d: &ReleaseDetail) -> ReleaseVie
             .iter()
             .map(|a| asset_of(base_url, repo, &r.tag_name, a))
             .collect(),
+        immutable: d.immutable,
     }
 }
 

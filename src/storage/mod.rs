@@ -14,6 +14,7 @@ pub mod codec;
 pub(crate) mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzz;
+pub(crate) mod immutable;
 pub(crate) mod manifests;
 pub(crate) mod migrate;
 #[allow(unsafe_code)]

@@ -219,3 +219,37 @@ pub struct KeepRule {
     /// How many of the matching tags stay, newest manifest push first.
     pub newest: u32,
 }
+
+/// A repository's own settings (REPO_SETTINGS); `None` inherits the owner's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoSettings {
+    /// `immutableReleases` set on the repository itself.
+    pub immutable_releases: Option<bool>,
+}
+
+/// An organization's defaults for its repositories (OWNER_SETTINGS).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerSettings {
+    /// Default of `immutableReleases` for repositories that do not set it.
+    pub immutable_releases: bool,
+}
+
+/// Why and since when a release is immutable (IMMUTABLE_RELEASES).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImmutableMark {
+    /// Unix seconds of the publish that made it immutable.
+    pub since: i64,
+    /// Who published it.
+    pub publisher: String,
+}
+
+/// A tag name an immutable release used (TAG_TOMBSTONES): kept after the repository is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagTombstone {
+    /// The release's id (in the repository as it was then).
+    pub release_id: u64,
+    /// Unix seconds of the publish.
+    pub since: i64,
+    /// Who published it.
+    pub publisher: String,
+}

@@ -131,7 +131,29 @@ pub const OWNER_USAGE: TableDefinition<&str, u64> = TableDefinition::new("owner_
 pub const OWNER_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new("owner_blobs");
 
 /// `release id -> DSSE envelope JSON` (raw bytes, not a codec record): the signed attestation
-/// of a published release (`crate::attest`). Invariant: written in the transaction that
-/// publishes the release, never changed afterwards, removed with the release.
-/// Writer: `storage::attestations` (called by `domain::attestation`).
+/// of an immutable release (`crate::attest`). Invariant: written in the transaction that
+/// publishes the release and marks it immutable (IMMUTABLE_RELEASES), never changed afterwards,
+/// removed with the release. Writer: `storage::attestations` (called by `domain::attestation`).
 pub const ATTESTATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("attestations");
+
+/// `"owner/repo" -> RepoSettings`: per-repository settings kept apart from the `Repo` record
+/// (whose encoding stays as it is). No row: every setting inherits. Removed with the repository.
+/// Writer: `storage::immutable`.
+pub const REPO_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("repo_settings");
+
+/// `org -> OwnerSettings`: defaults an organization's repositories inherit unless set per
+/// repository. Writer: `storage::immutable`.
+pub const OWNER_SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("owner_settings");
+
+/// `release id -> ImmutableMark`: releases made immutable when published. Invariant: the
+/// release exists and is published; the row goes only with the release, which the domain
+/// deletes only with its repository. Writer: `storage::immutable` (and `storage::releases`
+/// on removal).
+pub const IMMUTABLE_RELEASES: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("immutable_releases");
+
+/// `("owner/repo", tag name) -> TagTombstone`: tag names an immutable release used. Never
+/// removed, not even with the repository, so a repository created again under the same name
+/// cannot reuse them. Writer: `storage::immutable`.
+pub const TAG_TOMBSTONES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("tag_tombstones");

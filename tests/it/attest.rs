@@ -70,6 +70,10 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
     let root = s.dir.path().to_owned();
     cli.ok(&root, &["org", "create", "acme"]);
     cli.ok(&root, &["repo", "create", "acme/app"]);
+    cli.ok(
+        &root,
+        &["repo", "edit", "acme/app", "--immutable-releases=true"],
+    );
     let wc = s.checkout("acme/app", &s.admin);
     git_ok(&wc, &["push", "-q", "origin", "main"]);
     let head = git_ok(&wc, &["rev-parse", "HEAD"]).trim().to_owned();
@@ -277,11 +281,33 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn attestation_of_a_private_release_is_hidden_from_strangers() {
+async fn attestation_only_for_immutable_releases_and_hidden_like_a_private_release() {
     let s = TestServer::start().await;
     s.repo("alice", "secret", true).await;
     let wc = s.checkout("alice/secret", &s.admin);
     git_ok(&wc, &["push", "-q", "origin", "main"]);
+    // Without the setting a published release is not attested.
+    let (st, v) = s
+        .post(
+            "/api/v1/forge/alice/secret/releases",
+            Some(&s.admin),
+            serde_json::json!({"tagName": "v0", "targetCommit": "main"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, _) = s
+        .get("/api/v1/forge/alice/secret/releases/v0/attestation", Some(&s.admin))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, v) = s
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/forge/alice/secret/settings",
+            Some(&s.admin),
+            Some(serde_json::json!({"immutableReleases": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
     let (st, v) = s
         .post(
             "/api/v1/forge/alice/secret/releases",

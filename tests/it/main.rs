@@ -15,6 +15,7 @@ mod disk;
 mod dist;
 mod git_hosting;
 mod harness;
+mod immutable;
 mod limits;
 mod metrics;
 mod protection;

@@ -185,12 +185,12 @@ async fn protected_tags_need_admin_on_every_path() {
 }
 
 /// A pkt-line: 4 hex digits of length (including themselves), then the payload.
-fn pkt(payload: &str) -> String {
+pub(crate) fn pkt(payload: &str) -> String {
     format!("{:04x}{payload}", payload.len() + 4)
 }
 
 /// An empty pack (what a push whose objects the server already has sends after its commands).
-fn empty_pack() -> Vec<u8> {
+pub(crate) fn empty_pack() -> Vec<u8> {
     let out = std::process::Command::new("git")
         .args(["pack-objects", "--stdout"])
         .stdin(std::process::Stdio::null())
@@ -201,7 +201,12 @@ fn empty_pack() -> Vec<u8> {
 }
 
 /// Sends a hand-built `git-receive-pack` request; returns the status and the body as text.
-async fn raw_push(s: &TestServer, token: &str, commands: &str, pack: bool) -> (StatusCode, String) {
+pub(crate) async fn raw_push(
+    s: &TestServer,
+    token: &str,
+    commands: &str,
+    pack: bool,
+) -> (StatusCode, String) {
     let mut body = commands.as_bytes().to_vec();
     if pack {
         body.extend(empty_pack());
@@ -221,7 +226,7 @@ async fn raw_push(s: &TestServer, token: &str, commands: &str, pack: bool) -> (S
     )
 }
 
-async fn tag_commit(s: &TestServer, tag: &str) -> Option<String> {
+pub(crate) async fn tag_commit(s: &TestServer, tag: &str) -> Option<String> {
     let (st, v) = s
         .get(&format!("/api/v1/forge/acme/app/tags/{tag}"), None)
         .await;

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod quotas;
 pub mod releases;
 pub mod retention;
+pub mod settings;
 pub mod tags;
 
 use warp::filters::BoxedFilter;
@@ -40,7 +41,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(quotas::routes(core.clone()))
         .unify()
-        .or(attestations::routes(core))
+        .or(attestations::routes(core.clone()))
+        .unify()
+        .or(settings::routes(core))
         .unify()
         .boxed()
 }

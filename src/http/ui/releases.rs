@@ -54,6 +54,7 @@ fn badges(r: &ReleaseView) -> Markup {
         @if r.prerelease { span.badge.pre { "Pre-release" } " " }
         @if r.draft { span.badge.draft { "Draft" } " " }
         @if !r.tag_exists && !r.draft { span.badge.warn title="The git tag was deleted" { "Tag deleted" } }
+        @if r.immutable { " " span.badge.immutable title="Immutable (repository setting immutableReleases): its tag and assets cannot change; only the title and notes can" { "\u{1F512} Immutable" } }
     }
 }
 
@@ -102,7 +103,9 @@ fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) 
             @if can_write(repo) {
                 div.actions {
                     a.button href={ (b) "/releases/edit/" (seg(&r.tag_name)) } { "Edit" }
-                    (layout::post_button(rq, &format!("{b}/releases/delete/{}", seg(&r.tag_name)), "Delete", "danger"))
+                    @if !r.immutable {
+                        (layout::post_button(rq, &format!("{b}/releases/delete/{}", seg(&r.tag_name)), "Delete", "danger"))
+                    }
                 }
             }
         }
@@ -424,8 +427,10 @@ fn edit_page(
             label for="notes" { "Notes (Markdown)" }
             textarea #notes name="notes" rows="10" { (rel.body) }
             label.check { input type="checkbox" name="prerelease" value="1" checked[rel.prerelease]; " This is a pre-release" }
-            label for="files" { "Attach more files" }
-            input #files type="file" name="files" multiple;
+            @if !rel.immutable {
+                label for="files" { "Attach more files" }
+                input #files type="file" name="files" multiple;
+            }
             div.actions {
                 @if rel.draft {
                     button.primary type="submit" name="action" value="publish" { "Publish release" }
@@ -441,14 +446,20 @@ fn edit_page(
                 @for a in &rel.assets {
                     li {
                         span { (a.name) " (" (layout::size(a.size)) ")" }
-                        (layout::post_button(rq, &format!("{b}/releases/delete-asset/{t}/{}", a.id), "Delete asset", "danger small"))
+                        @if !rel.immutable {
+                            (layout::post_button(rq, &format!("{b}/releases/delete-asset/{t}/{}", a.id), "Delete asset", "danger small"))
+                        }
                     }
                 }
             }
         }
-        h3 { "Delete this release" }
-        p.help { "The git tag stays; only the release and its files are removed." }
-        (layout::post_button(rq, &format!("{b}/releases/delete/{t}"), "Delete release", "danger"))
+        @if rel.immutable {
+            p.help { "\u{1F512} This release is immutable (repository setting immutableReleases): its tag and assets cannot change and it cannot be deleted; only the title and notes can be edited." }
+        } @else {
+            h3 { "Delete this release" }
+            p.help { "The git tag stays; only the release and its files are removed." }
+            (layout::post_button(rq, &format!("{b}/releases/delete/{t}"), "Delete release", "danger"))
+        }
     };
     Ok(html(
         status,
