@@ -450,7 +450,10 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_and_has_no_whitespace() {
         let v = serde_json::json!({"b": 1, "a": {"d": [1, "x\"y"], "c": null}});
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":null,"d":[1,"x\"y"]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":null,"d":[1,"x\"y"]},"b":1}"#
+        );
         let s = String::from_utf8(statement().to_canonical()).unwrap();
         assert!(s.starts_with(r#"{"_type":"https://in-toto.io/Statement/v1","predicate":{"#));
         assert!(s.find("a.zip").unwrap() < s.find("b.tar.gz").unwrap());
@@ -498,10 +501,16 @@ mod tests {
     fn key_files_parse_in_every_listed_form() {
         let k = signer();
         let p = k.public().clone();
-        assert_eq!(PublicKey::parse_file(p.to_pem().as_bytes()).unwrap(), vec![p.clone()]);
+        assert_eq!(
+            PublicKey::parse_file(p.to_pem().as_bytes()).unwrap(),
+            vec![p.clone()]
+        );
         assert_eq!(PublicKey::parse_file(&p.raw).unwrap(), vec![p.clone()]);
         let b64 = B64.encode(p.raw);
-        assert_eq!(PublicKey::parse_file(b64.as_bytes()).unwrap(), vec![p.clone()]);
+        assert_eq!(
+            PublicKey::parse_file(b64.as_bytes()).unwrap(),
+            vec![p.clone()]
+        );
         let list = serde_json::json!([{"keyid": p.keyid(), "publicKey": b64}]).to_string();
         assert_eq!(PublicKey::parse_file(list.as_bytes()).unwrap(), vec![p]);
         assert!(PublicKey::parse_file(b"garbage").is_err());

@@ -717,7 +717,10 @@ mod tests {
         let mut p = Hasher::pair(Algorithm::Sha256, Algorithm::Blake3);
         p.update(b"abc");
         assert_eq!(p.digest(), Digest::sha256_of(b"abc"));
-        assert_eq!(p.second_digest().map(|d| d.to_string()).as_deref(), Some(abc));
+        assert_eq!(
+            p.second_digest().map(|d| d.to_string()).as_deref(),
+            Some(abc)
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub(crate) mod release;
 pub(crate) mod repo;
 pub(crate) mod retention;
 pub(crate) mod serve;
-pub(crate) mod verify;
 pub(crate) mod settings;
+pub(crate) mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

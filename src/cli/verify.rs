@@ -64,7 +64,9 @@ async fn keys(c: &Client, key: &Option<PathBuf>) -> CliResult<Vec<PublicKey>> {
         Some(p) => PublicKey::parse_file(&read(p, "key file")?)
             .map_err(|e| msg(format!("{}: {e}", p.display()))),
         None => {
-            let v = c.call(reqwest::Method::GET, "/api/v1/attestation/keys").await?;
+            let v = c
+                .call(reqwest::Method::GET, "/api/v1/attestation/keys")
+                .await?;
             let bytes = serde_json::to_vec(&v).map_err(|e| msg(e.to_string()))?;
             PublicKey::parse_file(&bytes)
                 .map_err(|e| msg(format!("the server's attestation keys: {e}")))
@@ -229,7 +231,10 @@ pub async fn verify_asset(c: &Client, a: VerifyAssetArgs) -> CliResult<()> {
             subject.sha256
         )));
     }
-    println!("verified: {name} matches the attestation of {} (sha256 {got})", a.tag);
+    println!(
+        "verified: {name} matches the attestation of {} (sha256 {got})",
+        a.tag
+    );
     Ok(())
 }
 

@@ -609,7 +609,10 @@ pub async fn update(
                     // Published immutable: attested with the assets it has now, in this
                     // transaction, so an immutable release never exists without its attestation.
                     if locked {
-                        let by = publisher.as_ref().map(|p| p.username.as_str()).unwrap_or("");
+                        let by = publisher
+                            .as_ref()
+                            .map(|p| p.username.as_str())
+                            .unwrap_or("");
                         super::attestation::record(txn, &signer, &rel, by)?;
                     }
                     Ok(locked)

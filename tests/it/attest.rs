@@ -58,7 +58,10 @@ async fn attestation_key_is_listed_anonymously_and_its_private_key_is_0600() {
     let (_, rotated) = s.get("/api/v1/attestation/keys", None).await;
     let rotated = rotated.as_array().unwrap().clone();
     assert_eq!(rotated.len(), 2, "{rotated:?}");
-    let old = rotated.iter().find(|k| k["keyid"] == keyid.as_str()).unwrap();
+    let old = rotated
+        .iter()
+        .find(|k| k["keyid"] == keyid.as_str())
+        .unwrap();
     assert_eq!(old["current"], false);
     assert_eq!(rotated.iter().filter(|k| k["current"] == true).count(), 1);
 }
@@ -104,7 +107,11 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
         &[&["release", "edit", "v1.0.0", "--draft=false"][..], &r].concat(),
     );
 
-    let resp = s.req(reqwest::Method::GET, att_path, None).send().await.unwrap();
+    let resp = s
+        .req(reqwest::Method::GET, att_path, None)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp
         .headers()
@@ -148,7 +155,13 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
     cli.ok(
         &root,
         &[
-            &["release", "verify", "v1.0.0", "--key", pem.to_str().unwrap()][..],
+            &[
+                "release",
+                "verify",
+                "v1.0.0",
+                "--key",
+                pem.to_str().unwrap(),
+            ][..],
             &r,
         ]
         .concat(),
@@ -157,7 +170,12 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
     cli.ok(
         &root,
         &[
-            &["release", "verify-asset", "v1.0.0", tar_file.to_str().unwrap()][..],
+            &[
+                "release",
+                "verify-asset",
+                "v1.0.0",
+                tar_file.to_str().unwrap(),
+            ][..],
             &r,
         ]
         .concat(),
@@ -174,7 +192,12 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
         &root,
         Some(&s.admin),
         &[
-            &["release", "verify-asset", "v1.0.0", bad_file.to_str().unwrap()][..],
+            &[
+                "release",
+                "verify-asset",
+                "v1.0.0",
+                bad_file.to_str().unwrap(),
+            ][..],
             &r,
         ]
         .concat(),
@@ -263,7 +286,11 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
     );
     assert!(err.contains("is for tag v1.0.0"), "{err}");
     // A key that did not sign it is refused.
-    std::fs::write(files.join("other.json"), r#"[{"publicKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}]"#).unwrap();
+    std::fs::write(
+        files.join("other.json"),
+        r#"[{"publicKey":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}]"#,
+    )
+    .unwrap();
     let (_, err) = cli.fails(
         &root,
         None,
@@ -296,7 +323,10 @@ async fn attestation_only_for_immutable_releases_and_hidden_like_a_private_relea
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let (st, _) = s
-        .get("/api/v1/forge/alice/secret/releases/v0/attestation", Some(&s.admin))
+        .get(
+            "/api/v1/forge/alice/secret/releases/v0/attestation",
+            Some(&s.admin),
+        )
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, v) = s

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod attest;
 mod backup;
 mod binary;
 mod blake3_digests;
@@ -26,4 +27,3 @@ mod retention;
 mod tls;
 mod ui;
 mod upgrade;
-mod attest;

@@ -4,8 +4,8 @@
 //! checks the ids and turns errors into the REST reply; handlers take a `Caller` and ids.
 
 pub mod accounts;
-pub mod attestations;
 pub mod admin;
+pub mod attestations;
 pub mod backup;
 pub mod quotas;
 pub mod releases;

@@ -100,6 +100,14 @@ fn release_card(rq: &Req, repo: &RepoView, r: &ReleaseView, heading_link: bool) 
                     }
                 }
             }
+            @if r.immutable {
+                p.meta {
+                    "Signed attestation: "
+                    a href={ "/api/v1/forge/" (repo.full_name) "/releases/" (seg(&r.tag_name)) "/attestation" } download { "download" }
+                    " · " a href="/api/v1/attestation/keys" { "public keys" }
+                    " (check with " code { "pfai release verify" } ")"
+                }
+            }
             @if can_write(repo) {
                 div.actions {
                     a.button href={ (b) "/releases/edit/" (seg(&r.tag_name)) } { "Edit" }
