@@ -893,6 +893,29 @@ pub struct QuotaView {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Release attestations
+// ---------------------------------------------------------------------------------------------
+
+/// One entry of `GET /api/v1/attestation/keys`: a public key that signs (or signed) release
+/// attestations, in the forms a verifier may want.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationKeyView {
+    /// Hex SHA-256 of the raw public key (the DSSE `keyid`).
+    pub keyid: String,
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// Standard base64 of the raw 32-byte public key.
+    pub public_key: String,
+    /// The same key as a SubjectPublicKeyInfo PEM.
+    pub public_key_pem: String,
+    /// RFC 3339 time of its generation.
+    pub created_at: String,
+    /// Whether it signs new attestations (older keys stay listed after a rotation).
+    pub current: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Immutable releases
 // ---------------------------------------------------------------------------------------------
 

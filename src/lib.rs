@@ -16,6 +16,7 @@
 //! - [`metrics`]: Prometheus counters and gauges behind `GET /metrics`.
 //! - [`conn`]: the accept loop: connection cap, header/idle/body timeouts, TLS, graceful shutdown.
 //! - [`tls`]: HTTPS: the certificate and key from PEM files, reloadable while serving.
+//! - [`attest`]: release attestations: in-toto statement, canonical JSON, DSSE, Ed25519.
 //! - [`fuzzing`]: fuzz bodies, replayed by `cargo test` (feature `fuzzing` for the fuzz package).
 
 #![deny(unsafe_code)]
@@ -23,6 +24,7 @@
 
 pub(crate) mod api;
 pub mod app;
+pub mod attest;
 pub(crate) mod auth;
 pub mod backup;
 pub mod cli;

@@ -14,6 +14,7 @@ pub(crate) mod repo;
 pub(crate) mod retention;
 pub(crate) mod serve;
 pub(crate) mod settings;
+pub(crate) mod verify;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

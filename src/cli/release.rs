@@ -48,6 +48,15 @@ pub enum ReleaseCmd {
     ///
     /// Example: pfai release delete-asset v1.2.3 dist-linux-amd64.tar.gz
     DeleteAsset(DeleteAssetArgs),
+    /// Check a release's signed attestation: its signature, its assets against the release the
+    /// server reports, its commit against the tag. Offline with --attestation FILE --key FILE.
+    ///
+    /// Example: pfai release verify v1.2.3 --key pfai-attestation.pem
+    Verify(super::verify::VerifyArgs),
+    /// Check a local file against the sha256 the release's attestation records for its name.
+    ///
+    /// Example: pfai release verify-asset v1.2.3 dist/app.tar.gz --attestation att.json --key key.pem
+    VerifyAsset(super::verify::VerifyAssetArgs),
 }
 
 /// The arguments of `pfai release create`.
@@ -652,6 +661,8 @@ pub async fn run(cmd: ReleaseCmd) -> CliResult<()> {
         ReleaseCmd::Upload(a) => upload(&c, a).await,
         ReleaseCmd::Download(a) => download(&c, a).await,
         ReleaseCmd::DeleteAsset(a) => delete_asset(&c, a).await,
+        ReleaseCmd::Verify(a) => super::verify::verify(&c, a).await,
+        ReleaseCmd::VerifyAsset(a) => super::verify::verify_asset(&c, a).await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod account;
 pub(crate) mod archive;
+pub mod attestation;
 pub mod backup;
 pub mod changelog;
 pub mod error;
@@ -106,6 +107,8 @@ pub struct Core {
     pub backup_gate: Arc<tokio::sync::RwLock<()>>,
     /// Counters for `/metrics` (requests, bytes, GC and fsck runs).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The release attestation keys: the current signer and every public key listed.
+    pub attest: crate::storage::attest_keys::AttestKeys,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -224,6 +227,7 @@ impl Core {
             backups,
             backup_gate: Arc::default(),
             metrics: Arc::default(),
+            attest: crate::storage::attest_keys::AttestKeys::open(data_dir)?,
         }))
     }
 

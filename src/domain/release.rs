@@ -406,6 +406,7 @@ async fn insert_release(
 ) -> DomainResult<bool> {
     let repo = repo.clone();
     let who = who.cloned();
+    let signer = core.attest.signer();
     core.db
         .write_holding(gate, move |txn| {
             if releases::by_tag(txn, &repo, &release.tag_name)?.is_some() {
@@ -424,7 +425,12 @@ async fn insert_release(
             if release.draft {
                 return Ok(false);
             }
-            immutable::on_publish(txn, &repo, &release, who.as_ref())
+            let locked = immutable::on_publish(txn, &repo, &release, who.as_ref())?;
+            // Published immutable at creation: attested in the same transaction (no assets yet).
+            if locked {
+                super::attestation::record(txn, &signer, &release, &release.author)?;
+            }
+            Ok(locked)
         })
         .await
 }
@@ -605,6 +611,7 @@ pub async fn update(
     }
     let (r, t) = (repo.clone(), current.tag_name.clone());
     let publisher = who.cloned();
+    let signer = core.attest.signer();
     let locked = core
         .db
         .write_holding(gate, move |txn| {
@@ -617,11 +624,20 @@ pub async fn update(
             match releases::update(txn, current.id, |rel| apply_patch(rel, patch))? {
                 Some(rel) => {
                     super::latest::apply(txn, &r, &rel, make_latest, publishing)?;
-                    if publishing {
-                        immutable::on_publish(txn, &r, &rel, publisher.as_ref())
-                    } else {
-                        Ok(false)
+                    if !publishing {
+                        return Ok(false);
                     }
+                    let locked = immutable::on_publish(txn, &r, &rel, publisher.as_ref())?;
+                    // Published immutable: attested with the assets it has now, in this
+                    // transaction, so an immutable release never exists without its attestation.
+                    if locked {
+                        let by = publisher
+                            .as_ref()
+                            .map(|p| p.username.as_str())
+                            .unwrap_or("");
+                        super::attestation::record(txn, &signer, &rel, by)?;
+                    }
+                    Ok(locked)
                 }
                 None => Err(DomainError::NotFound("release was deleted".into())),
             }

@@ -3,6 +3,8 @@
 
 pub(crate) mod accounts;
 pub(crate) mod assets;
+pub mod attest_keys;
+pub(crate) mod attestations;
 pub(crate) mod audit;
 pub(crate) mod backend;
 pub mod blob;

@@ -142,6 +142,7 @@ pub fn remove(txn: &WriteTransaction, id: u64) -> Result<Option<Release>, Storag
         return Ok(None);
     };
     assets::remove_all_of_release(txn, r.id)?;
+    super::attestations::remove(txn, r.id)?;
     super::immutable::remove_mark(txn, r.id)?;
     txn.open_table(tables::RELEASES_BY_TAG)?
         .remove((r.repo.as_str(), r.tag_name.as_str()))?;

@@ -57,6 +57,7 @@ macro_rules! for_each_table {
         $m!(OWNER_USAGE, true);
         $m!(OWNER_BLOBS, true);
         $m!(PROTECTION_SCOPES, true);
+        $m!(ATTESTATIONS, true);
         $m!(REPO_SETTINGS, true);
         $m!(OWNER_SETTINGS, true);
         $m!(IMMUTABLE_RELEASES, true);

@@ -135,6 +135,13 @@ pub const OWNER_BLOBS: TableDefinition<(&str, &str), u64> = TableDefinition::new
 /// before targets existed), so rules need no schema step. Invariant: a row only exists with its
 /// rule. Writer: `storage::rules`.
 pub const PROTECTION_SCOPES: TableDefinition<u64, u8> = TableDefinition::new("protection_scopes");
+
+/// `release id -> DSSE envelope JSON` (raw bytes, not a codec record): the signed attestation
+/// of an immutable release (`crate::attest`). Invariant: written in the transaction that
+/// publishes the release and marks it immutable (IMMUTABLE_RELEASES), never changed afterwards,
+/// removed with the release. Writer: `storage::attestations` (called by `domain::attestation`).
+pub const ATTESTATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("attestations");
+
 /// `"owner/repo" -> RepoSettings`: per-repository settings kept apart from the `Repo` record
 /// (whose encoding stays as it is). No row: every setting inherits. Removed with the repository.
 /// Writer: `storage::immutable`.

@@ -321,6 +321,9 @@ pub struct Cli<'a> {
     s: &'a TestServer,
     /// The client's `XDG_CONFIG_HOME` (its saved login lands under `pfai/`).
     pub config: PathBuf,
+    /// The `PFAI_URL` given to the binary (the server's; a test of offline use points it at a
+    /// closed port).
+    pub url: String,
 }
 
 impl<'a> Cli<'a> {
@@ -329,7 +332,11 @@ impl<'a> Cli<'a> {
             .dir
             .path()
             .join(format!("xdg-{}", crate::harness::rand_suffix()));
-        Cli { s, config }
+        Cli {
+            s,
+            config,
+            url: s.url.clone(),
+        }
     }
 
     pub fn run(
@@ -339,7 +346,7 @@ impl<'a> Cli<'a> {
         args: &[&str],
         stdin: Option<&str>,
     ) -> Output {
-        self.run_at(&self.s.url, cwd, token, args, stdin)
+        self.run_at(&self.url, cwd, token, args, stdin)
     }
 
     /// [`Cli::run`] with `PFAI_URL` set to `url` (a wrong or missing server).

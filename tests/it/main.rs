@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod attest;
 mod backup;
 mod binary;
 mod blake3_digests;

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod attestations;
 pub mod backup;
 pub mod notes;
 pub mod quotas;
@@ -40,6 +41,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .or(retention::routes(core.clone()))
         .unify()
         .or(quotas::routes(core.clone()))
+        .unify()
+        .or(attestations::routes(core.clone()))
         .unify()
         .or(settings::routes(core.clone()))
         .unify()

@@ -101,6 +101,14 @@ fn release_card(repo: &RepoView, r: &ReleaseView, heading_link: bool) -> Markup 
                 }
             }
             (super::links::source_code(repo, r))
+            @if r.immutable {
+                p.meta {
+                    "Signed attestation: "
+                    a href={ "/api/v1/forge/" (repo.full_name) "/releases/" (seg(&r.tag_name)) "/attestation" } download { "download" }
+                    " · " a href="/api/v1/attestation/keys" { "public keys" }
+                    " (check with " code { "pfai release verify" } ")"
+                }
+            }
             @if can_write(repo) {
                 div.actions {
                     a.button href={ (b) "/releases/edit/" (seg(&r.tag_name)) } { "Edit" }
