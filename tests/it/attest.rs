@@ -46,6 +46,16 @@ async fn attestation_key_is_listed_anonymously_and_its_private_key_is_0600() {
     let pk8 = dir.join(format!("key-{keyid}.pk8"));
     let mode = std::fs::metadata(&pk8).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", pk8.display());
+    // The web UI shows the same key to anyone, PEM included.
+    let page = s
+        .req(reqwest::Method::GET, "/-/attestation-keys", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains(&keyid), "{page}");
+    assert!(page.contains("-----BEGIN PUBLIC KEY-----"), "{page}");
 
     // Restart: same key. Rotate (private key moved away): a new current key, the old listed.
     let tmp = s.stop().await;
@@ -118,6 +128,18 @@ async fn published_release_is_attested_and_verifies_online_and_offline() {
         .get("content-disposition")
         .is_some_and(|v| v.to_str().unwrap().contains("attachment")));
     let envelope_bytes = resp.bytes().await.unwrap().to_vec();
+    // The release page's download link serves the same bytes through the web session edge.
+    let web = s
+        .req(
+            reqwest::Method::GET,
+            "/acme/app/releases/attestation/v1.0.0",
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(web.status(), StatusCode::OK);
+    assert_eq!(web.bytes().await.unwrap().to_vec(), envelope_bytes);
     let env: Value = serde_json::from_slice(&envelope_bytes).unwrap();
     assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
     let payload = B64.decode(env["payload"].as_str().unwrap()).unwrap();

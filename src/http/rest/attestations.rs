@@ -17,6 +17,12 @@ async fn keys(c: Caller) -> DomainResult<Response> {
 
 async fn envelope(c: Caller, repo: RepoPath, tag: String) -> DomainResult<Response> {
     let body = attestation::envelope(&c.core, c.who(), &repo, &tag).await?;
+    Ok(envelope_download(&repo, &tag, body))
+}
+
+/// An envelope as a JSON download named `<repo>-<tag>.intoto.json` (the API's answer, and the
+/// web page's download link, which goes through the session instead of a token).
+pub(crate) fn envelope_download(repo: &RepoPath, tag: &str, body: Vec<u8>) -> Response {
     let mut resp = Response::new(bytes::Bytes::from(body).into());
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
@@ -30,7 +36,7 @@ async fn envelope(c: Caller, repo: RepoPath, tag: String) -> DomainResult<Respon
         header::CONTENT_DISPOSITION,
         &reply::content_disposition(&file),
     );
-    Ok(resp)
+    resp
 }
 
 /// The attestation routes.

@@ -412,6 +412,10 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         );
         resp
     });
+    let keys = warp::path!("-" / "attestation-keys")
+        .and(warp::get())
+        .and(p.clone())
+        .then(|parts: Parts| parts.page((), |rq, ()| pages::attestation_keys(rq)));
     let home = warp::path::end()
         .and(warp::get())
         .and(p.clone())
@@ -440,6 +444,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(p.clone())
         .then(|o, parts: Parts| parts.page((), |rq, ()| pages::owner(rq, o)));
     css.or(home)
+        .unify()
+        .or(keys)
         .unify()
         .or(login_form)
         .unify()

@@ -90,6 +90,34 @@ pub async fn home(rq: Req) -> DomainResult<Response> {
     Ok(html(StatusCode::OK, page(&rq, "Repositories", body)))
 }
 
+/// `/-/attestation-keys`: the public keys that sign release attestations (anyone may see them:
+/// a consumer needs them to verify offline), the current one first marked.
+pub async fn attestation_keys(rq: Req) -> DomainResult<Response> {
+    let keys = crate::domain::attestation::keys(&rq.core);
+    let body = html! {
+        h1 { "Attestation keys" }
+        p.help {
+            "Release attestations are signed with Ed25519. Save a key below as "
+            code { "key.pem" } " and check a release offline with "
+            code { "pfai release verify TAG --attestation FILE --key key.pem" }
+            ". Older keys stay listed after a rotation so older attestations still verify. "
+            a href="/api/v1/attestation/keys" { "As JSON" }
+        }
+        @for k in keys.iter().rev() {
+            section.key {
+                h2 {
+                    code { (layout::short_sha(&k.keyid)) }
+                    @if k.current { " " span.badge { "current" } }
+                }
+                p { "Key id (SHA-256 of the raw public key): " code.copy { (k.keyid) } }
+                p { "Created " (layout::time(&k.created_at)) }
+                pre { (k.public_key_pem) }
+            }
+        }
+    };
+    Ok(html(StatusCode::OK, page(&rq, "Attestation keys", body)))
+}
+
 /// `/<owner>`: that owner's repositories the viewer may see (404 for unknown owners).
 pub async fn owner(rq: Req, owner: String) -> DomainResult<Response> {
     if !account::owner_exists(&rq.core, &owner).await? {

@@ -104,8 +104,8 @@ fn release_card(repo: &RepoView, r: &ReleaseView, heading_link: bool) -> Markup 
             @if r.immutable {
                 p.meta {
                     "Signed attestation: "
-                    a href={ "/api/v1/forge/" (repo.full_name) "/releases/" (seg(&r.tag_name)) "/attestation" } download { "download" }
-                    " · " a href="/api/v1/attestation/keys" { "public keys" }
+                    a href={ (b) "/releases/attestation/" (seg(&r.tag_name)) } download { "download" }
+                    " · " a href="/-/attestation-keys" { "public keys" }
                     " (check with " code { "pfai release verify" } ")"
                 }
             }
@@ -666,6 +666,15 @@ async fn delete_asset(rq: Req, path: RepoPath, tag: String, id: u64) -> DomainRe
     Ok(redirect(&format!("/{path}/releases/edit/{}", seg(&tag))))
 }
 
+/// `GET …/releases/attestation/{tag}`: the release's signed attestation, with the page's
+/// session (the API's URL takes tokens only, so a private release's link would 404 there).
+async fn attestation(rq: Req, path: RepoPath, tag: String) -> DomainResult<Response> {
+    let body = crate::domain::attestation::envelope(&rq.core, rq.who(), &path, &tag).await?;
+    Ok(crate::http::rest::attestations::envelope_download(
+        &path, &tag, body,
+    ))
+}
+
 async fn download(
     rq: Req,
     path: RepoPath,
@@ -770,6 +779,14 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
                 delete_asset(rq, path, tag, id)
             })
         });
+    let attestation = repo_segments()
+        .and(warp::path("releases"))
+        .and(warp::path("attestation"))
+        .and(name_segment())
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(p.clone())
+        .then(|repo, tag, parts: Parts| parts.page(repo, |rq, path| attestation(rq, path, tag)));
     let download = repo_segments()
         .and(warp::path("releases"))
         .and(warp::path("download"))
@@ -807,6 +824,8 @@ pub fn routes(p: PartsFilter, asset_max: u64) -> BoxedFilter<(Response,)> {
         .or(delete_asset)
         .unify()
         .or(download)
+        .unify()
+        .or(attestation)
         .unify()
         .boxed()
 }
