@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::harness::{git_ok, TestServer};
+use crate::registry::{error_code, Oci};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -14,36 +15,12 @@ fn b3(data: &[u8]) -> String {
     format!("blake3:{}", blake3::hash(data).to_hex())
 }
 
-struct Oci<'a> {
-    s: &'a TestServer,
-}
-
-impl Oci<'_> {
-    fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.s.url)
-        };
-        self.s
-            .http
-            .request(m, url)
-            .basic_auth("x", Some(&self.s.admin))
-    }
-
-    async fn code(r: reqwest::Response) -> (StatusCode, String) {
-        let st = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        (st, v["errors"][0]["code"].as_str().unwrap_or("").to_owned())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blake3_blobs_and_manifests_are_verified_and_served_like_sha256() {
     let s = TestServer::start_with(|c| c.limits.gc_grace_secs = 0).await;
     s.repo("acme", "app", false).await;
     s.repo("acme", "other", false).await;
-    let o = Oci { s: &s };
+    let o = Oci::new(&s, Some(&s.admin));
 
     // Monolithic: the digest is checked with BLAKE3; a wrong one is DIGEST_INVALID, and the
     // SHA-256 of the same bytes is a different blob.
@@ -61,7 +38,7 @@ async fn blake3_blobs_and_manifests_are_verified_and_served_like_sha256() {
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["docker-content-digest"], cd.as_str());
     let wrong = b3(b"something else");
-    let (st, code) = Oci::code(
+    let (st, code) = error_code(
         o.req(
             Method::POST,
             &format!("/v2/acme/app/blobs/uploads/?digest={wrong}"),
@@ -77,7 +54,7 @@ async fn blake3_blobs_and_manifests_are_verified_and_served_like_sha256() {
         (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
     );
     let short = format!("blake3:{}", "a".repeat(63));
-    let (st, code) = Oci::code(
+    let (st, code) = error_code(
         o.req(Method::HEAD, &format!("/v2/acme/app/blobs/{short}"))
             .send()
             .await
@@ -248,7 +225,7 @@ async fn blake3_blobs_and_manifests_are_verified_and_served_like_sha256() {
         .send()
         .await
         .unwrap();
-    let (st, code) = Oci::code(r).await;
+    let (st, code) = error_code(r).await;
     assert_eq!(
         (st, code.as_str()),
         (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
@@ -270,7 +247,7 @@ async fn blake3_blobs_and_manifests_are_verified_and_served_like_sha256() {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": b3(b"absent"), "size": 6}]
     }))
     .unwrap();
-    let (st, code) = Oci::code(
+    let (st, code) = error_code(
         o.req(Method::PUT, "/v2/acme/app/manifests/broken")
             .header("content-type", OCI_MANIFEST)
             .body(missing)

@@ -10,20 +10,21 @@ fn sha(data: &[u8]) -> String {
     pfai::ids::Digest::sha256_of(data).to_string()
 }
 
-struct Oci<'a> {
+/// A raw-HTTP OCI client with basic auth (also used by the BLAKE3 tests).
+pub(crate) struct Oci<'a> {
     s: &'a TestServer,
     token: Option<String>,
 }
 
 impl<'a> Oci<'a> {
-    fn new(s: &'a TestServer, token: Option<&str>) -> Self {
+    pub(crate) fn new(s: &'a TestServer, token: Option<&str>) -> Self {
         Oci {
             s,
             token: token.map(str::to_owned),
         }
     }
 
-    fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn req(&self, m: Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.s.http.request(m, format!("{}{path}", self.s.url));
         match &self.token {
             Some(t) => r.basic_auth("ignored", Some(t)),
@@ -95,7 +96,8 @@ fn image_manifest(cd: &str, clen: usize, ld: &str, llen: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
+/// The status and the first OCI error code of a response.
+pub(crate) async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
     let st = r.status();
     let v: Value = r.json().await.unwrap_or(Value::Null);
     (st, v["errors"][0]["code"].as_str().unwrap_or("").to_owned())
