@@ -183,6 +183,14 @@ pub struct UpdateRelease {
     /// Whether the release becomes Latest; `"true"` when absent and this patch publishes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub make_latest: Option<MakeLatest>,
+    /// Moves the release to another tag (GitHub's `tag_name`); a tag that does not exist yet
+    /// is made at `targetCommit`, else at the release's commit, when the release is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_name: Option<String>,
+    /// The branch or commit a tag that does not exist yet will be made at (GitHub's
+    /// `target_commitish`); refused when the release's tag already exists elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_commit: Option<String>,
 }
 
 impl UpdateRelease {
@@ -193,6 +201,13 @@ impl UpdateRelease {
             && self.draft.is_none()
             && self.prerelease.is_none()
             && self.make_latest.is_none()
+            && self.tag_name.is_none()
+            && self.target_commit.is_none()
+    }
+
+    /// True when the patch may move the release to another tag or commit.
+    pub fn moves_anchor(&self) -> bool {
+        self.tag_name.is_some() || self.target_commit.is_some()
     }
 }
 

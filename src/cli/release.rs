@@ -176,6 +176,13 @@ pub struct EditArgs {
         value_name = "BOOL"
     )]
     pub latest: Option<bool>,
+    /// Move the release to this tag (made at `--target`, else at the release's commit, when it
+    /// does not exist yet and the release is published; the old tag stays).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub new_tag: Option<String>,
+    /// The branch or commit SHA a tag that does not exist yet is made at.
+    #[arg(long, value_name = "BRANCH_OR_SHA")]
+    pub target: Option<String>,
     /// owner/repo.
     #[arg(short = 'R', long = "repo")]
     pub repo: Option<String>,
@@ -836,11 +843,13 @@ async fn edit(c: &Client, a: EditArgs) -> CliResult<()> {
         draft: a.draft,
         prerelease: a.prerelease,
         make_latest: a.latest.map(make_latest),
+        tag_name: a.new_tag,
+        target_commit: a.target,
     };
     if patch.is_empty() {
         return Err(CliError::Msg(
-            "nothing to change: pass --title, --notes, --notes-file, --draft, --prerelease or \
-             --latest"
+            "nothing to change: pass --title, --notes, --notes-file, --draft, --prerelease, \
+             --latest, --tag or --target"
                 .into(),
         ));
     }
@@ -934,10 +943,13 @@ async fn download(c: &Client, a: DownloadArgs) -> CliResult<()> {
     let repo = repo::resolve(a.repo.as_deref())?;
     let r = get_release(c, &repo, &tag).await?;
     if let Some(format) = &a.archive {
-        std::fs::create_dir_all(&dir)?;
-        let p = download_archive(c, &repo, &r.tag_name, format, &dir).await?;
-        eprintln!("downloaded {}", p.display());
-        return Ok(());
+        let to = ArchiveTo {
+            dir: &dir,
+            output: a.output.as_deref(),
+            clobber: a.clobber,
+            skip_existing: a.skip_existing,
+        };
+        return download_archive(c, &repo, &r.tag_name, format, to).await;
     }
     let mut globs = globset::GlobSetBuilder::new();
     for p in &a.pattern {
@@ -1056,27 +1068,75 @@ fn disposition_name(resp: &reqwest::Response) -> Option<String> {
     rest.split_once('"').map(|(name, _)| name.to_owned())
 }
 
+/// Where `release download --archive` writes: `-O FILE` (`-`: standard output), else the
+/// server's file name in `--dir`; an existing file is kept unless `--clobber`.
+struct ArchiveTo<'a> {
+    dir: &'a Path,
+    output: Option<&'a Path>,
+    clobber: bool,
+    skip_existing: bool,
+}
+
 /// `release download --archive`: the tag's source archive, saved under the server's name
-/// (`<repo>-<tag>.tar.gz`, like GitHub's), written to a scratch file and renamed when complete.
+/// (`<repo>-<tag>.tar.gz`, like GitHub's) or `-O`'s, written to a scratch file beside it and
+/// renamed when complete.
 async fn download_archive(
     c: &Client,
     repo: &str,
     tag: &str,
     format: &str,
-    dir: &Path,
-) -> CliResult<PathBuf> {
+    to: ArchiveTo<'_>,
+) -> CliResult<()> {
     let path = format!("/{repo}/archive/refs/tags/{}.{format}", seg(tag));
     let resp = c.send(c.request(Method::GET, &path)).await?;
     let fallback = format!("{}-{tag}.{format}", repo.rsplit('/').next().unwrap_or(repo));
     let name = disposition_name(&resp).unwrap_or(fallback);
-    let safe = crate::ids::AssetName::parse(&name)
-        .map_err(|e| CliError::Msg(format!("refusing archive name {name:?}: {e}")))?;
-    let dst = dir.join(safe.as_str());
-    let pb = progress(resp.content_length().unwrap_or(0), &name);
-    let tmp = dir.join(format!(".{}.part", safe.as_str()));
-    let mut file = tokio::fs::File::create(&tmp).await?;
-    use tokio::io::AsyncWriteExt;
+    let len = resp.content_length().unwrap_or(0);
     let mut stream = resp.bytes_stream();
+    use tokio::io::AsyncWriteExt;
+    if to.output.is_some_and(|o| o.as_os_str() == "-") {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| CliError::Msg(format!("download of {name} failed: {e}")))?;
+            out.write_all(&chunk)?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
+    let dst = match to.output {
+        Some(out) => out.to_path_buf(),
+        None => {
+            let safe = crate::ids::AssetName::parse(&name)
+                .map_err(|e| CliError::Msg(format!("refusing archive name {name:?}: {e}")))?;
+            std::fs::create_dir_all(to.dir)?;
+            to.dir.join(safe.as_str())
+        }
+    };
+    if dst.is_dir() {
+        return Err(CliError::Msg(format!(
+            "{} is a directory; nothing was written to it",
+            dst.display()
+        )));
+    }
+    if dst.exists() && !to.clobber {
+        if to.skip_existing {
+            eprintln!("skipped {} (it exists)", dst.display());
+            return Ok(());
+        }
+        return Err(CliError::Msg(format!(
+            "{} already exists; pass --clobber to overwrite it or --skip-existing to keep it",
+            dst.display()
+        )));
+    }
+    let file_name = dst
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.clone());
+    let tmp = dst.with_file_name(format!(".{file_name}.part"));
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    let pb = progress(len, &name);
     let result: CliResult<()> = async {
         while let Some(chunk) = stream.next().await {
             let chunk =
@@ -1094,7 +1154,8 @@ async fn download_archive(
         return Err(e);
     }
     tokio::fs::rename(&tmp, &dst).await?;
-    Ok(dst)
+    eprintln!("downloaded {}", dst.display());
+    Ok(())
 }
 
 /// Asks a yes/no question on a terminal; without one, the answer is no.

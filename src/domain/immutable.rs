@@ -169,6 +169,17 @@ pub(crate) fn check_patch(release: &Release, patch: &UpdateRelease) -> DomainRes
             "it cannot be turned back into a draft",
         ));
     }
+    if patch
+        .tag_name
+        .as_ref()
+        .is_some_and(|t| *t != release.tag_name)
+        || patch.target_commit.is_some()
+    {
+        return Err(refusal(
+            &release.tag_name,
+            "its tag and commit cannot change",
+        ));
+    }
     if patch.prerelease.is_some_and(|p| p != release.prerelease) {
         return Err(refusal(
             &release.tag_name,

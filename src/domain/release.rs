@@ -321,16 +321,23 @@ struct Checked {
 /// Checks what `create` was given: a valid tag name that is not the reserved `latest`, and a
 /// title and notes within their limits.
 fn check_new(input: &CreateRelease) -> DomainResult<Checked> {
-    let tag = GitTagName::parse(&input.tag_name)?;
+    let tag = release_tag_name(&input.tag_name)?;
     let name = input.name.clone().unwrap_or_else(|| tag.to_string());
     let body = input.body.clone().unwrap_or_default();
     check_text(&name, &body)?;
+    Ok(Checked { tag, name, body })
+}
+
+/// A tag name a release may be anchored on: a valid git tag name that is not the reserved
+/// `latest` (the latest-release link would hide it).
+fn release_tag_name(raw: &str) -> DomainResult<GitTagName> {
+    let tag = GitTagName::parse(raw)?;
     if tag.as_str() == "latest" {
         return Err(DomainError::Invalid(
             "\"latest\" is reserved for the latest-release link; pick another tag name".into(),
         ));
     }
-    Ok(Checked { tag, name, body })
+    Ok(tag)
 }
 
 /// The conflict of a second release on one tag.
@@ -554,8 +561,9 @@ async fn forget_pending_tag(core: &Core, repo: &RepoPath, tag: &GitTagName) -> D
 }
 
 /// Applies a patch to a release: publishing a draft stamps `publishedAt` with now, and turning
-/// a release back into a draft clears it (so it is listed with the drafts again).
-fn apply_patch(r: &mut Release, patch: UpdateRelease) {
+/// a release back into a draft clears it (so it is listed with the drafts again). A moved
+/// release takes its new tag and commit from `anchor`.
+fn apply_patch(r: &mut Release, patch: UpdateRelease, anchor: Option<Moved>) {
     if let Some(n) = patch.name {
         r.name = n;
     }
@@ -573,9 +581,95 @@ fn apply_patch(r: &mut Release, patch: UpdateRelease) {
         }
         r.draft = d;
     }
+    if let Some(a) = anchor {
+        r.tag_name = a.tag.to_string();
+        r.commit_sha = a.commit;
+        r.target_commit = a.target;
+    }
 }
 
-/// Updates the fields given (write). Publishing a draft sets `publishedAt` and creates its tag.
+/// Where a patch with `tagName` / `targetCommit` leaves a release: its tag, commit and recorded
+/// target, and whether that tag exists in git already.
+#[derive(Clone)]
+struct Moved {
+    tag: GitTagName,
+    commit: String,
+    target: String,
+    tag_exists: bool,
+}
+
+/// Works out where `tagName` / `targetCommit` move a release, as GitHub does: an existing tag
+/// brings its own commit (a `targetCommit` naming another commit is refused, since the tag
+/// would not move); a tag that does not exist yet will be made at `targetCommit`, else at the
+/// release's current commit. A new tag name must be free of releases and never have been used
+/// by an immutable release.
+async fn moved_anchor(
+    core: &Core,
+    repo: &RepoPath,
+    current: &Release,
+    patch: &UpdateRelease,
+) -> DomainResult<Moved> {
+    let tag = match patch.tag_name.as_deref() {
+        Some(t) => release_tag_name(t)?,
+        None => GitTagName::parse(&current.tag_name)?,
+    };
+    if tag.as_str() != current.tag_name {
+        refuse_taken_tag(core, repo, &tag).await?;
+        immutable::check_tag(core, repo, tag.as_str(), "reused").await?;
+    }
+    let target = patch
+        .target_commit
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let commit = match target {
+        Some(t) => Some(git_tag::resolve_target(core, repo, t).await?),
+        None => None,
+    };
+    let (r, t) = (repo.clone(), tag.clone());
+    if let Some(info) = core.git(move |g| g.find_tag(&r, &t)).await? {
+        if commit.as_ref().is_some_and(|c| *c != info.commit_sha) {
+            return Err(DomainError::Invalid(format!(
+                "tag {tag} already exists at {}; a target only applies to a tag that does not \
+                 exist yet (move the tag itself, or pick a new tag name)",
+                super::changelog::short_sha(&info.commit_sha)
+            )));
+        }
+        return Ok(Moved {
+            tag,
+            commit: info.commit_sha,
+            target: target.map_or_else(|| current.target_commit.clone(), str::to_owned),
+            tag_exists: true,
+        });
+    }
+    Ok(Moved {
+        tag,
+        commit: commit.unwrap_or_else(|| current.commit_sha.clone()),
+        target: target.map_or_else(|| current.target_commit.clone(), str::to_owned),
+        tag_exists: false,
+    })
+}
+
+/// Refuses to move an immutable release to another tag or commit before git is touched (the
+/// transaction checks again).
+async fn refuse_moving_immutable(core: &Core, current: &Release) -> DomainResult<()> {
+    let id = current.id;
+    let locked = core
+        .db
+        .read(move |txn| immutable::is_immutable(txn, id))
+        .await?;
+    if locked {
+        return Err(immutable::refusal(
+            &current.tag_name,
+            "its tag and commit cannot change",
+        ));
+    }
+    Ok(())
+}
+
+/// Updates the fields given (write). Publishing a draft sets `publishedAt`; a release that is
+/// published after the patch gets its tag made when the tag does not exist yet (publishing,
+/// or moving to a new tag with `tagName`). The old tag of a moved release stays in git.
 pub async fn update(
     core: &Core,
     who: Option<&Principal>,
@@ -591,28 +685,47 @@ pub async fn update(
         patch.body.as_deref().unwrap_or(""),
     )?;
     let publishing = current.draft && patch.draft == Some(false);
+    let published_after = patch.draft.map_or(!current.draft, |d| !d);
     let make_latest = patch.make_latest;
     super::latest::check(make_latest, patch.prerelease.unwrap_or(current.prerelease))?;
-    let mut made_tag = false;
+    let moved = if patch.moves_anchor() {
+        refuse_moving_immutable(core, &current).await?;
+        Some(moved_anchor(core, repo, &current, &patch).await?)
+    } else {
+        None
+    };
     // Held from looking at the tag to the commit, as in `create`.
-    let gate = if publishing {
+    let gate = if publishing || moved.is_some() {
         Some(core.fsck_gate.clone().read_owned().await)
     } else {
         None
     };
-    if publishing {
-        immutable::check_tag(core, repo, &current.tag_name, "reused").await?;
-        let name = GitTagName::parse(&current.tag_name)?;
-        let (r, n) = (repo.clone(), name.clone());
-        if core.git(move |g| g.find_tag(&r, &n)).await?.is_none() {
-            create_release_tag(core, who, repo, &name, &current.commit_sha).await?;
+    let final_tag = match &moved {
+        Some(m) => m.tag.clone(),
+        None => GitTagName::parse(&current.tag_name)?,
+    };
+    let mut made_tag = false;
+    if published_after && (publishing || moved.is_some()) {
+        immutable::check_tag(core, repo, final_tag.as_str(), "reused").await?;
+        let exists = match &moved {
+            Some(m) => m.tag_exists,
+            None => {
+                let (r, n) = (repo.clone(), final_tag.clone());
+                core.git(move |g| g.find_tag(&r, &n)).await?.is_some()
+            }
+        };
+        if !exists {
+            let commit = moved
+                .as_ref()
+                .map_or(current.commit_sha.as_str(), |m| m.commit.as_str());
+            create_release_tag(core, who, repo, &final_tag, commit).await?;
             made_tag = true;
         }
     }
-    let (r, t) = (repo.clone(), current.tag_name.clone());
+    let (r, t) = (repo.clone(), final_tag.to_string());
     let publisher = who.cloned();
     let signer = core.attest.signer();
-    let locked = core
+    let written = core
         .db
         .write_holding(gate, move |txn| {
             if made_tag {
@@ -621,7 +734,13 @@ pub async fn update(
             if immutable::is_immutable(txn, current.id)? {
                 immutable::check_patch(&current, &patch)?;
             }
-            match releases::update(txn, current.id, |rel| apply_patch(rel, patch))? {
+            if t != current.tag_name {
+                if releases::by_tag(txn, &r, &t)?.is_some() {
+                    return Err(tag_taken(&t));
+                }
+                immutable::refuse_tombstoned(txn, &r, &t, "reused")?;
+            }
+            match releases::update(txn, current.id, |rel| apply_patch(rel, patch, moved))? {
                 Some(rel) => {
                     super::latest::apply(txn, &r, &rel, make_latest, publishing)?;
                     if !publishing {
@@ -642,8 +761,18 @@ pub async fn update(
                 None => Err(DomainError::NotFound("release was deleted".into())),
             }
         })
-        .await?;
-    let detail = get(core, who, repo, Which::Tag(tag.to_owned())).await?;
+        .await;
+    let locked = match written {
+        Ok(locked) => locked,
+        Err(e) => {
+            if made_tag {
+                // The tag made for this patch must not outlive its failure.
+                roll_back_release_tag(core, repo, &final_tag).await;
+            }
+            return Err(e);
+        }
+    };
+    let detail = get(core, who, repo, Which::Tag(final_tag.to_string())).await?;
     if locked {
         immutable::published(core, who, repo, &detail).await?;
     }

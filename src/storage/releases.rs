@@ -110,9 +110,10 @@ pub fn insert(txn: &WriteTransaction, r: &Release) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Applies `change` to a stored release and moves it in the list when its `publishedAt`
-/// changed. `None` when the release no longer exists. `change` must not alter the id, the
-/// repository or the tag (they are keys).
+/// Applies `change` to a stored release, moves it in the list when its `publishedAt` changed
+/// and re-indexes it when its tag changed (the caller has checked that no other release is
+/// anchored on the new tag). `None` when the release no longer exists. `change` must not alter
+/// the id or the repository (they are keys).
 pub fn update(
     txn: &WriteTransaction,
     id: u64,
@@ -129,6 +130,11 @@ pub fn update(
         order.remove((old.repo.as_str(), o, rid))?;
         let (o, rid) = list_key(&r);
         order.insert((r.repo.as_str(), o, rid), ())?;
+    }
+    if r.tag_name != old.tag_name {
+        let mut by_tag = txn.open_table(tables::RELEASES_BY_TAG)?;
+        by_tag.remove((old.repo.as_str(), old.tag_name.as_str()))?;
+        by_tag.insert((r.repo.as_str(), r.tag_name.as_str()), id)?;
     }
     txn.open_table(tables::RELEASES)?
         .insert(id, codec::encode(&r)?.as_slice())?;

@@ -432,3 +432,124 @@ async fn a_closed_pipe_ends_the_client_quietly() {
         );
     }
 }
+
+/// The tags of the server's copy of `acme/app`, as `git ls-remote` sees them: name -> commit.
+fn remote_tags(wc: &Path) -> std::collections::HashMap<String, String> {
+    git_ok(wc, &["ls-remote", "--tags", "origin"])
+        .lines()
+        .filter_map(|l| {
+            let (sha, name) = l.split_once('\t')?;
+            Some((name.strip_prefix("refs/tags/")?.to_owned(), sha.to_owned()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edit_tag_and_target_move_a_release_like_gh_release_edit() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let (wc, first) = setup(&s, &cli);
+    git_ok(&wc, &["commit", "-q", "--allow-empty", "-m", "second"]);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let second = git_ok(&wc, &["rev-parse", "HEAD"]);
+    let view = |tag: &str| json(&cli.ok(&wc, &["release", "view", tag, "--json"]));
+
+    // A draft is renamed and re-targeted; its tag is made only when it is published.
+    cli.ok(
+        &wc,
+        &["release", "create", "v1.0.0-rc", "-d", "--target", &first],
+    );
+    cli.ok(
+        &wc,
+        &[
+            "release",
+            "edit",
+            "v1.0.0-rc",
+            "--tag",
+            "v1.0.0",
+            "--target",
+            "main",
+        ],
+    );
+    let v = view("v1.0.0");
+    assert_eq!(v["tagName"], "v1.0.0");
+    assert_eq!(v["targetCommit"], second.as_str(), "{v}");
+    assert_eq!(v["tagExists"], false);
+    let (_, err) = cli.fails(&wc, Some(&s.admin), &["release", "view", "v1.0.0-rc"]);
+    assert!(err.contains("v1.0.0-rc"), "{err}");
+    cli.ok(&wc, &["release", "edit", "v1.0.0", "--draft=false"]);
+    assert_eq!(remote_tags(&wc)["v1.0.0"], second);
+
+    // A published release moved to a new tag gets it made at its commit; the old tag stays.
+    std::fs::write(wc.join("a.bin"), b"asset bytes").unwrap();
+    cli.ok(&wc, &["release", "upload", "v1.0.0", "a.bin"]);
+    let out = cli.ok(&wc, &["release", "edit", "v1.0.0", "--tag", "v1.0.1"]);
+    assert!(out.contains("/releases/tag/v1.0.1"), "{out}");
+    let tags = remote_tags(&wc);
+    assert_eq!(tags["v1.0.1"], second);
+    assert_eq!(tags["v1.0.0"], second, "the old tag is left as it was");
+    let v = view("v1.0.1");
+    assert_eq!(v["tagExists"], true);
+    assert_eq!(v["assets"][0]["name"], "a.bin", "{v}");
+    let dl = s.dir.path().join("dl");
+    let dl_s = dl.to_str().unwrap();
+    cli.ok(&wc, &["release", "download", "v1.0.1", "--dir", dl_s]);
+    assert_eq!(std::fs::read(dl.join("a.bin")).unwrap(), b"asset bytes");
+    // The old name is free again for another release.
+    cli.ok(&wc, &["release", "create", "v1.0.0", "-n", "again"]);
+
+    // Moving onto an existing tag takes that tag's commit; a target naming another commit
+    // is refused, since the tag would not move.
+    git_ok(&wc, &["tag", "v0.9.0", &first]);
+    git_ok(&wc, &["push", "-q", "origin", "v0.9.0"]);
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &[
+            "release", "edit", "v1.0.1", "--tag", "v0.9.0", "--target", &second,
+        ],
+    );
+    assert!(err.contains("already exists at"), "{err}");
+    assert_eq!(view("v1.0.1")["tagName"], "v1.0.1", "nothing changed");
+    cli.ok(&wc, &["release", "edit", "v1.0.1", "--tag", "v0.9.0"]);
+    let v = view("v0.9.0");
+    assert_eq!(v["targetCommit"], first.as_str(), "{v}");
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "edit", "v0.9.0", "--target", &second],
+    );
+    assert!(err.contains("already exists at"), "{err}");
+
+    // A tag another release is anchored on, or `latest`, is refused by name.
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "edit", "v0.9.0", "--tag", "v1.0.0"],
+    );
+    assert!(
+        err.contains("a release for tag v1.0.0 already exists"),
+        "{err}"
+    );
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "edit", "v0.9.0", "--tag", "latest"],
+    );
+    assert!(err.contains("reserved"), "{err}");
+
+    // An immutable release keeps its tag and commit, and no tag is made for the attempt.
+    cli.ok(
+        &wc,
+        &["repo", "edit", "acme/app", "--immutable-releases=true"],
+    );
+    cli.ok(&wc, &["release", "create", "v2.0.0"]);
+    let (_, err) = cli.fails(
+        &wc,
+        Some(&s.admin),
+        &["release", "edit", "v2.0.0", "--tag", "v2.0.1"],
+    );
+    assert!(err.contains("immutable"), "{err}");
+    assert!(!remote_tags(&wc).contains_key("v2.0.1"));
+    assert_eq!(view("v2.0.0")["tagName"], "v2.0.0");
+}

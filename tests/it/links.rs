@@ -499,4 +499,32 @@ async fn cli_prints_web_urls_and_downloads_the_source_archive() {
         &["release", "download", "v1.0.0", "-A", "rar"],
     );
     assert!(err.contains("rar"), "{err}");
+
+    // -A with -O, as gh takes it: the named file, never overwritten without --clobber.
+    let named = dir.join("source.tgz");
+    let named_s = named.to_str().unwrap();
+    let args = [
+        "release", "download", "v1.0.0", "-A", "tar.gz", "-O", named_s,
+    ];
+    cli.ok(&wc, &args);
+    let first = std::fs::read(&named).unwrap();
+    assert!(first.starts_with(&[0x1f, 0x8b]), "not gzip");
+    std::fs::write(&named, b"mine").unwrap();
+    let (_, err) = cli.fails(&wc, Some(&s.admin), &args);
+    assert!(err.contains("--clobber"), "{err}");
+    assert_eq!(std::fs::read(&named).unwrap(), b"mine");
+    cli.ok(&wc, &[&args[..], &["--skip-existing"]].concat());
+    assert_eq!(std::fs::read(&named).unwrap(), b"mine");
+    cli.ok(&wc, &[&args[..], &["--clobber"]].concat());
+    assert_eq!(std::fs::read(&named).unwrap(), first);
+    assert!(!dir.join(".source.tgz.part").exists());
+    // -O - writes the archive's bytes to standard output.
+    let out = cli.run(
+        &wc,
+        Some(&s.admin),
+        &["release", "download", "v1.0.0", "-A", "tar.gz", "-O", "-"],
+        None,
+    );
+    assert!(out.status.success());
+    assert_eq!(out.stdout, first);
 }

@@ -629,7 +629,7 @@ async fn update_from_form(
         body: Some(fields.get("notes").unwrap_or("").to_owned()),
         prerelease: Some(fields.checked("prerelease")),
         draft: (fields.get("action") == Some("publish")).then_some(false),
-        make_latest: None,
+        ..UpdateRelease::default()
     };
     release::update(&rq.core, rq.who(), path, tag, patch).await?;
     Ok(())
