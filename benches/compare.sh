@@ -65,7 +65,7 @@ run() {
   local label=$1 url=$2 tok=$3 pid=$4 out="$tmp/$1.jsonl"
   local auth=(--url "$url"); [ -n "$tok" ] && auth+=(--token "$tok")
   b() { "$PFAI" bench "$@" --json; }
-  emit() { python3 -c "import json,sys;ph=json.loads(sys.argv[2]);print(json.dumps({'workload':sys.argv[1],'phases':ph,'cpu':float(sys.argv[3])}))" "$1" "$2" "$3" >> "$out"; }
+  emit() { python3 -c "import json,sys;ph=json.loads(sys.argv[2])['phases'];print(json.dumps({'workload':sys.argv[1],'phases':ph,'cpu':float(sys.argv[3])}))" "$1" "$2" "$3" >> "$out"; }
   local c0 c1 r
   r=$(b blobs "${auth[@]}" --size $SIZE --count 1 --pulls 0 --seed 1); emit "push $SIZE monolithic" "$r" 0
   r=$(b blobs "${auth[@]}" --size $SIZE --count 1 --pulls 0 --seed 2 --chunk $CHUNK); emit "push $SIZE chunked ($CHUNK)" "$r" 0

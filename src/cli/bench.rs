@@ -15,6 +15,10 @@ use serde::Serialize;
 use super::client::{CliError, CliResult};
 use crate::ids::{Algorithm, Digest, Hasher};
 
+mod assets;
+mod facts;
+mod mixed;
+
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCmd {
@@ -26,6 +30,15 @@ pub enum BenchCmd {
     ///
     /// Example: pfai bench manifests --url http://127.0.0.1:3000 --token "$T" --duration 20s --concurrency 64
     Manifests(ManifestsArgs),
+    /// Pushes, pulls and manifest GETs at once, started at a target rate (open loop: a request
+    /// that cannot start on time counts its wait in its latency).
+    ///
+    /// Example: pfai bench mixed --url http://127.0.0.1:3000 --token "$T" --rate 500 --mix 1:4:15
+    Mixed(mixed::MixedArgs),
+    /// Uploads then downloads release assets (a draft release made for the run, deleted after).
+    ///
+    /// Example: pfai bench assets --url http://127.0.0.1:3000 --token "$T" --repo acme/app --size 256MiB
+    Assets(assets::AssetsArgs),
 }
 
 /// The arguments of `pfai bench blobs`.
@@ -86,6 +99,9 @@ pub struct ManifestsArgs {
     /// Use HEAD instead of GET.
     #[arg(long)]
     pub head: bool,
+    /// Do not check that each manifest's bytes hash to the digest that was pushed.
+    #[arg(long)]
+    pub no_verify: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -454,6 +470,8 @@ pub struct Phase {
     pub latency: Latency,
     /// Failed transfers.
     pub errors: u64,
+    /// Whether every byte received was checked against its digest (off with `--no-verify`).
+    pub verified: bool,
 }
 
 impl Phase {
@@ -468,8 +486,59 @@ impl Phase {
             requests_per_s: lat.len() as f64 / seconds,
             latency: latency(lat),
             errors,
+            verified: false,
         }
     }
+
+    /// Marks whether the phase checked what it received.
+    fn verified(self, verified: bool) -> Phase {
+        Phase { verified, ..self }
+    }
+
+    /// One line a reader can quote: the figure, what it was measured over, and whether the
+    /// data was checked.
+    fn summary(&self) -> String {
+        let n = (self.requests_per_s * self.seconds).round();
+        let figure = if self.phase.starts_with("manifest") {
+            format!("{:.0} req/s", self.requests_per_s)
+        } else {
+            format!("{:.1} MiB/s", self.mib_per_s)
+        };
+        format!(
+            "{}: {figure} ({n} requests, {:.1} MiB in {:.2} s; p50 {:.2} ms, p99 {:.2} ms; {} errors; {})",
+            self.phase,
+            self.bytes as f64 / (1 << 20) as f64,
+            self.seconds,
+            self.latency.p50_ms,
+            self.latency.p99_ms,
+            self.errors,
+            if self.verified { "verified" } else { "not verified" }
+        )
+    }
+}
+
+/// Prints a run: with `--json` one object `{facts, phases, …extra}`, else the table, then one
+/// summary line per figure. Fails when any request failed.
+fn report(json: bool, url: &str, phases: &[Phase], extra: serde_json::Value) -> CliResult<()> {
+    if json {
+        let mut v = serde_json::json!({
+            "facts": facts::collect(url),
+            "phases": phases,
+        });
+        if let (Some(obj), serde_json::Value::Object(more)) = (v.as_object_mut(), extra) {
+            obj.extend(more);
+        }
+        super::print_json(&v);
+    } else {
+        print_phases(phases);
+        for p in phases {
+            println!("{}", p.summary());
+        }
+    }
+    if phases.iter().any(|p| p.errors > 0) {
+        return Err(CliError::Msg("some requests failed (see above)".into()));
+    }
+    Ok(())
 }
 
 async fn run_phase<F, Fut>(name: &str, jobs: Vec<usize>, concurrency: usize, f: F) -> Phase
@@ -538,6 +607,8 @@ pub async fn run(cmd: BenchCmd) -> CliResult<()> {
     match cmd {
         BenchCmd::Blobs(a) => blobs(a).await,
         BenchCmd::Manifests(a) => manifests(a).await,
+        BenchCmd::Mixed(a) => mixed::run(a).await,
+        BenchCmd::Assets(a) => assets::run(a).await,
     }
 }
 
@@ -566,17 +637,9 @@ async fn blobs(a: BlobsArgs) -> CliResult<()> {
         pushed
     };
     if a.pulls > 0 && !pushed.is_empty() {
-        phases.push(pull_phase(&a, &reg, pushed).await);
+        phases.push(pull_phase(&a, &reg, pushed).await.verified(!a.no_verify));
     }
-    if a.json {
-        super::print_json(&serde_json::to_value(&phases).unwrap_or_default());
-    } else {
-        print_phases(&phases);
-    }
-    if phases.iter().any(|p| p.errors > 0) {
-        return Err(CliError::Msg("some transfers failed (see above)".into()));
-    }
-    Ok(())
+    report(a.json, &a.target.url, &phases, serde_json::Value::Null)
 }
 
 /// Pushes `count` blobs (monolithic, or chunked with `--chunk`); returns the phase and the
@@ -625,7 +688,8 @@ async fn push_phase(
         .lock()
         .map(|p| p.iter().flatten().cloned().collect())
         .unwrap_or_default();
-    (phase, ok)
+    // The registry checked every pushed blob against its digest before answering 201.
+    (phase.verified(true), ok)
 }
 
 /// Pulls every pushed blob `--pulls` times, in a seeded random order.
@@ -653,18 +717,15 @@ async fn pull_phase(a: &BlobsArgs, reg: &Arc<Reg>, pushed: Vec<Digest>) -> Phase
 /// `--concurrency` loops until `--duration` is up.
 async fn manifests(a: ManifestsArgs) -> CliResult<()> {
     let reg = Arc::new(Reg::new(a.target.clone(), a.concurrency));
-    push_bench_image(&reg).await?;
-    let phase = hammer_manifest(&reg, a.duration, a.concurrency, a.head).await;
-    if a.json {
-        super::print_json(&serde_json::to_value([&phase]).unwrap_or_default());
-    } else {
-        print_phases(std::slice::from_ref(&phase));
-    }
-    Ok(())
+    let digest = push_bench_image(&reg).await?;
+    let check = (!a.no_verify && !a.head).then_some(digest);
+    let phase = hammer_manifest(&reg, a.duration, a.concurrency, a.head, check.clone()).await;
+    let phase = phase.verified(check.is_some());
+    report(a.json, &a.target.url, &[phase], serde_json::Value::Null)
 }
 
-/// Sets up a small image (config and one layer) tagged `bench`.
-async fn push_bench_image(reg: &Reg) -> CliResult<()> {
+/// Sets up a small image (config and one layer) tagged `bench`; returns its manifest's digest.
+async fn push_bench_image(reg: &Reg) -> CliResult<Digest> {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let layer = Gen::new(7).chunk(4096);
@@ -688,12 +749,37 @@ async fn push_bench_image(reg: &Reg) -> CliResult<()> {
         "config": descs[0], "layers": [descs[1]]
     }))
     .map_err(|e| CliError::Msg(e.to_string()))?;
+    let digest = Digest::sha256_of(&manifest);
     let r = reg
         .req(Method::PUT, &format!("/v2/{}/manifests/bench", reg.t.repo))
         .header("content-type", "application/vnd.oci.image.manifest.v1+json")
         .body(manifest);
     reg.expect(r, StatusCode::CREATED, "push manifest").await?;
-    Ok(())
+    Ok(digest)
+}
+
+/// One GET (or HEAD) of the `bench` manifest: its size, checked against `check` when given.
+async fn get_manifest(reg: &Reg, head: bool, check: Option<&Digest>) -> CliResult<u64> {
+    let m = if head { Method::HEAD } else { Method::GET };
+    let path = format!("/v2/{}/manifests/bench", reg.t.repo);
+    let r = reg
+        .req(m, &path)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json");
+    let body = reg
+        .expect(r, StatusCode::OK, "manifest")
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| CliError::Msg(format!("manifest: {e}")))?;
+    if let Some(want) = check {
+        let got = Digest::sha256_of(&body);
+        if got != *want {
+            return Err(CliError::Msg(format!(
+                "manifest: got bytes hashing to {got}, pushed {want}"
+            )));
+        }
+    }
+    Ok(body.len() as u64)
 }
 
 /// Fetches the `bench` manifest from `concurrency` loops until `duration` is up.
@@ -702,34 +788,30 @@ async fn hammer_manifest(
     duration: Duration,
     concurrency: usize,
     head: bool,
+    check: Option<Digest>,
 ) -> Phase {
     let deadline = Instant::now() + duration;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let reg = reg.clone();
+        let (reg, check) = (reg.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0u64;
             let mut bytes = 0u64;
-            let path = format!("/v2/{}/manifests/bench", reg.t.repo);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                let m = if head { Method::HEAD } else { Method::GET };
-                let r = reg
-                    .req(m, &path)
-                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                    .send()
-                    .await;
-                match r {
-                    Ok(resp) if resp.status() == StatusCode::OK => match resp.bytes().await {
-                        Ok(b) => {
-                            bytes += b.len() as u64;
-                            lat.push(t.elapsed().as_micros() as u64);
+                match get_manifest(&reg, head, check.as_ref()).await {
+                    Ok(n) => {
+                        bytes += n;
+                        lat.push(t.elapsed().as_micros() as u64);
+                    }
+                    Err(e) => {
+                        if errors == 0 {
+                            eprintln!("{e}");
                         }
-                        Err(_) => errors += 1,
-                    },
-                    _ => errors += 1,
+                        errors += 1;
+                    }
                 }
             }
             (lat, errors, bytes)

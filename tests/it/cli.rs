@@ -461,12 +461,18 @@ async fn bench_pushes_pulls_and_reads_manifests() {
         .concat(),
     );
     let v: Value = serde_json::from_str(&out).unwrap();
+    // The machine facts come with the figures.
+    assert!(v["facts"]["cpus"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["facts"]["memory_gib"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["facts"]["url"], url.as_str());
+    let v = &v["phases"];
     assert_eq!(v[0]["phase"], "push");
     assert_eq!(v[0]["bytes"], 6 << 20);
     assert_eq!(
         (v[1]["phase"].as_str(), v[1]["errors"].as_u64()),
         (Some("pull"), Some(0))
     );
+    assert_eq!(v[1]["verified"], true);
     let out = cli.ok(
         &root,
         &[
@@ -478,6 +484,7 @@ async fn bench_pushes_pulls_and_reads_manifests() {
         .concat(),
     );
     let v: Value = serde_json::from_str(&out).unwrap();
+    let v = &v["phases"];
     assert_eq!(
         (v[0]["phase"].as_str(), v[1]["errors"].as_u64()),
         (Some("push (chunked)"), Some(0))
@@ -501,6 +508,12 @@ async fn bench_pushes_pulls_and_reads_manifests() {
         .concat(),
     );
     assert!(out.lines().any(|l| l.starts_with("pull")), "{out}");
+    // One summary line per figure, saying whether the data was checked.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("pull: ") && l.contains("MiB/s") && l.ends_with("; verified)")),
+        "{out}"
+    );
     let out = cli.ok(
         &root,
         &[
@@ -518,8 +531,60 @@ async fn bench_pushes_pulls_and_reads_manifests() {
         .concat(),
     );
     let v: Value = serde_json::from_str(&out).unwrap();
+    let v = &v["phases"];
     assert!(v[0]["requests_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v[0]["errors"], 0);
+    assert_eq!(v[0]["verified"], true);
+
+    // Mixed: all three kinds run at once on a schedule, each reported, none failing.
+    let out = cli.ok(
+        &root,
+        &[
+            &[
+                "bench",
+                "mixed",
+                "--duration",
+                "2s",
+                "--rate",
+                "60",
+                "--mix",
+                "1:2:3",
+                "--push-size",
+                "256KiB",
+                "--pull-size",
+                "512KiB",
+                "--pool",
+                "2",
+                "--json",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["target_rate"], 60.0);
+    assert!(v["started"].as_u64().unwrap() >= 100, "{v}");
+    let kinds: Vec<&str> = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["errors"], 0, "{p}");
+            assert_eq!(p["verified"], true, "{p}");
+            p["phase"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["mixed push", "mixed pull", "mixed manifest GET"],
+        "{v}"
+    );
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &[&["bench", "mixed", "--mix", "0:0:0"][..], &base].concat(),
+    );
+    assert!(err.contains("PUSH:PULL:MANIFEST"), "{err}");
     // A registry that refuses us: the bench fails with the registry's answer, exit 1.
     let (code, err) = cli.fails(
         &root,
@@ -795,4 +860,109 @@ async fn fsck_reports_and_repairs_asset_upload_and_release_tag_damage() {
 
 fn bare_of(s: &TestServer) -> std::path::PathBuf {
     s.data_dir().join("repos/acme/app.git")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_assets_uploads_downloads_verifies_and_cleans_up() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+    cli.ok(&root, &["org", "create", "acme"]);
+    cli.ok(&root, &["repo", "create", "acme/app"]);
+    let wc = s.checkout("acme/app", &s.admin);
+    crate::harness::git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let url = s.url.clone();
+    let base = [
+        "--url",
+        url.as_str(),
+        "--token",
+        s.admin.as_str(),
+        "--repo",
+        "acme/app",
+    ];
+    let out = cli.ok(
+        &root,
+        &[
+            &[
+                "bench",
+                "assets",
+                "--size",
+                "2MiB",
+                "--count",
+                "3",
+                "--concurrency",
+                "2",
+                "--pulls",
+                "2",
+                "--json",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let up = &v["phases"][0];
+    assert_eq!(up["phase"], "asset upload");
+    assert_eq!(up["bytes"], 6 << 20);
+    assert_eq!(
+        (up["errors"].as_u64(), up["verified"].as_bool()),
+        (Some(0), Some(true))
+    );
+    let down = &v["phases"][1];
+    assert_eq!(down["phase"], "asset download");
+    assert_eq!(down["bytes"], 12 << 20, "each asset twice");
+    assert_eq!(
+        (down["errors"].as_u64(), down["verified"].as_bool()),
+        (Some(0), Some(true))
+    );
+    // The release made for the run is gone afterwards...
+    let tag = v["release"].as_str().unwrap();
+    let (st, _) = s
+        .get(
+            &format!("/api/v1/forge/acme/app/releases/{tag}"),
+            Some(&s.admin),
+        )
+        .await;
+    assert_eq!(st, reqwest::StatusCode::NOT_FOUND);
+    // ...unless --keep; a text run ends with one summary line per figure.
+    let out = cli.ok(
+        &root,
+        &[
+            &[
+                "bench", "assets", "--size", "1MiB", "--count", "1", "--keep",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("asset upload: ") && l.contains("MiB/s")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("asset download: ")),
+        "{out}"
+    );
+    let (_, list) = s
+        .get("/api/v1/forge/acme/app/releases", Some(&s.admin))
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    // A repository without commits cannot hold the draft: the server's reason is shown.
+    cli.ok(&root, &["repo", "create", "acme/empty"]);
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &[
+            "bench",
+            "assets",
+            "--url",
+            &url,
+            "--token",
+            &s.admin,
+            "--repo",
+            "acme/empty",
+        ],
+    );
+    assert!(err.contains("default branch"), "{err}");
 }
