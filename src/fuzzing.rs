@@ -100,15 +100,89 @@ pub fn codec(data: &[u8]) {
     crate::storage::fuzz::codec(data)
 }
 
-/// The push command parser (pkt-lines before a pack).
+/// Differential: the server's reader of a push's command section against a model of how
+/// `git receive-pack` reads it ([`git_model`]), then the pre-receive hook on what git hands it.
+/// The first byte picks the pusher's role and the protection patterns, the second the tags of
+/// immutable releases; the rest is the push body. Whenever the server's reader lets a push
+/// through, git must apply no update the reader did not see (the reader's names choose which
+/// immutable tags reach the hook); and the hook must refuse every move or delete of a protected
+/// tag by a non-admin, and of an immutable tag by anyone, among the updates git applies.
 pub fn push_commands(data: &[u8]) {
-    if let Ok((ups, _)) = crate::git::http_backend::parse_ref_updates(data) {
+    use crate::domain::git_tag::{pre_receive, HookInput};
+    use crate::git::http_backend::parse_ref_updates;
+    const PATTERNS: [&str; 4] = ["v*", "release-*", "*", "v1.[0-9]"];
+    const IMMUTABLE: [&str; 3] = ["v1", "v1.0", "r"];
+    let [sel, imm, body @ ..] = data else { return };
+    let role = ["read", "write", "admin"][usize::from(sel % 3)];
+    let patterns: Vec<&str> = (0..4)
+        .filter(|i| sel >> (2 + i) & 1 == 1)
+        .map(|i| PATTERNS[i])
+        .collect();
+    let immutable: Vec<&str> = (0..3)
+        .filter(|i| imm >> i & 1 == 1)
+        .map(|i| IMMUTABLE[i])
+        .collect();
+
+    let gate = parse_ref_updates(body);
+    if let Ok((ups, _)) = &gate {
         for u in ups {
             assert!([40, 64].contains(&u.old.len()) && [40, 64].contains(&u.new.len()));
             assert!(!u.name.is_empty() && !u.name.contains([' ', '\n', '\0']));
         }
     }
+    let (Ok((ups, true)), Ok(cmds)) = (&gate, git_model::read_commands(body)) else {
+        return;
+    };
+    let seen: std::collections::HashSet<&str> = ups.iter().map(|u| u.name.as_str()).collect();
+    let applied: Vec<&git_model::Command> = cmds.iter().filter(|c| git_model::applied(c)).collect();
+    for c in &applied {
+        assert!(
+            seen.contains(c.name.as_str()),
+            "git applies {c:?}, which the server's reader did not see ({ups:?})"
+        );
+    }
+
+    // The hook, on the lines git writes to its standard input for the updates it applies.
+    let stdin: String = applied
+        .iter()
+        .map(|c| format!("{} {} {}\n", c.old, c.new, c.name))
+        .collect();
+    let rules = serde_json::to_string(&patterns).unwrap_or_default();
+    let locked = serde_json::to_string(&immutable).unwrap_or_default();
+    let verdict = pre_receive(&HookInput {
+        role: Some(role),
+        rules_json: Some(&rules),
+        push_cert: None,
+        updates: &stdin,
+        immutable_json: Some(&locked),
+    });
+    let zero = |s: &str| s.bytes().all(|b| b == b'0');
+    let globs: Vec<globset::GlobMatcher> = patterns
+        .iter()
+        .filter_map(|p| globset::Glob::new(p).ok().map(|g| g.compile_matcher()))
+        .collect();
+    for c in &applied {
+        let Some(tag) = c.name.strip_prefix("refs/tags/") else {
+            continue;
+        };
+        // Only a real creation (no old value, a new one) is free.
+        let changes_existing = !zero(&c.old) || zero(&c.new);
+        if immutable.contains(&tag) {
+            assert!(
+                verdict.is_err(),
+                "the hook let {c:?} touch an immutable tag"
+            );
+        }
+        if changes_existing && role != "admin" && globs.iter().any(|g| g.is_match(tag)) {
+            assert!(
+                verdict.is_err(),
+                "the hook let a {role} change protected {c:?}"
+            );
+        }
+    }
 }
+
+mod git_model;
 
 /// Model-based: random operations on a redb table of codec records, compared with a
 /// `BTreeMap` after every committed transaction (the body lives in `storage`).
