@@ -41,6 +41,9 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.pfai.release.v1";
 pub const ATTESTATION_TYPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The content of the empty descriptor (the config of every artifact manifest here).
 pub const EMPTY_JSON: &[u8] = b"{}";
+/// The tag that names the repository's Latest release (what OCI clients pull when no tag is
+/// given; no release can have this tag, it is reserved for the latest-release link).
+pub const LATEST: &str = "latest";
 /// Layer media type of an asset whose content type is not a valid OCI media type.
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -315,8 +318,8 @@ fn all_published<R: Reads>(txn: &R, repo: &RepoPath) -> DomainResult<Vec<Publish
         .collect()
 }
 
-/// `GET /v2/<owner>/<repo>/releases/manifests/<reference>`: the release manifest by tag or
-/// digest, or the attestation referrer by digest.
+/// `GET /v2/<owner>/<repo>/releases/manifests/<reference>`: the release manifest by tag (`latest`:
+/// the Latest release) or digest, or the attestation referrer by digest.
 pub async fn manifest(
     core: &Core,
     who: Option<&Principal>,
@@ -326,7 +329,12 @@ pub async fn manifest(
     match reference.clone() {
         Reference::Tag(t) => {
             let found = with_published(core, who, name, move |txn, repo| {
-                match releases::by_tag(txn, repo, t.as_str())? {
+                let release = if t.as_str() == LATEST {
+                    super::latest::latest_txn(txn, repo)?
+                } else {
+                    releases::by_tag(txn, repo, t.as_str())?
+                };
+                match release {
                     Some(r) if !r.draft => Ok(Some(Published::load(txn, r)?)),
                     _ => Ok(None),
                 }
@@ -353,7 +361,8 @@ pub async fn manifest(
 }
 
 /// One page of the tags of published releases that are valid OCI tags (a release tag such as
-/// `release/1.0` is reachable by digest only), in lexical order after `last`.
+/// `release/1.0` is reachable by digest only), plus `latest` when the repository has a Latest
+/// release, in lexical order after `last`.
 pub async fn tags(
     core: &Core,
     who: Option<&Principal>,
@@ -363,14 +372,19 @@ pub async fn tags(
 ) -> DomainResult<(Vec<String>, bool)> {
     let limit = n.unwrap_or(registry::MAX_PAGE).min(registry::MAX_PAGE);
     let mut all: Vec<String> = with_published(core, who, name, |txn, repo| {
-        Ok(releases::published(txn, repo)?
+        let mut tags: Vec<String> = releases::published(txn, repo)?
             .into_iter()
             .filter(|r| !r.draft && OciTag::parse(&r.tag_name).is_ok())
             .map(|r| r.tag_name)
-            .collect())
+            .collect();
+        if super::latest::latest_txn(txn, repo)?.is_some() {
+            tags.push(LATEST.to_owned());
+        }
+        Ok(tags)
     })
     .await?;
     all.sort();
+    all.dedup();
     let start = match &last {
         Some(l) => all.partition_point(|t| t <= l),
         None => 0,
@@ -429,7 +443,7 @@ pub struct ArtifactBlob {
 
 /// What a blob digest names among the releases.
 enum Found {
-    Asset(RepoPath, Asset),
+    Asset(RepoPath, Box<Asset>),
     Bytes(Vec<u8>),
 }
 
@@ -452,7 +466,7 @@ pub async fn open_blob(
         };
         for p in all_published(txn, repo)? {
             if let Some(a) = p.assets.into_iter().find(|a| a.sha256 == hex) {
-                return Ok(Some(Found::Asset(repo.clone(), a)));
+                return Ok(Some(Found::Asset(repo.clone(), Box::new(a))));
             }
             if let Some(e) = p.envelope {
                 if Digest::sha256_of(&e) == want {

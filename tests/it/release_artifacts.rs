@@ -247,14 +247,20 @@ async fn a_published_release_is_an_oci_artifact_whose_layers_are_its_assets_and_
     let r = get(&oci, &format!("/v2/{NAME}/tags/list")).await;
     assert_eq!(r.status(), StatusCode::OK);
     let t: Value = r.json().await.unwrap();
-    assert_eq!(t, json!({"name": NAME, "tags": ["v0.9.0", "v1.0.0"]}));
+    assert_eq!(
+        t,
+        json!({"name": NAME, "tags": ["latest", "v0.9.0", "v1.0.0"]})
+    );
     let r = get(&oci, &format!("/v2/{NAME}/tags/list?n=1")).await;
     let link = r.headers()["link"].to_str().unwrap().to_owned();
     let t: Value = r.json().await.unwrap();
-    assert_eq!(t["tags"], json!(["v0.9.0"]));
+    assert_eq!(t["tags"], json!(["latest"]));
     let next = &link[1..link.find('>').unwrap()];
     let t: Value = get(&oci, next).await.json().await.unwrap();
-    assert_eq!(t["tags"], json!(["v1.0.0"]), "{link}");
+    assert_eq!(t["tags"], json!(["v0.9.0"]), "{link}");
+    // `latest` is the repository's Latest release (what clients pull without a tag).
+    let (latest, latest_digest) = manifest(&oci, NAME, "latest").await;
+    assert_eq!((latest, latest_digest), (bytes.clone(), digest.clone()));
 
     // Referrers: the attestation, as an artifact manifest whose subject is the release.
     let r = get(&oci, &format!("/v2/{NAME}/referrers/{digest}")).await;
@@ -404,7 +410,7 @@ async fn drafts_are_invisible_and_a_private_repositorys_releases_need_read_acces
         .json()
         .await
         .unwrap();
-    assert_eq!(t["tags"], json!(["v0.9.0", "v1.0.0"]));
+    assert_eq!(t["tags"], json!(["latest", "v0.9.0", "v1.0.0"]));
     // Back to draft is refused for an immutable release; a mutable repository's release that
     // goes back to draft disappears at once.
     s.repo("acme", "mutable", false).await;

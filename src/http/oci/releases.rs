@@ -10,7 +10,7 @@ use super::{header_str, list_link, page_params, reply, Answer, OciCall, OciRoute
 use crate::domain::registry::manifest::OCI_INDEX;
 use crate::domain::release::count_download;
 use crate::domain::release_artifact as artifact;
-use crate::domain::DomainResult;
+use crate::domain::{DomainError, DomainResult};
 use crate::ids::{Digest, OciName, Reference};
 
 /// Whether a route's name is the reserved release-artifact name (routed here).
@@ -26,9 +26,12 @@ pub(super) async fn dispatch(c: &OciCall, method: Method, route: OciRoute) -> Do
         ("GET" | "HEAD", Manifest(n, r)) => manifest(c, n, r).await,
         ("GET" | "HEAD", Blob(n, d)) => blob(c, n, d).await,
         ("GET", Referrers(n, d)) => referrers(c, n, d).await,
+        ("HEAD", _) => Err(DomainError::Unsupported(
+            "HEAD is not supported on this endpoint".into(),
+        )),
         (_, route) => match route.name() {
             Some(n) => Err(artifact::refuse_write(c.who(), n)),
-            None => Err(crate::domain::DomainError::NameUnknown),
+            None => Err(DomainError::NameUnknown),
         },
     }
 }
