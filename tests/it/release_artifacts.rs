@@ -1,7 +1,8 @@
 //! Published releases as read-only OCI artifacts at `/v2/<owner>/<repo>/releases:<tag>`: raw OCI
 //! reads (manifest, blobs with their digests, Range, tags, referrers and the attestation
 //! envelope verified against the served key), visibility, determinism across requests and a
-//! restart, refusals of every write, and `skopeo copy` into an OCI layout.
+//! restart, refusals of every write, `skopeo copy` into an OCI layout and `oras pull` (the
+//! Python client from PyPI) of the assets.
 
 use base64::Engine as _;
 use reqwest::{Method, StatusCode};
@@ -625,4 +626,70 @@ async fn skopeo_copies_a_release_into_an_oci_layout_with_the_assets_as_layers() 
     assert_eq!(blob(&digest), bytes);
     assert_eq!(blob(&sha(&tarball())), tarball());
     assert_eq!(blob(&sha(b"abc  app.tar.gz\n")), b"abc  app.tar.gz\n");
+}
+
+/// The oras Python client (PyPI `oras`), when importable: fails in CI when it is not.
+fn require_oras() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import oras.client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("the oras Python client is required in CI but is not installed");
+    }
+    ok
+}
+
+/// `oras pull` of `target` into `outdir` with the Python client, signed in with `token`
+/// (success, output).
+fn oras_pull(host: &str, target: &str, outdir: &std::path::Path, token: &str) -> (bool, String) {
+    const SCRIPT: &str = r#"
+import sys, oras.client
+host, target, outdir, token = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+c = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
+if token:
+    c.auth.set_basic_auth("x", token)
+for f in c.pull(target=target, outdir=outdir):
+    print(f)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, host, target])
+        .arg(outdir)
+        .arg(token)
+        .env("HOME", outdir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oras_pulls_a_releases_assets_under_their_file_names() {
+    if !require_oras() {
+        return;
+    }
+    let s = TestServer::start().await;
+    setup(&s, "app", true).await;
+    let host = s.url.trim_start_matches("http://").to_owned();
+    let dir = s.dir.path().join("oras-out");
+    std::fs::create_dir(&dir).unwrap();
+    let token = s.admin.clone();
+    let pulled = tokio::task::spawn_blocking({
+        let (host, dir) = (host.clone(), dir.clone());
+        move || oras_pull(&host, &format!("{host}/{NAME}:v1.0.0"), &dir, &token)
+    })
+    .await
+    .unwrap();
+    assert!(pulled.0, "{}", pulled.1);
+    assert_eq!(std::fs::read(dir.join("app.tar.gz")).unwrap(), tarball());
+    assert_eq!(
+        std::fs::read(dir.join("checksums.txt")).unwrap(),
+        b"abc  app.tar.gz\n"
+    );
 }
