@@ -18,6 +18,7 @@ pub mod quota;
 pub(crate) mod readme;
 pub mod registry;
 pub mod release;
+pub mod release_artifact;
 pub(crate) mod retention;
 pub(crate) mod session;
 pub(crate) mod throttle;

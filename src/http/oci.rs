@@ -23,6 +23,8 @@ use crate::domain::registry::{self, upload, MAX_PAGE};
 use crate::domain::{DomainError, DomainResult};
 use crate::ids::{Algorithm, Digest, OciName, OciTag, Reference, UploadId};
 
+mod releases;
+
 /// A `/v2/` request, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OciRoute {
@@ -42,6 +44,22 @@ pub enum OciRoute {
     Upload(OciName, UploadId),
     /// `/v2/<name>/referrers/<digest>`
     Referrers(OciName, Digest),
+}
+
+impl OciRoute {
+    /// The image name the route addresses (none for `/v2/` and the catalog).
+    fn name(&self) -> Option<&OciName> {
+        use OciRoute::*;
+        match self {
+            Base | Catalog => None,
+            Tags(n)
+            | Manifest(n, _)
+            | Blob(n, _)
+            | UploadStart(n)
+            | Upload(n, _)
+            | Referrers(n, _) => Some(n),
+        }
+    }
 }
 
 fn name(s: &str) -> DomainResult<OciName> {
@@ -325,6 +343,9 @@ async fn dispatch(
     body: &mut BodyStream,
 ) -> DomainResult<Answer> {
     use OciRoute::*;
+    if route.name().is_some_and(releases::serves) {
+        return releases::dispatch(c, method, route).await;
+    }
     match (method.as_str(), route) {
         ("GET" | "HEAD", Base) => base(c),
         ("GET", Catalog) => catalog(c).await,

@@ -14,6 +14,9 @@ pub enum Mapped {
     Empty,
     /// The mapped pages, shared by every response that serves them.
     Map(Arc<memmap2::Mmap>),
+    /// Small content already in memory (a generated blob), served through the same range and
+    /// HEAD logic as a file.
+    Owned(Bytes),
 }
 
 impl Mapped {
@@ -49,6 +52,7 @@ impl Mapped {
         match self {
             Mapped::Empty => 0,
             Mapped::Map(m) => m.len() as u64,
+            Mapped::Owned(b) => b.len() as u64,
         }
     }
 
@@ -70,6 +74,11 @@ impl Mapped {
                     start: s,
                     end: e,
                 })
+            }
+            Mapped::Owned(b) => {
+                let s = (start as usize).min(b.len());
+                let e = (end as usize).clamp(s, b.len());
+                b.slice(s..e)
             }
         }
     }

@@ -26,6 +26,7 @@ mod protection;
 mod quota;
 mod registry;
 mod registry_protection;
+mod release_artifacts;
 mod releases;
 mod retention;
 mod tls;

@@ -1352,7 +1352,7 @@ async fn fsck_finds_corruption_and_a_repush_repairs_it() {
     assert_eq!(v["corrupt"], json!([]));
 }
 
-fn skopeo(args: &[&str]) -> std::process::Output {
+pub(crate) fn skopeo(args: &[&str]) -> std::process::Output {
     // An empty auth file, so that no credentials of the machine's user leak into the test.
     let auth = std::env::temp_dir().join("pfai-test-skopeo-auth.json");
     std::fs::write(&auth, "{\"auths\":{}}").unwrap();
@@ -1363,7 +1363,7 @@ fn skopeo(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn skopeo_ok(args: &[&str]) -> String {
+pub(crate) fn skopeo_ok(args: &[&str]) -> String {
     let out = skopeo(args);
     assert!(
         out.status.success(),

@@ -38,8 +38,9 @@ pub async fn access(
 
 /// `access` inside a read transaction the caller goes on using: a pull checks the caller and
 /// finds its manifest or blob in one trip to the blocking pool, not two (each trip is two
-/// thread wake-ups, which cost more than the lookups).
-fn access_txn<R: Reads>(
+/// thread wake-ups, which cost more than the lookups). Also the rule of the release artifacts
+/// (`domain::release_artifact`), which live under the same names.
+pub(crate) fn access_txn<R: Reads>(
     txn: &R,
     who: Option<&Principal>,
     name: &OciName,
