@@ -18,6 +18,7 @@ use crate::ids::{Algorithm, Digest, Hasher};
 mod assets;
 mod facts;
 mod mixed;
+mod tags;
 
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
@@ -39,6 +40,10 @@ pub enum BenchCmd {
     ///
     /// Example: pfai bench assets --url http://127.0.0.1:3000 --token "$T" --repo acme/app --size 256MiB
     Assets(assets::AssetsArgs),
+    /// Makes many tags, then times tags/list pages at the start, middle and end of the list.
+    ///
+    /// Example: pfai bench tags --url http://127.0.0.1:3000 --token "$T" --count 100000
+    Tags(tags::TagsArgs),
 }
 
 /// The arguments of `pfai bench blobs`.
@@ -609,6 +614,7 @@ pub async fn run(cmd: BenchCmd) -> CliResult<()> {
         BenchCmd::Manifests(a) => manifests(a).await,
         BenchCmd::Mixed(a) => mixed::run(a).await,
         BenchCmd::Assets(a) => assets::run(a).await,
+        BenchCmd::Tags(a) => tags::run(a).await,
     }
 }
 

@@ -966,3 +966,81 @@ async fn bench_assets_uploads_downloads_verifies_and_cleans_up() {
     );
     assert!(err.contains("default branch"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_tags_makes_tags_and_checks_every_page_it_times() {
+    let s = TestServer::start().await;
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+    cli.ok(&root, &["org", "create", "bench"]);
+    cli.ok(&root, &["repo", "create", "bench/blobs"]);
+    let url = s.url.clone();
+    let base = ["--url", url.as_str(), "--token", s.admin.as_str()];
+    let args = [
+        "bench",
+        "tags",
+        "--count",
+        "250",
+        "--page",
+        "100",
+        "--duration",
+        "300ms",
+        "--concurrency",
+        "4",
+        "--json",
+    ];
+    let out = cli.ok(&root, &[&args[..], &base].concat());
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["errors"], 0, "{p}");
+            p["phase"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "tag PUT",
+            "tags/list first page",
+            "tags/list middle page",
+            "tags/list last page"
+        ]
+    );
+    assert_eq!(
+        v["phases"][0]["requests_per_s"].as_f64().map(|r| r > 0.0),
+        Some(true)
+    );
+    let (_, list) = s
+        .get("/v2/bench/blobs/tags/list?n=1000", Some(&s.admin))
+        .await;
+    assert_eq!(
+        list["tags"].as_array().map(Vec::len),
+        Some(251),
+        "250 and `bench`"
+    );
+    // --existing reuses them; a page that does not hold the tags expected is an error.
+    let out = cli.ok(&root, &[&args[..], &base, &["--existing"]].concat());
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["phases"].as_array().map(Vec::len), Some(3));
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &[
+            &[
+                "bench",
+                "tags",
+                "--count",
+                "300",
+                "--existing",
+                "--duration",
+                "100ms",
+            ][..],
+            &base,
+        ]
+        .concat(),
+    );
+    assert!(err.contains("expected"), "{err}");
+}
