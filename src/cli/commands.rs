@@ -82,7 +82,8 @@ pub enum ProtectedTagCmd {
         /// Protect registry (OCI) tags of the repository's images.
         #[arg(long)]
         registry: bool,
-        /// Nobody, admins included, may move or delete a matching registry tag.
+        /// Nobody, admins included, may move or delete a matching tag (git or registry, per
+        /// the rule's targets); git tags can still be created.
         #[arg(long)]
         immutable: bool,
         /// owner/repo.
