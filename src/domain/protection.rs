@@ -333,10 +333,7 @@ mod tests {
     fn documented_semantics() {
         let s = set(&["v*"]);
         assert!(s.hit("v1.2.3").is_some());
-        assert!(
-            s.hit("version2").is_some(),
-            "v* also matches version2"
-        );
+        assert!(s.hit("version2").is_some(), "v* also matches version2");
         assert!(s.hit("release-1").is_none());
         assert!(s.hit("V1").is_none(), "case-sensitive");
         assert!(s.hit("xv1").is_none(), "anchored");
@@ -366,7 +363,10 @@ mod immutable_git_rules {
         let s = RuleSet::from_hook_rules([rule("v*", false), rule("v1*", true)]).unwrap();
         assert!(s.check(Role::Admin, "v2", "delete").is_ok());
         assert!(s.check(Role::Write, "v2", "delete").is_err());
-        let e = s.check(Role::Admin, "v1.0", "move").unwrap_err().to_string();
+        let e = s
+            .check(Role::Admin, "v1.0", "move")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("immutable") && e.contains("\"v1*\""), "{e}");
         assert!(s.check(Role::Admin, "x", "delete").is_ok());
         // The hand-over round-trips, and a bare pattern (the first form) is mutable.

@@ -20,7 +20,13 @@ use crate::http::edge::name_segment;
 use crate::http::page_query;
 use crate::ids::{RepoPath, Role};
 
-pub(super) fn titled(rq: &Req, status: StatusCode, title: &str, repo: &RepoView, body: Markup) -> Response {
+pub(super) fn titled(
+    rq: &Req,
+    status: StatusCode,
+    title: &str,
+    repo: &RepoView,
+    body: Markup,
+) -> Response {
     html(
         status,
         page(rq, &format!("{title} · {}", repo.full_name), body),
