@@ -244,6 +244,35 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_takes_only_key_files_and_its_copy_of_a_private_key_is_0600() {
+        for ok in ["key-ab12.pk8", "key-AB12.json"] {
+            assert!(is_key_file(ok), "{ok}");
+        }
+        for bad in [
+            "key-.pk8",
+            "key-zz.pk8",
+            "key-ab/../x.pk8",
+            "key-ab.pem",
+            "other.pk8",
+            ".tmp-00-key-ab.pk8",
+            "key-ab.pk8/",
+        ] {
+            assert!(!is_key_file(bad), "{bad}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let a = AttestKeys::open(d.path()).unwrap();
+        let names = a.file_names().unwrap();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let out = d.path().join("out");
+        for n in &names {
+            a.export(n, &out.join(n)).unwrap();
+            let mode = std::fs::metadata(out.join(n)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{n}");
+        }
+        assert!(a.export("../pfai.redb", &out.join("x")).is_err());
+    }
+
+    #[test]
     fn rotation_keeps_the_old_public_key_listed() {
         let d = tempfile::tempdir().unwrap();
         let a = AttestKeys::open(d.path()).unwrap();

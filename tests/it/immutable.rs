@@ -216,10 +216,36 @@ async fn a_published_immutable_release_refuses_every_change_but_its_name_and_not
     // The branch alone goes through (so the server has the commit the raw pushes name).
     git_ok(&awc, &["push", "-q", "origin", "main"]);
 
-    // Hand-built pushes (the encodings of protection.rs) meet the hook too.
+    // Hand-built pushes (the encodings of protection.rs) meet the gate or the hook too.
     let zero = "0".repeat(40);
     let caps = "\0report-status side-band-64k agent=git/2.47\n";
+    let cert = |commands: &str| {
+        let mut s = pkt(&format!("push-cert{caps}"));
+        s += &pkt(&format!(
+            "certificate version 0.1\npusher admin <a@example.com> 1700000000 +0000\npushee http://127.0.0.1/acme/app.git\nnonce 1700000000-abc\n\n{commands}-----BEGIN PGP SIGNATURE-----\nZmFrZQ==\n-----END PGP SIGNATURE-----\n"
+        ));
+        s + &pkt("push-cert-end\n")
+    };
     for (what, commands, pack) in [
+        (
+            "push-cert delete",
+            cert(&format!("{tag_at} {zero} refs/tags/v1\n")) + "0000",
+            false,
+        ),
+        (
+            "push-cert force-move",
+            cert(&format!("{tag_at} {moved} refs/tags/v1\n")) + "0000",
+            true,
+        ),
+        (
+            "two commands in one pkt-line after the capabilities",
+            pkt(&format!("{zero} {moved} refs/heads/side3{caps}"))
+                + &pkt(&format!(
+                    "{zero} {moved} refs/heads/side4\n{tag_at} {zero} refs/tags/v1\n"
+                ))
+                + "0000",
+            true,
+        ),
         (
             "plain delete",
             pkt(&format!("{tag_at} {zero} refs/tags/v1{caps}")) + "0000",
