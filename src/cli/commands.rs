@@ -330,7 +330,14 @@ async fn tag_list(c: &Client, repo: Option<String>, json: bool) -> CliResult<()>
         vec![
             t.name.clone(),
             t.commit.chars().take(12).collect(),
-            if t.protected { "protected" } else { "" }.to_owned(),
+            if t.immutable {
+                "immutable"
+            } else if t.protected {
+                "protected"
+            } else {
+                ""
+            }
+            .to_owned(),
             t.message.lines().next().unwrap_or("").to_owned(),
         ]
     });

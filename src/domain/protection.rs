@@ -1,10 +1,11 @@
 //! Tag-protection rules: globs over tag names, each with a target — git tags, registry tags or
 //! both. A git tag that matches a git-target rule of its repository can only be deleted or moved
 //! by an `admin`, on every path (REST, UI, git push, force push) — and by nobody when the rule
-//! is `immutable`: such a tag can be created, then never moved or deleted. A registry tag (of any image under
-//! the repository, `/v2/<owner>/<repo>/…`) that matches a registry-target rule cannot be moved to
-//! another digest or deleted (by tag, or by deleting the manifest it points to) except by an
-//! `admin` — and by nobody when the rule is `immutable`.
+//! is `immutable`: such a tag can be created, then never moved or deleted. A registry tag (of
+//! any image under the repository, `/v2/<owner>/<repo>/…`) that matches a registry-target rule
+//! cannot be moved to another digest or deleted (by tag, or by deleting the manifest it points
+//! to) except by an `admin` — and by nobody when the rule is `immutable`. When several rules
+//! match a tag, an immutable one decides.
 //!
 //! Semantics (globset, `literal_separator` off): `*` matches any run of characters including
 //! `/`, `?` one character, `[0-9]` a class, `{a,b}` alternatives; matching is case-sensitive and
@@ -97,7 +98,7 @@ impl RuleSet {
     }
 
     /// The rule protecting `tag`, preferring an immutable one (the stricter rule decides).
-    pub fn hit(&self, tag: &str) -> Option<RegistryHit<'_>> {
+    pub fn hit(&self, tag: &str) -> Option<RuleHit<'_>> {
         let mut hits = self.rules.iter().filter(|(_, m, _)| m.is_match(tag));
         let first = hits.next()?;
         let pick = if first.2 {
@@ -105,7 +106,7 @@ impl RuleSet {
         } else {
             hits.find(|(_, _, imm)| *imm).unwrap_or(first)
         };
-        Some(RegistryHit {
+        Some(RuleHit {
             pattern: &pick.0,
             immutable: pick.2,
         })
@@ -163,7 +164,7 @@ pub struct RegistryRules {
 }
 
 /// A rule that protects a (registry or git) tag: its pattern and whether it is immutable.
-pub struct RegistryHit<'a> {
+pub struct RuleHit<'a> {
     /// The matching pattern (named in refusals).
     pub pattern: &'a str,
     /// No admin override.
@@ -187,7 +188,7 @@ impl RegistryRules {
 
     /// The rule protecting registry tag `tag`, preferring an immutable one (the stricter rule
     /// decides).
-    pub fn protecting(&self, tag: &str) -> Option<RegistryHit<'_>> {
+    pub fn protecting(&self, tag: &str) -> Option<RuleHit<'_>> {
         let mut hits = self.rules.iter().filter(|(_, m, _)| m.is_match(tag));
         let first = hits.next()?;
         let pick = if first.2 {
@@ -195,7 +196,7 @@ impl RegistryRules {
         } else {
             hits.find(|(_, _, imm)| *imm).unwrap_or(first)
         };
-        Some(RegistryHit {
+        Some(RuleHit {
             pattern: &pick.0,
             immutable: pick.2,
         })

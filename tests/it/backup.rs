@@ -612,6 +612,7 @@ async fn an_offline_backup_of_a_stopped_server_restores() {
     .push_image("acme/app", "latest", &payload(10, 20_000))
     .await;
     let admin = s.admin.clone();
+    let (_, keys) = s.get("/api/v1/attestation/keys", None).await;
     let data_dir = s.data_dir();
     let backup_dir = s.dir.path().join("offline-backup");
     let args = [
@@ -660,6 +661,8 @@ async fn an_offline_backup_of_a_stopped_server_restores() {
     assert!(stderr(&out).contains("must lie outside"));
     assert!(!inside.path().join("d").exists());
     let r = restore_and_start(&admin, &backup_dir, true).await;
+    // The attestation keys came along: the same current key.
+    assert_eq!(r.get("/api/v1/attestation/keys", None).await.1, keys);
     let (st, body) = download(&r, "v1", id).await;
     assert_eq!(st, StatusCode::OK);
     assert!(body == data);

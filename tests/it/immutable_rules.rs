@@ -220,6 +220,12 @@ async fn an_immutable_git_rule_lets_a_tag_be_created_but_never_moved_or_deleted_
     // The CLI, as the site admin.
     let cli = Cli::new(&s);
     let root = s.dir.path().to_owned();
+    let list = cli.ok(&root, &["tag", "list", "-R", "acme/app"]);
+    let v1 = list
+        .lines()
+        .find(|l| l.starts_with("v1 "))
+        .unwrap_or_default();
+    assert!(v1.contains("immutable"), "{list}");
     let (_, err) = cli.fails(
         &root,
         Some(&s.admin),
