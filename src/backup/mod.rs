@@ -677,6 +677,41 @@ mod tests {
     }
 
     #[test]
+    fn an_attestation_key_entry_restores_only_into_the_key_directory_and_0600() {
+        let key = |path: &str| BackupFile {
+            path: path.into(),
+            kind: BackupFileKind::AttestationKey,
+            sha256: hex::encode(sha2::Sha256::digest(b"k")),
+            size: 1,
+        };
+        let data = Path::new("/d");
+        for bad in [
+            "attestation/other",
+            "attestation/sub/key-ab.pk8",
+            "assets/key-ab.pk8",
+            "key-ab.pk8",
+        ] {
+            assert!(stored_name(&key(bad)).is_none(), "{bad}");
+            assert!(restore_dest(data, data, &key(bad)).is_err(), "{bad}");
+        }
+        let dest = restore_dest(data, data, &key("attestation/key-ab.pk8"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(dest, PathBuf::from("/d/attestation/key-ab.pk8"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut w =
+            FileWriter::create(dir.path().join("k"), &key("attestation/key-ab.pk8")).unwrap();
+        w.write(b"k").unwrap();
+        w.finish().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dir.path().join("k"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
     fn two_backups_cannot_write_one_directory_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let first = Target::open(dir.path()).unwrap();
