@@ -288,3 +288,77 @@ async fn the_stricter_of_two_matching_git_rules_decides() {
     git_ok(&wc, &["push", "-q", "origin", "--delete", "v1"]);
     assert_eq!(tag_commit(&s, "v1").await, None);
 }
+
+/// `fsck --repair` deletes the tag a release left behind when the server stopped between
+/// creating it and recording the release; a tag an immutable rule matches is kept instead (only
+/// the pending record goes), since nobody may delete such a tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fsck_repair_keeps_an_orphan_release_tag_that_an_immutable_rule_matches() {
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let (st, _) = s
+        .post(
+            RULES,
+            Some(&s.admin),
+            json!({"pattern": "v*", "immutable": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let wc = s.checkout("acme/app", &s.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let head = git_ok(&wc, &["rev-parse", "HEAD"]).trim().to_owned();
+    let dir = s.stop().await;
+    // What a kill between a release's tag and its commit leaves, for a locked and a free tag.
+    let data = dir.path().join("data");
+    let bare = data.join("repos/acme/app.git");
+    git_ok(&bare, &["update-ref", "refs/tags/v9", &head]);
+    git_ok(&bare, &["update-ref", "refs/tags/x9", &head]);
+    {
+        let db = pfai::storage::Db::open(&data.join("pfai.redb")).unwrap();
+        let commit = head.clone();
+        db.write(move |txn| {
+            let mut t = txn.open_table(pfai::storage::tables::PENDING_RELEASE_TAGS)?;
+            for tag in ["v9", "x9"] {
+                t.insert(("acme/app", tag), commit.as_str())?;
+            }
+            Ok::<_, pfai::storage::StorageError>(())
+        })
+        .await
+        .unwrap();
+    }
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let (st, v) = s
+        .call(
+            Method::POST,
+            "/api/v1/admin/fsck?repair=true",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let of = |tag: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["tag"] == tag)
+            .unwrap_or_else(|| panic!("{tag} in {v:#}"))
+            .clone()
+    };
+    let locked = of("v9");
+    assert_eq!(locked["kind"], "orphan_release_tag", "{locked}");
+    assert!(
+        locked["repaired"]
+            .as_str()
+            .unwrap()
+            .contains("the tag stays"),
+        "{locked}"
+    );
+    assert_eq!(of("x9")["repaired"], "deleted the tag", "{v:#}");
+    assert_eq!(tag_commit(&s, "v9").await.as_deref(), Some(head.as_str()));
+    assert_eq!(tag_commit(&s, "x9").await, None);
+    let (_, v) = s
+        .call(Method::POST, "/api/v1/admin/fsck", Some(&s.admin), None)
+        .await;
+    assert_eq!(v["problems"], 0, "{v:#}");
+}
