@@ -269,6 +269,10 @@ pub struct TagView {
     pub tagger: Option<TaggerView>,
     /// Whether a protection rule matches it.
     pub protected: bool,
+    /// Whether an immutable protection rule matches it: nobody, admins included, can move or
+    /// delete it.
+    #[serde(default)]
+    pub immutable: bool,
 }
 
 /// Tagger of an annotated tag.
@@ -310,7 +314,7 @@ pub struct RuleView {
     /// Which tags the rule protects: git tags, registry tags or both (older servers: git).
     #[serde(default)]
     pub target: RuleTarget,
-    /// Whether nobody, admins included, may move or delete a matching registry tag.
+    /// Whether nobody, admins included, may move or delete a matching tag (of its targets).
     #[serde(default)]
     pub immutable: bool,
 }
@@ -369,7 +373,8 @@ pub struct NewRule {
     /// What the rule protects; absent means `git`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<RuleTarget>,
-    /// Refuse moves and deletes of matching registry tags to admins too; absent means `false`.
+    /// Refuse moves and deletes of matching tags (git and/or registry, per `target`) to admins
+    /// too; absent means `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub immutable: bool,
 }
@@ -739,6 +744,11 @@ pub enum BackupFileKind {
     Asset,
     /// A git bundle of one repository's refs at snapshot time.
     Bundle,
+    /// A release attestation key file (`key-<keyid>.pk8`, the private key, or its public
+    /// record `key-<keyid>.json`): a restored server must keep signing with the same key and
+    /// listing every old one, or its attestations could no longer be checked against it.
+    #[serde(rename = "attestation-key")]
+    AttestationKey,
 }
 
 /// One file of a backup: where it lies in the backup directory, and what it must hash to.

@@ -108,6 +108,12 @@ pub fn asset_path(key: &AssetKey) -> String {
     format!("assets/{}", AssetFiles::name(key))
 }
 
+/// The path of an attestation key file in a backup (shared by every backup in the directory:
+/// a key file never changes under its name).
+pub fn attestation_key_path(name: &str) -> String {
+    format!("attestation/{name}")
+}
+
 /// The path of a snapshot's database.
 pub fn database_path(id: &str) -> String {
     format!("snapshots/{id}/pfai.redb")
@@ -127,6 +133,10 @@ pub fn stored_name(f: &BackupFile) -> Option<&str> {
     match f.kind {
         BackupFileKind::Blob => f.path.strip_prefix("blobs/"),
         BackupFileKind::Asset => f.path.strip_prefix("assets/"),
+        BackupFileKind::AttestationKey => f
+            .path
+            .strip_prefix("attestation/")
+            .filter(|n| crate::storage::attest_keys::is_key_file(n)),
         _ => None,
     }
 }
@@ -359,7 +369,21 @@ impl FileWriter {
         let dir = dest.parent().unwrap_or(Path::new(".")).to_owned();
         fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let tmp = dir.join(format!("{TMP_PREFIX}{}", random_hex(6)));
-        let file = File::create_new(&tmp).map_err(io_at(&tmp))?;
+        // A private attestation key is never readable by others, in a backup or restored.
+        let mode = if f.kind == BackupFileKind::AttestationKey {
+            0o600
+        } else {
+            0o666
+        };
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)
+                .map_err(io_at(&tmp))?
+        };
         Ok(FileWriter {
             dest,
             tmp,
@@ -471,8 +495,10 @@ pub fn read_manifest(dir: &Path) -> Result<BackupManifest, BackupError> {
                 f.path
             )));
         }
-        if matches!(f.kind, BackupFileKind::Blob | BackupFileKind::Asset)
-            && stored_name(f).is_none()
+        if matches!(
+            f.kind,
+            BackupFileKind::Blob | BackupFileKind::Asset | BackupFileKind::AttestationKey
+        ) && stored_name(f).is_none()
         {
             return Err(BackupError::Invalid(format!(
                 "the manifest lists {} in the wrong place",
@@ -577,6 +603,9 @@ pub fn restore_dest(
         BackupFileKind::Blob => Some(data_dir.join("blobs").join(name()?)),
         BackupFileKind::Asset => Some(asset_base.join(name()?)),
         BackupFileKind::Bundle => None,
+        BackupFileKind::AttestationKey => {
+            Some(crate::storage::attest_keys::dir_of(data_dir).join(name()?))
+        }
     })
 }
 
@@ -645,6 +674,41 @@ mod tests {
             rel_path("assets/o/r/1/2-a b.txt").unwrap(),
             PathBuf::from("assets/o/r/1/2-a b.txt")
         );
+    }
+
+    #[test]
+    fn an_attestation_key_entry_restores_only_into_the_key_directory_and_0600() {
+        let key = |path: &str| BackupFile {
+            path: path.into(),
+            kind: BackupFileKind::AttestationKey,
+            sha256: hex::encode(sha2::Sha256::digest(b"k")),
+            size: 1,
+        };
+        let data = Path::new("/d");
+        for bad in [
+            "attestation/other",
+            "attestation/sub/key-ab.pk8",
+            "assets/key-ab.pk8",
+            "key-ab.pk8",
+        ] {
+            assert!(stored_name(&key(bad)).is_none(), "{bad}");
+            assert!(restore_dest(data, data, &key(bad)).is_err(), "{bad}");
+        }
+        let dest = restore_dest(data, data, &key("attestation/key-ab.pk8"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(dest, PathBuf::from("/d/attestation/key-ab.pk8"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut w =
+            FileWriter::create(dir.path().join("k"), &key("attestation/key-ab.pk8")).unwrap();
+        w.write(b"k").unwrap();
+        w.finish().unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dir.path().join("k"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

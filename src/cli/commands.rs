@@ -82,7 +82,8 @@ pub enum ProtectedTagCmd {
         /// Protect registry (OCI) tags of the repository's images.
         #[arg(long)]
         registry: bool,
-        /// Nobody, admins included, may move or delete a matching registry tag.
+        /// Nobody, admins included, may move or delete a matching tag (git or registry, per
+        /// the rule's targets); git tags can still be created.
         #[arg(long)]
         immutable: bool,
         /// owner/repo.
@@ -329,7 +330,14 @@ async fn tag_list(c: &Client, repo: Option<String>, json: bool) -> CliResult<()>
         vec![
             t.name.clone(),
             t.commit.chars().take(12).collect(),
-            if t.protected { "protected" } else { "" }.to_owned(),
+            if t.immutable {
+                "immutable"
+            } else if t.protected {
+                "protected"
+            } else {
+                ""
+            }
+            .to_owned(),
             t.message.lines().next().unwrap_or("").to_owned(),
         ]
     });

@@ -296,6 +296,20 @@ async fn stage_into(core: &Arc<Core>, id: &str) -> DomainResult<BackupManifest> 
                 size: a.size,
             });
         }
+        // The attestation keys, so a restored server signs with the same key and still lists
+        // (and verifies against) every earlier one.
+        for name in core.attest.file_names()? {
+            let rel = backup::attestation_key_path(&name);
+            let path = file_of(&rel)?;
+            core.attest.export(&name, &path)?;
+            let (sha256, size) = backup::hash_file(&path)?;
+            files.push(BackupFile {
+                path: rel,
+                kind: BackupFileKind::AttestationKey,
+                sha256,
+                size,
+            });
+        }
         let mut repo_entries = Vec::new();
         for (repo, refs) in &repos {
             let rel = backup::bundle_path(&id, repo);
@@ -483,6 +497,15 @@ fn build(
         source,
     })?;
     let asset_base = assets.map_or_else(|| backup::default_asset_base(data), Path::to_path_buf);
+    if m.files
+        .iter()
+        .any(|f| f.kind == BackupFileKind::AttestationKey)
+    {
+        crate::storage::attest_keys::create_dir(data).map_err(|source| BackupError::Io {
+            path: crate::storage::attest_keys::dir_of(data),
+            source,
+        })?;
+    }
     let mut restored = Restored::default();
     for f in &m.files {
         let Some(dest) = backup::restore_dest(data, &asset_base, f)? else {

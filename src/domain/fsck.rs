@@ -331,8 +331,28 @@ async fn pending_tags(core: &Core, repair: bool, findings: &mut Vec<Finding>) ->
                 delete_tag = Some(info.ref_target);
             }
         }
+        // A tag an immutable protection rule matches is never deleted, not by a repair either:
+        // it stays as if pushed, and only the record goes.
+        let mut locked = None;
+        if let (Some(_), Some((repo, tag))) = (&delete_tag, &parsed) {
+            locked = super::protection::rules(core, repo)
+                .await?
+                .hit(tag.as_str())
+                .filter(|h| h.immutable)
+                .map(|h| h.pattern.to_owned());
+        }
+        if let Some(p) = &locked {
+            f.detail = format!(
+                "{}; an immutable protection rule ({p:?}) keeps the tag",
+                f.detail
+            );
+            delete_tag = None;
+        }
         if repair {
-            let mut done = Ok("dropped the pending-tag record".to_owned());
+            let mut done = Ok(match &locked {
+                Some(_) => "dropped the pending-tag record; the tag stays".to_owned(),
+                None => "dropped the pending-tag record".to_owned(),
+            });
             if let (Some(expected), Some((repo, tag))) = (delete_tag, parsed) {
                 // The expected old value makes git refuse if a push moved the tag meanwhile.
                 done = core

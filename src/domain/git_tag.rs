@@ -12,8 +12,10 @@ use crate::ids::{GitTagName, RepoPath, Role};
 use crate::util::rfc3339;
 
 fn view(t: TagInfo, rules: &protection::RuleSet) -> TagView {
+    let hit = rules.hit(&t.name);
     TagView {
-        protected: rules.protecting(&t.name).is_some(),
+        protected: hit.is_some(),
+        immutable: hit.is_some_and(|h| h.immutable),
         name: t.name,
         commit: t.commit_sha,
         id: t.ref_target,
@@ -155,14 +157,9 @@ pub async fn delete(
         .map_err(|_| DomainError::NotFound(format!("tag {tag} not found")))?;
     // No role deletes the tag of an immutable release.
     super::immutable::check_tag(core, repo, name.as_str(), "deleted").await?;
-    let rules = protection::rules(core, repo).await?;
-    if let Some(p) = rules.protecting(name.as_str()) {
-        if role < Role::Admin {
-            return Err(DomainError::Forbidden(format!(
-                "tag {name} is protected by rule {p:?}; only admins can delete it"
-            )));
-        }
-    }
+    protection::rules(core, repo)
+        .await?
+        .check(role, name.as_str(), "delete")?;
     let (r, n) = (repo.clone(), name.clone());
     let info = core
         .git(move |g| g.find_tag(&r, &n))
@@ -179,15 +176,13 @@ fn is_zero(oid: &str) -> bool {
 }
 
 /// Judges the ref updates of a push: `Some(message)` refuses the whole push. A `write` user may
-/// create protected tags but not delete or move them.
+/// create protected tags but not delete or move them; an `admin` may, except tags of immutable
+/// rules, which nobody moves or deletes.
 pub fn judge_push(
     rules: &protection::RuleSet,
     role: Role,
     updates: &[RefUpdate],
 ) -> Option<String> {
-    if role >= Role::Admin {
-        return None;
-    }
     for u in updates {
         let Some(tag) = u.name.strip_prefix("refs/tags/") else {
             continue;
@@ -198,11 +193,9 @@ pub fn judge_push(
         if is_zero(&u.old) && !is_zero(&u.new) {
             continue;
         }
-        if let Some(p) = rules.protecting(tag) {
-            let what = if is_zero(&u.new) { "delete" } else { "move" };
-            return Some(format!(
-                "pfai: refusing the whole push: tag {tag} is protected by rule {p:?}; only repository admins can {what} it"
-            ));
+        let what = if is_zero(&u.new) { "delete" } else { "move" };
+        if let Some(m) = rules.refusal(role, tag, what) {
+            return Some(format!("pfai: refusing the whole push: {m}"));
         }
     }
     None
@@ -214,7 +207,7 @@ pub fn judge_push(
 pub struct HookInput<'a> {
     /// The pusher's role (`PFAI_HOOK_ROLE`).
     pub role: Option<&'a str>,
-    /// The protection patterns as a JSON array (`PFAI_HOOK_RULES`).
+    /// The git-target rules as a JSON array of `protection::HookRule` (`PFAI_HOOK_RULES`).
     pub rules_json: Option<&'a str>,
     /// `GIT_PUSH_CERT`: non-empty when the push carried a certificate.
     pub push_cert: Option<&'a str>,
@@ -240,9 +233,9 @@ pub fn pre_receive(input: &HookInput<'_>) -> Result<(), String> {
         return Err(format!("{PREFIX} it did not come through the pfai server"));
     };
     let role = Role::parse(role).map_err(|_| format!("{PREFIX} unknown role {role:?}"))?;
-    let patterns: Vec<String> = serde_json::from_str(rules_json)
+    let hand_over: Vec<protection::HookRule> = serde_json::from_str(rules_json)
         .map_err(|e| format!("{PREFIX} cannot read the protection rules: {e}"))?;
-    let rules = protection::RuleSet::from_patterns(patterns)
+    let rules = protection::RuleSet::from_hook_rules(hand_over)
         .map_err(|e| format!("{PREFIX} cannot read the protection rules: {e}"))?;
     let mut updates = Vec::new();
     for line in input.updates.lines().filter(|l| !l.is_empty()) {
@@ -303,6 +296,17 @@ mod tests {
         bad_rules.rules_json = Some("[\"a[\"]");
         assert!(pre_receive(&bad_rules).is_err());
         assert!(pre_receive(&input("admin", "garbage\n")).is_err());
+        // An immutable rule: creation is free, a move or delete is refused to admins too.
+        let mut locked = input("admin", &delete);
+        locked.rules_json = Some(r#"[{"pattern":"v*","immutable":true}]"#);
+        let msg = pre_receive(&locked).unwrap_err();
+        assert!(msg.contains("immutable") && msg.contains("v1"), "{msg}");
+        locked.updates = &moved;
+        assert!(pre_receive(&locked).is_err());
+        locked.updates = &null_delete;
+        assert!(pre_receive(&locked).is_err());
+        locked.updates = &create;
+        assert!(pre_receive(&locked).is_ok());
         let mut cert = input("admin", &create);
         cert.push_cert = Some("0123");
         assert!(pre_receive(&cert)

@@ -300,6 +300,35 @@ pub async fn org_settings(
         .await
 }
 
+/// An organization's defaults as the web UI shows them to `who`: `None` when `who` may not see
+/// them (not a member, not signed in, or `org` is a user); else the defaults and whether `who`
+/// may change them (what the page's form mirrors; the change is checked again on submit).
+pub async fn org_settings_for(
+    core: &Core,
+    who: Option<&Principal>,
+    org: &str,
+) -> DomainResult<Option<(OrgSettings, bool)>> {
+    let (who, org) = (who.cloned(), org.to_owned());
+    core.db
+        .read(move |txn| {
+            match org_access(txn, who.as_ref(), &org, Role::Read) {
+                Ok(()) => {}
+                Err(
+                    DomainError::NotFound(_)
+                    | DomainError::Unauthenticated(_)
+                    | DomainError::Forbidden(_),
+                ) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let can_edit = org_access(txn, who.as_ref(), &org, Role::Admin).is_ok();
+            let s = OrgSettings {
+                immutable_releases: store::owner_settings(txn, &org)?.immutable_releases,
+            };
+            Ok(Some((s, can_edit)))
+        })
+        .await
+}
+
 /// Sets an organization's defaults (organization admin or site admin). Repositories that do
 /// not set a value themselves follow it at once.
 pub async fn edit_org_settings(

@@ -1,9 +1,11 @@
 //! Tag-protection rules: globs over tag names, each with a target — git tags, registry tags or
 //! both. A git tag that matches a git-target rule of its repository can only be deleted or moved
-//! by an `admin`, on every path (REST, git push, force push). A registry tag (of any image under
-//! the repository, `/v2/<owner>/<repo>/…`) that matches a registry-target rule cannot be moved to
-//! another digest or deleted (by tag, or by deleting the manifest it points to) except by an
-//! `admin` — and by nobody when the rule is `immutable`.
+//! by an `admin`, on every path (REST, UI, git push, force push) — and by nobody when the rule
+//! is `immutable`: such a tag can be created, then never moved or deleted. A registry tag (of
+//! any image under the repository, `/v2/<owner>/<repo>/…`) that matches a registry-target rule
+//! cannot be moved to another digest or deleted (by tag, or by deleting the manifest it points
+//! to) except by an `admin` — and by nobody when the rule is `immutable`. When several rules
+//! match a tag, an immutable one decides.
 //!
 //! Semantics (globset, `literal_separator` off): `*` matches any run of characters including
 //! `/`, `?` one character, `[0-9]` a class, `{a,b}` alternatives; matching is case-sensitive and
@@ -37,39 +39,103 @@ pub fn compile(pattern: &str) -> DomainResult<GlobMatcher> {
 /// environment variable, which Linux caps at 128 KiB; 100 patterns of 255 bytes stay far below.
 pub const MAX_RULES_PER_REPO: usize = 100;
 
-/// The compiled rules of one repository.
+/// The compiled git-target rules of one repository.
 pub struct RuleSet {
-    rules: Vec<(String, GlobMatcher)>,
+    rules: Vec<(String, GlobMatcher, bool)>,
+}
+
+/// One git-target rule as the pre-receive hook receives it (`PFAI_HOOK_RULES` is a JSON array
+/// of these): a bare pattern is a mutable rule (the hand-over's first form), an object says
+/// whether it is immutable.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum HookRule {
+    /// A pattern whose tags admins may still move and delete.
+    Pattern(String),
+    /// A pattern and whether no one, admins included, may move or delete its tags.
+    Rule {
+        /// The glob.
+        pattern: String,
+        /// No admin override.
+        immutable: bool,
+    },
 }
 
 impl RuleSet {
-    /// Compiles patterns handed over as text (the pre-receive hook's input). Unlike loading
-    /// from the database, an invalid pattern is an error: the caller must refuse, not guess.
+    /// Compiles mutable patterns (tests).
+    #[cfg(test)]
     pub fn from_patterns<I, S>(patterns: I) -> DomainResult<RuleSet>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut rules = Vec::new();
-        for p in patterns {
-            let p = p.into();
+        Self::from_hook_rules(patterns.into_iter().map(|p| HookRule::Pattern(p.into())))
+    }
+
+    /// Compiles the rules handed over to the pre-receive hook; an invalid pattern is an error.
+    pub fn from_hook_rules<I: IntoIterator<Item = HookRule>>(rules: I) -> DomainResult<RuleSet> {
+        let mut out = Vec::new();
+        for r in rules {
+            let (p, immutable) = match r {
+                HookRule::Pattern(p) => (p, false),
+                HookRule::Rule { pattern, immutable } => (pattern, immutable),
+            };
             let m = compile(&p)?;
-            rules.push((p, m));
+            out.push((p, m, immutable));
         }
-        Ok(RuleSet { rules })
+        Ok(RuleSet { rules: out })
     }
 
-    /// The patterns, in rule order (what `from_patterns` takes back).
-    pub fn patterns(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|(p, _)| p.as_str())
-    }
-
-    /// The first pattern protecting `tag`, if any.
-    pub fn protecting(&self, tag: &str) -> Option<&str> {
+    /// The rules in the form [`RuleSet::from_hook_rules`] takes back.
+    pub fn hook_rules(&self) -> Vec<HookRule> {
         self.rules
             .iter()
-            .find(|(_, m)| m.is_match(tag))
-            .map(|(p, _)| p.as_str())
+            .map(|(p, _, immutable)| HookRule::Rule {
+                pattern: p.clone(),
+                immutable: *immutable,
+            })
+            .collect()
+    }
+
+    /// The rule protecting `tag`, preferring an immutable one (the stricter rule decides).
+    pub fn hit(&self, tag: &str) -> Option<RuleHit<'_>> {
+        let mut hits = self.rules.iter().filter(|(_, m, _)| m.is_match(tag));
+        let first = hits.next()?;
+        let pick = if first.2 {
+            first
+        } else {
+            hits.find(|(_, _, imm)| *imm).unwrap_or(first)
+        };
+        Some(RuleHit {
+            pattern: &pick.0,
+            immutable: pick.2,
+        })
+    }
+
+    /// Refuses (`Forbidden`, 403) `what` ("delete", "move") of git tag `tag` when a rule
+    /// protects it: for everyone when the rule is immutable, else for callers below `admin`.
+    pub fn check(&self, role: Role, tag: &str, what: &str) -> DomainResult<()> {
+        match self.refusal(role, tag, what) {
+            Some(m) => Err(DomainError::Forbidden(m)),
+            None => Ok(()),
+        }
+    }
+
+    /// The refusal message of [`RuleSet::check`], shared with the pre-receive hook.
+    pub fn refusal(&self, role: Role, tag: &str, what: &str) -> Option<String> {
+        let hit = self.hit(tag)?;
+        if hit.immutable {
+            return Some(format!(
+                "tag {tag} is immutable (protection rule {:?}); nobody can {what} it, admins included",
+                hit.pattern
+            ));
+        }
+        (role < Role::Admin).then(|| {
+            format!(
+                "tag {tag} is protected by rule {:?}; only repository admins can {what} it",
+                hit.pattern
+            )
+        })
     }
 }
 
@@ -82,7 +148,11 @@ pub async fn rules(core: &Core, repo: &RepoPath) -> DomainResult<RuleSet> {
     let rules = stored
         .into_iter()
         .filter(|(_, s)| s.git)
-        .filter_map(|(r, _)| compile(&r.pattern).ok().map(|m| (r.pattern, m)))
+        .filter_map(|(r, s)| {
+            compile(&r.pattern)
+                .ok()
+                .map(|m| (r.pattern, m, s.immutable))
+        })
         .collect();
     Ok(RuleSet { rules })
 }
@@ -93,8 +163,8 @@ pub struct RegistryRules {
     rules: Vec<(String, GlobMatcher, bool)>,
 }
 
-/// A registry rule that protects a tag: its pattern and whether it is immutable.
-pub struct RegistryHit<'a> {
+/// A rule that protects a (registry or git) tag: its pattern and whether it is immutable.
+pub struct RuleHit<'a> {
     /// The matching pattern (named in refusals).
     pub pattern: &'a str,
     /// No admin override.
@@ -118,7 +188,7 @@ impl RegistryRules {
 
     /// The rule protecting registry tag `tag`, preferring an immutable one (the stricter rule
     /// decides).
-    pub fn protecting(&self, tag: &str) -> Option<RegistryHit<'_>> {
+    pub fn protecting(&self, tag: &str) -> Option<RuleHit<'_>> {
         let mut hits = self.rules.iter().filter(|(_, m, _)| m.is_match(tag));
         let first = hits.next()?;
         let pick = if first.2 {
@@ -126,7 +196,7 @@ impl RegistryRules {
         } else {
             hits.find(|(_, _, imm)| *imm).unwrap_or(first)
         };
-        Some(RegistryHit {
+        Some(RuleHit {
             pattern: &pick.0,
             immutable: pick.2,
         })
@@ -186,9 +256,8 @@ pub async fn list(
     Ok(rules.into_iter().map(|(r, s)| view(r, s)).collect())
 }
 
-/// Adds a rule (admin) for `target`. A duplicate pattern is a conflict. `immutable` is about
-/// registry tags (git tags keep the admin override), so a git-only immutable rule is refused
-/// rather than silently meaning nothing.
+/// Adds a rule (admin) for `target`. A duplicate pattern is a conflict. `immutable` removes the
+/// admin override for every target the rule has.
 pub async fn create(
     core: &Core,
     who: Option<&Principal>,
@@ -199,11 +268,6 @@ pub async fn create(
 ) -> DomainResult<RuleView> {
     core.repo_access(who, repo, Role::Admin).await?;
     compile(pattern)?;
-    if immutable && !target.registry() {
-        return Err(DomainError::Invalid(
-            "immutable applies to registry tags: use target registry or both".into(),
-        ));
-    }
     let scope = Scope {
         git: target.git(),
         registry: target.registry(),
@@ -269,20 +333,50 @@ mod tests {
     #[test]
     fn documented_semantics() {
         let s = set(&["v*"]);
-        assert!(s.protecting("v1.2.3").is_some());
-        assert!(
-            s.protecting("version2").is_some(),
-            "v* also matches version2"
-        );
-        assert!(s.protecting("release-1").is_none());
-        assert!(s.protecting("V1").is_none(), "case-sensitive");
-        assert!(s.protecting("xv1").is_none(), "anchored");
+        assert!(s.hit("v1.2.3").is_some());
+        assert!(s.hit("version2").is_some(), "v* also matches version2");
+        assert!(s.hit("release-1").is_none());
+        assert!(s.hit("V1").is_none(), "case-sensitive");
+        assert!(s.hit("xv1").is_none(), "anchored");
         let s = set(&["v[0-9]*"]);
-        assert!(s.protecting("v2").is_some());
-        assert!(s.protecting("version2").is_none());
+        assert!(s.hit("v2").is_some());
+        assert!(s.hit("version2").is_none());
         let s = set(&["release-*"]);
-        assert!(s.protecting("release-2024/x").is_some(), "* crosses /");
+        assert!(s.hit("release-2024/x").is_some(), "* crosses /");
         assert!(compile("").is_err());
         assert!(compile("a[").is_err());
+    }
+}
+
+#[cfg(test)]
+mod immutable_git_rules {
+    use super::*;
+
+    fn rule(pattern: &str, immutable: bool) -> HookRule {
+        HookRule::Rule {
+            pattern: pattern.into(),
+            immutable,
+        }
+    }
+
+    #[test]
+    fn an_immutable_git_rule_refuses_admins_and_the_stricter_rule_decides() {
+        let s = RuleSet::from_hook_rules([rule("v*", false), rule("v1*", true)]).unwrap();
+        assert!(s.check(Role::Admin, "v2", "delete").is_ok());
+        assert!(s.check(Role::Write, "v2", "delete").is_err());
+        let e = s
+            .check(Role::Admin, "v1.0", "move")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("immutable") && e.contains("\"v1*\""), "{e}");
+        assert!(s.check(Role::Admin, "x", "delete").is_ok());
+        // The hand-over round-trips, and a bare pattern (the first form) is mutable.
+        let json = serde_json::to_string(&s.hook_rules()).unwrap();
+        let back: Vec<HookRule> = serde_json::from_str(&json).unwrap();
+        let t = RuleSet::from_hook_rules(back).unwrap();
+        assert!(t.check(Role::Admin, "v1.0", "delete").is_err());
+        let bare: Vec<HookRule> = serde_json::from_str(r#"["v*"]"#).unwrap();
+        let u = RuleSet::from_hook_rules(bare).unwrap();
+        assert!(u.check(Role::Admin, "v1", "delete").is_ok());
     }
 }

@@ -100,7 +100,7 @@ async fn handle(edge: Edge, repo: RepoPath, call: GitCall) -> DomainResult<Respo
         }
         prefix = read_push_commands(&mut body).await?;
         let rules = protection::rules(&core, &repo).await?;
-        let patterns: Vec<&str> = rules.patterns().collect();
+        let patterns = rules.hook_rules();
         push_policy = Some(PushPolicy {
             hook_exe: core.git.hook_exe().map(Into::into).unwrap_or_default(),
             role,

@@ -34,6 +34,36 @@ pub struct KeyRecord {
 pub struct AttestKeys {
     signer: Arc<Signer>,
     keys: Vec<KeyRecord>,
+    dir: PathBuf,
+}
+
+/// The key directory of a data directory (a restore rebuilds it, mode 0700).
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("attestation")
+}
+
+/// Whether `name` is the name of a key file (`key-<hex>.pk8` or `key-<hex>.json`): what a
+/// backup may carry into the key directory, and nothing else.
+pub fn is_key_file(name: &str) -> bool {
+    let Some(id) = name
+        .strip_prefix("key-")
+        .and_then(|n| n.strip_suffix(".pk8").or_else(|| n.strip_suffix(".json")))
+    else {
+        return false;
+    };
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Creates the key directory of `data_dir` (mode 0700) if it is absent.
+pub fn create_dir(data_dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = dir_of(data_dir);
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+    }
+    Ok(dir)
 }
 
 fn bad(m: String) -> StorageError {
@@ -44,13 +74,7 @@ impl AttestKeys {
     /// Loads the keys under `data_dir`, generating the first (or, after a rotation, the next)
     /// current key when no private key is present.
     pub fn open(data_dir: &Path) -> Result<AttestKeys, StorageError> {
-        let dir = data_dir.join("attestation");
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)?;
-        }
+        let dir = create_dir(data_dir)?;
         let mut signers: Vec<Signer> = Vec::new();
         let mut records: Vec<KeyRecord> = Vec::new();
         for entry in std::fs::read_dir(&dir)? {
@@ -105,7 +129,46 @@ impl AttestKeys {
         Ok(AttestKeys {
             signer: Arc::new(signer),
             keys: records,
+            dir,
         })
+    }
+
+    /// The names of the key files on disk now (private keys and public records), sorted:
+    /// what a backup carries.
+    pub fn file_names(&self) -> Result<Vec<String>, StorageError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if is_key_file(&name) && entry.file_type()?.is_file() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Copies key file `name` (see [`AttestKeys::file_names`]) to `dest`, created 0600 (a
+    /// private key never lies readable to others, not even in a backup's staging area) and
+    /// fsynced.
+    pub fn export(&self, name: &str, dest: &Path) -> Result<(), StorageError> {
+        if !is_key_file(name) {
+            return Err(bad(format!("{name} is not an attestation key file")));
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut src = std::fs::File::open(self.dir.join(name))?;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)?;
+        std::io::copy(&mut src, &mut out)?;
+        out.sync_all()?;
+        Ok(())
     }
 
     /// The key that signs new attestations.
@@ -178,6 +241,35 @@ mod tests {
         let b = AttestKeys::open(d.path()).unwrap();
         assert_eq!(b.signer().public().keyid(), id);
         assert_eq!(b.keys().len(), 1);
+    }
+
+    #[test]
+    fn a_backup_takes_only_key_files_and_its_copy_of_a_private_key_is_0600() {
+        for ok in ["key-ab12.pk8", "key-AB12.json"] {
+            assert!(is_key_file(ok), "{ok}");
+        }
+        for bad in [
+            "key-.pk8",
+            "key-zz.pk8",
+            "key-ab/../x.pk8",
+            "key-ab.pem",
+            "other.pk8",
+            ".tmp-00-key-ab.pk8",
+            "key-ab.pk8/",
+        ] {
+            assert!(!is_key_file(bad), "{bad}");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let a = AttestKeys::open(d.path()).unwrap();
+        let names = a.file_names().unwrap();
+        assert_eq!(names.len(), 2, "{names:?}");
+        let out = d.path().join("out");
+        for n in &names {
+            a.export(n, &out.join(n)).unwrap();
+            let mode = std::fs::metadata(out.join(n)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{n}");
+        }
+        assert!(a.export("../pfai.redb", &out.join("x")).is_err());
     }
 
     #[test]

@@ -374,3 +374,126 @@ async fn attestation_only_for_immutable_releases_and_hidden_like_a_private_relea
     let (st, _) = s.get(path, None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+/// The README's "worked example without pfai" is what a third-party verifier runs: extracted
+/// from the README and run as written with bash, jq, coreutils and the openssl CLI against a
+/// real attestation, it passes; with one byte of an asset changed, or a signature from another
+/// key, it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_readme_openssl_example_verifies_an_attestation_without_pfai() {
+    for tool in ["jq", "openssl", "sha256sum", "bash"] {
+        if !crate::harness::require_tool(tool) {
+            return;
+        }
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let marker = "<!-- attestation-openssl-example -->\n```sh\n";
+    let at = readme
+        .find(marker)
+        .expect("the example's marker in the README")
+        + marker.len();
+    let script = &readme[at..at + readme[at..].find("```").unwrap()];
+
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let (st, v) = s
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/forge/acme/app/settings",
+            Some(&s.admin),
+            Some(serde_json::json!({"immutableReleases": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let wc = s.checkout("acme/app", &s.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    let rel = "/api/v1/forge/acme/app/releases";
+    let (st, v) = s
+        .post(
+            rel,
+            Some(&s.admin),
+            serde_json::json!({"tagName": "v1.2.3", "targetCommit": "main", "draft": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let assets: [(&str, Vec<u8>); 2] = [
+        (
+            "app.tar.gz",
+            (0..70_000u32).map(|i| (i % 253) as u8).collect(),
+        ),
+        ("release notes.txt", b"hello\n".to_vec()),
+    ];
+    for (name, data) in &assets {
+        let (st, v) = s
+            .upload_asset("acme/app", "v1.2.3", name, data.clone(), &s.admin)
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let (st, v) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("{rel}/v1.2.3"),
+            Some(&s.admin),
+            Some(serde_json::json!({"draft": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let envelope = s
+        .req(
+            reqwest::Method::GET,
+            &format!("{rel}/v1.2.3/attestation"),
+            None,
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (_, keys) = s.get("/api/v1/attestation/keys", None).await;
+
+    let dir = s.dir.path().join("third-party");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("att.json"), &envelope).unwrap();
+    std::fs::write(dir.join("keys.json"), keys.to_string()).unwrap();
+    for (name, data) in &assets {
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+    let run = || {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Signature Verified Successfully"), "{text}");
+    assert!(text.contains("app.tar.gz: OK"), "{text}");
+
+    // One byte of an asset changed: the digest check fails.
+    let mut bad = assets[0].1.clone();
+    bad[7] ^= 1;
+    std::fs::write(dir.join("app.tar.gz"), &bad).unwrap();
+    assert!(!run().status.success(), "a changed asset must fail");
+    std::fs::write(dir.join("app.tar.gz"), &assets[0].1).unwrap();
+    assert!(run().status.success());
+
+    // A signature that is not the key's: openssl refuses it.
+    let mut env: Value = serde_json::from_slice(&envelope).unwrap();
+    let mut sig = B64
+        .decode(env["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    sig[0] ^= 1;
+    env["signatures"][0]["sig"] = Value::String(B64.encode(sig));
+    std::fs::write(dir.join("att.json"), env.to_string()).unwrap();
+    let out = run();
+    assert!(!out.status.success(), "a bad signature must fail");
+}

@@ -612,6 +612,7 @@ async fn an_offline_backup_of_a_stopped_server_restores() {
     .push_image("acme/app", "latest", &payload(10, 20_000))
     .await;
     let admin = s.admin.clone();
+    let (_, keys) = s.get("/api/v1/attestation/keys", None).await;
     let data_dir = s.data_dir();
     let backup_dir = s.dir.path().join("offline-backup");
     let args = [
@@ -660,6 +661,8 @@ async fn an_offline_backup_of_a_stopped_server_restores() {
     assert!(stderr(&out).contains("must lie outside"));
     assert!(!inside.path().join("d").exists());
     let r = restore_and_start(&admin, &backup_dir, true).await;
+    // The attestation keys came along: the same current key.
+    assert_eq!(r.get("/api/v1/attestation/keys", None).await.1, keys);
     let (st, body) = download(&r, "v1", id).await;
     assert_eq!(st, StatusCode::OK);
     assert!(body == data);
@@ -896,4 +899,125 @@ async fn a_snapshot_keeps_files_that_gc_and_deletes_remove_after_it() {
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     assert!(staging_empty(&s));
+}
+
+/// The attestation keys travel with the backup: a restored server lists the same keys, still
+/// serves (and `pfai release verify` accepts) the attestations signed before the backup, and
+/// signs new ones with the same key, so consumers' pinned public keys keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restored_server_verifies_old_attestations_and_signs_new_ones_with_the_same_key() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            "/api/v1/forge/acme/app/settings",
+            Some(&s.admin),
+            Some(json!({"immutableReleases": true})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let wc = s.checkout("acme/app", &s.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    draft(&s, "v1").await;
+    let (st, v) = s
+        .upload_asset("acme/app", "v1", "v1.bin", payload(3, 5000), &s.admin)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = s
+        .call(
+            Method::PATCH,
+            "/api/v1/forge/acme/app/releases/v1",
+            Some(&s.admin),
+            Some(json!({"draft": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let envelope = |srv: &TestServer, tag: &str| {
+        srv.req(
+            Method::GET,
+            &format!("/api/v1/forge/acme/app/releases/{tag}/attestation"),
+            Some(&srv.admin),
+        )
+        .send()
+    };
+    let r = envelope(&s, "v1").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let old_envelope = r.bytes().await.unwrap().to_vec();
+    let (_, keys) = s.get("/api/v1/attestation/keys", None).await;
+    let keyid = keys[0]["keyid"].as_str().unwrap().to_owned();
+
+    let dir = s.dir.path().join("backup");
+    backup_online(&s, &dir).await;
+    let pk8 = format!("attestation/key-{keyid}.pk8");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join(&pk8)), 0o600, "the backup's copy of the key");
+    let r = restore_and_start(&s.admin, &dir, false).await;
+    assert_eq!(
+        mode(&r.data_dir().join(&pk8)),
+        0o600,
+        "the restored private key"
+    );
+    assert_eq!(mode(&r.data_dir().join("attestation")), 0o700);
+
+    let (_, restored_keys) = r.get("/api/v1/attestation/keys", None).await;
+    assert_eq!(restored_keys, keys, "the same keys, the same current one");
+    let got = envelope(&r, "v1").await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), old_envelope);
+    let cli = crate::harness::Cli::new(&r);
+    let root = r.dir.path().to_owned();
+    let out = cli.ok(&root, &["release", "verify", "v1", "-R", "acme/app"]);
+    assert!(out.contains("verified"), "{out}");
+
+    // A release published after the restore is signed by the same key: the key file saved
+    // before the backup verifies it offline.
+    let keys_file = root.join("keys-before-backup.json");
+    std::fs::write(&keys_file, keys.to_string()).unwrap();
+    draft(&r, "v2").await;
+    let (st, v) = r
+        .call(
+            Method::PATCH,
+            "/api/v1/forge/acme/app/releases/v2",
+            Some(&r.admin),
+            Some(json!({"draft": false})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let got = envelope(&r, "v2").await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    let new_envelope = got.bytes().await.unwrap().to_vec();
+    let env: Value = serde_json::from_slice(&new_envelope).unwrap();
+    assert_eq!(env["signatures"][0]["keyid"], keyid.as_str(), "{env}");
+    let att = root.join("v2.intoto.json");
+    std::fs::write(&att, &new_envelope).unwrap();
+    let out = cli.ok(
+        &root,
+        &[
+            "release",
+            "verify",
+            "v2",
+            "-R",
+            "acme/app",
+            "--attestation",
+            att.to_str().unwrap(),
+            "--key",
+            keys_file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("verified"), "{out}");
+    fsck_clean(&r).await;
+}
+
+/// Creates a draft release `tag` of acme/app at main.
+async fn draft(s: &TestServer, tag: &str) {
+    let (st, v) = s
+        .post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&s.admin),
+            json!({"tagName": tag, "targetCommit": "main", "draft": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
 }

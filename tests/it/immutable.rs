@@ -216,10 +216,36 @@ async fn a_published_immutable_release_refuses_every_change_but_its_name_and_not
     // The branch alone goes through (so the server has the commit the raw pushes name).
     git_ok(&awc, &["push", "-q", "origin", "main"]);
 
-    // Hand-built pushes (the encodings of protection.rs) meet the hook too.
+    // Hand-built pushes (the encodings of protection.rs) meet the gate or the hook too.
     let zero = "0".repeat(40);
     let caps = "\0report-status side-band-64k agent=git/2.47\n";
+    let cert = |commands: &str| {
+        let mut s = pkt(&format!("push-cert{caps}"));
+        s += &pkt(&format!(
+            "certificate version 0.1\npusher admin <a@example.com> 1700000000 +0000\npushee http://127.0.0.1/acme/app.git\nnonce 1700000000-abc\n\n{commands}-----BEGIN PGP SIGNATURE-----\nZmFrZQ==\n-----END PGP SIGNATURE-----\n"
+        ));
+        s + &pkt("push-cert-end\n")
+    };
     for (what, commands, pack) in [
+        (
+            "push-cert delete",
+            cert(&format!("{tag_at} {zero} refs/tags/v1\n")) + "0000",
+            false,
+        ),
+        (
+            "push-cert force-move",
+            cert(&format!("{tag_at} {moved} refs/tags/v1\n")) + "0000",
+            true,
+        ),
+        (
+            "two commands in one pkt-line after the capabilities",
+            pkt(&format!("{zero} {moved} refs/heads/side3{caps}"))
+                + &pkt(&format!(
+                    "{zero} {moved} refs/heads/side4\n{tag_at} {zero} refs/tags/v1\n"
+                ))
+                + "0000",
+            true,
+        ),
         (
             "plain delete",
             pkt(&format!("{tag_at} {zero} refs/tags/v1{caps}")) + "0000",
@@ -530,7 +556,8 @@ async fn an_org_default_is_inherited_unless_the_repository_sets_its_own() {
 }
 
 /// fsck re-hashes asset files: bytes of an immutable release changed on disk behind the
-/// server's back are reported as `asset_corrupt`.
+/// server's back are reported as `asset_corrupt`, and a consumer who downloads them is told by
+/// `pfai release verify-asset` that they do not match the attestation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fsck_reports_an_asset_file_tampered_with_on_disk() {
     let s = TestServer::start().await;
@@ -571,6 +598,42 @@ async fn fsck_reports_an_asset_file_tampered_with_on_disk() {
             .1
     };
     assert_eq!(fsck().await["problems"], 0);
+    // What a consumer downloads, checked against the attestation with `verify-asset`.
+    let cli = Cli::new(&s);
+    let root = s.dir.path().to_owned();
+    let download = |n: &str| {
+        let (s, id, n) = (&s, a["id"].clone(), n.to_owned());
+        async move {
+            let r = s
+                .req(
+                    Method::GET,
+                    &format!("{REL}/v1/assets/{id}"),
+                    Some(&s.admin),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let dir = s.dir.path().join(n);
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("app.bin");
+            std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+            file
+        }
+    };
+    let good = download("good").await;
+    let verify = |f: &std::path::Path| {
+        vec![
+            "release".to_owned(),
+            "verify-asset".into(),
+            "v1".into(),
+            f.to_str().unwrap().into(),
+            "-R".into(),
+            "acme/app".into(),
+        ]
+    };
+    let args = verify(&good);
+    cli.ok(&root, &args.iter().map(String::as_str).collect::<Vec<_>>());
 
     let path = s
         .data_dir()
@@ -581,6 +644,17 @@ async fn fsck_reports_an_asset_file_tampered_with_on_disk() {
     std::fs::set_permissions(&path, perm).unwrap();
     std::fs::write(&path, b"the fake bytes").unwrap();
 
+    // The bytes served now are the tampered ones: verify-asset refuses them.
+    let bad = download("bad").await;
+    assert_eq!(std::fs::read(&bad).unwrap(), b"the fake bytes");
+    let args = verify(&bad);
+    let (_, err) = cli.fails(
+        &root,
+        Some(&s.admin),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(err.contains("does not match the attested"), "{err}");
+
     let v = fsck().await;
     assert_eq!(v["problems"], 1, "{v:#}");
     let f = &v["findings"][0];
@@ -589,4 +663,173 @@ async fn fsck_reports_an_asset_file_tampered_with_on_disk() {
         (f["release"].clone(), f["asset"].clone()),
         (json!("v1"), json!("app.bin"))
     );
+}
+
+/// The web UI sets what `PATCH …/settings` sets: a repository admin picks on, off or inherit
+/// on the repository's settings page (others are refused), and an organization admin sets the
+/// organization's default from a page linked on the organization's page, which members see
+/// without the form and outsiders not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_settings_pages_set_immutable_releases_for_admins_only() {
+    let s = TestServer::start().await;
+    s.repo("acme", "app", false).await;
+    let _writer = s.user("writer").await;
+    let _maint = s.user("maint").await;
+    let _boss = s.user("boss").await;
+    let _member = s.user("member").await;
+    let _outsider = s.user("outsider").await;
+    s.collaborator("acme/app", "writer", "write").await;
+    s.collaborator("acme/app", "maint", "admin").await;
+    for (user, role) in [("boss", "admin"), ("member", "write")] {
+        let (st, _) = s
+            .call(
+                Method::PUT,
+                &format!("/api/v1/orgs/acme/members/{user}"),
+                Some(&s.admin),
+                Some(json!({ "role": role })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+    }
+    let page = "/acme/app/settings/releases";
+    let source = || async { s.get(SETTINGS, None).await.1 };
+
+    // A writer gets neither the page nor the change.
+    let mut w = Web::new(&s);
+    w.sign_in("writer", "correct horse").await;
+    assert_eq!(w.get(page).await.status, StatusCode::FORBIDDEN);
+    let csrf = w.get("/acme/app").await.csrf();
+    let p = w
+        .post(
+            page,
+            &[("_csrf", csrf.as_str()), ("immutable_releases", "on")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    assert_eq!(source().await["immutableReleases"], false);
+
+    // The repository admin: inherit is selected at first; on, off, inherit round-trip.
+    let mut web = Web::new(&s);
+    web.sign_in("maint", "correct horse").await;
+    let g = web.get(page).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(g.body.contains(r#"value="inherit" checked"#), "{}", g.body);
+    assert!(g.body.contains("/acme/app/settings/releases"), "{}", g.body);
+    let csrf = g.csrf();
+    for (choice, on, from) in [
+        ("on", true, "repository"),
+        ("off", false, "repository"),
+        ("inherit", false, "default"),
+    ] {
+        let p = web
+            .post(
+                page,
+                &[("_csrf", csrf.as_str()), ("immutable_releases", choice)],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{choice}: {}", p.body);
+        let v = source().await;
+        assert_eq!(
+            (
+                v["immutableReleases"].clone(),
+                v["immutableReleasesSource"].clone()
+            ),
+            (json!(on), json!(from)),
+            "{choice}"
+        );
+        let g = web.get(page).await;
+        assert!(
+            g.body.contains(&format!(r#"value="{choice}" checked"#)),
+            "{choice}: {}",
+            g.body
+        );
+    }
+    let p = web
+        .post(
+            page,
+            &[("_csrf", csrf.as_str()), ("immutable_releases", "maybe")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
+    // Without the CSRF token nothing changes.
+    let p = web.post(page, &[("immutable_releases", "on")]).await;
+    assert!(p.status.is_client_error(), "{}", p.status);
+    assert_eq!(source().await["immutableReleasesSource"], "default");
+
+    // The organization's default: its admin sees the link and changes it.
+    let org_page = "/-/orgs/acme/settings";
+    let mut b = Web::new(&s);
+    b.sign_in("boss", "correct horse").await;
+    let o = b.get("/acme").await;
+    assert!(
+        o.body.contains("Immutable releases by default") && o.body.contains(org_page),
+        "{}",
+        o.body
+    );
+    let g = b.get(org_page).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(
+        g.body.contains(r#"name="immutable_releases""#),
+        "{}",
+        g.body
+    );
+    let csrf = g.csrf();
+    let p = b
+        .post(
+            org_page,
+            &[("_csrf", csrf.as_str()), ("immutable_releases", "1")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let (_, v) = s.get("/api/v1/orgs/acme/settings", Some(&s.admin)).await;
+    assert_eq!(v["immutableReleases"], true);
+    let v = source().await;
+    assert_eq!(
+        (
+            v["immutableReleases"].clone(),
+            v["immutableReleasesSource"].clone()
+        ),
+        (json!(true), json!("organization"))
+    );
+    let g = web.get(page).await;
+    assert!(g.body.contains("the default of acme"), "{}", g.body);
+
+    // A member sees the default but no form, and cannot post; an outsider sees nothing.
+    let mut m = Web::new(&s);
+    m.sign_in("member", "correct horse").await;
+    let o = m.get("/acme").await;
+    assert!(
+        o.body.contains("Immutable releases by default"),
+        "{}",
+        o.body
+    );
+    let g = m.get(org_page).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert!(
+        !g.body.contains(r#"name="immutable_releases""#),
+        "{}",
+        g.body
+    );
+    let csrf = g.csrf();
+    let p = m.post(org_page, &[("_csrf", csrf.as_str())]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.body);
+    let mut x = Web::new(&s);
+    x.sign_in("outsider", "correct horse").await;
+    let o = x.get("/acme").await;
+    assert!(
+        !o.body.contains("Immutable releases by default"),
+        "{}",
+        o.body
+    );
+    assert_eq!(x.get(org_page).await.status, StatusCode::NOT_FOUND);
+    // The admin unticks it: the default goes off again.
+    let p = b
+        .post(org_page, &[("_csrf", csrf_of(&b, org_page).await.as_str())])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(source().await["immutableReleases"], false);
+}
+
+async fn csrf_of(web: &Web, path: &str) -> String {
+    web.get(path).await.csrf()
 }

@@ -18,6 +18,7 @@ mod gh_cli;
 mod git_hosting;
 mod harness;
 mod immutable;
+mod immutable_rules;
 mod limits;
 mod links;
 mod metrics;

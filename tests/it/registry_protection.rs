@@ -191,15 +191,18 @@ async fn writers_cannot_move_or_delete_a_protected_registry_tag_by_tag_or_digest
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_immutable_registry_rule_refuses_moves_and_deletes_to_everyone_including_admins() {
     let (s, writer, maint) = setup().await;
-    // `immutable` is about registry tags: on a git-only rule it is refused, not ignored.
+    // A git-only immutable rule is a rule of its own (it locks git tags, see
+    // tests/it/protection.rs), and does not touch registry tags.
     let (st, body) = s
         .post(
             RULES,
             Some(&maint),
-            json!({"pattern": "v*", "immutable": true}),
+            json!({"pattern": "g*", "immutable": true}),
         )
         .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(body["target"], "git", "{body}");
+    assert_eq!(body["immutable"], true, "{body}");
     let (st, rule) = s
         .post(
             RULES,
@@ -209,8 +212,14 @@ async fn an_immutable_registry_rule_refuses_moves_and_deletes_to_everyone_includ
         .await;
     assert_eq!(st, StatusCode::CREATED, "{rule}");
     let (_, list) = s.get(RULES, None).await;
-    assert_eq!(list[0]["target"], "both", "{list}");
-    assert_eq!(list[0]["immutable"], true, "{list}");
+    let v = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["pattern"] == "v*")
+        .unwrap();
+    assert_eq!(v["target"], "both", "{list}");
+    assert_eq!(v["immutable"], true, "{list}");
 
     let (m1, d1) = image(&s, &writer, b"release one").await;
     let (m2, d2) = image(&s, &writer, b"release two").await;
@@ -391,12 +400,11 @@ async fn cli_creates_and_lists_registry_and_immutable_rules() {
         &root,
         &[&["protected-tag", "create", "g*"][..], &r].concat(),
     );
-    let (_, err) = cli.fails(
+    // Without a target flag an immutable rule locks git tags.
+    cli.ok(
         &root,
-        Some(&s.admin),
         &[&["protected-tag", "create", "x*", "--immutable"][..], &r].concat(),
     );
-    assert!(err.contains("immutable"), "{err}");
 
     let table = cli.ok(&root, &[&["protected-tag", "list"][..], &r].concat());
     let row = |p: &str| -> Vec<String> {
@@ -411,6 +419,7 @@ async fn cli_creates_and_lists_registry_and_immutable_rules() {
     assert_eq!(row("v*")[2..4], ["registry", "yes"], "{table}");
     assert_eq!(row("rel-*")[2..4], ["both", "no"], "{table}");
     assert_eq!(row("g*")[2..4], ["git", "no"], "{table}");
+    assert_eq!(row("x*")[2..4], ["git", "yes"], "{table}");
     let json: Value = serde_json::from_str(&cli.ok(
         &root,
         &[&["protected-tag", "list", "--json"][..], &r].concat(),
@@ -442,7 +451,7 @@ async fn the_settings_page_adds_and_shows_registry_and_immutable_rules() {
         )
         .await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
-    // A git-only immutable rule is refused on the page, with the reason.
+    // A git-only immutable rule is accepted too (it locks git tags).
     let p = web
         .post(
             path,
@@ -454,10 +463,11 @@ async fn the_settings_page_adds_and_shows_registry_and_immutable_rules() {
             ],
         )
         .await;
-    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.body);
-    assert!(p.body.contains("immutable applies to registry tags"));
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let (_, list) = s.get(RULES, None).await;
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list[1]["target"], "git", "{list}");
+    assert_eq!(list[1]["immutable"], true, "{list}");
     assert_eq!(list[0]["target"], "registry", "{list}");
     assert_eq!(list[0]["immutable"], true, "{list}");
     let page = web.get(path).await;

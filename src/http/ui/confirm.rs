@@ -130,7 +130,9 @@ async fn tag_delete(rq: Req, path: RepoPath, tag: String) -> DomainResult<Respon
             p { "The release " a href=(release_url(&repo, &t.name)) { (rel.name) }
                 " stays, marked as having lost its tag." }
         }
-        @if t.protected {
+        @if t.immutable {
+            p.flash.bad role="alert" { "This tag is immutable: an immutable protection rule matches it, so nobody can delete it." }
+        } @else if t.protected {
             p.flash.bad role="alert" { "This tag is protected: only admins of " (repo.full_name) " can delete it." }
         }
         p.help { "Clones that already fetched the tag keep it." }

@@ -11,6 +11,7 @@ mod markdown;
 mod pages;
 mod releases;
 mod repo;
+mod settings;
 
 use crate::http::{drain_form, DRAIN_ON_ERROR};
 use std::future::Future;
@@ -460,6 +461,8 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .or(confirm::routes(p.clone()))
         .unify()
         .or(releases::routes(p.clone(), core.limits.asset_max))
+        .unify()
+        .or(settings::routes(p.clone()))
         .unify()
         .or(repo::routes(p))
         .unify()

@@ -133,8 +133,17 @@ pub async fn owner(rq: Req, owner: String) -> DomainResult<Response> {
         .await
         .ok();
     let latest = latest_releases(&rq, &repos).await?;
+    // An organization's defaults, shown to its members and site admins.
+    let org_settings =
+        crate::domain::immutable::org_settings_for(&rq.core, rq.who(), &owner).await?;
     let body = html! {
         h1 { (owner) }
+        @if let Some((s, can_edit)) = &org_settings {
+            p.org-settings {
+                "Immutable releases by default: " strong { @if s.immutable_releases { "on" } @else { "off" } }
+                " · " a href={ "/-/orgs/" (owner) "/settings" } { @if *can_edit { "Change" } @else { "Settings" } }
+            }
+        }
         @if let Some(q) = &usage {
             p.storage-usage {
                 "Storage: " (human(q.used_bytes)) " used"

@@ -20,7 +20,13 @@ use crate::http::edge::name_segment;
 use crate::http::page_query;
 use crate::ids::{RepoPath, Role};
 
-fn titled(rq: &Req, status: StatusCode, title: &str, repo: &RepoView, body: Markup) -> Response {
+pub(super) fn titled(
+    rq: &Req,
+    status: StatusCode,
+    title: &str,
+    repo: &RepoView,
+    body: Markup,
+) -> Response {
     html(
         status,
         page(rq, &format!("{title} · {}", repo.full_name), body),
@@ -98,7 +104,8 @@ fn tags_page(
                             tr id={ "tag-" (t.name) } {
                                 td data-label="Tag" {
                                     code { (t.name) }
-                                    @if t.protected { " " span.badge.protected title="A protection rule matches this tag" { "Protected" } }
+                                    @if t.immutable { " " span.badge.protected title="An immutable protection rule matches this tag: nobody can move or delete it" { "🔒 Immutable" } }
+                                    @else if t.protected { " " span.badge.protected title="A protection rule matches this tag" { "Protected" } }
                                 }
                                 td data-label="Commit" { (layout::short_sha(&t.commit)) }
                                 td data-label="Annotation" {
@@ -115,7 +122,7 @@ fn tags_page(
                                 }
                                 td.rowactions {
                                     // Mirrors the server's rule; the server decides on submit.
-                                    @if role >= Some(Role::Admin) || (role >= Some(Role::Write) && !t.protected) {
+                                    @if !t.immutable && (role >= Some(Role::Admin) || (role >= Some(Role::Write) && !t.protected)) {
                                         (layout::delete_link(&format!("{b}/tags/delete/{}", seg(&t.name)), "Delete", "small"))
                                     }
                                 }
@@ -167,18 +174,19 @@ async fn delete_tag(rq: Req, path: RepoPath, tag: String) -> DomainResult<Respon
     }
 }
 
-fn settings_nav(repo: &RepoView, active: &str) -> Markup {
+pub(super) fn settings_nav(repo: &RepoView, active: &str) -> Markup {
     let b = repo_base(repo);
     html! {
         nav.subtabs aria-label="Settings" {
             a href={ (b) "/settings/tag-protection" } aria-current=[(active == "tp").then_some("page")] { "Tag protection" }
             a href={ (b) "/settings/collaborators" } aria-current=[(active == "co").then_some("page")] { "Collaborators" }
+            a href={ (b) "/settings/releases" } aria-current=[(active == "rel").then_some("page")] { "Releases" }
         }
     }
 }
 
 /// The repository of a settings page, for its admins only (others: sign in, or 403).
-async fn admin_repo(rq: &Req, path: &RepoPath) -> DomainResult<RepoView> {
+pub(super) async fn admin_repo(rq: &Req, path: &RepoPath) -> DomainResult<RepoView> {
     let repo = account::get_repo(&rq.core, rq.who(), path).await?;
     if rq.viewer.is_none() {
         return Err(DomainError::Unauthenticated("sign in first".into()));
@@ -217,7 +225,8 @@ async fn protection_page(
         p.help {
             "A rule protects git tags, registry tags (the tags of this repository's container images), or both. "
             "A protected registry tag cannot be pushed to another digest or deleted — by tag, or by deleting the manifest it points to — except by an admin; "
-            "an " strong { "immutable" } " rule refuses that to admins too (what " code { "v*" } " release images want)."
+            "an " strong { "immutable" } " rule refuses that to admins too (what " code { "v*" } " release images want). "
+            "On git tags an immutable rule works the same way: a matching tag can be created, then nobody (admins included) can move or delete it, on any path."
         }
         (layout::flash(error))
         @if rules.is_empty() { p.empty { "No tags are protected." } }
@@ -227,7 +236,7 @@ async fn protection_page(
                     li {
                         code { (rule.pattern) }
                         " " span.badge.target title="What the rule protects" { (target_label(rule.target)) }
-                        @if rule.immutable { " " span.badge.immutable title="Nobody, admins included, can move or delete a matching registry tag" { "🔒 Immutable" } }
+                        @if rule.immutable { " " span.badge.immutable title="Nobody, admins included, can move or delete a matching tag" { "🔒 Immutable" } }
                         small.muted { " added by " (rule.created_by) " · " (layout::time(&rule.created_at)) }
                         (layout::delete_link(&format!("{b}/settings/tag-protection/{}/delete", rule.id), "Remove", "small"))
                     }
@@ -244,7 +253,7 @@ async fn protection_page(
                     option value=(t.as_str()) selected[t == RuleTarget::Git] { (target_label(t)) }
                 }
             }
-            label.check { input type="checkbox" name="immutable" value="1"; " Immutable (registry tags; no admin override)" }
+            label.check { input type="checkbox" name="immutable" value="1"; " Immutable (no admin override: matching tags are never moved or deleted)" }
             button.primary type="submit" { "Add rule" }
         }
     };
