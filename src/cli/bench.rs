@@ -642,10 +642,16 @@ async fn blobs(a: BlobsArgs) -> CliResult<()> {
         phases.push(phase);
         pushed
     };
+    let listed: Vec<String> = pushed.iter().map(Digest::to_string).collect();
     if a.pulls > 0 && !pushed.is_empty() {
         phases.push(pull_phase(&a, &reg, pushed).await.verified(!a.no_verify));
     }
-    report(a.json, &a.target.url, &phases, serde_json::Value::Null)
+    report(
+        a.json,
+        &a.target.url,
+        &phases,
+        serde_json::json!({ "digests": listed }),
+    )
 }
 
 /// Pushes `count` blobs (monolithic, or chunked with `--chunk`); returns the phase and the
