@@ -315,13 +315,17 @@ impl Reg {
         .await
     }
 
+    /// Chunked as resumable clients do it: POST for a session, PATCH chunks with
+    /// Content-Range, then PUT with the digest. Like monolithic pushes (and like docker and
+    /// skopeo, which know a layer's digest before sending it), the digest was computed before
+    /// the clock started, so the client's hashing does not compete with the server's.
     async fn push_chunked(
         &self,
-        alg: Algorithm,
         seed: u64,
         size: u64,
         chunk: u64,
-    ) -> CliResult<Digest> {
+        digest: &Digest,
+    ) -> CliResult<()> {
         let start = self
             .expect(
                 self.req(
@@ -329,7 +333,7 @@ impl Reg {
                     &format!(
                         "/v2/{}/blobs/uploads/?digest-algorithm={}",
                         self.t.repo,
-                        alg.name()
+                        digest.algorithm().name()
                     ),
                 ),
                 StatusCode::ACCEPTED,
@@ -337,40 +341,28 @@ impl Reg {
             )
             .await?;
         let mut loc = location(&start)?;
-        // Generating and hashing chunk k+1 overlaps the PATCH of chunk k, as a real client
-        // reading a file would: the load generator must not be the bottleneck it measures.
-        let make = |mut g: Gen, mut h: Hasher, n: u64| {
+        // Generating chunk k+1 overlaps the PATCH of chunk k, as a real client reading a file
+        // would: the load generator must not be the bottleneck it measures.
+        let make = |mut g: Gen, n: u64| {
             tokio::task::spawn_blocking(move || {
                 let mut pieces = Vec::new();
                 let mut left = n;
                 while left > 0 {
                     let k = left.min(GEN_CHUNK);
-                    let b = g.chunk(k as usize);
-                    h.update(&b);
-                    pieces.push(Ok::<_, std::io::Error>(b));
+                    pieces.push(Ok::<_, std::io::Error>(g.chunk(k as usize)));
                     left -= k;
                 }
-                (g, h, pieces)
+                (g, pieces)
             })
         };
         let join = |e: tokio::task::JoinError| CliError::Msg(format!("data generator: {e}"));
         let mut offset = 0u64;
-        let mut next = make(Gen::new(seed), Hasher::new(alg), chunk.min(size));
-        let h = loop {
-            let (g, h, pieces) = next.await.map_err(join)?;
-            if size == 0 {
-                break h;
-            }
+        let mut next = make(Gen::new(seed), chunk.min(size));
+        while offset < size {
+            let (g, pieces) = next.await.map_err(join)?;
             let n = chunk.min(size - offset);
             let after = offset + n;
-            let more = after < size;
-            // Only a placeholder hasher travels when nothing follows; `h` is the real one.
-            let (h_next, h_done) = if more {
-                (h, None)
-            } else {
-                (Hasher::new(alg), Some(h))
-            };
-            next = make(g, h_next, chunk.min(size - after));
+            next = make(g, chunk.min(size - after));
             let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
             let r = self
                 .req(Method::PATCH, &loc)
@@ -381,17 +373,13 @@ impl Reg {
             let resp = self.expect(r, StatusCode::ACCEPTED, "PATCH chunk").await?;
             loc = location(&resp)?;
             offset = after;
-            if let Some(h) = h_done {
-                break h;
-            }
-        };
-        let digest = h.digest();
+        }
         let sep = if loc.contains('?') { '&' } else { '?' };
         let r = self
             .req(Method::PUT, &format!("{loc}{sep}digest={digest}"))
             .header("content-length", 0);
         self.expect(r, StatusCode::CREATED, "finish upload").await?;
-        Ok(digest)
+        Ok(())
     }
     async fn pull(&self, digest: &Digest, verify: bool) -> CliResult<u64> {
         let resp = self
@@ -626,13 +614,11 @@ async fn blobs(a: BlobsArgs) -> CliResult<()> {
         .map(|i| a.seed.wrapping_mul(1_000_003).wrapping_add(i))
         .collect();
     // Untimed: the digests of the monolithic blobs.
-    let digests: Vec<Digest> = if a.chunk.is_none() || a.pull_only {
+    let digests: Vec<Digest> = {
         let (s2, size, alg) = (seeds.clone(), a.size, a.digest);
         tokio::task::spawn_blocking(move || s2.iter().map(|s| digest_of(alg, *s, size)).collect())
             .await
             .map_err(|e| CliError::Msg(e.to_string()))?
-    } else {
-        Vec::new()
     };
     let mut phases = Vec::new();
     let pushed = if a.pull_only {
@@ -662,7 +648,7 @@ async fn push_phase(
     seeds: Vec<u64>,
     digests: Vec<Digest>,
 ) -> (Phase, Vec<Digest>) {
-    let (size, chunk, alg) = (a.size, a.chunk, a.digest);
+    let (size, chunk) = (a.size, a.chunk);
     let pushed = Arc::new(Mutex::new(vec![None::<Digest>; a.count]));
     let (r2, p2, s2, d2) = (
         reg.clone(),
@@ -681,15 +667,15 @@ async fn push_phase(
         move |i| {
             let (reg, pushed, seeds, digests) = (r2.clone(), p2.clone(), s2.clone(), d2.clone());
             async move {
-                let d = match chunk {
-                    Some(c) => reg.push_chunked(alg, seeds[i], size, c.max(1)).await?,
-                    None => {
-                        reg.push_monolithic(seeds[i], size, &digests[i]).await?;
-                        digests[i].clone()
+                match chunk {
+                    Some(c) => {
+                        reg.push_chunked(seeds[i], size, c.max(1), &digests[i])
+                            .await?
                     }
-                };
+                    None => reg.push_monolithic(seeds[i], size, &digests[i]).await?,
+                }
                 if let Ok(mut p) = pushed.lock() {
-                    p[i] = Some(d);
+                    p[i] = Some(digests[i].clone());
                 }
                 Ok(size)
             }
