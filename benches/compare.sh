@@ -183,12 +183,14 @@ kill "$PID"; rm -rf "$shm/pfai"
 # --- tags: page latency as the list grows, and the memory that many tags cost
 start_pfai tags "$tmp/tags"
 tags_pid=$PID
+from=0
 for n in $TAGS; do
-  save "tags-$n" "$("$PFAI" bench tags --url "http://127.0.0.1:$PORT" --token "$TOKEN" --count "$n" --duration 3s --concurrency 16 --json)"
+  save "tags-$n" "$("$PFAI" bench tags --url "http://127.0.0.1:$PORT" --token "$TOKEN" --count "$n" --from "$from" --duration 3s --concurrency 16 --json)"
+  from=$n
 done
 awk '/^RssAnon:/{print $2}' "/proc/$tags_pid/status" > "$out/tags.rss"
 awk '/^VmRSS:/{print $2}' "/proc/$tags_pid/status" > "$out/tags.vmrss"
-du -sk "$tmp/tags/db" 2>/dev/null | cut -f1 > "$out/tags.db" || true
+du -sk "$tmp/tags/pfai.redb" 2>/dev/null | cut -f1 > "$out/tags.db" || true
 kill "$tags_pid"
 sleep 0.3
 

@@ -1021,8 +1021,44 @@ async fn bench_tags_makes_tags_and_checks_every_page_it_times() {
         Some(251),
         "250 and `bench`"
     );
+    // --from makes only the tags above it.
+    let grow = [
+        "bench",
+        "tags",
+        "--count",
+        "260",
+        "--from",
+        "250",
+        "--page",
+        "100",
+        "--duration",
+        "100ms",
+        "--json",
+    ];
+    let out = cli.ok(&root, &[&grow[..], &base].concat());
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["phases"][0]["requests_per_s"].as_f64().map(|r| r > 0.0),
+        Some(true)
+    );
+    let (_, list) = s
+        .get("/v2/bench/blobs/tags/list?n=1000", Some(&s.admin))
+        .await;
+    assert_eq!(list["tags"].as_array().map(Vec::len), Some(261));
     // --existing reuses them; a page that does not hold the tags expected is an error.
-    let out = cli.ok(&root, &[&args[..], &base, &["--existing"]].concat());
+    let existing = [
+        "bench",
+        "tags",
+        "--count",
+        "260",
+        "--page",
+        "100",
+        "--duration",
+        "300ms",
+        "--existing",
+        "--json",
+    ];
+    let out = cli.ok(&root, &[&existing[..], &base].concat());
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["phases"].as_array().map(Vec::len), Some(3));
     let (_, err) = cli.fails(

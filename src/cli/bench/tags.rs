@@ -32,6 +32,10 @@ pub struct TagsArgs {
     /// The tags exist from an earlier run with the same --count: skip making them.
     #[arg(long)]
     pub existing: bool,
+    /// Tags below this number exist from an earlier run: make only the rest (to grow one
+    /// repository from 10 000 to 1 000 000 tags step by step).
+    #[arg(long, default_value_t = 0)]
+    pub from: usize,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -64,19 +68,24 @@ pub async fn run(a: TagsArgs) -> CliResult<()> {
             .await
             .map_err(|e| CliError::Msg(format!("manifest: {e}")))?;
         let r2 = reg.clone();
-        let put = run_phase("tag PUT", (0..a.count).collect(), a.concurrency, move |i| {
-            let (reg, body) = (r2.clone(), manifest.clone());
-            async move {
-                let n = body.len() as u64;
-                let path = format!("/v2/{}/manifests/{}", reg.t.repo, tag(i));
-                let r = reg
-                    .req(Method::PUT, &path)
-                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-                    .body(body);
-                reg.expect(r, StatusCode::CREATED, "tag PUT").await?;
-                Ok(n)
-            }
-        })
+        let put = run_phase(
+            "tag PUT",
+            (a.from..a.count).collect(),
+            a.concurrency,
+            move |i| {
+                let (reg, body) = (r2.clone(), manifest.clone());
+                async move {
+                    let n = body.len() as u64;
+                    let path = format!("/v2/{}/manifests/{}", reg.t.repo, tag(i));
+                    let r = reg
+                        .req(Method::PUT, &path)
+                        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                        .body(body);
+                    reg.expect(r, StatusCode::CREATED, "tag PUT").await?;
+                    Ok(n)
+                }
+            },
+        )
         .await
         .verified(true);
         phases.push(put);
