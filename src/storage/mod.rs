@@ -30,6 +30,7 @@ pub mod tables;
 pub mod totals;
 pub(crate) mod txn;
 pub(crate) mod uploads;
+pub(crate) mod mirrors;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
