@@ -145,7 +145,11 @@ pub async fn run(cmd: MirrorCmd) -> CliResult<()> {
                 password,
             };
             let v = c
-                .call_with(Method::POST, &format!("/api/v1/forge/{path}/mirrors"), &body)
+                .call_with(
+                    Method::POST,
+                    &format!("/api/v1/forge/{path}/mirrors"),
+                    &body,
+                )
                 .await?;
             if json {
                 print_json(&v);
@@ -183,7 +187,11 @@ pub async fn run(cmd: MirrorCmd) -> CliResult<()> {
                     Some(r) => line.push_str(&format!(
                         "\tlast run {}{}",
                         r.started_at,
-                        if r.error.is_some() { " (stopped early)" } else { "" }
+                        if r.error.is_some() {
+                            " (stopped early)"
+                        } else {
+                            ""
+                        }
                     )),
                     None => line.push_str("\tnever ran"),
                 }
@@ -270,8 +278,14 @@ mod tests {
 
     #[test]
     fn target_must_name_an_image_inside_a_repository() {
-        assert_eq!(repo_of("acme/base/alpine").ok().as_deref(), Some("acme/base"));
-        assert_eq!(repo_of("acme/base/lib/x").ok().as_deref(), Some("acme/base"));
+        assert_eq!(
+            repo_of("acme/base/alpine").ok().as_deref(),
+            Some("acme/base")
+        );
+        assert_eq!(
+            repo_of("acme/base/lib/x").ok().as_deref(),
+            Some("acme/base")
+        );
         assert!(repo_of("acme/base").is_err());
         assert!(repo_of("acme//x").is_err());
     }

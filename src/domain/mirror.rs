@@ -427,7 +427,10 @@ impl Upstream {
             http,
             base: row.registry.clone(),
             name: row.upstream_name.clone(),
-            creds: row.username.clone().map(|u| (u, row.password.clone().unwrap_or_default())),
+            creds: row
+                .username
+                .clone()
+                .map(|u| (u, row.password.clone().unwrap_or_default())),
             auth: tokio::sync::Mutex::new(Auth::None),
         })
     }
@@ -470,7 +473,9 @@ impl Upstream {
             }
             return Ok(resp);
         }
-        Err(format!("GET {url}: the upstream refused the credentials (401)"))
+        Err(format!(
+            "GET {url}: the upstream refused the credentials (401)"
+        ))
     }
 
     async fn authenticate(&self, challenge: &str) -> Result<Auth, String> {
@@ -573,7 +578,10 @@ impl Upstream {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if resp.content_length().is_some_and(|n| n > MAX_MANIFEST as u64) {
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST as u64)
+        {
             return Err(format!("upstream manifest {reference} is over 4 MiB"));
         }
         let bytes = resp

@@ -81,5 +81,8 @@ pub fn all<R: Reads>(txn: &R) -> Result<Vec<(u64, MirrorRow)>, StorageError> {
 
 /// The mirrors of repository `repo` (key `owner/repo`), by id.
 pub fn of_repo<R: Reads>(txn: &R, repo: &str) -> Result<Vec<(u64, MirrorRow)>, StorageError> {
-    Ok(all(txn)?.into_iter().filter(|(_, m)| m.repo == repo).collect())
+    Ok(all(txn)?
+        .into_iter()
+        .filter(|(_, m)| m.repo == repo)
+        .collect())
 }

@@ -17,6 +17,7 @@ pub(crate) mod fuzz;
 pub(crate) mod immutable;
 pub(crate) mod manifests;
 pub(crate) mod migrate;
+pub(crate) mod mirrors;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub(crate) mod quota;
@@ -30,7 +31,6 @@ pub mod tables;
 pub mod totals;
 pub(crate) mod txn;
 pub(crate) mod uploads;
-pub(crate) mod mirrors;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
