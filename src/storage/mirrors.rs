@@ -86,3 +86,14 @@ pub fn of_repo<R: Reads>(txn: &R, repo: &str) -> Result<Vec<(u64, MirrorRow)>, S
         .filter(|(_, m)| m.repo == repo)
         .collect())
 }
+
+/// Removes every mirror of repository `repo` (with the repository), so a repository created
+/// again under the name does not inherit them.
+pub fn remove_all_of_repo(txn: &WriteTransaction, repo: &str) -> Result<(), StorageError> {
+    let ids: Vec<u64> = of_repo(txn, repo)?.into_iter().map(|(id, _)| id).collect();
+    let mut t = txn.open_table(tables::MIRRORS)?;
+    for id in ids {
+        t.remove(id)?;
+    }
+    Ok(())
+}

@@ -57,21 +57,21 @@ async fn upstream() -> Upstream {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let host = format!("127.0.0.1:{port}");
+    let up = Upstream {
+        child,
+        host: format!("127.0.0.1:{port}"),
+        root,
+        _dir: dir,
+    };
     let http = reqwest::Client::new();
     for _ in 0..100 {
         if http
-            .get(format!("http://{host}/v2/"))
+            .get(format!("http://{}/v2/", up.host))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return Upstream {
-                child,
-                host,
-                root,
-                _dir: dir,
-            };
+            return up;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -470,4 +470,89 @@ async fn mirror_run_stopped_by_the_upstream_midway_is_finished_by_the_next_run_w
         list.contains("\"hasPassword\": true") || list.contains("\"hasPassword\":true"),
         "{list}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mirror_from_a_private_upstream_sends_the_creds_file_only_when_challenged_and_is_refused_without(
+) {
+    // The upstream is another pfai, whose /v2/ answers 401 with a Basic challenge.
+    let up = TestServer::start().await;
+    up.repo("corp", "tools", true).await;
+    let remote = crate::harness::Remote {
+        url: up.url.clone(),
+        token: up.admin.clone(),
+    };
+    let (_, digest) = remote
+        .push_image("corp/tools/cli", "1.0", b"private layer bytes")
+        .await;
+
+    let s = TestServer::start().await;
+    s.repo("acme", "base", false).await;
+    let cli = Cli::new(&s);
+    let cwd = s.dir.path().to_owned();
+    let upstream = format!("{}/corp/tools/cli", up.url);
+    cli.ok(
+        &cwd,
+        &["mirror", "add", &upstream, "--to", "acme/base/anon"],
+    );
+    let creds = s.dir.path().join("creds");
+    std::fs::write(&creds, format!("x:{}\n", up.admin)).unwrap();
+    cli.ok(
+        &cwd,
+        &[
+            "mirror",
+            "add",
+            &upstream,
+            "--to",
+            "acme/base/cli",
+            "--creds-file",
+            creds.to_str().unwrap(),
+        ],
+    );
+    let (r, ok) = run_mirror(&cli, &cwd, &s.admin, "1");
+    assert!(!ok, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("credentials"), "{r}");
+    let (r, ok) = run_mirror(&cli, &cwd, &s.admin, "2");
+    assert!(ok, "{r}");
+    assert_eq!(r["tagsCreated"], json!(["1.0"]), "{r}");
+    let http = reqwest::Client::new();
+    assert_eq!(
+        digest_at(&http, &s.url, "acme/base/cli", "1.0").await,
+        Some(digest)
+    );
+    let list = cli.ok(&cwd, &["mirror", "list", "-R", "acme/base", "--json"]);
+    assert!(
+        !list.contains(&up.admin),
+        "the upstream token leaked: {list}"
+    );
+
+    // Only repository admins manage mirrors; a reader gets 404/403, never the list.
+    let reader = s.user("reader").await;
+    let (st, _) = s
+        .get("/api/v1/forge/acme/base/mirrors", Some(&reader))
+        .await;
+    assert!(
+        st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
+        "{st}"
+    );
+    let (st, _) = s
+        .post(
+            "/api/v1/forge/acme/base/mirrors/2/run",
+            Some(&reader),
+            json!(null),
+        )
+        .await;
+    assert!(
+        st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND,
+        "{st}"
+    );
+    // A target outside the repository is refused.
+    let (st, v) = s
+        .post(
+            "/api/v1/forge/acme/base/mirrors",
+            Some(&s.admin),
+            json!({"upstream": upstream, "image": "other/repo/x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 }
