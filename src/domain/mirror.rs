@@ -421,6 +421,9 @@ impl Upstream {
         let http = reqwest::Client::builder()
             .user_agent(concat!("pfai-mirror/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
+            // A stalled upstream fails the run (which the next run resumes) instead of
+            // holding the mirror's run slot forever.
+            .read_timeout(std::time::Duration::from_secs(120))
             .build()
             .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(Upstream {
@@ -511,9 +514,8 @@ impl Upstream {
                 if !resp.status().is_success() {
                     return Err(format!("token request to {realm}: {}", resp.status()));
                 }
-                let t: TokenReply = resp
-                    .json()
-                    .await
+                let body = read_limited(resp, 1 << 20, "token reply").await?;
+                let t: TokenReply = serde_json::from_slice(&body)
                     .map_err(|e| format!("token reply from {realm}: {e}"))?;
                 t.token
                     .or(t.access_token)
@@ -541,10 +543,9 @@ impl Upstream {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let page: TagList = resp
-                .json()
-                .await
-                .map_err(|e| format!("upstream tag list: {e}"))?;
+            let body = read_limited(resp, MAX_MANIFEST, "upstream tag list").await?;
+            let page: TagList =
+                serde_json::from_slice(&body).map_err(|e| format!("upstream tag list: {e}"))?;
             out.extend(page.tags.unwrap_or_default());
             if out.len() > MAX_TAGS {
                 return Err(format!("the upstream has more than {MAX_TAGS} tags"));
@@ -578,19 +579,8 @@ impl Upstream {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_MANIFEST as u64)
-        {
-            return Err(format!("upstream manifest {reference} is over 4 MiB"));
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("upstream manifest {reference}: {}", error_chain(&e)))?;
-        if bytes.len() > MAX_MANIFEST {
-            return Err(format!("upstream manifest {reference} is over 4 MiB"));
-        }
+        let what = format!("upstream manifest {reference}");
+        let bytes = read_limited(resp, MAX_MANIFEST, &what).await?;
         let expected = match Digest::parse(reference) {
             Ok(d) => Some(d),
             Err(_) => claimed.as_deref().and_then(|c| Digest::parse(c).ok()),
@@ -607,7 +597,7 @@ impl Upstream {
             }
         }
         Ok(Some(Fetched {
-            bytes: bytes.to_vec(),
+            bytes,
             content_type: ct,
             digest,
         }))
@@ -628,9 +618,8 @@ impl Upstream {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("application/vnd.oci.image.index.v1+json"));
         if resp.status().is_success() && is_index {
-            let doc: IndexDoc = resp
-                .json()
-                .await
+            let body = read_limited(resp, MAX_MANIFEST, "upstream referrers").await?;
+            let doc: IndexDoc = serde_json::from_slice(&body)
                 .map_err(|e| format!("upstream referrers of {digest}: {e}"))?;
             return Ok(doc.manifests.into_iter().map(|d| d.digest).collect());
         }
@@ -642,6 +631,30 @@ impl Upstream {
             .map_err(|e| format!("upstream referrers tag {tag}: {e}"))?;
         Ok(doc.manifests.into_iter().map(|d| d.digest).collect())
     }
+}
+
+/// Reads a response body of at most `max` bytes (JSON documents and manifests: whole in
+/// memory, so bounded whatever `Content-Length` says).
+async fn read_limited(
+    mut resp: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("{what} is over {max} bytes"));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("{what}: {}", error_chain(&e)))?
+    {
+        if out.len() + chunk.len() > max {
+            return Err(format!("{what} is over {max} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

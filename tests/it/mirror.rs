@@ -556,3 +556,40 @@ async fn mirror_from_a_private_upstream_sends_the_creds_file_only_when_challenge
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn periodic_mirror_runs_by_itself_without_a_client() {
+    let up = TestServer::start().await;
+    up.repo("corp", "tools", false).await;
+    let remote = crate::harness::Remote {
+        url: up.url.clone(),
+        token: up.admin.clone(),
+    };
+    let (_, digest) = remote
+        .push_image("corp/tools/cli", "2.0", b"periodic")
+        .await;
+    let s = TestServer::start().await;
+    s.repo("acme", "base", false).await;
+    let (st, v) = s
+        .post(
+            "/api/v1/forge/acme/base/mirrors",
+            Some(&s.admin),
+            json!({"upstream": format!("{}/corp/tools/cli", up.url), "image": "acme/base/cli", "everySeconds": 60}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert!(v.get("password").is_none(), "{v}");
+    // The server looks for due mirrors every 30 s; a new one is due at once.
+    let http = reqwest::Client::new();
+    for _ in 0..90 {
+        if digest_at(&http, &s.url, "acme/base/cli", "2.0").await == Some(digest.clone()) {
+            let (_, list) = s
+                .get("/api/v1/forge/acme/base/mirrors", Some(&s.admin))
+                .await;
+            assert_eq!(list[0]["lastRun"]["tagsCreated"], json!(["2.0"]), "{list}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!("the periodic mirror did not run within 90 s");
+}
