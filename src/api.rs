@@ -988,3 +988,81 @@ mod double_option {
         Option::<bool>::deserialize(d).map(Some)
     }
 }
+
+/// A new upstream registry mirror (`POST /api/v1/forge/{owner}/{repo}/mirrors`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateMirror {
+    /// Upstream image: `https://registry.example/library/alpine` (`http://` for plain HTTP).
+    pub upstream: String,
+    /// Target image in this repository: `owner/repo/image`.
+    pub image: String,
+    /// Glob the upstream tags must match (as in tag protection); absent: every tag.
+    #[serde(default)]
+    pub tags: Option<String>,
+    /// Run periodically, every this many seconds (at least 60); absent: only on request.
+    #[serde(default)]
+    pub every_seconds: Option<u64>,
+    /// Upstream username (Basic, or for the Bearer token request).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Upstream password or token: stored, never returned.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A mirror as the API shows it: never its password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorView {
+    /// Id, for `run` and `remove`.
+    pub id: u64,
+    /// Upstream image URL.
+    pub upstream: String,
+    /// Target image.
+    pub image: String,
+    /// Tag glob, if any.
+    pub tags: Option<String>,
+    /// Period in seconds, if any.
+    pub every_seconds: Option<u64>,
+    /// Upstream username, if any.
+    pub username: Option<String>,
+    /// Whether a password is stored.
+    pub has_password: bool,
+    /// Who created it.
+    pub created_by: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+    /// The last run's report, if it ran.
+    pub last_run: Option<MirrorReport>,
+}
+
+/// What one mirror run changed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorReport {
+    /// The mirror's id.
+    pub id: u64,
+    /// When the run started (RFC 3339).
+    pub started_at: String,
+    /// Tags that did not exist here and now do.
+    pub tags_created: Vec<String>,
+    /// Tags that pointed at another manifest and were re-pointed.
+    pub tags_moved: Vec<String>,
+    /// Tags already pointing at the upstream manifest.
+    pub tags_unchanged: Vec<String>,
+    /// Tags that moved upstream but are protected here by a registry rule: left as they were.
+    pub tags_protected: Vec<String>,
+    /// Manifests (images, indexes, platform images, referrers) stored by this run.
+    pub manifests_copied: u64,
+    /// Referrers (signatures, SBOMs) among them.
+    pub referrers_copied: u64,
+    /// Blobs downloaded and stored.
+    pub blobs_copied: u64,
+    /// Blobs already here, not downloaded.
+    pub blobs_skipped: u64,
+    /// Bytes of the blobs downloaded.
+    pub bytes_copied: u64,
+    /// Why the run stopped early (what was copied stays; the next run resumes), if it did.
+    pub error: Option<String>,
+}

@@ -186,6 +186,10 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
                         tracing::warn!(reason = %why, "database writes still failing");
                     }
                 }
+                // Every 30 seconds: start the periodic upstream mirrors that are due.
+                if n % 6 == 0 {
+                    crate::domain::mirror::spawn_due(&core).await;
+                }
                 // Every 10 minutes: purge idle upload sessions (active ones are skipped).
                 if n % 120 == 0 {
                     let ttl = core.limits.upload_ttl_secs;

@@ -8,6 +8,7 @@ pub(crate) mod client;
 pub(crate) mod commands;
 pub mod config_file;
 pub mod hook;
+pub(crate) mod mirror;
 pub(crate) mod quota;
 pub(crate) mod release;
 pub(crate) mod repo;
@@ -164,6 +165,11 @@ pub enum Command {
     /// Example: pfai quota set acme 10GiB
     #[command(subcommand)]
     Quota(quota::QuotaCmd),
+    /// Mirror tags of an upstream OCI registry into an image here (the server copies).
+    ///
+    /// Example: pfai mirror add https://ghcr.io/acme/tool --to acme/base/tool --tags 'v*'
+    #[command(subcommand)]
+    Mirror(mirror::MirrorCmd),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -318,6 +324,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Restore(a) => backup::restore(a).await,
         Command::Admin(c) => admin::admin(c).await,
         Command::Quota(c) => quota::run(c).await,
+        Command::Mirror(c) => mirror::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

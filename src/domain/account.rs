@@ -501,6 +501,7 @@ pub async fn delete_repo(
             storage::rules::remove_all_of_repo(txn, &p)?;
             storage::retention::remove(txn, &p)?;
             storage::immutable::remove_repo_settings(txn, &p)?;
+            storage::mirrors::remove_all_of_repo(txn, &p.key())?;
             Ok::<_, DomainError>(storage::releases::remove_all_of_repo(txn, &p)?)
         })
         .await?;

@@ -12,6 +12,7 @@ pub(crate) mod fsck;
 pub(crate) mod git_tag;
 pub(crate) mod immutable;
 pub mod latest;
+pub mod mirror;
 pub mod notes;
 pub(crate) mod protection;
 pub mod quota;
@@ -110,6 +111,8 @@ pub struct Core {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The release attestation keys: the current signer and every public key listed.
     pub attest: crate::storage::attest_keys::AttestKeys,
+    /// Upstream mirrors running now: one run per mirror at a time.
+    pub mirror_runs: mirror::Runs,
 }
 
 /// Free space below which health reports `degraded`: blob and asset streams (and soon the
@@ -229,6 +232,7 @@ impl Core {
             backup_gate: Arc::default(),
             metrics: Arc::default(),
             attest: crate::storage::attest_keys::AttestKeys::open(data_dir)?,
+            mirror_runs: mirror::Runs::default(),
         }))
     }
 

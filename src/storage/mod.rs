@@ -17,6 +17,7 @@ pub(crate) mod fuzz;
 pub(crate) mod immutable;
 pub(crate) mod manifests;
 pub(crate) mod migrate;
+pub(crate) mod mirrors;
 #[allow(unsafe_code)]
 pub mod mmap;
 pub(crate) mod quota;

@@ -63,6 +63,7 @@ macro_rules! for_each_table {
         $m!(IMMUTABLE_RELEASES, true);
         $m!(TAG_TOMBSTONES, true);
         $m!(LATEST_RELEASE, true);
+        $m!(MIRRORS, true);
     };
 }
 pub(super) use for_each_table;

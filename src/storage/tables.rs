@@ -168,3 +168,8 @@ pub const TAG_TOMBSTONES: TableDefinition<(&str, &str), &[u8]> =
 /// missing row, or one naming a release that can no longer be Latest, means the Latest is
 /// computed (semver-aware tag order, see `domain::latest`). Writer: `storage::releases`.
 pub const LATEST_RELEASE: TableDefinition<&str, u64> = TableDefinition::new("latest_release");
+
+/// `mirror id -> MirrorRow`: upstream registry mirrors, each copying tags of one upstream
+/// image into one image of a repository. Ids are never reused while the table has a higher
+/// one; rows go with their repository or on request. Writer: `storage::mirrors`.
+pub const MIRRORS: TableDefinition<u64, &[u8]> = TableDefinition::new("mirrors");

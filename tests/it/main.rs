@@ -22,6 +22,7 @@ mod immutable_rules;
 mod limits;
 mod links;
 mod metrics;
+mod mirror;
 mod notes;
 mod protection;
 mod quota;

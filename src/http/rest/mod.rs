@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod attestations;
 pub mod backup;
+pub mod mirrors;
 pub mod notes;
 pub mod quotas;
 pub mod releases;
@@ -46,7 +47,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(settings::routes(core.clone()))
         .unify()
-        .or(notes::routes(core))
+        .or(notes::routes(core.clone()))
+        .unify()
+        .or(mirrors::routes(core))
         .unify()
         .boxed()
 }
