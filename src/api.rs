@@ -204,11 +204,6 @@ impl UpdateRelease {
             && self.tag_name.is_none()
             && self.target_commit.is_none()
     }
-
-    /// True when the patch may move the release to another tag or commit.
-    pub fn moves_anchor(&self) -> bool {
-        self.tag_name.is_some() || self.target_commit.is_some()
-    }
 }
 
 /// GitHub's `make_latest`: which release the repository's Latest is. Sent as a string.

@@ -688,7 +688,17 @@ pub async fn update(
     let published_after = patch.draft.map_or(!current.draft, |d| !d);
     let make_latest = patch.make_latest;
     super::latest::check(make_latest, patch.prerelease.unwrap_or(current.prerelease))?;
-    let moved = if patch.moves_anchor() {
+    // Naming the release's own tag again, with no target, moves nothing (and must not re-read
+    // the commit of a tag that was moved in git since).
+    let moving = patch
+        .tag_name
+        .as_deref()
+        .is_some_and(|t| t != current.tag_name)
+        || patch
+            .target_commit
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty());
+    let moved = if moving {
         refuse_moving_immutable(core, &current).await?;
         Some(moved_anchor(core, repo, &current, &patch).await?)
     } else {

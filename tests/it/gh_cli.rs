@@ -495,6 +495,21 @@ async fn edit_tag_and_target_move_a_release_like_gh_release_edit() {
     let dl_s = dl.to_str().unwrap();
     cli.ok(&wc, &["release", "download", "v1.0.1", "--dir", dl_s]);
     assert_eq!(std::fs::read(dl.join("a.bin")).unwrap(), b"asset bytes");
+    // Naming its own tag again moves nothing, even after the tag moved in git.
+    git_ok(&wc, &["fetch", "-q", "--tags", "origin"]);
+    git_ok(&wc, &["tag", "-f", "v1.0.1", &first]);
+    git_ok(&wc, &["push", "-q", "-f", "origin", "v1.0.1"]);
+    cli.ok(
+        &wc,
+        &[
+            "release", "edit", "v1.0.1", "--tag", "v1.0.1", "-t", "renamed",
+        ],
+    );
+    let v = view("v1.0.1");
+    assert_eq!(v["targetCommit"], second.as_str(), "{v}");
+    assert_eq!(v["tagCommit"], first.as_str(), "{v}");
+    git_ok(&wc, &["tag", "-f", "v1.0.1", &second]);
+    git_ok(&wc, &["push", "-q", "-f", "origin", "v1.0.1"]);
     // The old name is free again for another release.
     cli.ok(&wc, &["release", "create", "v1.0.0", "-n", "again"]);
 
