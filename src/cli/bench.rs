@@ -780,26 +780,24 @@ async fn get_manifest(reg: &Reg, head: bool, check: Option<&Digest>) -> CliResul
     Ok(body.len() as u64)
 }
 
-/// Fetches the `bench` manifest from `concurrency` loops until `duration` is up.
-async fn hammer_manifest(
-    reg: &Arc<Reg>,
-    duration: Duration,
-    concurrency: usize,
-    head: bool,
-    check: Option<Digest>,
-) -> Phase {
+/// Runs `op` from `concurrency` loops, each starting its next request when the last one
+/// ends, until `duration` is up (closed loop: the server sets the pace). The first error of
+/// each loop is printed.
+async fn closed_loop<F, Fut>(name: &str, duration: Duration, concurrency: usize, op: F) -> Phase
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = CliResult<u64>> + Send,
+{
     let deadline = Instant::now() + duration;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (reg, check) = (reg.clone(), check.clone());
+        let op = op.clone();
         tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            let mut bytes = 0u64;
+            let (mut lat, mut errors, mut bytes) = (Vec::new(), 0u64, 0u64);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match get_manifest(&reg, head, check.as_ref()).await {
+                match op().await {
                     Ok(n) => {
                         bytes += n;
                         lat.push(t.elapsed().as_micros() as u64);
@@ -815,9 +813,7 @@ async fn hammer_manifest(
             (lat, errors, bytes)
         }));
     }
-    let mut lat = Vec::new();
-    let mut errors = 0;
-    let mut bytes = 0;
+    let (mut lat, mut errors, mut bytes) = (Vec::new(), 0, 0);
     for t in tasks {
         if let Ok((l, e, b)) = t.await {
             lat.extend(l);
@@ -825,13 +821,28 @@ async fn hammer_manifest(
             bytes += b;
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
+    Phase::measured(name, bytes, start.elapsed().as_secs_f64(), lat, errors)
+}
+
+/// Fetches the `bench` manifest from `concurrency` loops until `duration` is up.
+async fn hammer_manifest(
+    reg: &Arc<Reg>,
+    duration: Duration,
+    concurrency: usize,
+    head: bool,
+    check: Option<Digest>,
+) -> Phase {
     let name = if head {
         "manifest HEAD"
     } else {
         "manifest GET"
     };
-    Phase::measured(name, bytes, seconds, lat, errors)
+    let reg = reg.clone();
+    closed_loop(name, duration, concurrency, move || {
+        let (reg, check) = (reg.clone(), check.clone());
+        async move { get_manifest(&reg, head, check.as_ref()).await }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 //! server's memory with that many tags is read from outside (`benches/compare.sh`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 
-use super::{parse_duration, report, run_phase, Phase, Reg, Target};
+use super::{closed_loop, parse_duration, report, run_phase, Phase, Reg, Target};
 use crate::cli::client::{CliError, CliResult};
 
 /// The arguments of `pfai bench tags`.
@@ -109,8 +109,6 @@ pub async fn run(a: TagsArgs) -> CliResult<()> {
 /// GETs one page position from `--concurrency` loops for `--duration`, checking each page
 /// holds the tags that follow `last` in order.
 async fn time_page(reg: &Arc<Reg>, name: &str, a: &TagsArgs, last: Option<String>) -> Phase {
-    let deadline = Instant::now() + a.duration;
-    let start = Instant::now();
     let first = last
         .as_deref()
         .and_then(|l| l.strip_prefix('t'))
@@ -122,38 +120,14 @@ async fn time_page(reg: &Arc<Reg>, name: &str, a: &TagsArgs, last: Option<String
         None => format!("?n={}", a.page),
     };
     let path = format!("/v2/{}/tags/list{query}", reg.t.repo);
-    let mut tasks = Vec::new();
-    for _ in 0..a.concurrency.max(1) {
+    // Shared, so no request copies the expected page.
+    let (reg, path, want) = (reg.clone(), Arc::new(path), Arc::new(want));
+    closed_loop(name, a.duration, a.concurrency, move || {
         let (reg, path, want) = (reg.clone(), path.clone(), want.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors, mut bytes) = (Vec::new(), 0u64, 0u64);
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match page(&reg, &path, &want).await {
-                    Ok(n) => {
-                        bytes += n;
-                        lat.push(t.elapsed().as_micros() as u64);
-                    }
-                    Err(e) => {
-                        if errors == 0 {
-                            eprintln!("{e}");
-                        }
-                        errors += 1;
-                    }
-                }
-            }
-            (lat, errors, bytes)
-        }));
-    }
-    let (mut lat, mut errors, mut bytes) = (Vec::new(), 0, 0);
-    for t in tasks {
-        if let Ok((l, e, b)) = t.await {
-            lat.extend(l);
-            errors += e;
-            bytes += b;
-        }
-    }
-    Phase::measured(name, bytes, start.elapsed().as_secs_f64(), lat, errors).verified(true)
+        async move { page(&reg, &path, &want).await }
+    })
+    .await
+    .verified(true)
 }
 
 /// One page: its size, after checking it lists exactly `want`.
