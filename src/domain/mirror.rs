@@ -674,6 +674,16 @@ struct Fetched {
     digest: Digest,
 }
 
+/// What referrers are copied for a tagged manifest: its own and, for an index, each child's
+/// (a signature or SBOM is often attached to one platform's manifest, not to the index).
+fn subjects(f: &Fetched) -> Vec<Digest> {
+    let mut subjects = vec![f.digest.clone()];
+    if let Ok(parsed) = manifest::parse(f.content_type.as_deref(), &f.bytes) {
+        subjects.extend(parsed.children);
+    }
+    subjects
+}
+
 /// The state of one run.
 struct Copier<'a> {
     core: &'a Core,
@@ -738,9 +748,10 @@ impl Copier<'_> {
             .map_err(domain_msg)?;
         let digest = f.digest.clone();
         let (bytes, ct) = (f.bytes.clone(), f.content_type.clone());
+        let subjects = subjects(&f);
         match local.as_deref() {
             Some(d) if d == digest.to_string() => {
-                self.referrers_of(&digest).await?;
+                self.referrers_of(&subjects).await?;
                 self.report.tags_unchanged.push(tag.to_owned());
                 return Ok(());
             }
@@ -751,7 +762,7 @@ impl Copier<'_> {
             _ => {}
         }
         self.manifest(f, false).await?;
-        self.referrers_of(&digest).await?;
+        self.referrers_of(&subjects).await?;
         let tag_ref = OciTag::parse(tag).map_err(|e| e.to_string())?;
         registry::put_manifest(
             self.core,
@@ -772,17 +783,19 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// The referrers of `digest` (and of its children, for an index).
-    async fn referrers_of(&mut self, digest: &Digest) -> Result<(), String> {
-        for r in self.up.referrers(digest).await? {
-            let d = Digest::parse(&r).map_err(|e| format!("upstream referrer {r}: {e}"))?;
-            if self.has_manifest(&d).await? {
-                continue;
+    /// Copies the referrers of each subject (see `subjects`).
+    async fn referrers_of(&mut self, subjects: &[Digest]) -> Result<(), String> {
+        for subject in subjects {
+            for r in self.up.referrers(subject).await? {
+                let d = Digest::parse(&r).map_err(|e| format!("upstream referrer {r}: {e}"))?;
+                if self.has_manifest(&d).await? {
+                    continue;
+                }
+                let Some(rf) = self.up.manifest(&r).await? else {
+                    continue;
+                };
+                self.manifest(rf, true).await?;
             }
-            let Some(f) = self.up.manifest(&r).await? else {
-                continue;
-            };
-            self.manifest(f, true).await?;
         }
         Ok(())
     }

@@ -265,6 +265,18 @@ async fn mirror_copies_matching_tags_all_platforms_and_referrers_once_and_repoin
     let v1 = digest_at(&http, &upbase, name, "v1").await.unwrap();
     let v2 = digest_at(&http, &upbase, name, "v2").await.unwrap();
     let referrer = push_referrer(&http, &up, name, &v2).await;
+    // A signature-like referrer of one platform of the v1 index, not of the index itself.
+    let index: Value = http
+        .get(format!("{upbase}/v2/{name}/manifests/v1"))
+        .header("accept", "application/vnd.oci.image.index.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let platform = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let child_referrer = push_referrer(&http, &up, name, &platform).await;
 
     let s = TestServer::start().await;
     s.repo("acme", "base", false).await;
@@ -284,12 +296,13 @@ async fn mirror_copies_matching_tags_all_platforms_and_referrers_once_and_repoin
     );
     assert!(out.contains("mirror 1 added"), "{out}");
 
-    // First run: v1 (an index and its two platforms), v2 and its referrer; not `dev`.
+    // First run: v1 (an index and its two platforms) with the referrer of one platform, v2
+    // and its referrer; not `dev`.
     let (r, ok) = run_mirror(&cli, &cwd, &s.admin, "1");
     assert!(ok, "{r}");
     assert_eq!(r["tagsCreated"], json!(["v1", "v2"]), "{r}");
-    assert_eq!(r["manifestsCopied"], 5, "{r}");
-    assert_eq!(r["referrersCopied"], 1, "{r}");
+    assert_eq!(r["manifestsCopied"], 6, "{r}");
+    assert_eq!(r["referrersCopied"], 2, "{r}");
     assert!(r["blobsCopied"].as_u64().unwrap() >= 4, "{r}");
     assert!(r["bytesCopied"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["error"], Value::Null, "{r}");
@@ -308,6 +321,16 @@ async fn mirror_copies_matching_tags_all_platforms_and_referrers_once_and_repoin
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(refs["manifests"][0]["digest"], referrer, "{refs}");
+    let (st, refs) = s
+        .call(
+            Method::GET,
+            &format!("/v2/{img}/referrers/{platform}"),
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(refs["manifests"][0]["digest"], child_referrer, "{refs}");
 
     // Second run: nothing to copy.
     let (r, ok) = run_mirror(&cli, &cwd, &s.admin, "1");
