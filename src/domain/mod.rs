@@ -209,11 +209,32 @@ impl Core {
         limits: Limits,
         db_faults: Option<FaultSwitch>,
     ) -> Result<Arc<Core>, StorageError> {
+        Core::open_on(data_dir, asset_base, limits, db_faults, None)
+    }
+
+    /// `open_with`, with blob and asset bytes in the bucket of `s3` when given (else local
+    /// files under `data_dir` and `asset_base`).
+    pub fn open_on(
+        data_dir: &Path,
+        asset_base: &Path,
+        limits: Limits,
+        db_faults: Option<FaultSwitch>,
+        s3: Option<&crate::storage::s3::S3Settings>,
+    ) -> Result<Arc<Core>, StorageError> {
         std::fs::create_dir_all(data_dir)?;
         let db = Db::open_with(&data_dir.join("pfai.redb"), db_faults)?;
         let git = GitStore::open(data_dir)?;
-        let blobs = BlobStore::open(data_dir)?;
-        let assets = AssetFiles::open(asset_base)?;
+        let (blobs, assets) = match s3 {
+            None => (BlobStore::open(data_dir)?, AssetFiles::open(asset_base)?),
+            Some(settings) => {
+                let client = crate::storage::s3::S3Client::open(settings.clone(), data_dir)?;
+                client.check()?;
+                (
+                    BlobStore::with_objects(Arc::new(client.namespace("blobs")), data_dir)?,
+                    AssetFiles::with_objects(Arc::new(client.namespace("assets"))),
+                )
+            }
+        };
         let sign_in = throttle::Throttle::new(limits.sign_in.clone());
         let backups = backup::Backups::open(data_dir, asset_base)?;
         Ok(Arc::new(Core {

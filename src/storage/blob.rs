@@ -335,7 +335,7 @@ impl BlobStore {
 
     /// Re-hashes a stored blob: `Some(true)` intact, `Some(false)` damaged, `None` missing.
     pub fn verify(&self, d: &Digest) -> io::Result<Option<bool>> {
-        let data = match self.objects.open(&Self::name(d), false) {
+        let data = match self.objects.open_fresh(&Self::name(d)) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),

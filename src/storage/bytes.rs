@@ -61,6 +61,18 @@ pub trait ByteStore: Send + Sync {
     /// the backend can: a backup pins what its snapshot refers to this way, so a later delete
     /// or GC of the object cannot take the bytes from under it.
     fn export(&self, name: &str, dest: &Path) -> io::Result<()>;
+
+    /// The object's bytes as the store holds them, past any local cache: fsck re-hashes
+    /// these, so that damage in the backing store itself is found.
+    fn open_fresh(&self, name: &str) -> io::Result<Mapped> {
+        self.open(name, false)
+    }
+
+    /// A short-lived URL a client can download the object from directly, when the backend
+    /// offers one and is configured to (`--s3-redirect`); `None` means serve the bytes.
+    fn presign(&self, _name: &str) -> io::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Scratch files start with this prefix; `scan` skips them and `LocalFs::open` purges them.

@@ -99,7 +99,7 @@ impl AssetFiles {
 
     /// The stored asset's bytes fed through `hasher` (fsck compares the digests with the row).
     pub fn hash(&self, key: &AssetKey, mut hasher: Hasher) -> io::Result<Hasher> {
-        let data = self.objects.open(&Self::name(key), false)?;
+        let data = self.objects.open_fresh(&Self::name(key))?;
         super::blob::hash_mapped(&mut hasher, &data);
         Ok(hasher)
     }

@@ -25,6 +25,7 @@ pub mod records;
 pub(crate) mod releases;
 pub(crate) mod retention;
 pub(crate) mod rules;
+pub mod s3;
 pub(crate) mod sessions;
 pub mod snapshot;
 pub mod tables;
