@@ -333,6 +333,16 @@ impl BlobStore {
         self.objects.delete(&Self::name(d))
     }
 
+    /// Whether blob downloads are redirected to the object store (`--s3-redirect`).
+    pub fn redirects(&self) -> bool {
+        self.objects.redirects()
+    }
+
+    /// A short-lived URL of the blob on the object store, when downloads are redirected.
+    pub fn presigned_url(&self, d: &Digest) -> io::Result<Option<String>> {
+        self.objects.presign(&Self::name(d))
+    }
+
     /// Re-hashes a stored blob: `Some(true)` intact, `Some(false)` damaged, `None` missing.
     pub fn verify(&self, d: &Digest) -> io::Result<Option<bool>> {
         let data = match self.objects.open_fresh(&Self::name(d)) {

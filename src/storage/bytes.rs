@@ -73,6 +73,12 @@ pub trait ByteStore: Send + Sync {
     fn presign(&self, _name: &str) -> io::Result<Option<String>> {
         Ok(None)
     }
+
+    /// Whether downloads are redirected (`presign` gives URLs): a cheap check before the
+    /// lookups a redirect needs.
+    fn redirects(&self) -> bool {
+        false
+    }
 }
 
 /// Scratch files start with this prefix; `scan` skips them and `LocalFs::open` purges them.

@@ -147,6 +147,16 @@ impl AssetFiles {
         self.objects.scan(4, &ours)
     }
 
+    /// Whether asset downloads are redirected to the object store (`--s3-redirect`).
+    pub fn redirects(&self) -> bool {
+        self.objects.redirects()
+    }
+
+    /// A short-lived URL of the asset on the object store, when downloads are redirected.
+    pub fn presigned_url(&self, key: &AssetKey) -> io::Result<Option<String>> {
+        self.objects.presign(&Self::name(key))
+    }
+
     /// Bytes still free for assets (health turns degraded when low).
     pub fn free_bytes(&self) -> io::Result<u64> {
         self.objects.free_bytes()

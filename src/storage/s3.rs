@@ -506,6 +506,10 @@ impl ByteStore for S3Store {
     fn presign(&self, name: &str) -> io::Result<Option<String>> {
         self.presigned(name)
     }
+
+    fn redirects(&self) -> bool {
+        self.client.settings.redirect
+    }
 }
 
 impl S3Store {

@@ -632,3 +632,100 @@ async fn reads_and_writes_go_on_with_one_garage_node_down() {
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"layer after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_redirect_answers_307_with_a_presigned_url_that_serves_the_bytes() {
+    let Some(g) = cluster().await else { return };
+    let mut settings = g.settings("redirect");
+    settings.redirect = true;
+    let s = start_on(tempfile::tempdir().unwrap(), &settings).await;
+    repo_with_release(&s).await;
+    s.repo("acme", "secret", true).await;
+    let remote = Remote {
+        url: s.url.clone(),
+        token: s.admin.clone(),
+    };
+    remote.push_image("acme/app", "v1", b"redirected layer").await;
+    let (st, a) = s
+        .upload_asset("acme/app", "v1", "tool.bin", b"asset bytes".to_vec(), &s.admin)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let plain = reqwest::Client::new();
+
+    // A blob GET: 307 to the bucket; the URL alone (no pfai credentials) gives the bytes.
+    let d = sha(b"redirected layer");
+    let r = no_follow
+        .get(format!("{}/v2/acme/app/blobs/{d}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(url.starts_with(&g.endpoint()), "{url}");
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let got = plain.get(&url).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"redirected layer");
+    // HEAD is answered by pfai itself (a presigned GET URL does not sign a HEAD).
+    let r = no_follow
+        .head(format!("{}/v2/acme/app/blobs/{d}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], "16");
+    // The checks come first: an unknown blob is 404, not a URL.
+    let r = no_follow
+        .get(format!("{}/v2/acme/app/blobs/{}", s.url, sha(b"nope")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // An asset GET too, counted as a download.
+    let r = no_follow
+        .get(a["downloadUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    let got = plain.get(&url).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"asset bytes");
+    let (_, v) = s
+        .req(
+            Method::GET,
+            &format!("/api/v1/forge/acme/app/releases/v1/assets/{}", a["id"]),
+            Some(&s.admin),
+        )
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    let v: Value = v.json().await.unwrap();
+    assert_eq!(v["downloadCount"], 1, "{v}");
+    // A private repository's blob is not redirected for an anonymous caller.
+    remote.push_image("acme/secret", "v1", b"secret layer").await;
+    let r = no_follow
+        .get(format!("{}/v2/acme/secret/blobs/{}", s.url, sha(b"secret layer")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status() == StatusCode::UNAUTHORIZED || r.status() == StatusCode::NOT_FOUND,
+        "{}",
+        r.status()
+    );
+    // Following the redirect is what clients do: skopeo-style pulls through reqwest work.
+    let got = plain
+        .get(format!("{}/v2/acme/app/blobs/{d}", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"redirected layer");
+}
