@@ -31,7 +31,9 @@ use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::{Path, PathPart};
 use object_store::signer::Signer;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+};
 use tokio::io::AsyncReadExt;
 
 use super::blob::TempGuard;
@@ -45,6 +47,8 @@ const PART_BYTES: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 4;
 /// Scratch and download files start with this prefix (purged at open).
 const SCRATCH_PREFIX: &str = ".tmp-";
+/// The longest one request to the bucket may take (a whole object is one download).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How long a presigned download URL (`--s3-redirect`) stays valid.
 pub const PRESIGN_TTL: Duration = Duration::from_secs(300);
 
@@ -167,7 +171,10 @@ impl Io {
     }
 
     /// Runs `fut` on the client runtime and waits for it, from any thread.
-    fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> io::Result<T> {
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> io::Result<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
             let _ = tx.send(fut.await);
@@ -222,7 +229,19 @@ impl S3Client {
             .with_region(&settings.region)
             .with_access_key_id(&settings.access_key_id)
             .with_secret_access_key(&settings.secret_access_key)
-            .with_virtual_hosted_style_request(!settings.path_style);
+            .with_virtual_hosted_style_request(!settings.path_style)
+            // A whole object streams within one request (a download fills the cache): bound a
+            // request by minutes, not the crate's 30 s, and fail over a dead endpoint quickly.
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(REQUEST_TIMEOUT)
+                    .with_connect_timeout(Duration::from_secs(5)),
+            )
+            .with_retry(RetryConfig {
+                backoff: Default::default(),
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(60),
+            });
         if !settings.endpoint.is_empty() {
             b = b
                 .with_endpoint(&settings.endpoint)
@@ -272,7 +291,9 @@ impl S3Client {
         self.io.run(async move {
             let mut list = store.list(None);
             match list.next().await {
-                Some(Err(e)) => Err(io::Error::other(format!("the bucket is not reachable: {e}"))),
+                Some(Err(e)) => Err(io::Error::other(format!(
+                    "the bucket is not reachable: {e}"
+                ))),
                 _ => Ok(()),
             }
         })?
@@ -420,11 +441,15 @@ impl ByteStore for S3Store {
     fn put(&self, src: &FsPath, name: &str) -> io::Result<()> {
         self.upload(src, name)?;
         // The uploaded file is the object's bytes: it becomes the cached copy (a blob just
-        // pushed is often pulled next).
-        self.client
-            .cache
-            .insert(&self.cache_key(name), src, false)
-            .map(drop)
+        // pushed is often pulled next). The object is stored either way; a cache that cannot
+        // take it only costs a download later.
+        let key = self.cache_key(name);
+        if let Err(e) = self.client.cache.insert(&key, src, false) {
+            tracing::warn!(object = %key, error = %e, "caching an uploaded object failed");
+            self.client.cache.remove(&key);
+            let _ = fs::remove_file(src);
+        }
+        Ok(())
     }
 
     fn open(&self, name: &str, hot: bool) -> io::Result<Mapped> {
@@ -458,7 +483,11 @@ impl ByteStore for S3Store {
         self.client.cache.remove(&self.cache_key(name));
         let store = self.client.store.clone();
         let key = self.key(name);
-        match self.client.io.run(async move { store.delete(&key).await })? {
+        match self
+            .client
+            .io
+            .run(async move { store.delete(&key).await })?
+        {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -656,11 +685,7 @@ impl Cache {
 impl S3Client {
     /// Bytes in the read cache now.
     pub fn cached_bytes(&self) -> u64 {
-        self.cache
-            .state
-            .lock()
-            .map(|s| s.total)
-            .unwrap_or_default()
+        self.cache.state.lock().map(|s| s.total).unwrap_or_default()
     }
 }
 

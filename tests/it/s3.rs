@@ -320,8 +320,10 @@ async fn repo_with_release(s: &TestServer) {
     assert_eq!(st, StatusCode::CREATED, "{v}");
 }
 
+/// Downloads an asset by its `downloadUrl`, on this server (a restarted one has a new port).
 async fn download(s: &TestServer, url: &str, range: Option<&str>) -> (StatusCode, Vec<u8>) {
-    let mut r = s.http.get(url).bearer_auth(&s.admin);
+    let path = &url[url.find("/api/").unwrap()..];
+    let mut r = s.http.get(format!("{}{path}", s.url)).bearer_auth(&s.admin);
     if let Some(range) = range {
         r = r.header("range", range);
     }
@@ -396,7 +398,11 @@ async fn images_and_assets_live_in_the_garage_bucket_not_on_local_disk() {
         "{objects:?}"
     );
     assert!(
-        objects.iter().filter(|k| k.starts_with("site/blobs/sha256/")).count() >= 4,
+        objects
+            .iter()
+            .filter(|k| k.starts_with("site/blobs/sha256/"))
+            .count()
+            >= 4,
         "{objects:?}"
     );
 
@@ -482,12 +488,24 @@ async fn a_chunked_upload_resumes_across_a_pfai_restart_and_lands_in_the_bucket(
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
     let c = g.client();
-    let meta = c.head(&ObjPath::from(blob_key("chunked", &d))).await.unwrap();
+    let meta = c
+        .head(&ObjPath::from(blob_key("chunked", &d)))
+        .await
+        .unwrap();
     assert_eq!(meta.size, data.len() as u64);
     let got = s
-        .req(Method::GET, &format!("/v2/acme/app/blobs/{d}"), Some(&s.admin))
+        .req(
+            Method::GET,
+            &format!("/v2/acme/app/blobs/{d}"),
+            Some(&s.admin),
+        )
         .send()
         .await
         .unwrap()
@@ -576,7 +594,9 @@ async fn reads_and_writes_go_on_with_one_garage_node_down() {
         url: s.url.clone(),
         token: s.admin.clone(),
     };
-    let (m1, d1) = remote.push_image("acme/app", "before", b"layer before").await;
+    let (m1, d1) = remote
+        .push_image("acme/app", "before", b"layer before")
+        .await;
     let before = noise(9 << 20, 3);
     let (st, a1) = s
         .upload_asset("acme/app", "v1", "before.bin", before.clone(), &s.admin)
@@ -645,9 +665,17 @@ async fn s3_redirect_answers_307_with_a_presigned_url_that_serves_the_bytes() {
         url: s.url.clone(),
         token: s.admin.clone(),
     };
-    remote.push_image("acme/app", "v1", b"redirected layer").await;
+    remote
+        .push_image("acme/app", "v1", b"redirected layer")
+        .await;
     let (st, a) = s
-        .upload_asset("acme/app", "v1", "tool.bin", b"asset bytes".to_vec(), &s.admin)
+        .upload_asset(
+            "acme/app",
+            "v1",
+            "tool.bin",
+            b"asset bytes".to_vec(),
+            &s.admin,
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{a}");
     let no_follow = reqwest::Client::builder()
@@ -710,9 +738,15 @@ async fn s3_redirect_answers_307_with_a_presigned_url_that_serves_the_bytes() {
     let v: Value = v.json().await.unwrap();
     assert_eq!(v["downloadCount"], 1, "{v}");
     // A private repository's blob is not redirected for an anonymous caller.
-    remote.push_image("acme/secret", "v1", b"secret layer").await;
+    remote
+        .push_image("acme/secret", "v1", b"secret layer")
+        .await;
     let r = no_follow
-        .get(format!("{}/v2/acme/secret/blobs/{}", s.url, sha(b"secret layer")))
+        .get(format!(
+            "{}/v2/acme/secret/blobs/{}",
+            s.url,
+            sha(b"secret layer")
+        ))
         .send()
         .await
         .unwrap();
