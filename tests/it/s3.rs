@@ -293,6 +293,21 @@ fn files_under(dir: &Path) -> usize {
         .sum()
 }
 
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                bytes_under(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
+
 async fn start_on(dir: tempfile::TempDir, s3: &S3Settings) -> TestServer {
     let s3 = s3.clone();
     TestServer::start_in(dir, move |c: &mut Config| {
@@ -351,7 +366,9 @@ async fn images_and_assets_live_in_the_garage_bucket_not_on_local_disk() {
         return;
     }
     let Some(g) = cluster().await else { return };
-    let settings = g.settings("site");
+    let mut settings = g.settings("site");
+    // A read cache smaller than the big asset: it is served, and not kept.
+    settings.cache_bytes = 4 << 20;
     let s = start_on(tempfile::tempdir().unwrap(), &settings).await;
     repo_with_release(&s).await;
 
@@ -422,6 +439,11 @@ async fn images_and_assets_live_in_the_garage_bucket_not_on_local_disk() {
     assert_eq!(part, big[1000..2000]);
     let (_, got) = download(&s, small["downloadUrl"].as_str().unwrap(), None).await;
     assert_eq!(got, b"hello");
+    let cached = bytes_under(&s.data_dir().join("s3-cache"));
+    assert!(
+        (5..=4 << 20).contains(&cached),
+        "the read cache holds {cached} bytes"
+    );
     let host = s.url.trim_start_matches("http://").to_owned();
     tokio::task::spawn_blocking(move || {
         let back = format!("oci:{}:v1", out.join("back").display());
@@ -755,11 +777,30 @@ async fn s3_redirect_answers_307_with_a_presigned_url_that_serves_the_bytes() {
         "{}",
         r.status()
     );
-    // Following the redirect is what clients do: skopeo-style pulls through reqwest work.
+    // Following the redirect is what clients do: reqwest, and skopeo pulling the image.
     let got = plain
         .get(format!("{}/v2/acme/app/blobs/{d}", s.url))
         .send()
         .await
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"redirected layer");
+    if require_tool("skopeo") {
+        let host = s.url.trim_start_matches("http://").to_owned();
+        let out = s.dir.path().join("pulled");
+        let out2 = out.clone();
+        tokio::task::spawn_blocking(move || {
+            skopeo_ok(&[
+                "copy",
+                "--src-tls-verify=false",
+                &format!("docker://{host}/acme/app:v1"),
+                &format!("dir:{}", out2.display()),
+            ]);
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read(out.join(&d[7..])).unwrap(),
+            b"redirected layer"
+        );
+    }
 }
