@@ -34,6 +34,7 @@ use crate::auth::{self, Principal};
 use crate::git::GitStore;
 use crate::ids::{RepoPath, Role};
 use crate::storage::blob::BlobStore;
+use crate::storage::bytes::LocalFs;
 use crate::storage::files::AssetFiles;
 use crate::storage::records::Repo;
 use crate::storage::{accounts, Db, FaultSwitch, Reads, StorageError};
@@ -229,9 +230,18 @@ impl Core {
             Some(settings) => {
                 let client = crate::storage::s3::S3Client::open(settings.clone(), data_dir)?;
                 client.check()?;
+                // The local stores of before a move to the bucket are read through until
+                // `pfai storage migrate --to s3` has moved their objects.
+                let local_blobs = LocalFs::open(&data_dir.join("blobs"), 0)?;
+                let local_assets = LocalFs::open(asset_base, 3)?;
                 (
-                    BlobStore::with_objects(Arc::new(client.namespace("blobs")), data_dir)?,
-                    AssetFiles::with_objects(Arc::new(client.namespace("assets"))),
+                    BlobStore::with_objects(
+                        Arc::new(client.namespace("blobs", Some(local_blobs))),
+                        data_dir,
+                    )?,
+                    AssetFiles::with_objects(Arc::new(
+                        client.namespace("assets", Some(local_assets)),
+                    )),
                 )
             }
         };

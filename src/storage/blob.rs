@@ -33,6 +33,15 @@ pub fn hash_mapped(h: &mut Hasher, data: &Mapped) {
     }
 }
 
+/// Whether an object name has the blob layout `<alg>/<2 hex>/<hex>` of a valid digest.
+fn blob_named(rel: &[String]) -> bool {
+    match rel {
+        [alg, prefix, hex] => Digest::parse(&format!("{alg}:{hex}"))
+            .is_ok_and(|d| d.hex().get(..2) == Some(prefix.as_str())),
+        _ => false,
+    }
+}
+
 /// Removes a file when dropped unless `keep` was called: the guarantee that a failed or cut
 /// write leaves nothing behind.
 pub struct TempGuard {
@@ -311,13 +320,8 @@ impl BlobStore {
     /// The digests of every stored blob (objects named like a valid digest; anything else
     /// is ignored), for fsck to find blobs no row owns.
     pub fn list(&self) -> Vec<Digest> {
-        let named = |rel: &[String]| match rel {
-            [alg, prefix, hex] => Digest::parse(&format!("{alg}:{hex}"))
-                .is_ok_and(|d| d.hex().get(..2) == Some(prefix.as_str())),
-            _ => false,
-        };
         self.objects
-            .scan(3, &named)
+            .scan(3, &blob_named)
             .into_iter()
             .filter_map(|name| {
                 let (alg, rest) = name.split_once('/')?;
@@ -331,6 +335,12 @@ impl BlobStore {
     pub fn remove(&self, d: &Digest) -> io::Result<()> {
         self.forget_map(d);
         self.objects.delete(&Self::name(d))
+    }
+
+    /// Moves the blobs of the local store this one replaced into it (`pfai storage migrate`);
+    /// `None` when this store is the local one.
+    pub fn absorb_local(&self) -> io::Result<Option<super::bytes::Moved>> {
+        self.objects.absorb_local(3, &blob_named)
     }
 
     /// Whether blob downloads are redirected to the object store (`--s3-redirect`).

@@ -79,6 +79,27 @@ pub trait ByteStore: Send + Sync {
     fn redirects(&self) -> bool {
         false
     }
+
+    /// Moves every object of this namespace's local predecessor (the files a site kept before
+    /// it switched to this backend) into this store: copy, verify, then remove the local file.
+    /// Only names `ours` accepts, at most `depth` segments deep. `None`: this backend has no
+    /// local predecessor (it is the local one).
+    fn absorb_local(
+        &self,
+        _depth: usize,
+        _ours: &dyn Fn(&[String]) -> bool,
+    ) -> io::Result<Option<Moved>> {
+        Ok(None)
+    }
+}
+
+/// What `absorb_local` moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Objects copied, verified and removed locally.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// Scratch files start with this prefix; `scan` skips them and `LocalFs::open` purges them.
