@@ -15,6 +15,7 @@ pub(crate) mod repo;
 pub(crate) mod retention;
 pub(crate) mod serve;
 pub(crate) mod settings;
+pub(crate) mod storage;
 pub(crate) mod verify;
 
 use std::net::SocketAddr;
@@ -170,6 +171,11 @@ pub enum Command {
     /// Example: pfai mirror add https://ghcr.io/acme/tool --to acme/base/tool --tags 'v*'
     #[command(subcommand)]
     Mirror(mirror::MirrorCmd),
+    /// Move blob and asset bytes between storage backends while the server runs (site admin).
+    ///
+    /// Example: pfai storage migrate --to s3
+    #[command(subcommand)]
+    Storage(storage::StorageCmd),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -380,6 +386,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Admin(c) => admin::admin(c).await,
         Command::Quota(c) => quota::run(c).await,
         Command::Mirror(c) => mirror::run(c).await,
+        Command::Storage(c) => storage::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

@@ -22,6 +22,7 @@ pub mod release;
 pub mod release_artifact;
 pub(crate) mod retention;
 pub(crate) mod session;
+pub mod storage;
 pub(crate) mod throttle;
 
 use std::collections::HashMap;

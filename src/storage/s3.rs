@@ -511,7 +511,11 @@ impl ByteStore for S3Store {
         }
         let store = self.client.store.clone();
         let key = self.key(name);
-        match self.client.io.run(async move { store.delete(&key).await })? {
+        match self
+            .client
+            .io
+            .run(async move { store.delete(&key).await })?
+        {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -804,3 +804,91 @@ async fn s3_redirect_answers_307_with_a_presigned_url_that_serves_the_bytes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_migrate_moves_a_local_site_into_the_bucket_while_it_serves() {
+    let Some(g) = cluster().await else { return };
+    let settings = g.settings("moved");
+    // A site on local disk: an image and a (multipart-sized) asset.
+    let s = TestServer::start().await;
+    repo_with_release(&s).await;
+    let remote = Remote {
+        url: s.url.clone(),
+        token: s.admin.clone(),
+    };
+    let (m, d) = remote.push_image("acme/app", "v1", b"local layer").await;
+    let data = noise(9 << 20, 5);
+    let (st, a) = s
+        .upload_asset("acme/app", "v1", "local.bin", data.clone(), &s.admin)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    // Migrating a server that still stores locally is refused with what to do.
+    let cli = crate::harness::Cli::new(&s);
+    let (_, err) = tokio::task::block_in_place(|| {
+        cli.fails(
+            s.dir.path(),
+            Some(&s.admin),
+            &["storage", "migrate", "--to", "s3"],
+        )
+    });
+    assert!(err.contains("--storage s3"), "{err}");
+
+    // The switch is a restart on the bucket: local objects are read through meanwhile.
+    let dir = s.stop().await;
+    let s = start_on(dir, &settings).await;
+    let remote = Remote {
+        url: s.url.clone(),
+        token: s.admin.clone(),
+    };
+    assert_eq!(remote.pull("acme/app", &d).await, m);
+    let (st, got) = download(&s, a["downloadUrl"].as_str().unwrap(), None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(got == data);
+
+    // `pfai storage migrate --to s3` with the server running moves, verifies, removes.
+    let cli = crate::harness::Cli::new(&s);
+    let out = tokio::task::block_in_place(|| {
+        cli.ok(
+            s.dir.path(),
+            &["storage", "migrate", "--to", "s3", "--json"],
+        )
+    });
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["blobs"], 2, "{v}");
+    assert_eq!(v["assets"], 1, "{v}");
+    assert_eq!(v["assetBytes"], data.len(), "{v}");
+    assert_eq!(files_under(&s.data_dir().join("blobs")), 0);
+    assert_eq!(files_under(&s.data_dir().join("assets")), 0);
+    let c = g.client();
+    assert!(c
+        .head(&ObjPath::from(blob_key("moved", &sha(b"local layer"))))
+        .await
+        .is_ok());
+    // Everything still reads (from the bucket now), fsck is clean, a second run moves nothing.
+    let dir = s.stop().await;
+    let s = start_on(dir, &settings).await;
+    let got = s
+        .req(
+            Method::GET,
+            &format!("/v2/acme/app/blobs/{}", sha(b"local layer")),
+            Some(&s.admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"local layer");
+    let (_, got) = download(&s, a["downloadUrl"].as_str().unwrap(), None).await;
+    assert!(got == data);
+    let (st, v) = s
+        .call(Method::POST, "/api/v1/admin/fsck", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["problems"], 0, "{v}");
+    let cli = crate::harness::Cli::new(&s);
+    let out =
+        tokio::task::block_in_place(|| cli.ok(s.dir.path(), &["storage", "migrate", "--to", "s3"]));
+    assert!(
+        out.contains("0 blob(s), 0 bytes; 0 asset(s), 0 bytes"),
+        "{out}"
+    );
+}
