@@ -324,7 +324,10 @@ impl ServeArgs {
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             c.tls = Some(crate::tls::TlsFiles { cert, key });
         }
-        if self.storage == StorageKind::S3 {
+        // With --storage local, a configured bucket is where the objects were: it is read
+        // through while `pfai storage migrate --to local` moves them back.
+        let bucket_set = self.s3_bucket.as_deref().is_some_and(|b| !b.is_empty());
+        if self.storage == StorageKind::S3 || bucket_set {
             let env = |k: &str| std::env::var(k).unwrap_or_default();
             c.s3 = Some(crate::storage::s3::S3Settings {
                 endpoint: self.s3_endpoint.unwrap_or_default(),
@@ -337,6 +340,7 @@ impl ServeArgs {
                 secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
                 cache_bytes: self.s3_cache_bytes,
                 redirect: self.s3_redirect,
+                previous: self.storage == StorageKind::Local,
             });
         }
         c.limits.sign_in = crate::domain::throttle::ThrottleSettings {

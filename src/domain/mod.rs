@@ -229,20 +229,31 @@ impl Core {
         let (blobs, assets) = match s3 {
             None => (BlobStore::open(data_dir)?, AssetFiles::open(asset_base)?),
             Some(settings) => {
+                use crate::storage::bytes::ByteStore;
+                use crate::storage::tiered::ReadThrough;
                 let client = crate::storage::s3::S3Client::open(settings.clone(), data_dir)?;
                 client.check()?;
-                // The local stores of before a move to the bucket are read through until
-                // `pfai storage migrate --to s3` has moved their objects.
-                let local_blobs = LocalFs::open(&data_dir.join("blobs"), 0)?;
-                let local_assets = LocalFs::open(asset_base, 3)?;
+                let local_blobs: Arc<dyn ByteStore> =
+                    Arc::new(LocalFs::open(&data_dir.join("blobs"), 0)?);
+                let local_assets: Arc<dyn ByteStore> = Arc::new(LocalFs::open(asset_base, 3)?);
+                let s3_blobs: Arc<dyn ByteStore> = Arc::new(client.namespace("blobs"));
+                let s3_assets: Arc<dyn ByteStore> = Arc::new(client.namespace("assets"));
+                // During a move the previous backend is read through until `pfai storage
+                // migrate` has moved its objects (an empty one costs a lookup on a miss).
+                let (blobs, assets) = if settings.previous {
+                    (
+                        ReadThrough::new(local_blobs, s3_blobs),
+                        ReadThrough::new(local_assets, s3_assets),
+                    )
+                } else {
+                    (
+                        ReadThrough::new(s3_blobs, local_blobs),
+                        ReadThrough::new(s3_assets, local_assets),
+                    )
+                };
                 (
-                    BlobStore::with_objects(
-                        Arc::new(client.namespace("blobs", Some(local_blobs))),
-                        data_dir,
-                    )?,
-                    AssetFiles::with_objects(Arc::new(
-                        client.namespace("assets", Some(local_assets)),
-                    )),
+                    BlobStore::with_objects(Arc::new(blobs), data_dir)?,
+                    AssetFiles::with_objects(Arc::new(assets)),
                 )
             }
         };

@@ -337,10 +337,15 @@ impl BlobStore {
         self.objects.delete(&Self::name(d))
     }
 
-    /// Moves the blobs of the local store this one replaced into it (`pfai storage migrate`);
-    /// `None` when this store is the local one.
-    pub fn absorb_local(&self) -> io::Result<Option<super::bytes::Moved>> {
-        self.objects.absorb_local(3, &blob_named)
+    /// Moves the blobs of the store this one replaces into it (`pfai storage migrate`);
+    /// `None` when no move is under way.
+    pub fn absorb_previous(&self) -> io::Result<Option<super::bytes::Moved>> {
+        self.objects.absorb_previous(3, &blob_named)
+    }
+
+    /// Where new blobs go (`local`, `s3`).
+    pub fn kind(&self) -> &'static str {
+        self.objects.kind()
     }
 
     /// Whether blob downloads are redirected to the object store (`--s3-redirect`).

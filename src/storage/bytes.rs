@@ -80,11 +80,15 @@ pub trait ByteStore: Send + Sync {
         false
     }
 
-    /// Moves every object of this namespace's local predecessor (the files a site kept before
-    /// it switched to this backend) into this store: copy, verify, then remove the local file.
-    /// Only names `ours` accepts, at most `depth` segments deep. `None`: this backend has no
-    /// local predecessor (it is the local one).
-    fn absorb_local(
+    /// Which backend new objects go to (`local`, `s3`), as `--storage` names it.
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    /// Moves every object of the store this one replaces (`tiered::ReadThrough`) into it:
+    /// copy, verify, then remove the original. Only names `ours` accepts, at most `depth`
+    /// segments deep. `None`: no move is under way (a plain backend).
+    fn absorb_previous(
         &self,
         _depth: usize,
         _ours: &dyn Fn(&[String]) -> bool,
@@ -93,7 +97,7 @@ pub trait ByteStore: Send + Sync {
     }
 }
 
-/// What `absorb_local` moved.
+/// What `absorb_previous` moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Moved {
     /// Objects copied, verified and removed locally.

@@ -150,10 +150,10 @@ impl AssetFiles {
         self.objects.scan(4, &asset_named)
     }
 
-    /// Moves the assets of the local store this one replaced into it (`pfai storage
-    /// migrate`); `None` when this store is the local one.
-    pub fn absorb_local(&self) -> io::Result<Option<super::bytes::Moved>> {
-        self.objects.absorb_local(4, &asset_named)
+    /// Moves the assets of the store this one replaces into it (`pfai storage
+    /// migrate`); `None` when no move is under way.
+    pub fn absorb_previous(&self) -> io::Result<Option<super::bytes::Moved>> {
+        self.objects.absorb_previous(4, &asset_named)
     }
 
     /// Whether asset downloads are redirected to the object store (`--s3-redirect`).

@@ -29,6 +29,7 @@ pub mod s3;
 pub(crate) mod sessions;
 pub mod snapshot;
 pub mod tables;
+pub(crate) mod tiered;
 pub mod totals;
 pub(crate) mod txn;
 pub(crate) mod uploads;

@@ -37,7 +37,7 @@ use object_store::{
 use tokio::io::AsyncReadExt;
 
 use super::blob::TempGuard;
-use super::bytes::{ByteStore, LocalFs, Moved};
+use super::bytes::ByteStore;
 use super::mmap::Mapped;
 
 /// Objects up to this size are one PUT; larger ones are multipart uploads of parts this big
@@ -74,6 +74,10 @@ pub struct S3Settings {
     pub secret_access_key: String,
     /// Bytes the local read cache may hold before it evicts the least recently used objects.
     pub cache_bytes: u64,
+    /// The bucket is where the objects were, not where new ones go: the site is moving back
+    /// to local files (`--storage local` with the bucket still configured), reading the
+    /// bucket through until `pfai storage migrate --to local` has moved every object.
+    pub previous: bool,
     /// Answer blob and asset downloads with a 307 to a short-lived presigned URL, so that the
     /// bucket serves the bytes.
     pub redirect: bool,
@@ -92,6 +96,7 @@ impl fmt::Debug for S3Settings {
             .field("secret_access_key", &"<hidden>")
             .field("cache_bytes", &self.cache_bytes)
             .field("redirect", &self.redirect)
+            .field("previous", &self.previous)
             .finish()
     }
 }
@@ -268,10 +273,7 @@ impl S3Client {
     }
 
     /// The namespace `ns` (`blobs`, `assets`) of this bucket, under the configured prefix.
-    /// `local` is where the namespace's objects were before the site moved to the bucket: read
-    /// through (an object not in the bucket is looked for there) until `absorb_local` has
-    /// moved them all, so the server keeps serving while it migrates.
-    pub fn namespace(self: &Arc<Self>, ns: &str, local: Option<LocalFs>) -> S3Store {
+    pub fn namespace(self: &Arc<Self>, ns: &str) -> S3Store {
         let mut root: Vec<String> = self
             .settings
             .prefix
@@ -284,7 +286,6 @@ impl S3Client {
             client: self.clone(),
             root,
             ns: ns.to_string(),
-            local,
         }
     }
 
@@ -311,12 +312,6 @@ pub struct S3Store {
     root: Vec<String>,
     /// The namespace's name, the first segment of its cache keys.
     ns: String,
-    /// The local files of before the move to the bucket (read through; see `namespace`).
-    local: Option<LocalFs>,
-}
-
-fn not_found(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::NotFound
 }
 
 fn random_name() -> String {
@@ -467,26 +462,14 @@ impl ByteStore for S3Store {
         if let Some(m) = self.client.cache.get(&ck, hot) {
             return Ok(m);
         }
-        let (guard, _) = match self.download(name, &self.client.cache.dir) {
-            Err(e) if not_found(&e) => match &self.local {
-                Some(local) => return local.open(name, hot),
-                None => return Err(e),
-            },
-            r => r?,
-        };
+        let (guard, _) = self.download(name, &self.client.cache.dir)?;
         let m = self.client.cache.insert(&ck, guard.path(), hot)?;
         guard.keep();
         Ok(m)
     }
 
     fn open_fresh(&self, name: &str) -> io::Result<Mapped> {
-        let (guard, _) = match self.download(name, &self.client.staging) {
-            Err(e) if not_found(&e) => match &self.local {
-                Some(local) => return local.open_fresh(name),
-                None => return Err(e),
-            },
-            r => r?,
-        };
+        let (guard, _) = self.download(name, &self.client.staging)?;
         // The map keeps the bytes after the guard unlinks the file.
         Mapped::open(guard.path())
     }
@@ -496,19 +479,13 @@ impl ByteStore for S3Store {
         let key = self.key(name);
         match self.client.io.run(async move { store.head(&key).await })? {
             Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => match &self.local {
-                Some(local) => local.len(name),
-                None => Ok(None),
-            },
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     fn delete(&self, name: &str) -> io::Result<()> {
         self.client.cache.remove(&self.cache_key(name));
-        if let Some(local) = &self.local {
-            local.delete(name)?;
-        }
         let store = self.client.store.clone();
         let key = self.key(name);
         match self
@@ -522,9 +499,6 @@ impl ByteStore for S3Store {
     }
 
     fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
-        if let Some(local) = &self.local {
-            local.delete_prefix(prefix)?;
-        }
         let names = self.list_names(Some(prefix))?;
         for name in names {
             self.delete(&name)?;
@@ -533,7 +507,7 @@ impl ByteStore for S3Store {
     }
 
     fn scan(&self, depth: usize, ours: &dyn Fn(&[String]) -> bool) -> Vec<String> {
-        let mut out: Vec<String> = match self.list_names(None) {
+        match self.list_names(None) {
             Ok(names) => names
                 .into_iter()
                 .filter(|n| {
@@ -545,13 +519,7 @@ impl ByteStore for S3Store {
                 tracing::warn!(error = %e, "listing the bucket failed");
                 Vec::new()
             }
-        };
-        if let Some(local) = &self.local {
-            out.extend(local.scan(depth, ours));
-            out.sort();
-            out.dedup();
         }
-        out
     }
 
     fn free_bytes(&self) -> io::Result<u64> {
@@ -562,13 +530,7 @@ impl ByteStore for S3Store {
 
     fn export(&self, name: &str, dest: &FsPath) -> io::Result<()> {
         let dir = dest.parent().unwrap_or(FsPath::new("."));
-        let (guard, _) = match self.download(name, dir) {
-            Err(e) if not_found(&e) => match &self.local {
-                Some(local) => return local.export(name, dest),
-                None => return Err(e),
-            },
-            r => r?,
-        };
+        let (guard, _) = self.download(name, dir)?;
         File::open(guard.path())?.sync_all()?;
         fs::rename(guard.path(), dest)?;
         guard.keep();
@@ -576,50 +538,11 @@ impl ByteStore for S3Store {
     }
 
     fn presign(&self, name: &str) -> io::Result<Option<String>> {
-        // Not moved to the bucket yet: served from the local file.
-        if let Some(local) = &self.local {
-            if local.len(name)?.is_some() {
-                return Ok(None);
-            }
-        }
         self.presigned(name)
     }
 
-    fn absorb_local(
-        &self,
-        depth: usize,
-        ours: &dyn Fn(&[String]) -> bool,
-    ) -> io::Result<Option<Moved>> {
-        let Some(local) = &self.local else {
-            return Ok(Some(Moved::default()));
-        };
-        let mut moved = Moved::default();
-        for name in local.scan(depth, ours) {
-            let path = local.path(name.as_str());
-            let len = match fs::metadata(&path) {
-                Ok(m) => m.len(),
-                // Deleted (GC, a release removed) since the scan: nothing to move.
-                Err(e) if not_found(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            self.upload(&path, &name)?;
-            // Verified: the bucket's bytes hash like the local file's.
-            let theirs = sha256_of(&self.download_fresh(&name)?);
-            let here = sha256_of(&local.open(&name, false)?);
-            if theirs != here {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{}/{name}: the bucket's copy differs from the local file",
-                        self.ns
-                    ),
-                ));
-            }
-            local.delete(&name)?;
-            moved.objects += 1;
-            moved.bytes += len;
-        }
-        Ok(Some(moved))
+    fn kind(&self) -> &'static str {
+        "s3"
     }
 
     fn redirects(&self) -> bool {
@@ -627,19 +550,7 @@ impl ByteStore for S3Store {
     }
 }
 
-fn sha256_of(data: &Mapped) -> crate::ids::Digest {
-    let mut h = crate::ids::Hasher::new(crate::ids::Algorithm::Sha256);
-    super::blob::hash_mapped(&mut h, data);
-    h.digest()
-}
-
 impl S3Store {
-    /// The bucket's bytes of an object, never the local predecessor's or the cache's.
-    fn download_fresh(&self, name: &str) -> io::Result<Mapped> {
-        let (guard, _) = self.download(name, &self.client.staging)?;
-        Mapped::open(guard.path())
-    }
-
     /// The names (relative to the namespace, decoded) of every object under `prefix`.
     fn list_names(&self, prefix: Option<&str>) -> io::Result<Vec<String>> {
         let store = self.client.store.clone();

@@ -199,6 +199,7 @@ api_bind_addr = "127.0.0.1:{admin}"
             secret_access_key: SECRET.into(),
             cache_bytes: 64 << 20,
             redirect: false,
+            previous: false,
         }
     }
 
@@ -806,7 +807,7 @@ async fn s3_redirect_answers_307_with_a_presigned_url_that_serves_the_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn storage_migrate_moves_a_local_site_into_the_bucket_while_it_serves() {
+async fn storage_migrate_moves_a_local_site_into_the_bucket_and_back_while_it_serves() {
     let Some(g) = cluster().await else { return };
     let settings = g.settings("moved");
     // A site on local disk: an image and a (multipart-sized) asset.
@@ -891,4 +892,48 @@ async fn storage_migrate_moves_a_local_site_into_the_bucket_while_it_serves() {
         out.contains("0 blob(s), 0 bytes; 0 asset(s), 0 bytes"),
         "{out}"
     );
+
+    // And back: `--storage local` with the bucket still configured reads it through, and
+    // `migrate --to local` moves every object back to local files.
+    let mut back = settings.clone();
+    back.previous = true;
+    let dir = s.stop().await;
+    let s = start_on(dir, &back).await;
+    let (_, got) = download(&s, a["downloadUrl"].as_str().unwrap(), None).await;
+    assert!(got == data);
+    let cli = crate::harness::Cli::new(&s);
+    let out = tokio::task::block_in_place(|| {
+        cli.ok(
+            s.dir.path(),
+            &["storage", "migrate", "--to", "local", "--json"],
+        )
+    });
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["blobs"].as_u64(), v["assets"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(keys(&c, "moved").await, Vec::<String>::new());
+    assert_eq!(files_under(&s.data_dir().join("blobs")), 2);
+    assert_eq!(files_under(&s.data_dir().join("assets")), 1);
+    // A plain local server (no bucket at all) serves it all.
+    let dir = s.stop().await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let got = s
+        .req(
+            Method::GET,
+            &format!("/v2/acme/app/blobs/{}", sha(b"local layer")),
+            Some(&s.admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"local layer");
+    let (_, got) = download(&s, a["downloadUrl"].as_str().unwrap(), None).await;
+    assert!(got == data);
+    let (_, v) = s
+        .call(Method::POST, "/api/v1/admin/fsck", Some(&s.admin), None)
+        .await;
+    assert_eq!(v["problems"], 0, "{v}");
 }
