@@ -539,7 +539,7 @@ async fn a_chunked_upload_resumes_across_a_pfai_restart_and_lands_in_the_bucket(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn gc_deletes_from_the_bucket_and_fsck_finds_a_tampered_and_a_missing_object() {
+async fn gc_deletes_from_the_bucket_and_fsck_finds_tampered_missing_and_orphan_objects() {
     let Some(g) = cluster().await else { return };
     let settings = g.settings("gcfsck");
     let s = start_on(tempfile::tempdir().unwrap(), &settings).await;
@@ -605,6 +605,39 @@ async fn gc_deletes_from_the_bucket_and_fsck_finds_a_tampered_and_a_missing_obje
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["corrupt"], json!([kept]), "{v}");
     assert_eq!(v["missing"], json!([other]), "{v}");
+
+    // An object no row owns (a blob uploaded by a crashed publish) is an orphan fsck finds in
+    // the bucket, and `--repair` deletes from the bucket.
+    let stray = sha(b"stray bytes");
+    c.put(
+        &ObjPath::from(blob_key("gcfsck", &stray)),
+        PutPayload::from_static(b"stray bytes"),
+    )
+    .await
+    .unwrap();
+    let (_, v) = s
+        .call(
+            Method::POST,
+            "/api/v1/admin/fsck?repair=true",
+            Some(&s.admin),
+            None,
+        )
+        .await;
+    let orphan = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "orphan_blob_file")
+        .cloned()
+        .unwrap_or_else(|| panic!("no orphan finding: {v}"));
+    assert!(
+        orphan["path"].as_str().unwrap().ends_with(&stray[7..]),
+        "{orphan}"
+    );
+    assert!(matches!(
+        c.head(&ObjPath::from(blob_key("gcfsck", &stray))).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
