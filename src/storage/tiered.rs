@@ -96,8 +96,9 @@ impl ByteStore for ReadThrough {
     }
 
     fn presign(&self, name: &str) -> io::Result<Option<String>> {
-        // Not moved yet: served from the previous store.
-        if self.current.len(name)?.is_none() {
+        // Not moved yet (still in the previous store): served from there. Asked only when
+        // the current store redirects, so the common case costs no lookup.
+        if !self.current.redirects() || self.previous.len(name)?.is_some() {
             return Ok(None);
         }
         self.current.presign(name)
