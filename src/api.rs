@@ -1061,3 +1061,19 @@ pub struct MirrorReport {
     /// Why the run stopped early (what was copied stays; the next run resumes), if it did.
     pub error: Option<String>,
 }
+
+/// What `pfai storage migrate --to s3` moved from local files into the bucket.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageMigration {
+    /// The target backend (`s3`).
+    pub to: String,
+    /// Blobs copied, verified and removed locally.
+    pub blobs: u64,
+    /// Their bytes.
+    pub blob_bytes: u64,
+    /// Release assets copied, verified and removed locally.
+    pub assets: u64,
+    /// Their bytes.
+    pub asset_bytes: u64,
+}

@@ -129,11 +129,12 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
         Some(store) => Some(tokio_rustls::TlsAcceptor::from(store.server_config()?)),
         None => None,
     };
-    let core = Core::open_with(
+    let core = Core::open_on(
         &config.data_dir,
         &config.asset_base(),
         config.limits.clone(),
         config.db_faults.clone(),
+        config.s3.as_ref(),
     )?;
     if let Some(path) = account::bootstrap_admin(&core, &config.data_dir).await? {
         tracing::info!(path = %path.display(), "created site admin `admin`; its token is in this file");

@@ -15,6 +15,9 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Default largest asset: 10 GiB.
 pub const DEFAULT_ASSET_MAX: u64 = 10 << 30;
 
+/// Default bound of the local read cache of `--storage s3`: 1 GiB.
+pub const DEFAULT_S3_CACHE_BYTES: u64 = 1 << 30;
+
 /// Default time a client has to send a request's headers (from its first byte, or from
 /// connecting): slowloris defence.
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 30;
@@ -73,6 +76,8 @@ pub struct Config {
     /// `storage::FaultSwitch`). Always `None` in `pfai serve`.
     #[doc(hidden)]
     pub db_faults: Option<FaultSwitch>,
+    /// Blob and asset bytes in an S3-compatible bucket (`--storage s3`); `None`: local files.
+    pub s3: Option<crate::storage::s3::S3Settings>,
 }
 
 impl Config {
@@ -87,6 +92,7 @@ impl Config {
             metrics_token: None,
             tls: None,
             db_faults: None,
+            s3: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub(crate) mod repo;
 pub(crate) mod retention;
 pub(crate) mod serve;
 pub(crate) mod settings;
+pub(crate) mod storage;
 pub(crate) mod verify;
 
 use std::net::SocketAddr;
@@ -170,6 +171,11 @@ pub enum Command {
     /// Example: pfai mirror add https://ghcr.io/acme/tool --to acme/base/tool --tags 'v*'
     #[command(subcommand)]
     Mirror(mirror::MirrorCmd),
+    /// Move blob and asset bytes between storage backends while the server runs (site admin).
+    ///
+    /// Example: pfai storage migrate --to s3
+    #[command(subcommand)]
+    Storage(storage::StorageCmd),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -239,6 +245,46 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "PFAI_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Where blob and asset bytes live: `local` files, or `s3`, an S3-compatible bucket (the
+    /// database, upload sessions and git repositories stay in --data-dir either way).
+    #[arg(long, env = "PFAI_STORAGE", value_enum, default_value_t = StorageKind::Local)]
+    pub storage: StorageKind,
+    /// The S3 API endpoint (`http://127.0.0.1:3900`); unset means AWS for --s3-region.
+    #[arg(long, env = "PFAI_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket of --storage s3.
+    #[arg(long, env = "PFAI_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// The region the endpoint expects (Garage's default is `garage`).
+    #[arg(long, env = "PFAI_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// A key prefix, so that one bucket can hold more than one site.
+    #[arg(long, env = "PFAI_S3_PREFIX", default_value = "")]
+    pub s3_prefix: String,
+    /// Path-style addressing (`endpoint/bucket/key`), what Garage and MinIO expect unless DNS
+    /// is set up for virtual-hosted buckets.
+    #[arg(long, env = "PFAI_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// A file with the access key (`aws_access_key_id = …` and `aws_secret_access_key = …`,
+    /// the AWS credentials file's form); unset: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "PFAI_S3_CREDENTIALS_FILE")]
+    pub s3_credentials_file: Option<PathBuf>,
+    /// Bytes of local disk ($DATA_DIR/s3-cache) that keep recently read objects (LRU).
+    #[arg(long, env = "PFAI_S3_CACHE_BYTES", default_value_t = config::DEFAULT_S3_CACHE_BYTES)]
+    pub s3_cache_bytes: u64,
+    /// Answer blob and asset downloads with a 307 to a presigned bucket URL (valid 5 minutes),
+    /// so that the cluster, not this node, serves the bytes.
+    #[arg(long, env = "PFAI_S3_REDIRECT")]
+    pub s3_redirect: bool,
+}
+
+/// Where `pfai serve` keeps blob and asset bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// Files under --data-dir (and --asset-storage-path).
+    Local,
+    /// An S3-compatible bucket (the --s3-* settings).
+    S3,
 }
 
 /// How `pfai serve` writes its log lines.
@@ -277,6 +323,25 @@ impl ServeArgs {
         // clap's `requires` makes them come in pairs.
         if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
             c.tls = Some(crate::tls::TlsFiles { cert, key });
+        }
+        // With --storage local, a configured bucket is where the objects were: it is read
+        // through while `pfai storage migrate --to local` moves them back.
+        let bucket_set = self.s3_bucket.as_deref().is_some_and(|b| !b.is_empty());
+        if self.storage == StorageKind::S3 || bucket_set {
+            let env = |k: &str| std::env::var(k).unwrap_or_default();
+            c.s3 = Some(crate::storage::s3::S3Settings {
+                endpoint: self.s3_endpoint.unwrap_or_default(),
+                bucket: self.s3_bucket.unwrap_or_default(),
+                region: self.s3_region,
+                prefix: self.s3_prefix,
+                path_style: self.s3_path_style,
+                credentials_file: self.s3_credentials_file,
+                access_key_id: env("AWS_ACCESS_KEY_ID"),
+                secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
+                cache_bytes: self.s3_cache_bytes,
+                redirect: self.s3_redirect,
+                previous: self.storage == StorageKind::Local,
+            });
         }
         c.limits.sign_in = crate::domain::throttle::ThrottleSettings {
             account_threshold: self.sign_in_account_threshold.max(1),
@@ -325,6 +390,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Admin(c) => admin::admin(c).await,
         Command::Quota(c) => quota::run(c).await,
         Command::Mirror(c) => mirror::run(c).await,
+        Command::Storage(c) => storage::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

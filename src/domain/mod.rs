@@ -22,6 +22,7 @@ pub mod release;
 pub mod release_artifact;
 pub(crate) mod retention;
 pub(crate) mod session;
+pub mod storage;
 pub(crate) mod throttle;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use crate::auth::{self, Principal};
 use crate::git::GitStore;
 use crate::ids::{RepoPath, Role};
 use crate::storage::blob::BlobStore;
+use crate::storage::bytes::LocalFs;
 use crate::storage::files::AssetFiles;
 use crate::storage::records::Repo;
 use crate::storage::{accounts, Db, FaultSwitch, Reads, StorageError};
@@ -209,11 +211,52 @@ impl Core {
         limits: Limits,
         db_faults: Option<FaultSwitch>,
     ) -> Result<Arc<Core>, StorageError> {
+        Core::open_on(data_dir, asset_base, limits, db_faults, None)
+    }
+
+    /// `open_with`, with blob and asset bytes in the bucket of `s3` when given (else local
+    /// files under `data_dir` and `asset_base`).
+    pub fn open_on(
+        data_dir: &Path,
+        asset_base: &Path,
+        limits: Limits,
+        db_faults: Option<FaultSwitch>,
+        s3: Option<&crate::storage::s3::S3Settings>,
+    ) -> Result<Arc<Core>, StorageError> {
         std::fs::create_dir_all(data_dir)?;
         let db = Db::open_with(&data_dir.join("pfai.redb"), db_faults)?;
         let git = GitStore::open(data_dir)?;
-        let blobs = BlobStore::open(data_dir)?;
-        let assets = AssetFiles::open(asset_base)?;
+        let (blobs, assets) = match s3 {
+            None => (BlobStore::open(data_dir)?, AssetFiles::open(asset_base)?),
+            Some(settings) => {
+                use crate::storage::bytes::ByteStore;
+                use crate::storage::tiered::ReadThrough;
+                let client = crate::storage::s3::S3Client::open(settings.clone(), data_dir)?;
+                client.check()?;
+                let local_blobs: Arc<dyn ByteStore> =
+                    Arc::new(LocalFs::open(&data_dir.join("blobs"), 0)?);
+                let local_assets: Arc<dyn ByteStore> = Arc::new(LocalFs::open(asset_base, 3)?);
+                let s3_blobs: Arc<dyn ByteStore> = Arc::new(client.namespace("blobs"));
+                let s3_assets: Arc<dyn ByteStore> = Arc::new(client.namespace("assets"));
+                // During a move the previous backend is read through until `pfai storage
+                // migrate` has moved its objects (an empty one costs a lookup on a miss).
+                let (blobs, assets) = if settings.previous {
+                    (
+                        ReadThrough::new(local_blobs, s3_blobs),
+                        ReadThrough::new(local_assets, s3_assets),
+                    )
+                } else {
+                    (
+                        ReadThrough::new(s3_blobs, local_blobs),
+                        ReadThrough::new(s3_assets, local_assets),
+                    )
+                };
+                (
+                    BlobStore::with_objects(Arc::new(blobs), data_dir)?,
+                    AssetFiles::with_objects(Arc::new(assets)),
+                )
+            }
+        };
         let sign_in = throttle::Throttle::new(limits.sign_in.clone());
         let backups = backup::Backups::open(data_dir, asset_base)?;
         Ok(Arc::new(Core {

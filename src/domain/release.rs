@@ -1056,6 +1056,44 @@ pub async fn open_asset(
     Ok(AssetFile { asset: a, data })
 }
 
+/// Where to send a client for an asset's bytes instead of serving them (`--s3-redirect`): a
+/// presigned object-store URL after the same checks as `open_asset`, counted as a download;
+/// `None` when downloads are not redirected.
+pub async fn asset_redirect(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    which: Which,
+    asset: AssetRef,
+) -> DomainResult<Option<String>> {
+    if !core.assets.redirects() {
+        return Ok(None);
+    }
+    let Loaded {
+        release, assets, ..
+    } = load(core, who, repo, which, Role::Read).await?;
+    let found = assets.into_iter().find(|a| match &asset {
+        AssetRef::Id(id) => a.id == *id,
+        AssetRef::Name(n) => &a.name == n,
+    });
+    let a = found.ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
+    let key = AssetKey {
+        repo: repo.clone(),
+        release: release.id,
+        asset: a.id,
+        name: AssetName::parse(&a.name)?,
+    };
+    let files = core.assets.clone();
+    let url = tokio::task::spawn_blocking(move || files.presigned_url(&key))
+        .await
+        .map_err(DomainError::from)?
+        .map_err(|e| DomainError::internal_from("presigning an asset URL", e))?;
+    if url.is_some() {
+        count_download(core, a.id);
+    }
+    Ok(url)
+}
+
 /// One asset's metadata by id, with its unflushed downloads counted.
 pub async fn asset(
     core: &Core,

@@ -447,6 +447,16 @@ async fn delete_manifest(c: &OciCall, n: OciName, reference: Reference) -> Domai
 }
 
 async fn get_blob(c: &OciCall, n: OciName, d: Digest) -> DomainResult<Answer> {
+    if !c.head {
+        if let Some(url) = registry::blob_redirect(c.core(), c.who(), &n, &d).await? {
+            let mut r = reply::empty(StatusCode::TEMPORARY_REDIRECT);
+            reply::set_header(&mut r, header::LOCATION, &url);
+            return Ok(Answer {
+                digest: Some(d),
+                ..Answer::plain(r)
+            });
+        }
+    }
     let blob = registry::open_blob(c.core(), c.who(), &n, &d).await?;
     let range = header_str(&c.headers, header::RANGE);
     let r = reply::serve_mapped(

@@ -33,6 +33,15 @@ pub fn hash_mapped(h: &mut Hasher, data: &Mapped) {
     }
 }
 
+/// Whether an object name has the blob layout `<alg>/<2 hex>/<hex>` of a valid digest.
+fn blob_named(rel: &[String]) -> bool {
+    match rel {
+        [alg, prefix, hex] => Digest::parse(&format!("{alg}:{hex}"))
+            .is_ok_and(|d| d.hex().get(..2) == Some(prefix.as_str())),
+        _ => false,
+    }
+}
+
 /// Removes a file when dropped unless `keep` was called: the guarantee that a failed or cut
 /// write leaves nothing behind.
 pub struct TempGuard {
@@ -311,13 +320,8 @@ impl BlobStore {
     /// The digests of every stored blob (objects named like a valid digest; anything else
     /// is ignored), for fsck to find blobs no row owns.
     pub fn list(&self) -> Vec<Digest> {
-        let named = |rel: &[String]| match rel {
-            [alg, prefix, hex] => Digest::parse(&format!("{alg}:{hex}"))
-                .is_ok_and(|d| d.hex().get(..2) == Some(prefix.as_str())),
-            _ => false,
-        };
         self.objects
-            .scan(3, &named)
+            .scan(3, &blob_named)
             .into_iter()
             .filter_map(|name| {
                 let (alg, rest) = name.split_once('/')?;
@@ -333,9 +337,30 @@ impl BlobStore {
         self.objects.delete(&Self::name(d))
     }
 
+    /// Moves the blobs of the store this one replaces into it (`pfai storage migrate`);
+    /// `None` when no move is under way.
+    pub fn absorb_previous(&self) -> io::Result<Option<super::bytes::Moved>> {
+        self.objects.absorb_previous(3, &blob_named)
+    }
+
+    /// Where new blobs go (`local`, `s3`).
+    pub fn kind(&self) -> &'static str {
+        self.objects.kind()
+    }
+
+    /// Whether blob downloads are redirected to the object store (`--s3-redirect`).
+    pub fn redirects(&self) -> bool {
+        self.objects.redirects()
+    }
+
+    /// A short-lived URL of the blob on the object store, when downloads are redirected.
+    pub fn presigned_url(&self, d: &Digest) -> io::Result<Option<String>> {
+        self.objects.presign(&Self::name(d))
+    }
+
     /// Re-hashes a stored blob: `Some(true)` intact, `Some(false)` damaged, `None` missing.
     pub fn verify(&self, d: &Digest) -> io::Result<Option<bool>> {
-        let data = match self.objects.open(&Self::name(d), false) {
+        let data = match self.objects.open_fresh(&Self::name(d)) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),

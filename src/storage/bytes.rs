@@ -61,6 +61,49 @@ pub trait ByteStore: Send + Sync {
     /// the backend can: a backup pins what its snapshot refers to this way, so a later delete
     /// or GC of the object cannot take the bytes from under it.
     fn export(&self, name: &str, dest: &Path) -> io::Result<()>;
+
+    /// The object's bytes as the store holds them, past any local cache: fsck re-hashes
+    /// these, so that damage in the backing store itself is found.
+    fn open_fresh(&self, name: &str) -> io::Result<Mapped> {
+        self.open(name, false)
+    }
+
+    /// A short-lived URL a client can download the object from directly, when the backend
+    /// offers one and is configured to (`--s3-redirect`); `None` means serve the bytes.
+    fn presign(&self, _name: &str) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Whether downloads are redirected (`presign` gives URLs): a cheap check before the
+    /// lookups a redirect needs.
+    fn redirects(&self) -> bool {
+        false
+    }
+
+    /// Which backend new objects go to (`local`, `s3`), as `--storage` names it.
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    /// Moves every object of the store this one replaces (`tiered::ReadThrough`) into it:
+    /// copy, verify, then remove the original. Only names `ours` accepts, at most `depth`
+    /// segments deep. `None`: no move is under way (a plain backend).
+    fn absorb_previous(
+        &self,
+        _depth: usize,
+        _ours: &dyn Fn(&[String]) -> bool,
+    ) -> io::Result<Option<Moved>> {
+        Ok(None)
+    }
+}
+
+/// What `absorb_previous` moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moved {
+    /// Objects copied, verified and removed locally.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// Scratch files start with this prefix; `scan` skips them and `LocalFs::open` purges them.

@@ -29,6 +29,22 @@ pub fn file_name(asset_id: u64, name: &str) -> String {
     format!("{prefix}{}", &name[..end])
 }
 
+/// Whether an object name has the asset layout (`<owner>/<repo>/<release-id>/<asset-id>[-<name>]`,
+/// valid names, numeric ids).
+fn asset_named(rel: &[String]) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match rel {
+        [owner, repo, release, file] => {
+            let id = file.split_once('-').map_or(file.as_str(), |(id, _)| id);
+            crate::ids::Slug::parse(owner).is_ok()
+                && crate::ids::Slug::parse(repo).is_ok()
+                && digits(release)
+                && digits(id)
+        }
+        _ => false,
+    }
+}
+
 /// Where one asset's bytes live: the release it belongs to, its id and its (validated) name.
 #[derive(Debug, Clone)]
 pub struct AssetKey {
@@ -99,7 +115,7 @@ impl AssetFiles {
 
     /// The stored asset's bytes fed through `hasher` (fsck compares the digests with the row).
     pub fn hash(&self, key: &AssetKey, mut hasher: Hasher) -> io::Result<Hasher> {
-        let data = self.objects.open(&Self::name(key), false)?;
+        let data = self.objects.open_fresh(&Self::name(key))?;
         super::blob::hash_mapped(&mut hasher, &data);
         Ok(hasher)
     }
@@ -131,20 +147,23 @@ impl AssetFiles {
     /// ids): anything else under the base (an operator's file, `lost+found`, another program's
     /// data) is not ours to judge or remove.
     pub fn list(&self) -> Vec<String> {
-        fn ours(rel: &[String]) -> bool {
-            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-            match rel {
-                [owner, repo, release, file] => {
-                    let id = file.split_once('-').map_or(file.as_str(), |(id, _)| id);
-                    crate::ids::Slug::parse(owner).is_ok()
-                        && crate::ids::Slug::parse(repo).is_ok()
-                        && digits(release)
-                        && digits(id)
-                }
-                _ => false,
-            }
-        }
-        self.objects.scan(4, &ours)
+        self.objects.scan(4, &asset_named)
+    }
+
+    /// Moves the assets of the store this one replaces into it (`pfai storage
+    /// migrate`); `None` when no move is under way.
+    pub fn absorb_previous(&self) -> io::Result<Option<super::bytes::Moved>> {
+        self.objects.absorb_previous(4, &asset_named)
+    }
+
+    /// Whether asset downloads are redirected to the object store (`--s3-redirect`).
+    pub fn redirects(&self) -> bool {
+        self.objects.redirects()
+    }
+
+    /// A short-lived URL of the asset on the object store, when downloads are redirected.
+    pub fn presigned_url(&self, key: &AssetKey) -> io::Result<Option<String>> {
+        self.objects.presign(&Self::name(key))
     }
 
     /// Bytes still free for assets (health turns degraded when low).

@@ -31,6 +31,7 @@ mod registry_protection;
 mod release_artifacts;
 mod releases;
 mod retention;
+mod s3;
 mod tls;
 mod ui;
 mod upgrade;

@@ -97,6 +97,34 @@ pub async fn open_blob(
     })
 }
 
+/// Where to send a client for a blob's bytes instead of serving them (`--s3-redirect`): a
+/// presigned object-store URL after the same checks as `open_blob`; `None` when downloads are
+/// not redirected.
+pub async fn blob_redirect(
+    core: &Core,
+    who: Option<&Principal>,
+    name: &OciName,
+    digest: &Digest,
+) -> DomainResult<Option<String>> {
+    if !core.blobs.redirects() {
+        return Ok(None);
+    }
+    let (w, n, d) = (who.cloned(), name.clone(), digest.to_string());
+    core.db
+        .read(move |txn| {
+            access_txn(txn, w.as_ref(), &n, Role::Read)?;
+            Ok::<_, DomainError>(blob_refs::linked_size(txn, &n, &d)?)
+        })
+        .await?
+        .ok_or(DomainError::BlobUnknown)?;
+    let blobs = core.blobs.clone();
+    let dg = digest.clone();
+    tokio::task::spawn_blocking(move || blobs.presigned_url(&dg))
+        .await
+        .map_err(DomainError::from)?
+        .map_err(|e| DomainError::internal_from("presigning a blob URL", e))
+}
+
 /// Unlinks a blob from a repository (202). The file goes when GC finds it unreferenced.
 pub async fn delete_blob(
     core: &Core,

@@ -50,6 +50,15 @@ async fn fsck(c: Caller, q: String) -> DomainResult<Response> {
     ))
 }
 
+async fn storage_migrate(c: Caller, q: String) -> DomainResult<Response> {
+    let pairs = query_pairs(&q);
+    let to = query_get(&pairs, "to").unwrap_or("");
+    Ok(reply::json(
+        StatusCode::OK,
+        &crate::domain::storage::migrate(&c.core, c.who(), to).await?,
+    ))
+}
+
 /// The packages and maintenance routes.
 pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
     let e = || edge(core.clone());
@@ -75,12 +84,19 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .and(e())
         .and(raw_query())
         .then(|e: Edge, q| e.rest((), |c, ()| fsck(c, q)));
+    let storage_migrate = warp::path!("api" / "v1" / "admin" / "storage" / "migrate")
+        .and(warp::post())
+        .and(e())
+        .and(raw_query())
+        .then(|e: Edge, q| e.rest((), |c, ()| storage_migrate(c, q)));
     packages
         .or(package_tags)
         .unify()
         .or(gc)
         .unify()
         .or(fsck)
+        .unify()
+        .or(storage_migrate)
         .unify()
         .boxed()
 }

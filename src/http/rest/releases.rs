@@ -188,6 +188,14 @@ async fn download(
             (Which::Tag(tag), AssetRef::Id(id))
         }
     };
+    if h.method != Method::HEAD {
+        let (w, a) = (which.clone(), asset_ref.clone());
+        if let Some(url) = release::asset_redirect(&c.core, c.who(), &repo, w, a).await? {
+            let mut r = reply::empty(StatusCode::TEMPORARY_REDIRECT);
+            reply::set_header(&mut r, header::LOCATION, &url);
+            return Ok(r);
+        }
+    }
     let file = release::open_asset(&c.core, c.who(), &repo, which, asset_ref).await?;
     Ok(asset_response(
         &c.core,
