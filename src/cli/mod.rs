@@ -239,6 +239,9 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "PFAI_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Largest bundle `pfai bundle import` may upload, in bytes (staged on disk while verified).
+    #[arg(long, env = "PFAI_BUNDLE_MAX_BYTES", default_value_t = 256 << 30)]
+    pub bundle_max_bytes: u64,
 }
 
 /// How `pfai serve` writes its log lines.
@@ -266,6 +269,7 @@ impl ServeArgs {
             .asset_storage_path
             .filter(|p| !p.as_os_str().is_empty());
         c.limits.asset_max = self.asset_max_bytes;
+        c.limits.bundle_max = self.bundle_max_bytes;
         c.metrics_token = self.metrics_token.filter(|t| !t.is_empty());
         c.limits.gc_grace_secs = self.gc_grace_seconds.min(i64::MAX as u64) as i64;
         c.conn = ConnLimits {
