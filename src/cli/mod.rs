@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod backup;
 pub(crate) mod bench;
+pub(crate) mod bundle;
 pub(crate) mod client;
 pub(crate) mod commands;
 pub mod config_file;
@@ -170,6 +171,12 @@ pub enum Command {
     /// Example: pfai mirror add https://ghcr.io/acme/tool --to acme/base/tool --tags 'v*'
     #[command(subcommand)]
     Mirror(mirror::MirrorCmd),
+    /// Air-gap bundles: export repositories, releases and images to one verified file, and
+    /// import it into another server.
+    ///
+    /// Example: pfai bundle export --repo acme/app -o acme-app.tar
+    #[command(subcommand)]
+    Bundle(bundle::BundleCmd),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -329,6 +336,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Admin(c) => admin::admin(c).await,
         Command::Quota(c) => quota::run(c).await,
         Command::Mirror(c) => mirror::run(c).await,
+        Command::Bundle(c) => bundle::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());
