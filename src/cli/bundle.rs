@@ -219,9 +219,11 @@ pub async fn run(cmd: BundleCmd) -> CliResult<()> {
             output,
         } => {
             let since = match since {
-                Some(p) => Some(tokio::task::spawn_blocking(move || read_since(&p)).await.map_err(
-                    |e| CliError::Msg(e.to_string()),
-                )??),
+                Some(p) => Some(
+                    tokio::task::spawn_blocking(move || read_since(&p))
+                        .await
+                        .map_err(|e| CliError::Msg(e.to_string()))??,
+                ),
                 None => None,
             };
             let req = BundleExport {
