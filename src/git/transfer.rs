@@ -47,6 +47,14 @@ impl GitStore {
         for (name, oid) in &refs.refs {
             header.push_str(&format!("{oid} {name}\n"));
         }
+        // `HEAD` too, so `git clone x.bundle` checks its branch out (`unbundle` callers skip it).
+        if let Some((_, oid)) = refs
+            .head
+            .as_ref()
+            .and_then(|h| refs.refs.iter().find(|(n, _)| n == h))
+        {
+            header.push_str(&format!("{oid} HEAD\n"));
+        }
         header.push('\n');
         file.write_all(header.as_bytes())?;
         file.flush()?;

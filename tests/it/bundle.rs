@@ -333,6 +333,14 @@ fn export(a: &TestServer, dir: &Path, out: &Path, extra: &[&str]) {
     assert!(!PathBuf::from(format!("{o}.part")).exists());
 }
 
+/// Report lines with this outcome.
+fn count(report: &str, outcome: &str) -> usize {
+    report
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(outcome))
+        .count()
+}
+
 fn import(b: &TestServer, dir: &Path, file: &Path) -> String {
     Cli::new(b).ok(dir, &["bundle", "import", file.to_str().unwrap()])
 }
@@ -416,7 +424,7 @@ async fn a_bundle_moves_git_releases_and_images_to_a_fresh_server_and_a_second_i
     let b = fresh_target().await;
     let out = import(&b, src.work.path(), &file);
     assert!(out.contains("created   repo    acme/app"), "{out}");
-    assert!(!out.contains("refused"), "{out}");
+    assert_eq!(count(&out, "refused"), 0, "{out}");
 
     assert_eq!(refs(a, "acme/app"), refs(&b, "acme/app"));
     assert_eq!(
@@ -451,10 +459,10 @@ async fn a_bundle_moves_git_releases_and_images_to_a_fresh_server_and_a_second_i
 
     // Twice: nothing changes, and the report says so item by item.
     let again = import(&b, src.work.path(), &file);
-    assert!(
-        !again.contains("created ") && !again.contains("updated ") && !again.contains("refused"),
-        "{again}"
-    );
+    for o in ["created", "updated", "refused"] {
+        assert_eq!(count(&again, o), 0, "{again}");
+    }
+    assert!(count(&again, "unchanged") >= 10, "{again}");
     assert!(again.contains("unchanged release acme/app@v1"), "{again}");
     assert!(
         again.contains("unchanged image   acme/app/img:v1"),
@@ -726,11 +734,5 @@ async fn git_clones_the_bundled_repository_and_skopeo_reads_its_images() {
     skopeo_ok(&["copy", "--all", &src_ref, &format!("dir:{}", out.display())]);
     let got = std::fs::read(out.join("manifest.json")).unwrap();
     assert_eq!(got, s_manifest(&src.s, "acme/app/img", "v1").await);
-    let b3 = src.work.path().join("b3-dir");
-    skopeo_ok(&[
-        "copy",
-        &format!("oci-archive:{}:acme/app/b3:v1", file.display()),
-        &format!("dir:{}", b3.display()),
-    ]);
-    assert!(b3.join("manifest.json").is_file());
+    // (The BLAKE3 image is in the file too, but skopeo 1.9 knows no `blake3:` digests.)
 }

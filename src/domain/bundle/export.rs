@@ -309,6 +309,9 @@ async fn release_items(
             Ok::<_, DomainError>((rows, latest))
         })
         .await?;
+    // Oldest first, so the importer gives them ids in the same order (the list's tiebreak).
+    let mut rows = rows;
+    rows.sort_by_key(|(r, _)| r.id);
     for (rel, mut list) in rows {
         list.sort_by(|a, b| a.name.cmp(&b.name));
         let meta = ReleaseMeta {
@@ -317,7 +320,6 @@ async fn release_items(
             body: rel.body.clone(),
             draft: rel.draft,
             prerelease: rel.prerelease,
-            latest: latest == Some(rel.id),
             author: rel.author.clone(),
             target_commit: rel.target_commit.clone(),
             commit_sha: rel.commit_sha.clone(),
@@ -391,16 +393,20 @@ async fn release_items(
         for (d, size, key) in asset_items {
             plan.add(d, size, Source::Asset(key), false);
         }
+        let mut annotations = BTreeMap::from([
+            (KIND.to_owned(), "release".to_owned()),
+            (REPO.to_owned(), repo.key()),
+            (RELEASE_TAG.to_owned(), rel.tag_name.clone()),
+        ]);
+        if latest == Some(rel.id) {
+            annotations.insert(LATEST.to_owned(), "true".to_owned());
+        }
         plan.index.push(Desc {
             media_type: OCI_MANIFEST.into(),
             digest: md.to_string(),
             size: mbytes.len() as u64,
             artifact_type: Some(RELEASE_ARTIFACT.into()),
-            annotations: BTreeMap::from([
-                (KIND.to_owned(), "release".to_owned()),
-                (REPO.to_owned(), repo.key()),
-                (RELEASE_TAG.to_owned(), rel.tag_name.clone()),
-            ]),
+            annotations,
         });
         plan.add(md, mbytes.len() as u64, Source::Bytes(mbytes), false);
     }

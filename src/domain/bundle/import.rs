@@ -194,6 +194,7 @@ struct RepoPlan {
 struct ReleasePlan {
     repo: RepoPath,
     meta: ReleaseMeta,
+    latest: bool,
     files: Vec<Staged>,
 }
 
@@ -303,7 +304,13 @@ fn plan(c: &Contents) -> DomainResult<Plan> {
                     }
                     files.push(s.clone());
                 }
-                p.releases.push(ReleasePlan { repo, meta, files });
+                let latest = d.annotations.get(LATEST).is_some_and(|v| v == "true");
+                p.releases.push(ReleasePlan {
+                    repo,
+                    meta,
+                    latest,
+                    files,
+                });
             }
             Some(kind @ ("image" | "manifest")) => {
                 let name = annotation(d, IMAGE)?;
@@ -871,7 +878,7 @@ async fn create_release(
     };
     let latest = if m.draft {
         None
-    } else if m.latest {
+    } else if r.latest {
         Some(MakeLatest::True)
     } else {
         Some(MakeLatest::False)

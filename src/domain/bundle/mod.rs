@@ -51,6 +51,10 @@ pub const REPO: &str = "vnd.pfai.repo";
 pub const REFS: &str = "vnd.pfai.git.refs";
 /// `index.json` annotation: a release's tag.
 pub const RELEASE_TAG: &str = "vnd.pfai.release.tag";
+/// `index.json` annotation: `true` on the release that was its repository's Latest (kept out of
+/// the release's manifest, so that a new Latest elsewhere does not change an old release's
+/// digest and make `--since` carry it again).
+pub const LATEST: &str = "vnd.pfai.release.latest";
 /// `index.json` annotation: an image's OCI name.
 pub const IMAGE: &str = "vnd.pfai.image";
 /// `index.json` annotation: an image's tag.
@@ -157,8 +161,6 @@ pub struct ReleaseMeta {
     pub draft: bool,
     /// Pre-release.
     pub prerelease: bool,
-    /// Whether it was the repository's Latest.
-    pub latest: bool,
     /// Who created it.
     pub author: String,
     /// What its creator asked the tag to be made on.
