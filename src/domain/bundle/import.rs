@@ -80,7 +80,7 @@ struct Contents {
 }
 
 /// Reads the tar, staging and verifying every blob. Any bad item refuses the whole file.
-fn read_tar(reader: ChannelReader, dir: &Path) -> DomainResult<Contents> {
+fn read_tar<R: Read>(reader: R, dir: &Path) -> DomainResult<Contents> {
     let mut ar = tar::Archive::new(reader);
     let mut blobs = HashMap::new();
     let mut index = None;
@@ -180,6 +180,21 @@ fn read_tar(reader: ChannelReader, dir: &Path) -> DomainResult<Contents> {
         index,
         bytes,
     })
+}
+
+/// The fuzz body of `bundle_reader`: reads a tar from `data` as an import does (blobs staged
+/// under `dir`) and plans it; returns the verified blobs on success. Must never panic.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn read_and_plan(data: &[u8], dir: &Path) -> Option<Vec<(String, PathBuf)>> {
+    let contents = read_tar(data, dir).ok()?;
+    plan(&contents).ok()?;
+    Some(
+        contents
+            .blobs
+            .into_iter()
+            .map(|(d, s)| (d, s.path))
+            .collect(),
+    )
 }
 
 /// A repository to apply.
@@ -1092,5 +1107,38 @@ impl Pusher<'_> {
         let body = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
         upload::monolithic(self.core, self.who, self.name, d, Some(s.size), body).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(name: &str) -> Vec<u8> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data-fixtures/fuzz/bundle_reader")
+            .join(name);
+        std::fs::read(p).expect("seed")
+    }
+
+    #[test]
+    fn the_reader_plans_a_valid_bundle_and_refuses_a_flipped_or_cut_one() {
+        let dir = std::env::temp_dir().join(format!("pfai-bundle-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let c = read_tar(seed("valid.tar").as_slice(), &dir).expect("valid bundle");
+        let p = plan(&c).expect("plan");
+        assert_eq!(p.repos.len(), 1);
+        assert_eq!(p.releases.len(), 1);
+        assert!(p.releases[0].latest);
+        assert_eq!(p.images.len(), 1);
+        let e = read_tar(seed("flipped.tar").as_slice(), &dir)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("does not match its digest"), "{e}");
+        let e = read_tar(seed("cut.tar").as_slice(), &dir)
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("truncated"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

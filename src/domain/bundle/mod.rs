@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::api::{BundleExport, BundleImportReport, BundleItem, BundleSince};
 pub use export::{export, Export};
 pub use import::import;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use import::read_and_plan;
 
 use crate::api::RuleTarget;
 
