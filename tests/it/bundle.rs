@@ -736,3 +736,186 @@ async fn git_clones_the_bundled_repository_and_skopeo_reads_its_images() {
     assert_eq!(got, s_manifest(&src.s, "acme/app/img", "v1").await);
     // (The BLAKE3 image is in the file too, but skopeo 1.9 knows no `blake3:` digests.)
 }
+
+/// The `pfai` binary run as a client of `url` (no saved login).
+fn pfai_client(url: &str, token: &str, cwd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pfai"))
+        .args(args)
+        .current_dir(cwd)
+        .env("PFAI_URL", url)
+        .env("PFAI_TOKEN", token)
+        .env("XDG_CONFIG_HOME", cwd.join("xdg"))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_killed_midway_finishes_on_a_rerun_without_duplicates() {
+    // A: 30 releases with an asset each, so the import takes a while to apply.
+    let a = TestServer::start().await;
+    a.repo("acme", "app", false).await;
+    let wc = a.checkout("acme/app", &a.admin);
+    git_ok(&wc, &["push", "-q", "origin", "main"]);
+    for i in 0..30 {
+        let tag = format!("v1.{i}");
+        let (st, v) = a
+            .post(
+                "/api/v1/forge/acme/app/releases",
+                Some(&a.admin),
+                json!({"tagName": tag, "name": tag, "body": format!("release {i}"), "targetCommit": "main"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+        let data = vec![i as u8; 64 << 10];
+        let (st, v) = a
+            .upload_asset("acme/app", &tag, &format!("app-{i}.bin"), data, &a.admin)
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let (m, _) = push_platform(&a, "acme/app/img", "sha256", "amd64", &tar_layer("k")).await;
+    put_manifest(&a, "acme/app/img", "v1", OCI_MANIFEST, &m).await;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("acme.tar");
+    export(&a, work.path(), &file, &[]);
+
+    // B: the real binary, killed with -9 once the import has begun to apply.
+    let bdir = tempfile::tempdir().unwrap();
+    let mut b = crate::binary::start(bdir.path());
+    let token = std::fs::read_to_string(bdir.path().join("data/initial-admin-token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/v1/orgs", b.url))
+        .bearer_auth(&token)
+        .json(&json!({"name": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (url, tok, cwd, f) = (
+        b.url.clone(),
+        token.clone(),
+        work.path().to_owned(),
+        file.to_str().unwrap().to_owned(),
+    );
+    let client =
+        std::thread::spawn(move || pfai_client(&url, &tok, &cwd, &["bundle", "import", &f]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Killed once the first releases are in: some done, some not (or all, on a fast machine).
+    loop {
+        let r = http
+            .get(format!("{}/api/v1/forge/acme/app/releases", b.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let n = if r.status() == StatusCode::OK {
+            r.json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        if n >= 3 || client.is_finished() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never began"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    crate::binary::signal(&b.child, "KILL");
+    b.child.wait().unwrap();
+    let first = client.join().unwrap();
+    let (_, rels) = a
+        .get("/api/v1/forge/acme/app/releases?limit=100", Some(&a.admin))
+        .await;
+    assert_eq!(rels.as_array().map(Vec::len), Some(30));
+
+    // Restarted on the same data: the re-run finishes the job, nothing twice.
+    let mut b = crate::binary::start(bdir.path());
+    let before: Value = http
+        .get(format!(
+            "{}/api/v1/forge/acme/app/releases?limit=100",
+            b.url
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    eprintln!(
+        "killed with {:?} of 30 releases applied",
+        before.as_array().map(Vec::len)
+    );
+    let out = pfai_client(
+        &b.url,
+        &token,
+        work.path(),
+        &["bundle", "import", file.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "first run: {}\nre-run: {stdout}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&stdout, "refused"), 0, "{stdout}");
+    let (_, want) = a
+        .get("/api/v1/forge/acme/app/releases?limit=100", Some(&a.admin))
+        .await;
+    let got: Value = http
+        .get(format!(
+            "{}/api/v1/forge/acme/app/releases?limit=100",
+            b.url
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let summary = |v: &Value| -> Vec<(String, Vec<String>)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let assets = r["assets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| format!("{} {}", a["name"], a["sha256"]))
+                    .collect();
+                (r["tagName"].as_str().unwrap().to_owned(), assets)
+            })
+            .collect()
+    };
+    assert_eq!(summary(&got), summary(&want));
+    let r = http
+        .get(format!("{}/v2/acme/app/img/manifests/v1", b.url))
+        .basic_auth("x", Some(&token))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), m);
+    crate::binary::signal(&b.child, "TERM");
+    b.child.wait().unwrap();
+    // The killed import's scratch directory went at the restart; the re-run's after it.
+    let left: Vec<_> = std::fs::read_dir(bdir.path().join("data/uploads"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -115,12 +115,13 @@ pub async fn export(
     };
     let mut rnd = [0u8; 12];
     crate::util::fill_random(&mut rnd);
-    let scratch = Scratch(
-        core.blobs
-            .uploads_dir()
-            .join(format!(".bundle-export-{}", hex::encode(rnd))),
-    );
-    std::fs::create_dir_all(&scratch.0)?;
+    let dir = core
+        .blobs
+        .uploads_dir()
+        .join(format!(".bundle-export-{}", hex::encode(rnd)));
+    std::fs::create_dir_all(&dir)?;
+    // Absolute: git runs in the repository's directory and is handed paths under this one.
+    let scratch = Scratch(std::fs::canonicalize(&dir)?);
     let config = empty_config();
     plan.add(
         Digest::sha256_of(EMPTY_CONFIG),

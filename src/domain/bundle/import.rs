@@ -509,12 +509,13 @@ where
     let who_p = crate::domain::account::require(who)?.clone();
     let mut rnd = [0u8; 12];
     crate::util::fill_random(&mut rnd);
-    let scratch = Scratch(
-        core.blobs
-            .uploads_dir()
-            .join(format!(".bundle-import-{}", hex::encode(rnd))),
-    );
-    std::fs::create_dir_all(&scratch.0)?;
+    let dir = core
+        .blobs
+        .uploads_dir()
+        .join(format!(".bundle-import-{}", hex::encode(rnd)));
+    std::fs::create_dir_all(&dir)?;
+    // Absolute: git runs in the repository's directory and is handed paths under this one.
+    let scratch = Scratch(std::fs::canonicalize(&dir)?);
     let (tx, rx) = mpsc::channel(8);
     let dir = scratch.0.clone();
     let reading = tokio::task::spawn_blocking(move || {
