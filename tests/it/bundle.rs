@@ -919,3 +919,88 @@ async fn an_import_killed_midway_finishes_on_a_rerun_without_duplicates() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bundle_holds_only_what_the_caller_may_read_and_only_owner_admins_may_import() {
+    let src = source().await;
+    let a = &src.s;
+    let reader = a.user("reader").await;
+    a.repo("acme", "secret", true).await;
+
+    // A reader of acme/app gets its published releases, not the draft.
+    let file = src.work.path().join("reader.tar");
+    let cli = Cli::new(a);
+    let out = cli.run(
+        src.work.path(),
+        Some(&reader),
+        &[
+            "bundle",
+            "export",
+            "--repo",
+            "acme/app",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tags: Vec<String> = index_of(&file, "release")
+        .iter()
+        .map(|d| {
+            d["annotations"]["vnd.pfai.release.tag"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert!(!tags.contains(&"v2-draft".to_owned()), "{tags:?}");
+
+    // A private repository the caller cannot see is not found, and no file is left.
+    let secret = src.work.path().join("secret.tar");
+    let (_, err) = cli.fails(
+        src.work.path(),
+        Some(&reader),
+        &[
+            "bundle",
+            "export",
+            "--repo",
+            "acme/secret",
+            "-o",
+            secret.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("not found"), "{err}");
+    assert!(!secret.exists());
+    assert!(!PathBuf::from(format!("{}.part", secret.display())).exists());
+
+    // Importing needs admin rights on the owner: refused whole, nothing created.
+    let b = fresh_target().await;
+    let mallory = b.user("mallory").await;
+    let (_, err) = Cli::new(&b).fails(
+        src.work.path(),
+        Some(&mallory),
+        &["bundle", "import", file.to_str().unwrap()],
+    );
+    assert!(err.contains("admin rights on acme"), "{err}");
+    let (st, _) = b.get("/api/v1/forge/acme/app", Some(&b.admin)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Anonymous callers are turned away before any byte is read.
+    let (st, _) = raw_import_as(&b, None, std::fs::read(&file).unwrap()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+async fn raw_import_as(b: &TestServer, token: Option<&str>, bytes: Vec<u8>) -> (StatusCode, Value) {
+    let r = b
+        .req(Method::POST, "/api/v1/bundles/import", token)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}

@@ -300,10 +300,26 @@ fn plan(c: &Contents) -> DomainResult<Plan> {
                 let meta: ReleaseMeta = read_doc(c, &first.digest, &what)?;
                 let repo = RepoPath::parse_key(annotation(d, REPO)?)
                     .map_err(|e| bad(format!("{what}: {e}")))?;
+                crate::domain::release::check_text(&meta.name, &meta.body)
+                    .map_err(|e| bad(format!("release {}: {e}", meta.tag)))?;
+                GitTagName::parse(&meta.tag)
+                    .map_err(|e| bad(format!("release {}: {e}", meta.tag)))?;
                 let mut files = Vec::new();
                 for a in &meta.assets {
                     AssetName::parse(&a.name)
                         .map_err(|e| bad(format!("{what}: asset {}: {e}", a.name)))?;
+                    let printable =
+                        |s: &str, max: usize| s.len() <= max && !s.chars().any(char::is_control);
+                    if !printable(&a.label, 255)
+                        || !printable(&a.content_type, 200)
+                        || !printable(&a.uploader, 255)
+                        || a.blake3.as_ref().is_some_and(|b| !printable(b, 64))
+                    {
+                        return Err(bad(format!(
+                            "release {} asset {}: a label, content type or uploader is too long or not printable",
+                            meta.tag, a.name
+                        )));
+                    }
                     let key = format!("sha256:{}", a.sha256);
                     let s = c.blobs.get(&key).ok_or_else(|| {
                         bad(format!(
