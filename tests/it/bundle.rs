@@ -1004,3 +1004,63 @@ async fn raw_import_as(b: &TestServer, token: Option<&str>, bytes: Vec<u8>) -> (
     let st = r.status();
     (st, r.json().await.unwrap_or(Value::Null))
 }
+
+/// The README's "Air-gapped install" block, run as written: each command line with bash, the
+/// lines before "carry the file across" against server A, the rest against server B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_readme_air_gapped_walkthrough_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Air-gapped install")
+        .nth(1)
+        .expect("the README has the section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    let src = source().await;
+    src.s.repo("acme", "base", false).await;
+    let b = fresh_target().await;
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_pfai"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut target = &src.s;
+    let mut ran = 0;
+    for line in block.lines() {
+        if line.contains("carry the file across") {
+            target = &b;
+        }
+        let cmd = line.split(" #").next().unwrap().trim();
+        if cmd.is_empty() || cmd.starts_with('#') {
+            continue;
+        }
+        let out = std::process::Command::new("bash")
+            .args(["-c", cmd])
+            .current_dir(src.work.path())
+            .env("PATH", &path)
+            .env("PFAI_URL", &target.url)
+            .env("PFAI_TOKEN", &target.admin)
+            .env("XDG_CONFIG_HOME", src.work.path().join("xdg"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert_eq!(ran, 5);
+    assert_eq!(refs(&src.s, "acme/app"), refs(&b, "acme/app"));
+    let (st, _) = b.get("/api/v1/forge/acme/base", Some(&b.admin)).await;
+    assert_eq!(st, StatusCode::OK);
+}

@@ -1158,4 +1158,100 @@ mod tests {
         assert!(e.to_string().contains("truncated"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    fn tar_of(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data, kind) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            // Written raw, so that hostile names reach the reader as they are.
+            let n = name.as_bytes();
+            h.as_old_mut().name[..n.len()].copy_from_slice(n);
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name("/etc/passwd").expect("link");
+            }
+            h.set_cksum();
+            b.append(&h, *data).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn hostile_entries_are_refused_and_nothing_lands_outside_the_scratch_directory() {
+        let dir = std::env::temp_dir().join(format!("pfai-bundle-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let layout: (&str, &[u8], tar::EntryType) =
+            ("oci-layout", OCI_LAYOUT, tar::EntryType::Regular);
+        let d = Digest::sha256_of(b"x");
+        let good = blob_path(&d);
+        let cases: Vec<(Vec<(&str, &[u8], tar::EntryType)>, &str)> = vec![
+            (
+                vec![layout, ("../escape", b"x", tar::EntryType::Regular)],
+                "not part of a bundle",
+            ),
+            (
+                vec![layout, ("/etc/x", b"x", tar::EntryType::Regular)],
+                "not part of a bundle",
+            ),
+            (
+                vec![
+                    layout,
+                    ("blobs/sha256/../../x", b"x", tar::EntryType::Regular),
+                ],
+                "not part of a bundle",
+            ),
+            (
+                vec![layout, (good.as_str(), b"", tar::EntryType::Symlink)],
+                "not a regular file",
+            ),
+            (
+                vec![layout, (good.as_str(), b"y", tar::EntryType::Regular)],
+                "does not match",
+            ),
+            (
+                vec![layout, (good.as_str(), b"x", tar::EntryType::Regular)],
+                "index.json",
+            ),
+            (
+                vec![
+                    (good.as_str(), b"x", tar::EntryType::Regular),
+                    ("index.json", b"{}", tar::EntryType::Regular),
+                ],
+                "oci-layout",
+            ),
+        ];
+        for (entries, want) in cases {
+            let data = tar_of(&entries);
+            let e = read_tar(data.as_slice(), &dir).err().expect("refused");
+            assert!(e.to_string().contains(want), "{want}: {e}");
+        }
+        assert!(!dir.parent().expect("parent").join("escape").exists());
+        // A well-formed file whose index lists nothing it holds plans to nothing.
+        let data = tar_of(&[
+            layout,
+            (good.as_str(), b"x", tar::EntryType::Regular),
+            (
+                "index.json",
+                br#"{"schemaVersion":2,"manifests":[]}"#,
+                tar::EntryType::Regular,
+            ),
+        ]);
+        let c = read_tar(data.as_slice(), &dir).expect("read");
+        assert!(plan(&c).expect("plan").repos.is_empty());
+        // An index naming a release whose manifest is not in the file is refused.
+        let idx = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"m","digest":"{d}","size":1,"annotations":{{"vnd.pfai.kind":"release","vnd.pfai.repo":"a/b"}}}},{{"mediaType":"m","digest":"sha256:{}","size":1,"annotations":{{"vnd.pfai.kind":"repo"}}}}]}}"#,
+            "0".repeat(64)
+        );
+        let data = tar_of(&[
+            layout,
+            (good.as_str(), b"x", tar::EntryType::Regular),
+            ("index.json", idx.as_bytes(), tar::EntryType::Regular),
+        ]);
+        let c = read_tar(data.as_slice(), &dir).expect("read");
+        assert!(plan(&c).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
