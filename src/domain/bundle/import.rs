@@ -1159,7 +1159,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    fn tar_of(entries: &[(&str, &[u8], tar::EntryType)]) -> Vec<u8> {
+    type Entry<'a> = (&'a str, &'a [u8], tar::EntryType);
+
+    fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, data, kind) in entries {
             let mut h = tar::Header::new_gnu();
@@ -1182,11 +1184,10 @@ mod tests {
     fn hostile_entries_are_refused_and_nothing_lands_outside_the_scratch_directory() {
         let dir = std::env::temp_dir().join(format!("pfai-bundle-hostile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let layout: (&str, &[u8], tar::EntryType) =
-            ("oci-layout", OCI_LAYOUT, tar::EntryType::Regular);
+        let layout: Entry<'_> = ("oci-layout", OCI_LAYOUT, tar::EntryType::Regular);
         let d = Digest::sha256_of(b"x");
         let good = blob_path(&d);
-        let cases: Vec<(Vec<(&str, &[u8], tar::EntryType)>, &str)> = vec![
+        let cases: Vec<(Vec<Entry<'_>>, &str)> = vec![
             (
                 vec![layout, ("../escape", b"x", tar::EntryType::Regular)],
                 "not part of a bundle",
