@@ -1064,3 +1064,35 @@ async fn the_readme_air_gapped_walkthrough_runs_as_written() {
     let (st, _) = b.get("/api/v1/forge/acme/base", Some(&b.admin)).await;
     assert_eq!(st, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_export_that_fails_midway_leaves_no_file_that_looks_complete() {
+    let src = source().await;
+    // An asset file vanishes from disk after its row was written (a damaged store).
+    let assets = src.s.data_dir().join("assets/acme/app");
+    let mut victim = None;
+    for rel in std::fs::read_dir(&assets).unwrap().flatten() {
+        for f in std::fs::read_dir(rel.path()).unwrap().flatten() {
+            if f.file_name().to_string_lossy().ends_with("app.txt") {
+                victim = Some(f.path());
+            }
+        }
+    }
+    std::fs::remove_file(victim.expect("the asset file")).unwrap();
+    let file = src.work.path().join("broken.tar");
+    let (_, err) = Cli::new(&src.s).fails(
+        src.work.path(),
+        Some(&src.s.admin),
+        &[
+            "bundle",
+            "export",
+            "--repo",
+            "acme/app",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("stopped the bundle"), "{err}");
+    assert!(!file.exists());
+    assert!(!PathBuf::from(format!("{}.part", file.display())).exists());
+}
