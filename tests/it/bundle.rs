@@ -586,6 +586,18 @@ async fn an_incremental_bundle_carries_only_what_the_earlier_one_lacks_and_appli
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flipped_byte_or_a_cut_file_is_refused_naming_the_item_before_anything_is_visible() {
     let src = source().await;
+    // 24 MiB after the damaged blob: the server must still answer the client that sends them.
+    let (st, v) = src
+        .s
+        .upload_asset(
+            "acme/app",
+            "v1",
+            "big.bin",
+            vec![7u8; 24 << 20],
+            &src.s.admin,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
     let file = src.work.path().join("acme.tar");
     export(&src.s, src.work.path(), &file, &[]);
     let bytes = std::fs::read(&file).unwrap();
@@ -602,6 +614,20 @@ async fn a_flipped_byte_or_a_cut_file_is_refused_naming_the_item_before_anything
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v.to_string().contains(&name), "{v}");
     assert!(v.to_string().contains("does not match its digest"), "{v}");
+
+    let flipped = src.work.path().join("flipped.tar");
+    let mut bad = bytes.clone();
+    bad[pos as usize + 1000] ^= 0x01;
+    std::fs::write(&flipped, bad).unwrap();
+    let (_, err) = Cli::new(&b).fails(
+        src.work.path(),
+        Some(&b.admin),
+        &["bundle", "import", flipped.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("does not match its digest") && err.contains(&name),
+        "{err}"
+    );
 
     // The same file cut in the middle of that blob, and cut before its index.
     for cut in [pos as usize + 5000, bytes.len() - 2048] {

@@ -562,7 +562,15 @@ where
             break;
         }
         if tx.send(Ok(chunk)).await.is_err() {
-            break; // the reader stopped: its error says why
+            // The reader stopped (its error says why): read on, discarding, so the client,
+            // still sending, gets the answer instead of a reset connection.
+            while let Some(Ok(c)) = body.next().await {
+                received += c.len() as u64;
+                if received > max {
+                    break;
+                }
+            }
+            break;
         }
     }
     drop(tx);
