@@ -30,6 +30,7 @@ extra_args() {
     manifest) echo "-max_len=65536" ;;
     storage_model) echo "-max_len=16384 -len_control=0" ;;
     push_commands) echo "-max_len=8192" ;;
+    bundle_reader) echo "-max_len=65536" ;;
     *) echo "-max_len=4096" ;;
     esac
 }

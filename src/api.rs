@@ -8,6 +8,8 @@
 //! tolerate unknown fields, so an older CLI keeps working against a newer server. Field order is
 //! the wire order.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Role;
@@ -1076,4 +1078,60 @@ pub struct StorageMigration {
     pub assets: u64,
     /// Their bytes.
     pub asset_bytes: u64,
+}
+
+/// The body of `POST /api/v1/bundles/export`: what to put in an air-gap bundle.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleExport {
+    /// `owner/repo` of every repository to carry (git refs, tag rules, releases, images).
+    pub repos: Vec<String>,
+    /// Only images whose `NAME:TAG` matches this glob (absent: every image of the repositories).
+    #[serde(default)]
+    pub images: Option<String>,
+    /// Only releases whose tag matches this glob (absent: every release the caller can read).
+    #[serde(default)]
+    pub releases: Option<String>,
+    /// What an earlier bundle already holds (`--since`): only the rest is written.
+    #[serde(default)]
+    pub since: Option<BundleSince>,
+}
+
+/// What an earlier bundle holds, read from its file by the CLI for an incremental export.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BundleSince {
+    /// Every blob digest in the earlier bundle (`sha256:…`, `blake3:…`).
+    #[serde(default)]
+    pub blobs: Vec<String>,
+    /// Per `owner/repo`, the git refs the earlier bundle carried: `[refname, oid]`.
+    #[serde(default)]
+    pub refs: BTreeMap<String, Vec<(String, String)>>,
+}
+
+/// One item an import looked at and what became of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleItem {
+    /// `repo`, `rule`, `ref`, `release` or `image`.
+    pub kind: String,
+    /// What it is: `owner/repo`, a ref name, a release tag, `NAME:TAG`.
+    pub name: String,
+    /// `created`, `updated`, `unchanged` or `refused`.
+    pub outcome: String,
+    /// Why it was refused, or what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What `POST /api/v1/bundles/import` did, item by item.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleImportReport {
+    /// Every item, in the order applied.
+    pub items: Vec<BundleItem>,
+    /// Blobs in the file (all verified before anything was applied).
+    pub blobs_verified: u64,
+    /// Their bytes.
+    pub bytes_verified: u64,
 }

@@ -18,6 +18,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("codec", codec),
     ("push_commands", push_commands),
     ("storage_model", storage_model),
+    ("bundle_reader", bundle_reader),
 ];
 
 /// Manifest parse + validate. The first byte picks the Content-Type.
@@ -188,6 +189,29 @@ mod git_model;
 /// `BTreeMap` after every committed transaction (the body lives in `storage`).
 pub fn storage_model(data: &[u8]) {
     crate::storage::fuzz::storage_model(data)
+}
+
+/// The bundle reader of `pfai bundle import`: any bytes as the uploaded tar. A file it accepts
+/// staged only blobs whose content hashes to their name, under the scratch directory.
+pub fn bundle_reader(data: &[u8]) {
+    let mut rnd = [0u8; 8];
+    crate::util::fill_random(&mut rnd);
+    let dir = std::env::temp_dir().join(format!("pfai-fuzz-bundle-{}", hex::encode(rnd)));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    if let Some(blobs) = crate::domain::bundle::read_and_plan(data, &dir) {
+        for (digest, path) in blobs {
+            assert!(
+                path.starts_with(&dir),
+                "{path:?} outside the scratch directory"
+            );
+            let d = Digest::parse(&digest).expect("staged digests are valid");
+            let bytes = std::fs::read(&path).expect("staged blob");
+            assert_eq!(Digest::of(d.algorithm(), &bytes), d);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod backup;
 pub(crate) mod bench;
+pub(crate) mod bundle;
 pub(crate) mod client;
 pub(crate) mod commands;
 pub mod config_file;
@@ -176,6 +177,12 @@ pub enum Command {
     /// Example: pfai storage migrate --to s3
     #[command(subcommand)]
     Storage(storage::StorageCmd),
+    /// Air-gap bundles: export repositories, releases and images to one verified file, and
+    /// import it into another server.
+    ///
+    /// Example: pfai bundle export --repo acme/app -o acme-app.tar
+    #[command(subcommand)]
+    Bundle(bundle::BundleCmd),
 }
 
 /// Settings of `pfai serve` (flags > environment > defaults).
@@ -276,6 +283,9 @@ pub struct ServeArgs {
     /// so that the cluster, not this node, serves the bytes.
     #[arg(long, env = "PFAI_S3_REDIRECT")]
     pub s3_redirect: bool,
+    /// Largest bundle `pfai bundle import` may upload, in bytes (staged on disk while verified).
+    #[arg(long, env = "PFAI_BUNDLE_MAX_BYTES", default_value_t = 256 << 30)]
+    pub bundle_max_bytes: u64,
 }
 
 /// Where `pfai serve` keeps blob and asset bytes.
@@ -312,6 +322,7 @@ impl ServeArgs {
             .asset_storage_path
             .filter(|p| !p.as_os_str().is_empty());
         c.limits.asset_max = self.asset_max_bytes;
+        c.limits.bundle_max = self.bundle_max_bytes;
         c.metrics_token = self.metrics_token.filter(|t| !t.is_empty());
         c.limits.gc_grace_secs = self.gc_grace_seconds.min(i64::MAX as u64) as i64;
         c.conn = ConnLimits {
@@ -391,6 +402,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Quota(c) => quota::run(c).await,
         Command::Mirror(c) => mirror::run(c).await,
         Command::Storage(c) => storage::run(c).await,
+        Command::Bundle(c) => bundle::run(c).await,
         Command::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "pfai", &mut std::io::stdout());

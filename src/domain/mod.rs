@@ -6,6 +6,7 @@ pub(crate) mod account;
 pub(crate) mod archive;
 pub mod attestation;
 pub mod backup;
+pub mod bundle;
 pub mod changelog;
 pub mod error;
 pub(crate) mod fsck;
@@ -57,6 +58,8 @@ pub struct Limits {
     pub gc_grace_secs: i64,
     /// Backoff after failed password sign-ins.
     pub sign_in: throttle::ThrottleSettings,
+    /// Largest bundle `pfai bundle import` may send (its blobs are staged on disk first).
+    pub bundle_max: u64,
 }
 
 impl Default for Limits {
@@ -69,6 +72,7 @@ impl Default for Limits {
             upload_ttl_secs: 24 * 3600,
             gc_grace_secs: 3600,
             sign_in: throttle::ThrottleSettings::default(),
+            bundle_max: 256 << 30,
         }
     }
 }

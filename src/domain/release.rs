@@ -296,7 +296,8 @@ pub async fn get(
         .ok_or_else(|| DomainError::internal("a loaded release vanished"))
 }
 
-fn check_text(name: &str, body: &str) -> DomainResult<()> {
+/// Refuses a title or notes over their limits (also for releases a bundle brings).
+pub(crate) fn check_text(name: &str, body: &str) -> DomainResult<()> {
     if name.len() > MAX_TITLE {
         return Err(DomainError::Invalid(format!(
             "name is limited to {MAX_TITLE} bytes"

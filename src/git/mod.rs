@@ -10,6 +10,7 @@ pub mod hook;
 pub mod http_backend;
 pub mod readme;
 pub mod revs;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

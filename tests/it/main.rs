@@ -8,6 +8,7 @@ mod backup;
 mod binary;
 mod blake3_digests;
 mod browser;
+mod bundle;
 mod cli;
 mod config;
 mod conformance;

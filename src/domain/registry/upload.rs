@@ -607,9 +607,19 @@ pub async fn purge_stale(
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age.as_secs() as i64 >= orphan_secs);
             if old {
+                // A bundle's scratch directory (`domain::bundle`) is removed only at startup
+                // (`orphan_secs == 0`), when no import or export can be using it.
+                let dir = e.file_type().is_ok_and(|t| t.is_dir());
+                if dir && !(orphan_secs == 0 && fname.starts_with(".bundle-")) {
+                    continue;
+                }
                 purged.push(fname);
                 if !dry_run {
-                    let _ = std::fs::remove_file(e.path());
+                    let _ = if dir {
+                        std::fs::remove_dir_all(e.path())
+                    } else {
+                        std::fs::remove_file(e.path())
+                    };
                 }
             }
         }

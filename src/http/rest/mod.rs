@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod attestations;
 pub mod backup;
+pub mod bundles;
 pub mod mirrors;
 pub mod notes;
 pub mod quotas;
@@ -49,7 +50,9 @@ pub fn routes(core: Ctx) -> BoxedFilter<(Response,)> {
         .unify()
         .or(notes::routes(core.clone()))
         .unify()
-        .or(mirrors::routes(core))
+        .or(mirrors::routes(core.clone()))
+        .unify()
+        .or(bundles::routes(core))
         .unify()
         .boxed()
 }

@@ -1,0 +1,157 @@
+//! Git for air-gap bundles (`domain::bundle`): a bundle of a repository's refs that may leave
+//! out what an earlier bundle carried (`-<oid>` prerequisites, `^oid` to `pack-objects`), the
+//! objects of a bundle brought into a repository without touching a ref, and one ref set with
+//! an expected old value.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Stdio;
+
+use super::bundle::Refs;
+use super::{GitError, GitStore, ZERO_OID};
+use crate::ids::RepoPath;
+
+fn is_oid(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl GitStore {
+    /// Whether `oid` names an object of `repo` (a prerequisite must be one).
+    pub fn has_object(&self, repo: &RepoPath, oid: &str) -> Result<bool, GitError> {
+        if !is_oid(oid) {
+            return Ok(false);
+        }
+        let mut c = self.git(&self.repo_dir(repo));
+        c.args(["cat-file", "-e", "--end-of-options"]).arg(oid);
+        Ok(c.output()?.status.success())
+    }
+
+    /// Writes a bundle (fsynced) of `refs` to `out` that leaves out everything `prerequisites`
+    /// reach: a plain, clonable bundle when there are none. Objects of the repository only.
+    pub fn write_bundle_since(
+        &self,
+        repo: &RepoPath,
+        refs: &Refs,
+        prerequisites: &[String],
+        out: &Path,
+    ) -> Result<(), GitError> {
+        let dir = self.repo_dir(repo);
+        let mut file = std::fs::File::create_new(out)?;
+        let mut header = String::from("# v2 git bundle\n");
+        for p in prerequisites {
+            if !is_oid(p) {
+                return Err(GitError::Command(format!("not an object id: {p}")));
+            }
+            header.push_str(&format!("-{p}\n"));
+        }
+        for (name, oid) in &refs.refs {
+            header.push_str(&format!("{oid} {name}\n"));
+        }
+        // `HEAD` too, so `git clone x.bundle` checks its branch out (`unbundle` callers skip it).
+        if let Some((_, oid)) = refs
+            .head
+            .as_ref()
+            .and_then(|h| refs.refs.iter().find(|(n, _)| n == h))
+        {
+            header.push_str(&format!("{oid} HEAD\n"));
+        }
+        header.push('\n');
+        file.write_all(header.as_bytes())?;
+        file.flush()?;
+        let mut c = self.git(&dir);
+        c.args([
+            "pack-objects",
+            "--stdout",
+            "--revs",
+            "--delta-base-offset",
+            "-q",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::piped());
+        let mut child = c.spawn()?;
+        {
+            let mut wanted = String::new();
+            for (_, oid) in &refs.refs {
+                wanted.push_str(oid);
+                wanted.push('\n');
+            }
+            for p in prerequisites {
+                wanted.push('^');
+                wanted.push_str(p);
+                wanted.push('\n');
+            }
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| GitError::Command("pack-objects has no stdin".into()))?;
+            stdin.write_all(wanted.as_bytes())?;
+        }
+        let done = child.wait_with_output()?;
+        if !done.status.success() {
+            return Err(GitError::Command(format!(
+                "pack-objects: {}",
+                String::from_utf8_lossy(&done.stderr).trim()
+            )));
+        }
+        file.sync_all()?;
+        Ok(())
+    }
+
+    /// Stores the objects of `bundle` in `repo` (which must have its prerequisites) without
+    /// changing a ref, and returns the bundle's `(ref, oid)` list. Until a ref points at them
+    /// the new objects are invisible to clients.
+    pub fn unbundle(
+        &self,
+        repo: &RepoPath,
+        bundle: &Path,
+    ) -> Result<Vec<(String, String)>, GitError> {
+        let mut c = self.git(&self.repo_dir(repo));
+        c.args(["bundle", "unbundle", "--end-of-options"])
+            .arg(bundle);
+        let listing = Self::run(c)?;
+        let mut out = Vec::new();
+        for line in listing.lines() {
+            if let Some((oid, name)) = line.split_once(' ') {
+                if is_oid(oid) && name.starts_with("refs/") {
+                    out.push((name.to_owned(), oid.to_owned()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Points `name` at `new`, only if it is still at `old` (`None`: only if it does not exist).
+    pub fn set_ref(
+        &self,
+        repo: &RepoPath,
+        name: &str,
+        new: &str,
+        old: Option<&str>,
+    ) -> Result<(), GitError> {
+        if !is_oid(new) {
+            return Err(GitError::Command(format!("not an object id: {new}")));
+        }
+        let mut c = self.git(&self.repo_dir(repo));
+        c.args([
+            "update-ref",
+            "-m",
+            "pfai: bundle import",
+            "--end-of-options",
+        ])
+        .arg(name)
+        .arg(new)
+        .arg(old.unwrap_or(ZERO_OID));
+        Self::run(c).map(|_| ())
+    }
+
+    /// Points `HEAD` at `branch` (`refs/heads/…`).
+    pub fn set_head(&self, repo: &RepoPath, branch: &str) -> Result<(), GitError> {
+        if !branch.starts_with("refs/heads/") {
+            return Ok(());
+        }
+        let mut c = self.git(&self.repo_dir(repo));
+        c.args(["symbolic-ref", "HEAD", branch]);
+        Self::run(c).map(|_| ())
+    }
+}
