@@ -260,10 +260,19 @@ pub fn names_of_repo<R: Reads>(txn: &R, repo: &RepoPath) -> Result<BTreeSet<Stri
     let key = repo.key();
     let prefix = format!("{key}/");
     let mut names = BTreeSet::new();
-    for row in txn.table(tables::MANIFESTS)?.range((key.as_str(), "")..)? {
+    let table = txn.table(tables::MANIFESTS)?;
+    // Two ranges, not one: names of other repositories sort between `key` and `key/…`
+    // (`acme/app-x/img` comes before `acme/app/img`: `-` sorts before `/`).
+    if let Some(row) = table.range((key.as_str(), "")..)?.next() {
+        let (k, _) = row?;
+        if k.value().0 == key {
+            names.insert(key.clone());
+        }
+    }
+    for row in table.range((prefix.as_str(), "")..)? {
         let (k, _) = row?;
         let name = k.value().0;
-        if name != key && !name.starts_with(&prefix) {
+        if !name.starts_with(&prefix) {
             break;
         }
         names.insert(name.to_owned());
@@ -344,4 +353,46 @@ pub fn all_of<R: Reads>(
         out.push((digest.to_owned(), codec::decode(v.value())?));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::Db;
+
+    fn meta() -> ManifestMeta {
+        ManifestMeta {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            artifact_type: None,
+            subject: None,
+            blobs: Vec::new(),
+            children: Vec::new(),
+            platforms: Vec::new(),
+            total_size: 0,
+            annotations_json: String::new(),
+            pushed_at: 0,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// `acme/app-x/img` sorts between `acme/app` and `acme/app/img`: the images of
+    /// `acme/app` must not end at the first name of another repository.
+    #[tokio::test]
+    async fn names_of_a_repo_skip_a_sibling_repo_that_sorts_between_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("pfai.redb")).unwrap();
+        let names = db
+            .write(|txn| {
+                for n in ["acme/app", "acme/app-x/img", "acme/app/img", "acme/apps/z"] {
+                    put(txn, &OciName::parse(n).unwrap(), "sha256:00", &meta())?;
+                }
+                names_of_repo(txn, &RepoPath::new("acme", "app").unwrap())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["acme/app", "acme/app/img"]
+        );
+    }
 }
