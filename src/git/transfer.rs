@@ -132,6 +132,18 @@ impl GitStore {
         if !is_oid(new) {
             return Err(GitError::Command(format!("not an object id: {new}")));
         }
+        // What receive-pack checks before it moves a ref: everything `new` reaches is here
+        // (objects the existing refs reach are taken as complete). A bundle whose pack lacks a
+        // tree or a parent must not leave a ref that breaks every clone.
+        let mut c = self.git(&self.repo_dir(repo));
+        // `new` is checked hex above, so no `--end-of-options` (it would make `--not --all`
+        // revisions).
+        c.args(["rev-list", "--objects", "--quiet", new, "--not", "--all"]);
+        if Self::run(c).is_err() {
+            return Err(GitError::Command(format!(
+                "{name}: {new} reaches objects that are in neither the bundle nor the repository"
+            )));
+        }
         let mut c = self.git(&self.repo_dir(repo));
         c.args([
             "update-ref",
@@ -143,6 +155,17 @@ impl GitStore {
         .arg(new)
         .arg(old.unwrap_or(ZERO_OID));
         Self::run(c).map(|_| ())
+    }
+
+    /// Whether commit `old` is an ancestor of `new` (a branch moving from one to the other is a
+    /// fast-forward).
+    pub fn is_ancestor(&self, repo: &RepoPath, old: &str, new: &str) -> Result<bool, GitError> {
+        if !is_oid(old) || !is_oid(new) {
+            return Ok(false);
+        }
+        let mut c = self.git(&self.repo_dir(repo));
+        c.args(["merge-base", "--is-ancestor", "--end-of-options", old, new]);
+        Ok(c.output()?.status.success())
     }
 
     /// Points `HEAD` at `branch` (`refs/heads/…`).

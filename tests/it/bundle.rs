@@ -574,6 +574,24 @@ async fn an_incremental_bundle_carries_only_what_the_earlier_one_lacks_and_appli
         s_manifest(&b, "acme/app/img", "v2").await
     );
 
+    // The first (older) bundle again: like a push without --force, it must not rewind main.
+    let main_now = refs(&b, "acme/app")["refs/heads/main"].clone();
+    let out = Cli::new(&b).run(
+        src.work.path(),
+        Some(&b.admin),
+        &["bundle", "import", first.to_str().unwrap()],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("refused")
+            && l.contains("refs/heads/main")
+            && l.contains("fast-forward")),
+        "{stdout}"
+    );
+    assert_eq!(refs(&b, "acme/app")["refs/heads/main"], main_now);
+
     // The incremental bundle alone, on a server that lacks the earlier one, is refused whole.
     let c = fresh_target().await;
     let (st, v) = raw_import(&c, std::fs::read(&second).unwrap()).await;
@@ -1121,4 +1139,67 @@ async fn an_export_that_fails_midway_leaves_no_file_that_looks_complete() {
     assert!(err.contains("stopped the bundle"), "{err}");
     assert!(!file.exists());
     assert!(!PathBuf::from(format!("{}.part", file.display())).exists());
+}
+
+/// An attestation signed by the target says what the target checked: the commit its tag points
+/// at there and the importer as publisher, never a publisher or commit the file merely claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_imported_immutable_release_is_attested_with_the_target_commit_and_the_importer() {
+    use base64::Engine as _;
+    let src = source().await;
+    let a = &src.s;
+    // alice (a user only A has) publishes v3 on A.
+    let alice = a.user("alice").await;
+    a.collaborator("acme/app", "alice", "write").await;
+    git_ok(&src.wc, &["tag", "v3"]);
+    git_ok(&src.wc, &["push", "-q", "origin", "--tags"]);
+    let (st, v) = a
+        .post(
+            "/api/v1/forge/acme/app/releases",
+            Some(&alice),
+            json!({"tagName": "v3", "name": "Release v3", "body": "by alice"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["author"]["username"], "alice", "{v}");
+    let file = src.work.path().join("acme.tar");
+    export(a, src.work.path(), &file, &[]);
+
+    // B turns immutable releases on for acme, then imports as its admin.
+    let b = fresh_target().await;
+    let (st, _) = b
+        .call(
+            Method::PATCH,
+            "/api/v1/orgs/acme/settings",
+            Some(&b.admin),
+            Some(json!({"immutableReleases": true})),
+        )
+        .await;
+    assert!(st.is_success(), "{st}");
+    import(&b, src.work.path(), &file);
+    let (st, rel) = b
+        .get("/api/v1/forge/acme/app/releases/v3", Some(&b.admin))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rel}");
+    assert_eq!(
+        rel["author"]["username"], "admin",
+        "alice is no user here: {rel}"
+    );
+    let (st, env) = b
+        .get(
+            "/api/v1/forge/acme/app/releases/v3/attestation",
+            Some(&b.admin),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{env}");
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(env["payload"].as_str().unwrap())
+        .unwrap();
+    let stmt: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(stmt["predicate"]["publisher"], "admin", "{stmt}");
+    assert_eq!(
+        stmt["predicate"]["commit"],
+        refs(&b, "acme/app")["refs/tags/v3"].as_str(),
+        "{stmt}"
+    );
 }

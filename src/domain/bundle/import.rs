@@ -305,9 +305,16 @@ fn plan(c: &Contents) -> DomainResult<Plan> {
                 GitTagName::parse(&meta.tag)
                     .map_err(|e| bad(format!("release {}: {e}", meta.tag)))?;
                 let mut files = Vec::new();
+                let mut seen = std::collections::BTreeSet::new();
                 for a in &meta.assets {
                     AssetName::parse(&a.name)
                         .map_err(|e| bad(format!("{what}: asset {}: {e}", a.name)))?;
+                    if !seen.insert(a.name.as_str()) {
+                        return Err(bad(format!(
+                            "release {} has two assets named {}",
+                            meta.tag, a.name
+                        )));
+                    }
                     let printable =
                         |s: &str, max: usize| s.len() <= max && !s.chars().any(char::is_control);
                     if !printable(&a.label, 255)
@@ -473,8 +480,12 @@ async fn authorize(core: &Core, who: &Principal, p: &Plan) -> DomainResult<()> {
         let (w, path) = (who.clone(), r.path.clone());
         core.db
             .read(move |txn| {
-                if accounts::repo(txn, &path.key())?.is_some() {
-                    crate::domain::repo_access_txn(txn, Some(&w), &path.key(), Role::Admin)?;
+                // An existing repository the caller does not administer gets the answer a
+                // missing one gets, so a refusal does not tell whether a private one exists.
+                if accounts::repo(txn, &path.key())?.is_some()
+                    && crate::domain::repo_access_txn(txn, Some(&w), &path.key(), Role::Admin)
+                        .is_ok()
+                {
                     return Ok(());
                 }
                 let owner = path.owner.as_str();
@@ -582,11 +593,13 @@ where
     }
     let contents = contents?;
     let p = plan(&contents)?;
+    // Rights first: checking images looks digests up here, which must not tell a caller what
+    // a repository it cannot see holds.
+    authorize(core, &who_p, &p).await?;
     for (name, img) in &p.images {
         let n = OciName::parse(name)?;
         check_image(core, &contents, &n, img).await?;
     }
-    authorize(core, &who_p, &p).await?;
 
     let mut report = BundleImportReport {
         blobs_verified: contents.blobs.len() as u64,
@@ -724,6 +737,25 @@ async fn apply_repo(
                 continue;
             }
         }
+        // Like a push without --force: a tag here stays where it is, a branch only moves
+        // forward (an older bundle must not rewind what was pushed here since).
+        if let Some(old) = old {
+            let forward = name.starts_with("refs/heads/") && {
+                let (p, o, n) = (r.path.clone(), old.clone(), oid.clone());
+                core.git(move |g| g.is_ancestor(&p, &o, &n)).await?
+            };
+            if !forward {
+                items.push(item(
+                    "ref",
+                    label,
+                    "refused",
+                    Some(format!(
+                        "points at {old} here, at {oid} in the bundle, and that is not a fast-forward: left as it is"
+                    )),
+                ));
+                continue;
+            }
+        }
         let tombstoned = match name.strip_prefix("refs/tags/") {
             Some(tag) => {
                 let (p, t) = (r.path.clone(), tag.to_owned());
@@ -761,9 +793,22 @@ async fn apply_repo(
         }
     }
     if was_empty {
-        if let Some(h) = r.meta.head.clone() {
+        // HEAD only names a branch the bundle brought; a bad one is reported, not fatal.
+        let brought = |h: &String| {
+            items.iter().any(|i| {
+                i.kind == "ref" && i.name == format!("{key} {h}") && i.outcome == "created"
+            })
+        };
+        if let Some(h) = r.meta.head.clone().filter(brought) {
             let p = r.path.clone();
-            core.git(move |g| g.set_head(&p, &h)).await?;
+            if let Err(e) = core.git(move |g| g.set_head(&p, &h)).await {
+                items.push(item(
+                    "ref",
+                    format!("{key} HEAD"),
+                    "refused",
+                    Some(e.to_string()),
+                ));
+            }
         }
     }
     Ok(())
@@ -800,7 +845,7 @@ async fn apply_release(core: &Core, who: Option<&Principal>, r: &ReleasePlan) ->
 /// durable first, then one transaction for the release and all its asset rows.
 async fn create_release(
     core: &Core,
-    _who: Option<&Principal>,
+    who: Option<&Principal>,
     r: &ReleasePlan,
 ) -> DomainResult<&'static str> {
     let m = &r.meta;
@@ -827,15 +872,54 @@ async fn create_release(
             m.tag
         )));
     }
+    let now = crate::util::now_unix();
+    let sane = |t: i64| (0..=now + 86_400).contains(&t);
+    if !sane(m.created_at) || m.published_at.is_some_and(|t| !sane(t)) {
+        return Err(bad(format!("release {}: a date is out of range", m.tag)));
+    }
+    if m.target_commit.len() > 255 || m.target_commit.chars().any(char::is_control) {
+        return Err(bad(format!("release {}: a bad target", m.tag)));
+    }
+    // A published release's commit is what its tag points at here, whatever the file says:
+    // an attestation signed here must not repeat an unchecked claim.
+    // A draft keeps the commit it was made at when that commit is here (publishing tags it).
+    let mut commit_sha = String::new();
+    if m.draft && !m.commit_sha.is_empty() {
+        let (repo, c) = (r.repo.clone(), m.commit_sha.clone());
+        if core.git(move |g| g.has_object(&repo, &c)).await? {
+            commit_sha = m.commit_sha.clone();
+        }
+    }
     if !m.draft {
         let (repo, t) = (r.repo.clone(), GitTagName::parse(&m.tag)?);
-        if core.git(move |g| g.find_tag(&repo, &t)).await?.is_none() {
+        let Some(tag) = core.git(move |g| g.find_tag(&repo, &t)).await? else {
             return Err(DomainError::Conflict(format!(
                 "tag {} does not exist here (its ref was not imported)",
                 m.tag
             )));
+        };
+        if !m.commit_sha.is_empty() && m.commit_sha != tag.commit_sha {
+            return Err(DomainError::Conflict(format!(
+                "release {} names commit {}, but its tag here points at {}",
+                m.tag, m.commit_sha, tag.commit_sha
+            )));
         }
+        commit_sha = tag.commit_sha;
     }
+    // The original author when that user exists here, else the importer.
+    let importer = who.map(|w| w.username.clone()).unwrap_or_default();
+    let original = m.author.clone();
+    let author_here = !original.is_empty()
+        && !original.chars().any(char::is_control)
+        && core
+            .db
+            .read(move |txn| Ok::<_, DomainError>(accounts::user_exists(txn, &original)?))
+            .await?;
+    let author = if author_here {
+        m.author.clone()
+    } else {
+        importer.clone()
+    };
     let n = m.assets.len();
     let (release_id, asset_ids) = core
         .db
@@ -910,9 +994,9 @@ async fn create_release(
         body: m.body.clone(),
         draft: m.draft,
         prerelease: m.prerelease,
-        author: m.author.clone(),
+        author,
         target_commit: m.target_commit.clone(),
-        commit_sha: m.commit_sha.clone(),
+        commit_sha,
         created_at: m.created_at,
         published_at: if m.draft { None } else { m.published_at },
     };
@@ -941,7 +1025,8 @@ async fn create_release(
                 assets::insert(txn, a)?;
             }
             if !release.draft && immutable::on_publish(txn, &repo, &release, None)? {
-                crate::domain::attestation::record(txn, &signer, &release, &release.author)?;
+                // Published here by the importer: the attestation says so.
+                crate::domain::attestation::record(txn, &signer, &release, &importer)?;
             }
             Ok(())
         })
