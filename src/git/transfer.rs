@@ -178,3 +178,77 @@ impl GitStore {
         Self::run(c).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// A bundle's pack may hold a commit without its tree; receive-pack would refuse to point a
+    /// ref at it, and so must an import, or every later clone fails.
+    #[test]
+    fn a_ref_is_not_pointed_at_a_commit_whose_tree_is_missing_nor_moved_backwards() {
+        let data = tempfile::tempdir().unwrap();
+        let store = GitStore::open(data.path()).unwrap();
+        let repo = RepoPath::new("acme", "app").unwrap();
+        store.init(&repo).unwrap();
+        let dir = store.repo_dir(&repo);
+        let tree = git(&dir, &["mktree"]);
+        let env = [
+            ("GIT_AUTHOR_NAME", "t"),
+            ("GIT_AUTHOR_EMAIL", "t@e"),
+            ("GIT_COMMITTER_NAME", "t"),
+            ("GIT_COMMITTER_EMAIL", "t@e"),
+        ];
+        let commit = |args: &[&str]| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(&dir)
+                .args(args)
+                .envs(env)
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let c1 = commit(&["commit-tree", &tree, "-m", "one"]);
+        let c2 = commit(&["commit-tree", &tree, "-p", &c1, "-m", "two"]);
+        store.set_ref(&repo, "refs/heads/main", &c2, None).unwrap();
+        assert!(store.is_ancestor(&repo, &c1, &c2).unwrap());
+        assert!(!store.is_ancestor(&repo, &c2, &c1).unwrap());
+
+        // A commit naming a tree that is not in the repository.
+        let body = format!(
+            "tree {}\nauthor t <t@e> 0 +0000\ncommitter t <t@e> 0 +0000\n\nghost\n",
+            "1".repeat(40)
+        );
+        let f = data.path().join("commit.txt");
+        std::fs::write(&f, body).unwrap();
+        let ghost = git(
+            &dir,
+            &[
+                "hash-object",
+                "-t",
+                "commit",
+                "-w",
+                "--literally",
+                f.to_str().unwrap(),
+            ],
+        );
+        let err = store
+            .set_ref(&repo, "refs/heads/broken", &ghost, None)
+            .unwrap_err();
+        assert!(err.to_string().contains("neither the bundle nor"), "{err}");
+        assert!(git(&dir, &["for-each-ref", "refs/heads/broken"]).is_empty());
+    }
+}

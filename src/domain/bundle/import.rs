@@ -789,6 +789,10 @@ async fn apply_repo(
                 if old.is_some() { "updated" } else { "created" },
                 None,
             )),
+            // The report names git's reason (an admin reads it), not only "git failed".
+            Err(DomainError::Git(g)) => {
+                items.push(item("ref", label, "refused", Some(g.to_string())))
+            }
             Err(e) => items.push(item("ref", label, "refused", Some(e.to_string()))),
         }
     }
