@@ -70,37 +70,8 @@ impl GitStore {
         header.push('\n');
         file.write_all(header.as_bytes())?;
         file.flush()?;
-        let mut c = self.git(&dir);
-        c.args([
-            "pack-objects",
-            "--stdout",
-            "--revs",
-            "--delta-base-offset",
-            "-q",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::piped());
-        let mut child = c.spawn()?;
-        {
-            let mut wanted = String::new();
-            for (_, oid) in &refs.refs {
-                wanted.push_str(oid);
-                wanted.push('\n');
-            }
-            let mut stdin = child
-                .stdin
-                .take()
-                .ok_or_else(|| GitError::Command("pack-objects has no stdin".into()))?;
-            stdin.write_all(wanted.as_bytes())?;
-        }
-        let done = child.wait_with_output()?;
-        if !done.status.success() {
-            return Err(GitError::Command(format!(
-                "pack-objects: {}",
-                String::from_utf8_lossy(&done.stderr).trim()
-            )));
-        }
+        let wanted: Vec<String> = refs.refs.iter().map(|(_, oid)| oid.clone()).collect();
+        self.pack_into(&dir, &file, &wanted)?;
         file.sync_all()?;
         Ok(true)
     }
@@ -135,6 +106,50 @@ impl GitStore {
             let mut c = self.git(&dir);
             c.args(["symbolic-ref", "HEAD", h]);
             Self::run(c)?;
+        }
+        Ok(())
+    }
+}
+
+impl GitStore {
+    /// Appends to `file` a pack of everything the `wanted` revisions reach (`oid`, or `^oid`
+    /// for what to leave out), from `git pack-objects --revs`: the body of every bundle we write.
+    pub(super) fn pack_into(
+        &self,
+        dir: &Path,
+        file: &std::fs::File,
+        wanted: &[String],
+    ) -> Result<(), GitError> {
+        let mut c = self.git(dir);
+        c.args([
+            "pack-objects",
+            "--stdout",
+            "--revs",
+            "--delta-base-offset",
+            "-q",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::piped());
+        let mut child = c.spawn()?;
+        {
+            let mut input = String::new();
+            for w in wanted {
+                input.push_str(w);
+                input.push('\n');
+            }
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| GitError::Command("pack-objects has no stdin".into()))?;
+            stdin.write_all(input.as_bytes())?;
+        }
+        let done = child.wait_with_output()?;
+        if !done.status.success() {
+            return Err(GitError::Command(format!(
+                "pack-objects: {}",
+                String::from_utf8_lossy(&done.stderr).trim()
+            )));
         }
         Ok(())
     }

@@ -16,6 +16,46 @@ fn is_oid(s: &str) -> bool {
 }
 
 impl GitStore {
+    /// Which of `oids` name objects of `repo`, in one `git cat-file --batch-check` (an
+    /// incremental export may list every ref of an earlier bundle: one process, not one each).
+    pub fn existing_objects(
+        &self,
+        repo: &RepoPath,
+        oids: &[String],
+    ) -> Result<Vec<String>, GitError> {
+        let wanted: Vec<&String> = oids.iter().filter(|o| is_oid(o)).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.git(&self.repo_dir(repo));
+        c.args(["cat-file", "--batch-check=%(objectname)"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn()?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| GitError::Command("cat-file has no stdin".into()))?;
+        let input: String = wanted.iter().map(|o| format!("{o}\n")).collect();
+        // Written from a thread: git answers as it reads, so a long list would fill both pipes.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output()?;
+        let _ = writer.join();
+        if !out.status.success() {
+            return Err(GitError::Command(format!(
+                "cat-file: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        // Found objects come back as their id; missing ones as `<oid> missing`.
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| is_oid(l))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Whether `oid` names an object of `repo` (a prerequisite must be one).
     pub fn has_object(&self, repo: &RepoPath, oid: &str) -> Result<bool, GitError> {
         if !is_oid(oid) {
@@ -58,42 +98,9 @@ impl GitStore {
         header.push('\n');
         file.write_all(header.as_bytes())?;
         file.flush()?;
-        let mut c = self.git(&dir);
-        c.args([
-            "pack-objects",
-            "--stdout",
-            "--revs",
-            "--delta-base-offset",
-            "-q",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(file.try_clone()?))
-        .stderr(Stdio::piped());
-        let mut child = c.spawn()?;
-        {
-            let mut wanted = String::new();
-            for (_, oid) in &refs.refs {
-                wanted.push_str(oid);
-                wanted.push('\n');
-            }
-            for p in prerequisites {
-                wanted.push('^');
-                wanted.push_str(p);
-                wanted.push('\n');
-            }
-            let mut stdin = child
-                .stdin
-                .take()
-                .ok_or_else(|| GitError::Command("pack-objects has no stdin".into()))?;
-            stdin.write_all(wanted.as_bytes())?;
-        }
-        let done = child.wait_with_output()?;
-        if !done.status.success() {
-            return Err(GitError::Command(format!(
-                "pack-objects: {}",
-                String::from_utf8_lossy(&done.stderr).trim()
-            )));
-        }
+        let mut wanted: Vec<String> = refs.refs.iter().map(|(_, oid)| oid.clone()).collect();
+        wanted.extend(prerequisites.iter().map(|p| format!("^{p}")));
+        self.pack_into(&dir, &file, &wanted)?;
         file.sync_all()?;
         Ok(())
     }

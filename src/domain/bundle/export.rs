@@ -230,12 +230,7 @@ async fn repo_items(
         let (r, p, rf) = (repo.clone(), path.clone(), refs.clone());
         let digest = core
             .git(move |g| {
-                let mut prereqs = Vec::new();
-                for oid in old {
-                    if g.has_object(&r, &oid)? {
-                        prereqs.push(oid);
-                    }
-                }
+                let prereqs = g.existing_objects(&r, &old)?;
                 g.write_bundle_since(&r, &rf, &prereqs, &p)?;
                 let mut h = crate::ids::Hasher::new(crate::ids::Algorithm::Sha256);
                 let mut f = std::fs::File::open(&p)?;
