@@ -1040,3 +1040,88 @@ async fn an_online_backup_of_a_site_on_garage_holds_the_bucket_objects_and_resto
         .unwrap();
     assert!(got.as_ref() == data.as_slice());
 }
+
+/// Bundles and quotas go through the byte-store interface like everything else: a site on
+/// Garage exports what its bucket holds, a second site on Garage imports it into its own
+/// prefix, and a quota on that site counts and refuses the same as on local disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bundle_moves_a_site_on_garage_to_another_and_quotas_hold_there() {
+    let Some(g) = cluster().await else { return };
+    let a = start_on(tempfile::tempdir().unwrap(), &g.settings("bundle-a")).await;
+    repo_with_release(&a).await;
+    let big = noise(9 << 20, 7);
+    let (st, v) = a
+        .upload_asset("acme/app", "v1", "big.bin", big.clone(), &a.admin)
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let remote = Remote {
+        url: a.url.clone(),
+        token: a.admin.clone(),
+    };
+    let (_, digest) = remote
+        .push_image("acme/app/img", "v1", &noise(3 << 20, 8))
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("site.tar");
+    crate::harness::Cli::new(&a).ok(
+        work.path(),
+        &[
+            "bundle",
+            "export",
+            "--repo",
+            "acme/app",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+
+    let b = start_on(tempfile::tempdir().unwrap(), &g.settings("bundle-b")).await;
+    let (st, v) = b
+        .post("/api/v1/orgs", Some(&b.admin), json!({"name": "acme"}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let out =
+        crate::harness::Cli::new(&b).ok(work.path(), &["bundle", "import", file.to_str().unwrap()]);
+    assert!(out.contains("created   release acme/app@v1"), "{out}");
+    // The asset and the image's blobs are objects under b's prefix, and read back whole.
+    let (st, rel) = b
+        .get("/api/v1/forge/acme/app/releases/v1", Some(&b.admin))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{rel}");
+    let url = rel["assets"][0]["downloadUrl"].as_str().unwrap().to_owned();
+    assert_eq!(download(&b, &url, None).await, (StatusCode::OK, big));
+    let r = b
+        .http
+        .head(format!("{}/v2/acme/app/img/manifests/v1", b.url))
+        .basic_auth("x", Some(&b.admin))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    let in_b = keys(&g.client(), "bundle-b").await;
+    assert!(in_b.iter().any(|k| k.contains("/assets/")), "{in_b:?}");
+    assert!(in_b.iter().any(|k| k.contains("/blobs/")), "{in_b:?}");
+
+    // A quota on b counts what the import stored and refuses what would pass it.
+    let (st, q) = b.get("/api/v1/admin/quotas/acme", Some(&b.admin)).await;
+    assert_eq!(st, StatusCode::OK, "{q}");
+    let used = q["usedBytes"].as_u64().unwrap();
+    assert!(used >= 12 << 20, "{q}");
+    let (st, v) = b
+        .call(
+            Method::PUT,
+            "/api/v1/admin/quotas/acme",
+            Some(&b.admin),
+            Some(json!({"limitBytes": used + (1 << 20)})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = b
+        .upload_asset("acme/app", "v1", "more.bin", noise(2 << 20, 9), &b.admin)
+        .await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let after = keys(&g.client(), "bundle-b").await;
+    assert_eq!(after.len(), in_b.len(), "a refused upload left an object");
+}
