@@ -122,8 +122,10 @@ fn read_tar<R: Read>(reader: R, dir: &Path) -> DomainResult<Contents> {
                 }
                 if path == "oci-layout" {
                     layout = true;
-                } else {
-                    index = Some(buf);
+                } else if index.replace(buf).is_some() {
+                    // Tools that read the first copy and tools that read the last would
+                    // disagree about what the file holds.
+                    return Err(bad("the bundle holds index.json twice".into()));
                 }
             }
             _ => {
@@ -1318,6 +1320,14 @@ mod tests {
                     ("index.json", b"{}", tar::EntryType::Regular),
                 ],
                 "oci-layout",
+            ),
+            (
+                vec![
+                    layout,
+                    ("index.json", b"{}", tar::EntryType::Regular),
+                    ("index.json", b"{}", tar::EntryType::Regular),
+                ],
+                "twice",
             ),
         ];
         for (entries, want) in cases {
