@@ -839,6 +839,32 @@ async fn s3_redirect_answers_307_with_a_presigned_url_that_serves_the_bytes() {
     }
 }
 
+/// The migrated site still serves the pushed layer and the asset byte for byte, and fsck finds
+/// nothing wrong (wherever the objects are now).
+async fn site_serves_the_layer_and_the_asset_and_fsck_is_clean(
+    s: &TestServer,
+    a: &Value,
+    data: &[u8],
+) {
+    let got = s
+        .req(
+            Method::GET,
+            &format!("/v2/acme/app/blobs/{}", sha(b"local layer")),
+            Some(&s.admin),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"local layer");
+    let (_, got) = download(s, a["downloadUrl"].as_str().unwrap(), None).await;
+    assert!(got == data);
+    let (st, v) = s
+        .call(Method::POST, "/api/v1/admin/fsck", Some(&s.admin), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["problems"], 0, "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn storage_migrate_moves_a_local_site_into_the_bucket_and_back_while_it_serves() {
     let Some(g) = cluster().await else { return };
@@ -901,23 +927,7 @@ async fn storage_migrate_moves_a_local_site_into_the_bucket_and_back_while_it_se
     // Everything still reads (from the bucket now), fsck is clean, a second run moves nothing.
     let dir = s.stop().await;
     let s = start_on(dir, &settings).await;
-    let got = s
-        .req(
-            Method::GET,
-            &format!("/v2/acme/app/blobs/{}", sha(b"local layer")),
-            Some(&s.admin),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.bytes().await.unwrap().as_ref(), b"local layer");
-    let (_, got) = download(&s, a["downloadUrl"].as_str().unwrap(), None).await;
-    assert!(got == data);
-    let (st, v) = s
-        .call(Method::POST, "/api/v1/admin/fsck", Some(&s.admin), None)
-        .await;
-    assert_eq!(st, StatusCode::OK);
-    assert_eq!(v["problems"], 0, "{v}");
+    site_serves_the_layer_and_the_asset_and_fsck_is_clean(&s, &a, &data).await;
     let cli = crate::harness::Cli::new(&s);
     let out =
         tokio::task::block_in_place(|| cli.ok(s.dir.path(), &["storage", "migrate", "--to", "s3"]));
@@ -953,22 +963,7 @@ async fn storage_migrate_moves_a_local_site_into_the_bucket_and_back_while_it_se
     // A plain local server (no bucket at all) serves it all.
     let dir = s.stop().await;
     let s = TestServer::start_in(dir, |_| {}).await;
-    let got = s
-        .req(
-            Method::GET,
-            &format!("/v2/acme/app/blobs/{}", sha(b"local layer")),
-            Some(&s.admin),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(got.bytes().await.unwrap().as_ref(), b"local layer");
-    let (_, got) = download(&s, a["downloadUrl"].as_str().unwrap(), None).await;
-    assert!(got == data);
-    let (_, v) = s
-        .call(Method::POST, "/api/v1/admin/fsck", Some(&s.admin), None)
-        .await;
-    assert_eq!(v["problems"], 0, "{v}");
+    site_serves_the_layer_and_the_asset_and_fsck_is_clean(&s, &a, &data).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
