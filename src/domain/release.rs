@@ -1027,14 +1027,15 @@ pub struct AssetFile {
     pub data: Mapped,
 }
 
-/// Opens an asset for download, after the same visibility checks as its release.
-pub async fn open_asset(
+/// The asset a download names and its file's key, after the same visibility checks as its
+/// release (shared by serving it and by redirecting to it).
+async fn find_asset(
     core: &Core,
     who: Option<&Principal>,
     repo: &RepoPath,
     which: Which,
     asset: AssetRef,
-) -> DomainResult<AssetFile> {
+) -> DomainResult<(Asset, AssetKey)> {
     let Loaded {
         release, assets, ..
     } = load(core, who, repo, which, Role::Read).await?;
@@ -1049,6 +1050,18 @@ pub async fn open_asset(
         asset: a.id,
         name: AssetName::parse(&a.name)?,
     };
+    Ok((a, key))
+}
+
+/// Opens an asset for download, after the same visibility checks as its release.
+pub async fn open_asset(
+    core: &Core,
+    who: Option<&Principal>,
+    repo: &RepoPath,
+    which: Which,
+    asset: AssetRef,
+) -> DomainResult<AssetFile> {
+    let (a, key) = find_asset(core, who, repo, which, asset).await?;
     let files = core.assets.clone();
     let data = tokio::task::spawn_blocking(move || files.open_asset(&key))
         .await
@@ -1070,20 +1083,7 @@ pub async fn asset_redirect(
     if !core.assets.redirects() {
         return Ok(None);
     }
-    let Loaded {
-        release, assets, ..
-    } = load(core, who, repo, which, Role::Read).await?;
-    let found = assets.into_iter().find(|a| match &asset {
-        AssetRef::Id(id) => a.id == *id,
-        AssetRef::Name(n) => &a.name == n,
-    });
-    let a = found.ok_or_else(|| DomainError::NotFound("asset not found".into()))?;
-    let key = AssetKey {
-        repo: repo.clone(),
-        release: release.id,
-        asset: a.id,
-        name: AssetName::parse(&a.name)?,
-    };
+    let (a, key) = find_asset(core, who, repo, which, asset).await?;
     let files = core.assets.clone();
     let url = tokio::task::spawn_blocking(move || files.presigned_url(&key))
         .await
