@@ -222,6 +222,8 @@ pub async fn spawn(config: Config) -> Result<Server, StartError> {
             },
         )
         .await;
+        // Chunk writers still running after their 202 finish writing before the process ends.
+        upload::settle_all(&core2).await;
         flusher.abort();
         // Wait for the abort, so its handle on the database is gone when we return.
         let _ = flusher.await;

@@ -204,15 +204,30 @@ fn blob_stream(
     seed: u64,
     size: u64,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static {
-    let mut g = Gen::new(seed);
-    let mut left = size;
+    gen_stream(Arc::new(Mutex::new(Gen::new(seed))), size)
+}
+
+/// The next `len` bytes of `g`, generated as the connection takes them: a monolithic push and
+/// each chunk of a chunked one cost the client the same work at the same moments, so the two
+/// figures compare the server's paths, not two load generators. (Generating the next chunk on
+/// another thread while one is sent took a core from the server's hashing thread on a 2-core
+/// machine: its SHA-256 time grew by a fifth.)
+fn gen_stream(
+    g: Arc<Mutex<Gen>>,
+    len: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + 'static {
+    let mut left = len;
     futures_util::stream::iter(std::iter::from_fn(move || {
         if left == 0 {
             return None;
         }
         let n = left.min(GEN_CHUNK);
         left -= n;
-        Some(Ok(g.chunk(n as usize)))
+        Some(
+            g.lock()
+                .map(|mut g| g.chunk(n as usize))
+                .map_err(|_| std::io::Error::other("the data generator failed")),
+        )
     }))
 }
 
@@ -341,29 +356,12 @@ impl Reg {
             )
             .await?;
         let mut loc = location(&start)?;
-        // Generating chunk k+1 overlaps the PATCH of chunk k, as a real client reading a file
-        // would: the load generator must not be the bottleneck it measures.
-        let make = |mut g: Gen, n: u64| {
-            tokio::task::spawn_blocking(move || {
-                let mut pieces = Vec::new();
-                let mut left = n;
-                while left > 0 {
-                    let k = left.min(GEN_CHUNK);
-                    pieces.push(Ok::<_, std::io::Error>(g.chunk(k as usize)));
-                    left -= k;
-                }
-                (g, pieces)
-            })
-        };
-        let join = |e: tokio::task::JoinError| CliError::Msg(format!("data generator: {e}"));
+        let gen = Arc::new(Mutex::new(Gen::new(seed)));
         let mut offset = 0u64;
-        let mut next = make(Gen::new(seed), chunk.min(size));
         while offset < size {
-            let (g, pieces) = next.await.map_err(join)?;
             let n = chunk.min(size - offset);
             let after = offset + n;
-            next = make(g, chunk.min(size - after));
-            let body = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+            let body = reqwest::Body::wrap_stream(gen_stream(gen.clone(), n));
             let r = self
                 .req(Method::PATCH, &loc)
                 .header("content-type", "application/octet-stream")

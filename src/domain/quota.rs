@@ -48,14 +48,15 @@ impl Budget {
     /// The budget of `owner` now.
     pub async fn of(core: &Core, owner: &str) -> DomainResult<Budget> {
         let o = owner.to_owned();
-        let (limit, used) = core
-            .db
-            .read(move |txn| Ok::<_, DomainError>((quota::limit(txn, &o)?, quota::usage(txn, &o)?)))
-            .await?;
+        core.db.read(move |txn| Budget::read(txn, &o)).await
+    }
+
+    /// `of` inside a read transaction the caller goes on using (one trip to the blocking pool).
+    pub fn read<R: Reads>(txn: &R, owner: &str) -> DomainResult<Budget> {
         Ok(Budget {
             owner: owner.to_owned(),
-            limit,
-            used,
+            limit: quota::limit(txn, owner)?,
+            used: quota::usage(txn, owner)?,
         })
     }
 

@@ -176,6 +176,12 @@ impl Sink {
         }
     }
 
+    /// Whether the writer thread has stopped (a write failed; `finish` says why): more chunks
+    /// would be lost.
+    pub fn stopped(&self) -> bool {
+        self.tx.as_ref().is_none_or(|tx| tx.is_closed())
+    }
+
     /// Waits for every queued chunk to be written; with `sync`, fsyncs the file. Without it,
     /// background writeback started by this sink finishes on its own.
     pub async fn finish(mut self, sync: bool) -> io::Result<Written> {

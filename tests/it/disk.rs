@@ -127,13 +127,18 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// `None` when this environment does not allow mounting (not root, no CAP_SYS_ADMIN).
+    /// `None` when this environment does not allow mounting (not root, no CAP_SYS_ADMIN); in CI,
+    /// which runs as root, that is a failure, never a silent skip.
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         let ok = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
             .output()
             .is_ok_and(|o| o.status.success());
+        assert!(
+            ok || std::env::var("CI").as_deref() != Ok("true"),
+            "CI must be able to mount a tmpfs (run the tests as root)"
+        );
         ok.then(|| Tmpfs {
             dir: dir.to_owned(),
         })
@@ -308,4 +313,114 @@ async fn readiness_names_what_keeps_the_server_from_taking_writes() {
         create_org(&s, "readyz").await.0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+}
+
+/// A chunk is answered once received, while its writer may still be writing it: a write that
+/// then fails (the disk filled) must leave the session at what its file holds, not at the
+/// offset the `202` named, and the upload must resume from there to a blob that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_whose_write_fails_after_its_202_resumes_from_what_the_file_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount(dir.path(), "8m") else {
+        eprintln!("skipped: mounting a tmpfs is not permitted here");
+        return;
+    };
+    let filler = dir.path().join("filler");
+    let s = TestServer::start_in(dir, |_| {}).await;
+    s.repo("acme", "app", false).await;
+    let data: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let digest = pfai::ids::Digest::sha256_of(&data).to_string();
+    let r = s
+        .req(Method::POST, "/v2/acme/app/blobs/uploads/", Some(&s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let file = s
+        .data_dir()
+        .join("uploads")
+        .join(loc.rsplit('/').next().unwrap());
+    let patch = |from: usize, to: usize| {
+        s.req(Method::PATCH, &loc, Some(&s.admin))
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{from}-{}", to - 1))
+            .body(data[from..to].to_vec())
+            .send()
+    };
+    let r = patch(0, 1 << 20).await.unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // The disk fills while (or before) the next chunk is written. Its answer may be a 202
+    // (received, the failure comes later) or a 507; either way no byte is promised by GET that
+    // the file does not hold.
+    fill(&filler);
+    let r = patch(1 << 20, (1 << 20) + (64 << 10)).await.unwrap();
+    let st = r.status();
+    assert!(
+        st == StatusCode::ACCEPTED || st == StatusCode::INSUFFICIENT_STORAGE,
+        "{st}: {}",
+        r.text().await.unwrap()
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let r = s
+        .req(Method::GET, &loc, Some(&s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let on_disk = std::fs::metadata(&file).unwrap().len() as usize;
+    assert!(
+        on_disk < (1 << 20) + (64 << 10),
+        "every byte fitted on a full disk"
+    );
+    let range = r.headers()["range"].to_str().unwrap().to_owned();
+    assert_eq!(
+        range,
+        format!("0-{}", on_disk.saturating_sub(1)),
+        "GET names what the file holds"
+    );
+
+    // A chunk from the offset the 202 named is refused with the real one…
+    if st == StatusCode::ACCEPTED {
+        let r = patch((1 << 20) + (64 << 10), 3 << 20).await.unwrap();
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    }
+    // …and the upload resumes from the file's length to a blob that verifies.
+    let r = s
+        .req(
+            Method::PUT,
+            &format!("{loc}?digest={digest}"),
+            Some(&s.admin),
+        )
+        .header("content-type", "application/octet-stream")
+        .header("content-range", format!("{on_disk}-{}", (3 << 20) - 1))
+        .body(data[on_disk..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let got = s
+        .req(
+            Method::GET,
+            &format!("/v2/acme/app/blobs/{digest}"),
+            Some(&s.admin),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == data.as_slice());
+    let dir = s.stop().await;
+    drop(mount);
+    drop(dir);
 }

@@ -2,9 +2,10 @@
 //! (`PATCH` with or without `Content-Range`, then `PUT ?digest=`), plus cross-repository mount.
 //!
 //! A session is a file `uploads/<id>` and a row in UPLOADS (file first, row second; row removed
-//! first, file second). Its offset is the file length; the running hash lives in memory and is
-//! rebuilt from the file after a restart. Chunks of one session are serialized by a per-session
-//! lock. Finishing verifies the digest, fsyncs, renames into the CAS, fsyncs the directory, and
+//! first, file second). Its offset is the bytes received, which the file holds once the
+//! session's writer has caught up (a chunk's writer runs on after its `202`: see `Open`); the
+//! running hash lives in memory, and both are rebuilt from the file after a restart or a failed
+//! write. Chunks of one session are serialized by a per-session lock. Finishing verifies the digest, fsyncs, renames into the CAS, fsyncs the directory, and
 //! only then commits the link in one transaction.
 
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::access;
+use super::{access, access_txn};
 use crate::auth::Principal;
 use crate::domain::quota::{self, Budget};
 use crate::domain::{Core, DomainError, DomainResult};
@@ -31,9 +32,34 @@ pub const MAX_SESSIONS_PER_USER: usize = 64;
 /// cost a durable commit).
 pub struct SessionState {
     offset: u64,
+    /// The running hash; `None` while `open` holds it (or after a failed write, until rebuilt).
     hasher: Option<Hasher>,
+    /// The writer of the last chunk, still hashing and writing its tail (see `Open`).
+    open: Option<Open>,
+    /// Counts the chunks received, so a lingering writer's closer knows whether a newer chunk
+    /// took the writer over.
+    chunks: u64,
     touched: i64,
 }
+
+/// A chunk's writer left running after its `202`. A chunk is answered once its bytes have been
+/// received, not once the writer thread has hashed and written the last of them: otherwise the
+/// writer idles for every chunk's round trip, which cost chunked pushes a fifth of the
+/// monolithic speed. The next chunk of the session feeds the same writer; one that does not come
+/// within `LINGER` closes it, and so does a `GET` of the session (which reports what is on
+/// disk). Like the page cache behind any unsynced write, what it holds is not promised until the
+/// final `PUT`: after a failed write the session's offset and hash are rebuilt from the file,
+/// which holds a prefix of the bytes sent (the next chunk then gets `416` with that offset, and
+/// the client resumes from there).
+struct Open {
+    sink: Sink,
+    /// The offset where this writer started.
+    base: u64,
+}
+
+/// How long a chunk's writer waits for the session's next chunk before it is closed (its
+/// thread and file handle released).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often (seconds) an active session's `updated_at` is written.
 const TOUCH_EVERY: i64 = 60;
@@ -115,6 +141,8 @@ pub async fn start(
     *core.uploads.slot(&id).lock().await = Some(SessionState {
         offset: 0,
         hasher: Some(Hasher::new(algorithm)),
+        open: None,
+        chunks: 0,
         touched: now,
     });
     Ok(id)
@@ -260,13 +288,26 @@ async fn publish_and_link(
         .await
 }
 
-async fn load_session(core: &Core, name: &OciName, id: &UploadId) -> DomainResult<UploadSession> {
-    let key = id.clone();
-    let row = core.db.read(move |txn| uploads::get(txn, &key)).await?;
-    match row {
-        Some(s) if s.name == name.as_str() => Ok(s),
-        _ => Err(DomainError::BlobUploadUnknown),
-    }
+/// Checks access and finds the session in `name`, with the owner's budget: one trip to the
+/// blocking pool per chunk instead of three (each trip is two thread wake-ups, paid by every
+/// chunk of a chunked push).
+async fn load_session(
+    core: &Core,
+    who: Option<&Principal>,
+    name: &OciName,
+    id: &UploadId,
+) -> DomainResult<(UploadSession, Budget)> {
+    let (who, name, key) = (who.cloned(), name.clone(), id.clone());
+    core.db
+        .read(move |txn| {
+            access_txn(txn, who.as_ref(), &name, Role::Write)?;
+            let budget = Budget::read(txn, owner_of(&name))?;
+            match uploads::get(txn, &key)? {
+                Some(s) if s.name == name.as_str() => Ok((s, budget)),
+                _ => Err(DomainError::BlobUploadUnknown),
+            }
+        })
+        .await
 }
 
 /// Fills in the state after a restart: offset from the file, hash recomputed.
@@ -276,7 +317,10 @@ async fn ensure_state(
     alg: Algorithm,
     state: &mut Option<SessionState>,
 ) -> DomainResult<()> {
-    if state.as_ref().is_some_and(|s| s.hasher.is_some()) {
+    if state
+        .as_ref()
+        .is_some_and(|s| s.hasher.is_some() || s.open.is_some())
+    {
         return Ok(());
     }
     let path = core.blobs.upload_path(id);
@@ -293,6 +337,8 @@ async fn ensure_state(
     *state = Some(SessionState {
         offset,
         hasher: Some(hasher),
+        open: None,
+        chunks: 0,
         touched: 0,
     });
     Ok(())
@@ -305,21 +351,21 @@ fn session_algorithm(s: &UploadSession) -> Algorithm {
 type SessionGuard = tokio::sync::OwnedMutexGuard<Option<SessionState>>;
 
 /// Checks access, finds the session in `name`, takes its lock and makes sure its offset and
-/// running hash are known (rebuilt from the file after a restart).
+/// running hash are known (rebuilt from the file after a restart). Also returns the owner's
+/// budget, read with the session.
 async fn open_session(
     core: &Core,
     who: Option<&Principal>,
     name: &OciName,
     id: &UploadId,
-) -> DomainResult<SessionGuard> {
-    access(core, who, name, Role::Write).await?;
-    let s = load_session(core, name, id).await?;
+) -> DomainResult<(SessionGuard, Budget)> {
+    let (s, budget) = load_session(core, who, name, id).await?;
     let mut guard = core.uploads.slot(id).lock_owned().await;
     ensure_state(core, id, session_algorithm(&s), &mut guard).await?;
     if guard.is_none() {
         return Err(DomainError::BlobUploadUnknown);
     }
-    Ok(guard)
+    Ok((guard, budget))
 }
 
 /// Bytes received so far.
@@ -329,8 +375,17 @@ pub async fn status(
     name: &OciName,
     id: &UploadId,
 ) -> DomainResult<u64> {
-    let guard = open_session(core, who, name, id).await?;
-    Ok(guard.as_ref().map(|s| s.offset).unwrap_or(0))
+    let (mut guard, _) = open_session(core, who, name, id).await?;
+    let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
+    // What is on disk: a client asks this to resume after an error.
+    settle_open(state).await;
+    if state.hasher.is_none() {
+        // A write failed: the file's length is the offset (the next chunk rebuilds the hash).
+        state.offset = std::fs::metadata(core.blobs.upload_path(id))
+            .map_err(|_| DomainError::BlobUploadUnknown)?
+            .len();
+    }
+    Ok(state.offset)
 }
 
 /// A `Content-Range` of a chunk: `start-end`, inclusive.
@@ -360,6 +415,14 @@ pub fn parse_content_range(h: &str) -> Option<ChunkRange> {
     (end >= start).then_some(ChunkRange { start, end })
 }
 
+/// Whether `append` leaves the writer running for the session's next chunk (`PATCH`) or
+/// waits until every byte is written (`PUT`, and any chunk that failed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    KeepWriting,
+    Settle,
+}
+
 async fn append<S, E>(
     core: &Core,
     id: &UploadId,
@@ -367,6 +430,7 @@ async fn append<S, E>(
     range: Option<ChunkRange>,
     budget: &Budget,
     body: &mut S,
+    then: Then,
 ) -> DomainResult<()>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -381,33 +445,86 @@ where
             });
         }
     }
-    let file = core
-        .blobs
-        .open_upload_append(id)
-        .map_err(|_| DomainError::BlobUploadUnknown)?;
-    let hasher = state
-        .hasher
-        .take()
-        .ok_or_else(|| DomainError::internal("session hash missing"))?;
-    let mut sink = Sink::start(file, hasher);
-    let pumped = pump(core, &mut sink, body, state.offset, budget).await;
-    match sink.finish(false).await {
-        Ok(w) => {
-            state.offset += w.bytes;
-            state.hasher = Some(w.hasher);
-        }
-        Err(e) => {
-            // Cut the file back to what the (lost) hash state covered; it is rebuilt on demand.
-            if let Ok(f) = std::fs::OpenOptions::new()
-                .write(true)
-                .open(core.blobs.upload_path(id))
-            {
-                let _ = f.set_len(state.offset);
+    let mut open = match state.open.take() {
+        Some(open) => open,
+        None => {
+            let file = core
+                .blobs
+                .open_upload_append(id)
+                .map_err(|_| DomainError::BlobUploadUnknown)?;
+            let hasher = state
+                .hasher
+                .take()
+                .ok_or_else(|| DomainError::internal("session hash missing"))?;
+            Open {
+                base: state.offset,
+                sink: Sink::start(file, hasher),
             }
-            return Err(e.into());
+        }
+    };
+    state.chunks += 1;
+    let pumped = pump(core, &mut open.sink, body, state.offset, budget).await;
+    if let Ok(n) = pumped {
+        if then == Then::KeepWriting && !open.sink.stopped() {
+            state.offset += n;
+            state.open = Some(open);
+            return Ok(());
         }
     }
+    settle(state, open).await?;
     pumped.map(|_| ())
+}
+
+/// Waits for `open` to write every byte it was given. After a write error the file holds a
+/// prefix of what was sent, of a length the writer may not know: the session forgets its offset
+/// and hash, and the next request rebuilds both from the file (`ensure_state`).
+async fn settle(state: &mut SessionState, open: Open) -> DomainResult<()> {
+    match open.sink.finish(false).await {
+        Ok(w) => {
+            state.offset = open.base + w.bytes;
+            state.hasher = Some(w.hasher);
+            Ok(())
+        }
+        Err(e) => {
+            state.hasher = None;
+            tracing::warn!(error = %e, "writing an upload chunk failed; the session resumes from what its file holds");
+            Err(e.into())
+        }
+    }
+}
+
+/// Lets the writer left running by `state`'s last chunk finish (a failure is logged, and the
+/// state left to be rebuilt from the file).
+async fn settle_open(state: &mut SessionState) {
+    if let Some(open) = state.open.take() {
+        let _ = settle(state, open).await;
+    }
+}
+
+/// Closes a chunk's writer left running if no newer chunk took it over within `LINGER`.
+fn close_when_idle(core: &Core, id: &UploadId, chunks: u64) {
+    let slot = core.uploads.slot(id);
+    tokio::spawn(async move {
+        tokio::time::sleep(LINGER).await;
+        let mut guard = slot.lock_owned().await;
+        if let Some(state) = guard.as_mut().filter(|s| s.chunks == chunks) {
+            settle_open(state).await;
+        }
+    });
+}
+
+/// Closes every chunk writer still running (graceful shutdown), so what they hold reaches the
+/// files before the process ends.
+pub async fn settle_all(core: &Core) {
+    let slots: Vec<_> = match core.uploads.map.lock() {
+        Ok(m) => m.values().cloned().collect(),
+        Err(_) => return,
+    };
+    for slot in slots {
+        if let Some(state) = slot.lock().await.as_mut() {
+            settle_open(state).await;
+        }
+    }
 }
 
 async fn touch(core: &Core, id: &UploadId) -> DomainResult<()> {
@@ -434,14 +551,25 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut guard = open_session(core, who, name, id).await?;
+    let (mut guard, budget) = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
-    let budget = Budget::of(core, owner_of(name)).await?;
     let declared = range.map(|r| r.end - r.start + 1).or(declared);
     if let Some(len) = declared {
         budget.admit(state.offset.saturating_add(len))?;
     }
-    let res = append(core, id, state, range, &budget, &mut body).await;
+    let res = append(
+        core,
+        id,
+        state,
+        range,
+        &budget,
+        &mut body,
+        Then::KeepWriting,
+    )
+    .await;
+    if state.open.is_some() {
+        close_when_idle(core, id, state.chunks);
+    }
     let offset = state.offset;
     let now = now_unix();
     let stale = now - state.touched >= TOUCH_EVERY;
@@ -488,7 +616,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut guard = open_session(core, who, name, id).await?;
+    let (mut guard, _) = open_session(core, who, name, id).await?;
     let state = guard.as_mut().ok_or(DomainError::BlobUploadUnknown)?;
     let LastChunk { range, declared } = last;
     let budget = Budget::for_blob(core, owner_of(name), &digest.to_string()).await?;
@@ -498,14 +626,14 @@ where
     // A session that has received nothing yet (POST, then one PUT with every byte: what most
     // clients do) hashes with the PUT's algorithm from the first byte, instead of hashing with
     // the session's and reading the file again with the digest's.
-    if state.offset == 0 {
+    if state.offset == 0 && state.open.is_none() {
         if let Some(h) = state.hasher.as_mut() {
             if h.algorithm() != digest.algorithm() {
                 *h = Hasher::new(digest.algorithm());
             }
         }
     }
-    append(core, id, state, range, &budget, &mut body).await?;
+    append(core, id, state, range, &budget, &mut body, Then::Settle).await?;
     let size = state.offset;
     let actual = match &state.hasher {
         Some(h) if h.algorithm() == digest.algorithm() => h.digest(),
@@ -551,8 +679,7 @@ pub async fn cancel(
     name: &OciName,
     id: &UploadId,
 ) -> DomainResult<()> {
-    access(core, who, name, Role::Write).await?;
-    load_session(core, name, id).await?;
+    load_session(core, who, name, id).await?;
     let slot = core.uploads.slot(id);
     let _guard = slot.lock().await;
     drop_session(core, id).await
