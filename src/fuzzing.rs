@@ -19,6 +19,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("push_commands", push_commands),
     ("storage_model", storage_model),
     ("bundle_reader", bundle_reader),
+    ("multipart_upload", multipart_upload),
 ];
 
 /// Manifest parse + validate. The first byte picks the Content-Type.
@@ -214,6 +215,70 @@ pub fn bundle_reader(data: &[u8]) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A release asset upload's multipart body, any bytes, through warp's reader and the rules
+/// pfai applies to each part: whatever file name, field name or part content type it carries,
+/// an accepted asset has a name without path separators, a `Content-Disposition` that is a
+/// valid header value, a content type that is one too, and a label without control characters.
+/// The first byte picks the form's boundary.
+pub fn multipart_upload(data: &[u8]) {
+    multipart_accepted(data);
+}
+
+/// `multipart_upload`, returning how many parts the rules accepted (so a test can tell the
+/// seeds reach them).
+fn multipart_accepted(data: &[u8]) -> usize {
+    use crate::domain::release::UploadMeta;
+    use futures_util::StreamExt;
+    static RT: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    const BOUNDARIES: [&str; 4] = ["pfai", "X-BOUNDARY", "----WebKitFormBoundary7MA4YWxk", "a"];
+    let Some(rt) = RT
+        .get_or_init(|| tokio::runtime::Builder::new_current_thread().build().ok())
+        .as_ref()
+    else {
+        return 0;
+    };
+    let [sel, body @ ..] = data else { return 0 };
+    let boundary = BOUNDARIES[usize::from(sel % 4)];
+    rt.block_on(async {
+        let form = warp::test::request()
+            .method("POST")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body.to_vec())
+            .filter(&warp::multipart::form().max_length(1 << 20))
+            .await;
+        let Ok(mut form) = form else { return 0 };
+        let mut accepted = 0;
+        while let Some(Ok(part)) = form.next().await {
+            let meta = UploadMeta {
+                name: crate::http::part_file_name(&part),
+                label: Some(part.name().to_owned()),
+                content_type: part.content_type().map(str::to_owned),
+            };
+            if let Ok(a) = meta.check() {
+                assert!(!a.name.as_str().contains(['/', '\\', '\0']), "{a:?}");
+                let cd = crate::http::reply::content_disposition(a.name.as_str());
+                assert!(
+                    warp::http::HeaderValue::from_str(&cd).is_ok(),
+                    "Content-Disposition {cd:?} is not a header value"
+                );
+                assert!(
+                    warp::http::HeaderValue::from_str(&a.content_type).is_ok(),
+                    "content type {:?} is not a header value",
+                    a.content_type
+                );
+                assert!(!a.label.chars().any(char::is_control), "{a:?}");
+                accepted += 1;
+            }
+            let mut bytes = part.stream();
+            while let Some(Ok(_)) = bytes.next().await {}
+        }
+        accepted
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +307,25 @@ mod tests {
         assert!(
             replayed >= TARGETS.len(),
             "every target has seeds ({replayed} replayed)"
+        );
+    }
+
+    /// A target whose seeds never get past warp's reader would fuzz the reader, not our rules.
+    #[test]
+    fn multipart_seeds_reach_the_asset_rules() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data-fixtures/fuzz/multipart_upload");
+        let seed = |n: &str| std::fs::read(dir.join(n)).unwrap();
+        assert_eq!(multipart_accepted(&seed("plain")), 1);
+        assert_eq!(
+            multipart_accepted(&seed("path-in-name")),
+            1,
+            "the path is cut"
+        );
+        assert_eq!(
+            multipart_accepted(&seed("no-filename")),
+            0,
+            "a name is required"
         );
     }
 }

@@ -824,6 +824,32 @@ pub struct UploadMeta {
     pub content_type: Option<String>,
 }
 
+/// What an upload says of its asset, checked: the rules every upload path applies, and what
+/// the `multipart_upload` fuzz target holds them to.
+#[derive(Debug)]
+pub struct CheckedMeta {
+    /// A valid asset name.
+    pub name: AssetName,
+    /// At most `MAX_LABEL` bytes, no control characters.
+    pub label: String,
+    /// The uploader's content type, or a guess from the name.
+    pub content_type: String,
+}
+
+impl UploadMeta {
+    /// Checks the name and label and settles the content type.
+    pub fn check(&self) -> DomainResult<CheckedMeta> {
+        let name = asset_name(self)?;
+        let label = asset_label(self)?;
+        let content_type = content_type_of(self, &name);
+        Ok(CheckedMeta {
+            name,
+            label,
+            content_type,
+        })
+    }
+}
+
 /// The asset's name: `?name=` or the part's file name, required and valid.
 fn asset_name(meta: &UploadMeta) -> DomainResult<AssetName> {
     let raw = meta.name.as_deref().ok_or_else(|| {
@@ -853,10 +879,16 @@ fn refuse_duplicate_name(assets: &[Asset], tag: &str, name: &AssetName) -> Domai
     Ok(())
 }
 
-/// The uploader's content type when it says something, else a guess from the file name.
+/// The uploader's content type when it says something a header can carry back (visible ASCII,
+/// under 200 bytes), else a guess from the file name.
 fn content_type_of(meta: &UploadMeta, name: &AssetName) -> String {
     match meta.content_type.as_deref() {
-        Some(ct) if !ct.is_empty() && ct != "application/octet-stream" && ct.len() < 200 => {
+        Some(ct)
+            if !ct.is_empty()
+                && ct != "application/octet-stream"
+                && ct.len() < 200
+                && ct.bytes().all(|b| (b' '..=b'~').contains(&b)) =>
+        {
             ct.to_owned()
         }
         _ => mime_guess::from_path(name.as_str())
@@ -966,10 +998,12 @@ where
     if locked {
         return Err(immutable::refusal(&rel.tag_name, ASSETS_LOCKED));
     }
-    let name = asset_name(&meta)?;
-    let label = asset_label(&meta)?;
+    let CheckedMeta {
+        name,
+        label,
+        content_type,
+    } = meta.check()?;
     refuse_duplicate_name(&assets, tag, &name)?;
-    let content_type = content_type_of(&meta, &name);
     let asset_id = core
         .db
         .write(|txn| assets::next_id(txn).map_err(DomainError::from))

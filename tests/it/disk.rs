@@ -155,6 +155,17 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A server whose directory is a fresh 8 MiB tmpfs, and the path of a file that can fill it.
+async fn on_small_tmpfs() -> Option<(Tmpfs, PathBuf, TestServer)> {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount(dir.path(), "8m") else {
+        eprintln!("skipped: mounting a tmpfs is not permitted here");
+        return None;
+    };
+    let filler = dir.path().join("filler");
+    Some((mount, filler, TestServer::start_in(dir, |_| {}).await))
+}
+
 /// Writes to `path` until the filesystem is full.
 fn fill(path: &Path) {
     let mut f = std::fs::File::create(path).unwrap();
@@ -170,13 +181,9 @@ fn fill(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_does_not_block_writes_after_space_is_freed() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mount) = Tmpfs::mount(dir.path(), "8m") else {
-        eprintln!("skipped: mounting a tmpfs is not permitted here");
+    let Some((mount, filler, s)) = on_small_tmpfs().await else {
         return;
     };
-    let filler = dir.path().join("filler");
-    let s = TestServer::start_in(dir, |_| {}).await;
     with_release(&s).await;
     fill(&filler);
 
@@ -320,13 +327,9 @@ async fn readiness_names_what_keeps_the_server_from_taking_writes() {
 /// offset the `202` named, and the upload must resume from there to a blob that verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_chunk_whose_write_fails_after_its_202_resumes_from_what_the_file_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mount) = Tmpfs::mount(dir.path(), "8m") else {
-        eprintln!("skipped: mounting a tmpfs is not permitted here");
+    let Some((mount, filler, s)) = on_small_tmpfs().await else {
         return;
     };
-    let filler = dir.path().join("filler");
-    let s = TestServer::start_in(dir, |_| {}).await;
     s.repo("acme", "app", false).await;
     let data: Vec<u8> = (0..3u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
