@@ -246,7 +246,7 @@ fn multipart_accepted(data: &[u8]) -> usize {
                 "content-type",
                 format!("multipart/form-data; boundary={boundary}"),
             )
-            .body(body.to_vec())
+            .body(body)
             .filter(&warp::multipart::form().max_length(1 << 20))
             .await;
         let Ok(mut form) = form else { return 0 };
