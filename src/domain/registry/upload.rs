@@ -36,9 +36,6 @@ pub struct SessionState {
     hasher: Option<Hasher>,
     /// The writer of the last chunk, still hashing and writing its tail (see `Open`).
     open: Option<Open>,
-    /// Counts the chunks received, so a lingering writer's closer knows whether a newer chunk
-    /// took the writer over.
-    chunks: u64,
     touched: i64,
 }
 
@@ -142,7 +139,6 @@ pub async fn start(
         offset: 0,
         hasher: Some(Hasher::new(algorithm)),
         open: None,
-        chunks: 0,
         touched: now,
     });
     Ok(id)
@@ -338,7 +334,6 @@ async fn ensure_state(
         offset,
         hasher: Some(hasher),
         open: None,
-        chunks: 0,
         touched: 0,
     });
     Ok(())
@@ -462,7 +457,6 @@ where
             }
         }
     };
-    state.chunks += 1;
     let pumped = pump(core, &mut open.sink, body, state.offset, budget).await;
     if let Ok(n) = pumped {
         if then == Then::KeepWriting && !open.sink.stopped() {
@@ -501,13 +495,14 @@ async fn settle_open(state: &mut SessionState) {
     }
 }
 
-/// Closes a chunk's writer left running if no newer chunk took it over within `LINGER`.
-fn close_when_idle(core: &Core, id: &UploadId, chunks: u64) {
+/// Closes a chunk's writer left running if no newer chunk moved the session past `offset`
+/// within `LINGER` (an empty chunk may close it early, which costs nothing but a restart).
+fn close_when_idle(core: &Core, id: &UploadId, offset: u64) {
     let slot = core.uploads.slot(id);
     tokio::spawn(async move {
         tokio::time::sleep(LINGER).await;
         let mut guard = slot.lock_owned().await;
-        if let Some(state) = guard.as_mut().filter(|s| s.chunks == chunks) {
+        if let Some(state) = guard.as_mut().filter(|s| s.offset == offset) {
             settle_open(state).await;
         }
     });
@@ -568,7 +563,7 @@ where
     )
     .await;
     if state.open.is_some() {
-        close_when_idle(core, id, state.chunks);
+        close_when_idle(core, id, state.offset);
     }
     let offset = state.offset;
     let now = now_unix();
