@@ -57,6 +57,23 @@ PY
 }
 # Waits for dirty pages to reach the disk and lets it settle before a write workload.
 settle() { sync; sleep 3; }
+# profile <label> <pid> <command...>: samples the server's CPU (`perf record -e cpu-clock`)
+# while the command runs and keeps the top of the report (kernel vs user space, hottest
+# symbols) in $out/<label>.profile, so what bounds a figure is measured, not guessed.
+profile() {
+  local label=$1 pid=$2; shift 2
+  if ! command -v perf >/dev/null 2>&1; then
+    echo "perf not installed: no profile of $label (apt-get install linux-perf)" >&2; return
+  fi
+  perf record -F 999 -e cpu-clock -p "$pid" -o "$tmp/$label.perf" >/dev/null 2>&1 &
+  local pp=$!
+  sleep 0.5
+  "$@" >/dev/null
+  kill -INT "$pp"; wait "$pp" || true
+  { perf report -i "$tmp/$label.perf" --no-children --sort dso --stdio 2>/dev/null | grep '%' | head -3
+    perf report -i "$tmp/$label.perf" --no-children --sort sym --stdio 2>/dev/null | grep '%' | head -6
+  } > "$out/$label.profile"
+}
 # save <file> <json> [cpu-seconds]: one workload's `pfai bench --json` output, with the
 # server CPU it cost when measured.
 save() { python3 -c 'import json,sys;v=json.loads(sys.argv[2]);v["cpu"]=float(sys.argv[3]);json.dump(v,open(sys.argv[1],"w"))' "$out/$1.json" "$2" "${3:-0}"; }
@@ -117,6 +134,9 @@ pulls() {
   local c0 c1 r
   c0=$(cpu_seconds "$@"); r=$("$PFAI" bench blobs "${auth[@]}" --size $SIZE --count 1 --pulls 3 --pull-only --seed 1 --no-verify --json); c1=$(cpu_seconds "$@")
   save "$label-pull" "$r" "$(python3 -c "print($c1-$c0)")"
+  if [ "$label" = pfai ]; then
+    profile pfai-pull "$1" "$PFAI" bench blobs "${auth[@]}" --size $SIZE --count 1 --pulls 3 --pull-only --seed 1 --no-verify
+  fi
 }
 
 # --- pfai on disk
@@ -194,6 +214,8 @@ for round in 1 2 3; do
   settle; save "shm-push-chunked-$round" "$("$PFAI" bench blobs --url "http://127.0.0.1:$PORT" --token "$TOKEN" \
     --size $SIZE --count 1 --pulls 0 --seed "$((200 + round))" --chunk $CHUNK --json)"
 done
+profile shm-push "$PID" "$PFAI" bench blobs --url "http://127.0.0.1:$PORT" --token "$TOKEN" \
+  --size $SIZE --count 1 --pulls 0 --seed 300
 kill "$PID"; rm -rf "$shm/pfai"
 
 # --- tags: page latency as the list grows, and the memory that many tags cost
@@ -295,4 +317,11 @@ if dd and best("sha256"):
 goal("warm pull / nginx sendfile", r(mib("pfai-pull", -1), mib("nginx-pull", -1)), 0.9)
 goal("server CPU per GiB pulled / distribution's", r(cpu_per_gib("pfai-pull"), cpu_per_gib("dist-pull")), 0.5, higher=False)
 goal("BLAKE3 push / SHA-256 push on tmpfs", r(best("blake3"), best("sha256")), 1.3)
+
+for name, what in (("pfai-pull", f"three warm {size} pulls"), ("shm-push", f"one {size} SHA-256 push to tmpfs")):
+    p = os.path.join(d, name + ".profile")
+    if os.path.exists(p):
+        print(f"\nwhere the pfai server's CPU went during {what} (perf, cpu-clock samples):")
+        for line in open(p):
+            print("  " + line.strip())
 PY
