@@ -779,6 +779,13 @@ async fn a_release_drafted_in_the_form_gets_its_files_before_it_is_published() {
     let page = web.get("/acme/app/releases/tag/v1.0.0").await.body;
     assert!(page.contains("<strong>bold</strong>"));
     assert!(page.contains(&pfai::util::sha256_hex(b"linux build")));
+    assert!(
+        page.contains(&format!(
+            "<td data-label=\"BLAKE3\"><code class=\"sha256 blake3\" title=\"{0}\">{0}</code>",
+            blake3::hash(b"linux build").to_hex()
+        )),
+        "the asset's BLAKE3 is on the release page: {page}"
+    );
 
     // A duplicate file name in an edit: the edit page again with the conflict; nothing lost.
     let edit = web.get("/acme/app/releases/edit/v1.0.0").await;
@@ -920,6 +927,7 @@ async fn one_click_on_delete_only_shows_what_would_be_deleted() {
         .await;
     let asset_id = rel["assets"][0]["id"].as_u64().unwrap();
     let sha = rel["assets"][0]["sha256"].as_str().unwrap().to_owned();
+    let b3 = rel["assets"][0]["blake3"].as_str().unwrap().to_owned();
     let (st, rule) = s
         .post(
             "/api/v1/forge/acme/app/tag-protections",
@@ -975,7 +983,7 @@ async fn one_click_on_delete_only_shows_what_would_be_deleted() {
     let p = web.get(&asset_confirm).await;
     confirm_form(&p, &asset_confirm);
     assert!(
-        p.body.contains("tool.bin") && p.body.contains(&sha),
+        p.body.contains("tool.bin") && p.body.contains(&sha) && p.body.contains(&b3),
         "{}",
         p.body
     );

@@ -104,7 +104,10 @@ async fn asset_delete(rq: Req, path: RepoPath, tag: String, id: u64) -> DomainRe
     let what = html! {
         p { "The file " strong { (asset.name) } " (" (layout::size(asset.size)) ") of release "
             strong { (rel.name) } " will be deleted." }
-        p.meta { "SHA-256 " (layout::sha256(&asset.sha256)) }
+        p.meta {
+            "SHA-256 " (layout::sha256(&asset.sha256))
+            @if let Some(b3) = asset.blake3.as_deref() { " · BLAKE3 " (layout::blake3(Some(b3))) }
+        }
         p.help { "This cannot be undone." }
     };
     Ok(confirm_page(

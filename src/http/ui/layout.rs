@@ -169,6 +169,15 @@ pub fn sha256(hex: &str) -> Markup {
     html! { code.sha256 title=(hex) { (hex) } }
 }
 
+/// An asset's BLAKE3, shown like its SHA-256 (`b3sum` checks it faster); assets stored before
+/// pfai kept BLAKE3 show a dash until `pfai fsck --repair` fills it in.
+pub fn blake3(hex: Option<&str>) -> Markup {
+    match hex {
+        Some(hex) => html! { code.sha256.blake3 title=(hex) { (hex) } },
+        None => html! { "—" },
+    }
+}
+
 /// A link styled as a button to a delete confirmation page (deletes are never one click).
 pub fn delete_link(href: &str, label: &str, class: &str) -> Markup {
     html! { a href=(href) class={ "button danger " (class) } { (label) } }

@@ -86,13 +86,14 @@ fn release_card(repo: &RepoView, r: &ReleaseView, heading_link: bool) -> Markup 
                 div.scroll {
                     table.assets.reflow {
                         caption { "Assets" }
-                        thead { tr { th { "Name" } th { "Size" } th { "SHA-256" } th { "Downloads" } } }
+                        thead { tr { th { "Name" } th { "Size" } th { "SHA-256" } th { "BLAKE3" } th { "Downloads" } } }
                         tbody {
                             @for a in &r.assets {
                                 tr {
                                     td data-label="Name" { a href={ (b) "/releases/download/" (seg(&r.tag_name)) "/" (seg(&a.name)) } download { (a.name) } }
                                     td.num data-label="Size" { (layout::size(a.size)) }
                                     td data-label="SHA-256" { (layout::sha256(&a.sha256)) }
+                                    td data-label="BLAKE3" { (layout::blake3(a.blake3.as_deref())) }
                                     td.num data-label="Downloads" { (a.download_count) }
                                 }
                             }
