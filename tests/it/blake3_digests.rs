@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{git_ok, TestServer};
+use crate::harness::{git_ok, oras_pull, require_oras, TestServer};
 use crate::registry::{error_code, Oci};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -432,4 +432,78 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// An artifact whose config, layer and manifest are all addressed by BLAKE3, pulled by the oras
+/// Python client by tag and by the manifest's BLAKE3 digest. (That client pushes SHA-256 only,
+/// so the push is raw HTTP; it fetches whatever digest a manifest names.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oras_pulls_an_artifact_addressed_by_blake3() {
+    if !require_oras() {
+        return;
+    }
+    let s = TestServer::start().await;
+    s.repo("acme", "tools", false).await;
+    let o = Oci::new(&s, Some(&s.admin));
+    let config = b"{}".to_vec();
+    let file: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+    for blob in [&config, &file] {
+        let r = o
+            .req(
+                Method::POST,
+                &format!("/v2/acme/tools/blobs/uploads/?digest={}", b3(blob)),
+            )
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let m = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.acme.tool",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": b3(&config), "size": config.len()},
+        "layers": [{
+            "mediaType": "application/octet-stream",
+            "digest": b3(&file),
+            "size": file.len(),
+            "annotations": {"org.opencontainers.image.title": "tool.bin"}
+        }]
+    }))
+    .unwrap();
+    let md = b3(&m);
+    for reference in [md.as_str(), "v1"] {
+        let r = o
+            .req(
+                Method::PUT,
+                &format!("/v2/acme/tools/manifests/{reference}"),
+            )
+            .header("content-type", OCI_MANIFEST)
+            .body(m.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{reference}");
+    }
+
+    let host = s.url.trim_start_matches("http://").to_owned();
+    let targets = [
+        format!("{host}/acme/tools:v1"),
+        format!("{host}/acme/tools@{md}"),
+    ];
+    for (i, target) in targets.into_iter().enumerate() {
+        let dir = s.dir.path().join(format!("oras-{i}"));
+        std::fs::create_dir(&dir).unwrap();
+        let token = s.admin.clone();
+        let pulled = tokio::task::spawn_blocking({
+            let (host, dir, target) = (host.clone(), dir.clone(), target.clone());
+            move || oras_pull(&host, &target, &dir, &token)
+        })
+        .await
+        .unwrap();
+        assert!(pulled.0, "{target}: {}", pulled.1);
+        let got = std::fs::read(dir.join("tool.bin")).unwrap();
+        assert_eq!(b3(&got), b3(&file), "{target}");
+    }
 }

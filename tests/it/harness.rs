@@ -26,6 +26,47 @@ pub fn require_tool(name: &str) -> bool {
     ok
 }
 
+/// The oras Python client (PyPI `oras`), when importable: fails in CI when it is not.
+pub fn require_oras() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import oras.client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("the oras Python client is required in CI but is not installed");
+    }
+    ok
+}
+
+/// `oras pull` of `target` into `outdir` with the Python client, signed in with `token`
+/// (success, output).
+pub fn oras_pull(host: &str, target: &str, outdir: &Path, token: &str) -> (bool, String) {
+    const SCRIPT: &str = r#"
+import sys, oras.client
+host, target, outdir, token = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+c = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
+if token:
+    c.auth.set_basic_auth("x", token)
+for f in c.pull(target=target, outdir=outdir):
+    print(f)
+"#;
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT, host, target])
+        .arg(outdir)
+        .arg(token)
+        .env("HOME", outdir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         Self::start_with(|_| {}).await

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{git_ok, require_tool, TestServer};
+use crate::harness::{git_ok, oras_pull, require_oras, require_tool, TestServer};
 use crate::registry::{error_code, skopeo, skopeo_ok, Oci};
 
 const REL: &str = "/api/v1/forge/acme/app/releases";
@@ -626,47 +626,6 @@ async fn skopeo_copies_a_release_into_an_oci_layout_with_the_assets_as_layers() 
     assert_eq!(blob(&digest), bytes);
     assert_eq!(blob(&sha(&tarball())), tarball());
     assert_eq!(blob(&sha(b"abc  app.tar.gz\n")), b"abc  app.tar.gz\n");
-}
-
-/// The oras Python client (PyPI `oras`), when importable: fails in CI when it is not.
-fn require_oras() -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", "import oras.client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("the oras Python client is required in CI but is not installed");
-    }
-    ok
-}
-
-/// `oras pull` of `target` into `outdir` with the Python client, signed in with `token`
-/// (success, output).
-fn oras_pull(host: &str, target: &str, outdir: &std::path::Path, token: &str) -> (bool, String) {
-    const SCRIPT: &str = r#"
-import sys, oras.client
-host, target, outdir, token = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-c = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
-if token:
-    c.auth.set_basic_auth("x", token)
-for f in c.pull(target=target, outdir=outdir):
-    print(f)
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", SCRIPT, host, target])
-        .arg(outdir)
-        .arg(token)
-        .env("HOME", outdir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
