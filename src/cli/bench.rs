@@ -490,7 +490,9 @@ impl Phase {
     /// data was checked.
     fn summary(&self) -> String {
         let n = (self.requests_per_s * self.seconds).round();
-        let figure = if self.phase.starts_with("manifest") {
+        // Small documents (manifests, tags, tag pages) are counted in requests; blobs and
+        // assets in bytes.
+        let figure = if self.phase.contains("manifest") || self.phase.starts_with("tag") {
             format!("{:.0} req/s", self.requests_per_s)
         } else {
             format!("{:.1} MiB/s", self.mib_per_s)

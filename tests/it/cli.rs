@@ -54,6 +54,23 @@ async fn release_commands_from_a_checkout() {
     assert_eq!(v["body"], body.as_str());
     assert_eq!(v["prerelease"], true);
     assert_eq!(v["assets"].as_array().unwrap().len(), 2);
+    // Each asset carries its BLAKE3 beside its SHA-256 in `--json`.
+    let tar = v["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "proxifai-linux-amd64.tar.gz")
+        .unwrap();
+    assert_eq!(
+        tar["blake3"],
+        blake3::hash(&tarball).to_hex().as_str(),
+        "{v}"
+    );
+    assert_eq!(
+        tar["sha256"],
+        pfai::util::sha256_hex(&tarball).as_str(),
+        "{v}"
+    );
 
     // --body-file - from stdin, as the seed pipes git-cliff.
     let out = cli.run(
@@ -489,6 +506,37 @@ async fn bench_pushes_pulls_and_reads_manifests() {
         (v[0]["phase"].as_str(), v[1]["errors"].as_u64()),
         (Some("push (chunked)"), Some(0))
     );
+    // Every digest algorithm, monolithic and chunked: the server verifies each push with the
+    // algorithm named, the pulls are verified with it, and the digests say which it was.
+    for alg in ["blake3", "sha512", "sha256"] {
+        for chunk in [None, Some("1MiB")] {
+            let mut args = vec![
+                "bench", "blobs", "--size", "3MiB", "--count", "1", "--digest", alg, "--json",
+            ];
+            args.extend(chunk.map(|c| ["--chunk", c]).into_iter().flatten());
+            let out = cli.ok(&root, &[&args[..], &base].concat());
+            let v: Value = serde_json::from_str(&out).unwrap();
+            let d = v["digests"][0].as_str().unwrap();
+            assert!(d.starts_with(&format!("{alg}:")), "{alg} {chunk:?}: {v}");
+            let p = &v["phases"];
+            assert_eq!(
+                (
+                    p[1]["phase"].as_str(),
+                    p[1]["errors"].as_u64(),
+                    p[1]["verified"].as_bool()
+                ),
+                (Some("pull"), Some(0), Some(true)),
+                "{alg} {chunk:?}: {v}"
+            );
+            let r = crate::registry::Oci::new(&s, Some(&s.admin))
+                .req(reqwest::Method::HEAD, &format!("/v2/bench/blobs/blobs/{d}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::OK, "{d}");
+            assert_eq!(r.headers()["docker-content-digest"], d, "{d}");
+        }
+    }
     let out = cli.ok(
         &root,
         &[
@@ -1061,6 +1109,17 @@ async fn bench_tags_makes_tags_and_checks_every_page_it_times() {
     let out = cli.ok(&root, &[&existing[..], &base].concat());
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["phases"].as_array().map(Vec::len), Some(3));
+    // Its summary lines count tag pages in requests, not in MiB.
+    let out = cli.ok(&root, &[&existing[..existing.len() - 1], &base].concat());
+    for pos in ["first", "middle", "last"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("tags/list {pos} page: "))
+                    && l.contains(" req/s (")
+                    && l.ends_with("; verified)")),
+            "{out}"
+        );
+    }
     let (_, err) = cli.fails(
         &root,
         Some(&s.admin),
