@@ -3,7 +3,9 @@
 //! `PACKET_READ_DIE_ON_ERR_PACKET`) and `builtin/receive-pack.c` (`read_head_info`,
 //! `queue_command`) for a SHA-1 repository. It is the oracle of the `push_commands` fuzz target:
 //! the server's own reader (`git::http_backend::parse_ref_updates`) must never let git apply an
-//! update it did not see. Deliberately independent of that reader: no code is shared.
+//! update it did not see. Deliberately independent of that reader: no code is shared. Its own
+//! test runs every committed seed through `git receive-pack` itself and checks the model
+//! agrees with git: where git dies, which commands it queues, which refs it goes on to update.
 
 /// One command as git queues it, with object ids as git prints them to hooks (lowercase hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +142,217 @@ pub fn applied(c: &Command) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::path::Path;
+    use std::process::{Command as Process, Stdio};
+
+    /// `git receive-pack --stateless-rpc` on `body` in `repo`: whether it exited 0, and its
+    /// standard output and error.
+    fn git_receive_pack(repo: &Path, body: &[u8]) -> (bool, Vec<u8>, String) {
+        let mut child = Process::new("git")
+            .args(["receive-pack", "--stateless-rpc"])
+            .arg(repo)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", repo)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("git is installed");
+        let mut stdin = child.stdin.take().unwrap();
+        let body = body.to_vec();
+        // git may stop reading early (it died): a broken pipe is part of the answer.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&body);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), out.stdout, err)
+    }
+
+    /// The raw packets of `buf` up to its first flush (the model read it, so the framing is
+    /// valid there), and where the rest starts.
+    fn raw_packets(buf: &[u8]) -> (Vec<&[u8]>, usize) {
+        let (mut pos, mut out) = (0, Vec::new());
+        loop {
+            let hex = std::str::from_utf8(&buf[pos..pos + 4]).unwrap();
+            let len = usize::from_str_radix(hex, 16).unwrap();
+            pos += 4;
+            if len <= 2 {
+                return (out, pos);
+            }
+            out.push(&buf[pos..pos + len - 4]);
+            pos += len - 4;
+        }
+    }
+
+    /// `buf` with `report-status` added to the capabilities of its first command line, so git
+    /// reports every command it queued; `None` if there is no command line or no room.
+    fn with_report_status(buf: &[u8]) -> Option<Vec<u8>> {
+        let (packets, rest) = raw_packets(buf);
+        let first = packets.iter().position(|p| !p.starts_with(b"shallow "))?;
+        let mut out = Vec::new();
+        for (i, p) in packets.iter().enumerate() {
+            let mut body = p.to_vec();
+            if i == first {
+                let nl = body.last() == Some(&b'\n');
+                if nl {
+                    body.pop();
+                }
+                body.extend_from_slice(if body.contains(&0) {
+                    b" report-status"
+                } else {
+                    b"\0report-status"
+                });
+                if nl {
+                    body.push(b'\n');
+                }
+            }
+            if body.len() + 4 > LARGE_PACKET_MAX {
+                return None;
+            }
+            out.extend_from_slice(format!("{:04x}", body.len() + 4).as_bytes());
+            out.extend_from_slice(&body);
+        }
+        out.extend_from_slice(b"0000");
+        out.extend_from_slice(&buf[rest..]);
+        Some(out)
+    }
+
+    /// A push that deletes each of `names`, asking for a report.
+    fn delete_all(names: &[&str]) -> Vec<u8> {
+        let (old, zero) = ("a".repeat(HEXSZ), "0".repeat(HEXSZ));
+        let mut out = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let caps = if i == 0 { "\0report-status" } else { "" };
+            let line = format!("{old} {zero} {n}{caps}\n");
+            out.extend_from_slice(format!("{:04x}{line}", line.len() + 4).as_bytes());
+        }
+        out.extend_from_slice(b"0000");
+        out
+    }
+
+    /// The lines of a `report-status` answer (side band 1 unwrapped), newlines chomped.
+    fn report_lines(out: &[u8]) -> Vec<Vec<u8>> {
+        fn lines(buf: &[u8], banded: &mut Vec<u8>) -> Vec<Vec<u8>> {
+            let mut pos = 0;
+            let mut out = Vec::new();
+            while let Some(hex) = buf.get(pos..pos + 4) {
+                let len = usize::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap();
+                pos += 4;
+                if len <= 2 {
+                    continue;
+                }
+                let p = &buf[pos..pos + len - 4];
+                pos += len - 4;
+                match p.first() {
+                    Some(1) => banded.extend_from_slice(&p[1..]),
+                    Some(2 | 3) => {}
+                    _ => out.push(p.strip_suffix(b"\n").unwrap_or(p).to_vec()),
+                }
+            }
+            out
+        }
+        let mut banded = Vec::new();
+        let mut out = lines(out, &mut banded);
+        if !banded.is_empty() {
+            out.extend(lines(&banded.clone(), &mut Vec::new()));
+        }
+        out
+    }
+
+    /// The oracle checked against git itself: every committed `push_commands` seed goes
+    /// through `git receive-pack` in an empty bare SHA-1 repository. Where the model says git
+    /// dies, git must die (the fuzz target checks nothing then, so a command git applied there
+    /// would go unseen); where the model reads a list, git, asked to report, must name exactly
+    /// those refs in that order, and refuse as a funny refname only refs the model says it
+    /// never applies.
+    #[test]
+    fn the_model_agrees_with_git_receive_pack_on_the_seed_corpus() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("r.git");
+        let init = Process::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&repo)
+            .status()
+            .expect("git is installed");
+        assert!(init.success());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-fixtures/fuzz/push_commands");
+        let (mut died, mut listed, mut probed) = (0, 0, 0);
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let data = std::fs::read(e.path()).unwrap();
+            // The target's first two bytes pick roles and rules; the rest is the request body.
+            let Some(body) = data.get(2..) else { continue };
+            let name = e.file_name().to_string_lossy().into_owned();
+            match read_commands(body) {
+                Err(Died::Protocol("push certificates are not modelled")) => {}
+                Err(why) => {
+                    let (ok, out, err) = git_receive_pack(&repo, body);
+                    assert!(
+                        !ok && report_lines(&out).is_empty(),
+                        "{name}: the model says git dies ({why:?}); git did not: {err}"
+                    );
+                    died += 1;
+                }
+                Ok(cmds) => {
+                    let Some(asked) = with_report_status(body) else {
+                        continue;
+                    };
+                    assert_eq!(read_commands(&asked).as_ref(), Ok(&cmds), "{name}");
+                    let (ok, out, err) = git_receive_pack(&repo, &asked);
+                    if !ok && err.contains("unsupported object format") {
+                        continue; // git dies on a capability the model ignores: safe side
+                    }
+                    assert!(ok, "{name}: the model reads {cmds:?}; git died: {err}");
+                    let lines = report_lines(&out);
+                    let status: Vec<&Vec<u8>> = lines
+                        .iter()
+                        .filter(|l| !l.starts_with(b"unpack "))
+                        .collect();
+                    assert_eq!(status.len(), cmds.len(), "{name}: {cmds:?} vs {lines:?}");
+                    for (c, l) in cmds.iter().zip(status) {
+                        let l = String::from_utf8_lossy(l);
+                        assert!(
+                            l == format!("ok {}", c.name)
+                                || l.starts_with(&format!("ng {} ", c.name)),
+                            "{name}: git reports {l:?} where the model queued {c:?}"
+                        );
+                    }
+                    // Which refs git goes on to update depends on the names alone; deletes
+                    // need no pack, so git reports each name's fate. A ref git updates must be
+                    // one the model counts as applied (it may count more: the safe side).
+                    let names: Vec<&str> = cmds
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .filter(|n| !n.contains(char::REPLACEMENT_CHARACTER))
+                        .collect();
+                    if !names.is_empty() {
+                        let deletes = delete_all(&names);
+                        let (ok, out, err) = git_receive_pack(&repo, &deletes);
+                        assert!(ok, "{name}: deleting {names:?}: {err}");
+                        let cmds = read_commands(&deletes).unwrap();
+                        let status = report_lines(&out);
+                        assert_eq!(status.len(), cmds.len() + 1, "{name}: {status:?}");
+                        for (c, l) in cmds.iter().zip(&status[1..]) {
+                            if *l == format!("ok {}", c.name).into_bytes() {
+                                assert!(
+                                    applied(c),
+                                    "{name}: git deletes {c:?}; the model says it never applies it"
+                                );
+                                probed += 1;
+                            }
+                        }
+                    }
+                    listed += 1;
+                }
+            }
+        }
+        assert!(
+            died > 0 && listed > 0 && probed > 0,
+            "{died} dying and {listed} listing seeds, {probed} refs git updates"
+        );
+    }
 
     fn pkt(s: &str) -> String {
         format!("{:04x}{s}", s.len() + 4)
