@@ -528,13 +528,22 @@ async fn bench_pushes_pulls_and_reads_manifests() {
                 (Some("pull"), Some(0), Some(true)),
                 "{alg} {chunk:?}: {v}"
             );
+            // Checked with the hash crates directly, not pfai's own hasher.
             let r = crate::registry::Oci::new(&s, Some(&s.admin))
-                .req(reqwest::Method::HEAD, &format!("/v2/bench/blobs/blobs/{d}"))
+                .req(reqwest::Method::GET, &format!("/v2/bench/blobs/blobs/{d}"))
                 .send()
                 .await
                 .unwrap();
             assert_eq!(r.status(), reqwest::StatusCode::OK, "{d}");
             assert_eq!(r.headers()["docker-content-digest"], d, "{d}");
+            let bytes = r.bytes().await.unwrap();
+            assert_eq!(bytes.len(), 3 << 20);
+            let hex = match alg {
+                "blake3" => blake3::hash(&bytes).to_hex().to_string(),
+                "sha512" => hex::encode(<sha2::Sha512 as sha2::Digest>::digest(&bytes)),
+                _ => hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            };
+            assert_eq!(d, format!("{alg}:{hex}"));
         }
     }
     let out = cli.ok(
