@@ -58,9 +58,13 @@ PY
 # Waits for dirty pages to reach the disk and lets it settle before a write workload. As root
 # it also drops the clean page cache, so a run's memory stays near its working set: in a VM
 # whose host backs guest memory lazily (this one), writing into never-touched guest pages runs
-# at a third of the usual speed (`dd` to tmpfs: 3.3 GB/s for the first 6 GiB, then 330 MB/s),
-# and a page cache grown by earlier pushes pushes later writes onto such pages.
-settle() { sync; [ -w /proc/sys/vm/drop_caches ] && echo 1 >/proc/sys/vm/drop_caches; sleep 3; }
+# at a tenth to a quarter of the usual speed (`dd` to tmpfs: 3.3 GB/s for the first 6 GiB, then
+# 330 – 870 MB/s), and a page cache grown by earlier pushes puts later writes on such pages.
+settle() {
+  sync
+  { echo 1 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
+  sleep 3
+}
 # profile <label> <pid> <command...>: samples the server's CPU (`perf record -e cpu-clock`)
 # while the command runs and keeps the top of the report (kernel vs user space, hottest
 # symbols) in $out/<label>.profile, so what bounds a figure is measured, not guessed.
@@ -73,10 +77,15 @@ profile() {
   local pp=$!
   sleep 0.5
   "$@" >/dev/null
-  kill -INT "$pp"; wait "$pp" || true
+  # perf may have exited already (no permission, no perf for this kernel): never end the run.
+  kill -INT "$pp" 2>/dev/null || true
+  wait "$pp" || true
+  if [ ! -s "$tmp/$label.perf" ]; then
+    echo "perf recorded nothing for $label (perf_event_paranoid? perf for this kernel?)" >&2; return
+  fi
   # awk reads the whole report: `head` would end the pipeline with SIGPIPE under pipefail.
-  { perf report -i "$tmp/$label.perf" --no-children --sort dso --stdio 2>/dev/null | awk '/%/ && n++ < 3'
-    perf report -i "$tmp/$label.perf" --no-children --sort sym --stdio 2>/dev/null | awk '/%/ && n++ < 6'
+  { perf report -i "$tmp/$label.perf" --no-children --sort dso --stdio 2>/dev/null | awk '/%/ && n++ < 3' || true
+    perf report -i "$tmp/$label.perf" --no-children --sort sym --stdio 2>/dev/null | awk '/%/ && n++ < 6' || true
   } > "$out/$label.profile"
 }
 # save <file> <json> [cpu-seconds]: one workload's `pfai bench --json` output, with the
@@ -213,7 +222,9 @@ kill "$pfai_pid"
 # The chunked SHA-256 push beside them shows what chunking costs when the disk is out of the way.
 for round in 1 2 3; do
   start_pfai shm "$shm/pfai"
-  for alg in sha256 blake3; do
+  # Which algorithm goes first on the fresh server alternates by round.
+  algs="sha256 blake3"; [ $((round % 2)) = 0 ] && algs="blake3 sha256"
+  for alg in $algs; do
     settle; save "shm-push-$alg-$round" "$("$PFAI" bench blobs --url "http://127.0.0.1:$PORT" --token "$TOKEN" \
       --size $SIZE --count 1 --pulls 0 --seed "$((100 + round))" --digest $alg --json)"
   done
@@ -224,6 +235,8 @@ for round in 1 2 3; do
       --size $SIZE --count 1 --pulls 0 --seed 300
   fi
   kill "$PID"; wait "$PID" 2>/dev/null || true; rm -rf "$shm/pfai"
+  keep=(); for p in "${pids[@]}"; do [ "$p" = "$PID" ] || keep+=("$p"); done
+  pids=("${keep[@]}") # gone: cleanup must not signal a recycled pid
 done
 
 # --- tags: page latency as the list grows, and the memory that many tags cost
