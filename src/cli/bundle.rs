@@ -116,7 +116,17 @@ async fn export(c: &Client, req: BundleExport, output: &Path) -> CliResult<()> {
     let part = PathBuf::from(format!("{}.part", output.display()));
     let resp = c
         .send(c.request(Method::POST, "/api/v1/bundles/export").json(&req))
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // The server failed while writing the start of the tar (or cut the connection).
+            CliError::Api { status, message } if status >= 500 => CliError::Msg(format!(
+                "the server stopped the bundle before its first byte: {message}"
+            )),
+            CliError::Connect { source, .. } if !source.is_connect() => CliError::Msg(format!(
+                "the server stopped the bundle before its first byte: {source} (see its log)"
+            )),
+            other => other,
+        })?;
     let mut file = tokio::fs::File::create(&part)
         .await
         .map_err(|e| CliError::Msg(format!("cannot write {}: {e}", part.display())))?;

@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::harness::{git_ok, oras_pull, require_oras, TestServer};
+use crate::harness::{git_ok, oras_pull, require_oras, walk_files, TestServer};
 use crate::registry::{error_code, Oci};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -419,19 +419,6 @@ async fn an_asset_carries_blake3_and_fsck_verifies_with_it() {
             .contains("BLAKE3"),
         "{v}"
     );
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk_files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// An artifact whose config, layer and manifest are all addressed by BLAKE3, pulled by the oras

@@ -1110,7 +1110,7 @@ async fn the_readme_air_gapped_walkthrough_runs_as_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_export_that_fails_midway_leaves_no_file_that_looks_complete() {
+async fn an_export_that_fails_before_its_first_byte_answers_an_error_and_keeps_no_file() {
     let src = source().await;
     // An asset file vanishes from disk after its row was written (a damaged store).
     let assets = src.s.data_dir().join("assets/acme/app");
@@ -1137,6 +1137,47 @@ async fn an_export_that_fails_midway_leaves_no_file_that_looks_complete() {
         ],
     );
     assert!(err.contains("stopped the bundle"), "{err}");
+    assert!(!file.exists());
+    assert!(!PathBuf::from(format!("{}.part", file.display())).exists());
+    // Failing before its first byte, the export answers with an error status (a cut before
+    // any header looks like an unreachable server); the server log has the cause.
+    let (st, v) = src
+        .s
+        .post(
+            "/api/v1/bundles/export",
+            Some(&src.s.admin),
+            json!({"repos": ["acme/app"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+}
+
+/// The same after the first bytes went out (the images' blobs are gone; the release assets
+/// before them fill more than one chunk): the stream is cut, and the CLI keeps nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_export_cut_after_its_first_bytes_leaves_no_file_that_looks_complete() {
+    let src = source().await;
+    let blobs = src.s.data_dir().join("blobs");
+    let mut gone = 0;
+    for f in crate::harness::walk_files(&blobs) {
+        std::fs::remove_file(f).unwrap();
+        gone += 1;
+    }
+    assert!(gone > 0);
+    let file = src.work.path().join("cut.tar");
+    let (_, err) = Cli::new(&src.s).fails(
+        src.work.path(),
+        Some(&src.s.admin),
+        &[
+            "bundle",
+            "export",
+            "--repo",
+            "acme/app",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("stopped the bundle after"), "{err}");
     assert!(!file.exists());
     assert!(!PathBuf::from(format!("{}.part", file.display())).exists());
 }

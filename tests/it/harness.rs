@@ -26,6 +26,20 @@ pub fn require_tool(name: &str) -> bool {
     ok
 }
 
+/// Every file under `dir`, for tests that damage a store on purpose.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// The oras Python client (PyPI `oras`), when importable: fails in CI when it is not.
 pub fn require_oras() -> bool {
     let ok = Command::new("python3")

@@ -19,14 +19,21 @@ use crate::http::{body_stream, read_limited, reply, BodyStream, Ctx};
 /// Largest export selection (`--since` sends every blob digest of the earlier bundle).
 const MAX_SELECTION: u64 = 64 << 20;
 
-/// The tar chunks as a `Stream` the response body can hold (`Send + Sync`).
-struct Chunks(tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>);
+/// The tar chunks as a `Stream` the response body can hold (`Send + Sync`): the first chunk,
+/// already taken, then the rest.
+struct Chunks {
+    first: Option<Bytes>,
+    rest: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+}
 
 impl futures_util::Stream for Chunks {
     type Item = std::io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        match self.first.take() {
+            Some(first) => Poll::Ready(Some(Ok(first))),
+            None => self.rest.poll_recv(cx),
+        }
     }
 }
 
@@ -34,8 +41,20 @@ async fn export(c: Caller, mut body: BodyStream) -> DomainResult<Response> {
     let bytes = read_limited(&mut body, MAX_SELECTION).await?;
     let req: BundleExport = serde_json::from_slice(&bytes)
         .map_err(|e| DomainError::BadRequest(format!("invalid JSON body: {e}")))?;
-    let out = bundle::export(&c.core, c.who(), req).await?;
-    let mut resp = warp::reply::stream(Chunks(out.chunks)).into_response();
+    let mut out = bundle::export(&c.core, c.who(), req).await?;
+    // An export that fails before its first chunk (a small one whose asset file is gone) gets
+    // an error status, not a connection cut before any header, which a client cannot tell
+    // from an unreachable server. Later failures cut the stream: the tar is left incomplete.
+    let first = match out.chunks.recv().await {
+        Some(Ok(chunk)) => Some(chunk),
+        Some(Err(e)) => return Err(DomainError::Io(e)),
+        None => None,
+    };
+    let chunks = Chunks {
+        first,
+        rest: out.chunks,
+    };
+    let mut resp = warp::reply::stream(chunks).into_response();
     reply::set_header(&mut resp, header::CONTENT_TYPE, "application/x-tar");
     Ok(resp)
 }
