@@ -123,7 +123,7 @@ async fn export(c: &Client, req: BundleExport, output: &Path) -> CliResult<()> {
                 "the server stopped the bundle before its first byte: {message}"
             )),
             CliError::Connect { source, .. } if !source.is_connect() => CliError::Msg(format!(
-                "the server stopped the bundle before its first byte: {source} (see its log)"
+                "the server stopped the bundle before its answer arrived: {source} (see its log)"
             )),
             other => other,
         })?;
