@@ -274,7 +274,7 @@ mod tests {
         let mut banded = Vec::new();
         let mut out = lines(out, &mut banded);
         if !banded.is_empty() {
-            out.extend(lines(&banded.clone(), &mut Vec::new()));
+            out.extend(lines(&banded, &mut Vec::new()));
         }
         out
     }

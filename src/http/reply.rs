@@ -1,12 +1,35 @@
 //! Response building shared by every surface: JSON, mapped files with single `Range` support,
-//! `Content-Disposition` and pagination `Link` headers.
+//! bodies produced while they are sent, `Content-Disposition` and pagination `Link` headers.
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::Serialize;
 use warp::http::{header, HeaderValue, StatusCode};
-use warp::reply::Response;
+use warp::reply::{Reply, Response};
 
-use crate::domain::Paged;
+use crate::domain::{DomainError, DomainResult, Paged};
 use crate::storage::mmap::Mapped;
+
+/// A body produced while it is sent (a bundle, a source archive), chunk by chunk from its
+/// producer. A producer that fails before its first chunk gets an error status: a connection
+/// cut before any header reads, to a client, like an unreachable server. A later failure cuts
+/// the stream, so the body stays visibly incomplete.
+pub async fn streamed(
+    mut chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+) -> DomainResult<Response> {
+    let first = match chunks.recv().await {
+        Some(Ok(chunk)) => Some(Ok(chunk)),
+        Some(Err(e)) => return Err(DomainError::Io(e)),
+        None => None,
+    };
+    let rest =
+        futures_util::stream::unfold(
+            chunks,
+            |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+        );
+    let body = futures_util::stream::iter(first).chain(rest);
+    Ok(warp::reply::stream(body).into_response())
+}
 
 /// A JSON response.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {

@@ -2,13 +2,9 @@
 //! tar) and `POST /api/v1/bundles/import` (the tar as the body; the answer is the report once
 //! everything was verified and applied). The rules are `domain::bundle`'s.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
 use warp::filters::BoxedFilter;
 use warp::http::{header, StatusCode};
-use warp::reply::{Reply, Response};
+use warp::reply::Response;
 use warp::Filter;
 
 use crate::api::BundleExport;
@@ -19,42 +15,12 @@ use crate::http::{body_stream, read_limited, reply, BodyStream, Ctx};
 /// Largest export selection (`--since` sends every blob digest of the earlier bundle).
 const MAX_SELECTION: u64 = 64 << 20;
 
-/// The tar chunks as a `Stream` the response body can hold (`Send + Sync`): the first chunk,
-/// already taken, then the rest.
-struct Chunks {
-    first: Option<Bytes>,
-    rest: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
-}
-
-impl futures_util::Stream for Chunks {
-    type Item = std::io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.first.take() {
-            Some(first) => Poll::Ready(Some(Ok(first))),
-            None => self.rest.poll_recv(cx),
-        }
-    }
-}
-
 async fn export(c: Caller, mut body: BodyStream) -> DomainResult<Response> {
     let bytes = read_limited(&mut body, MAX_SELECTION).await?;
     let req: BundleExport = serde_json::from_slice(&bytes)
         .map_err(|e| DomainError::BadRequest(format!("invalid JSON body: {e}")))?;
-    let mut out = bundle::export(&c.core, c.who(), req).await?;
-    // An export that fails before its first chunk (a small one whose asset file is gone) gets
-    // an error status, not a connection cut before any header, which a client cannot tell
-    // from an unreachable server. Later failures cut the stream: the tar is left incomplete.
-    let first = match out.chunks.recv().await {
-        Some(Ok(chunk)) => Some(chunk),
-        Some(Err(e)) => return Err(DomainError::Io(e)),
-        None => None,
-    };
-    let chunks = Chunks {
-        first,
-        rest: out.chunks,
-    };
-    let mut resp = warp::reply::stream(chunks).into_response();
+    let out = bundle::export(&c.core, c.who(), req).await?;
+    let mut resp = reply::streamed(out.chunks).await?;
     reply::set_header(&mut resp, header::CONTENT_TYPE, "application/x-tar");
     Ok(resp)
 }

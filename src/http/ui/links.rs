@@ -116,10 +116,7 @@ async fn archive(
             reply::serve_mapped(&data, range.as_deref(), head, format.content_type())
         }
         Archive::Streaming(rx) => {
-            let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|c| (c, rx))
-            });
-            let mut resp = warp::reply::Reply::into_response(warp::reply::stream(chunks));
+            let mut resp = reply::streamed(rx).await?;
             reply::set_header(&mut resp, header::CONTENT_TYPE, format.content_type());
             resp
         }
